@@ -1,0 +1,21 @@
+"""States of the lifecycle in ARCHITECTURE.md, stored as short strings."""
+
+from enum import StrEnum
+
+
+class ListingStatus(StrEnum):
+    """Review state of a listing's latest submitted version."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class RevisionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    # a pending version replaced by a newer submission before anyone decided
+    WITHDRAWN = "withdrawn"
+    # an approved version replaced by a newer approved one
+    SUPERSEDED = "superseded"

@@ -1,0 +1,101 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.enums import ListingStatus, RevisionStatus
+
+
+def _enum(cls: type) -> Enum:
+    # VARCHAR + CHECK instead of a native PostgreSQL enum: adding a state later
+    # is then a plain migration on both databases.
+    return Enum(
+        cls,
+        native_enum=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        create_constraint=True,
+        name=cls.__name__.lower(),
+    )
+
+
+class Listing(Base):
+    """A merchant's shop. Its columns and chargers are the *public* version;
+
+    what the merchant submitted lives in ``ListingRevision`` until approved, so
+    an approved listing stays visible while an edit of it is under review.
+    """
+
+    __tablename__ = "listings"
+    __table_args__ = (Index("ix_listings_lat_lon", "latitude", "longitude"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[ListingStatus] = mapped_column(_enum(ListingStatus))
+    published: Mapped[bool] = mapped_column(default=False)
+    paused: Mapped[bool] = mapped_column(default=False)
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    shop_name: Mapped[str | None] = mapped_column(String(128))
+    photo_file_id: Mapped[str | None] = mapped_column(String(256))
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None]
+
+    chargers: Mapped[list["Charger"]] = relationship(
+        back_populates="listing", order_by="Charger.position", lazy="selectin"
+    )
+
+
+class Charger(Base):
+    """One supply device with its own QR token and smart plug."""
+
+    __tablename__ = "chargers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    # removed from the listing; kept so bookings and orders keep their charger
+    active: Mapped[bool] = mapped_column(default=True)
+    method: Mapped[str] = mapped_column(String(16))
+    device_kinds: Mapped[list[str]] = mapped_column(JSON)
+    device_models: Mapped[str] = mapped_column(String(256), default="")
+    supply_kind: Mapped[str] = mapped_column(String(64))
+    supply_model: Mapped[str] = mapped_column(String(64))
+    hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    price_minor: Mapped[int]
+    price_unit: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    plug_driver: Mapped[str] = mapped_column(String(16))
+    plug_id: Mapped[str] = mapped_column(String(64))
+    qr_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    listing: Mapped[Listing] = relationship(back_populates="chargers")
+
+
+class ListingRevision(Base):
+    """One submitted version of a listing, as the admins review it."""
+
+    __tablename__ = "listing_revisions"
+    __table_args__ = (UniqueConstraint("listing_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    number: Mapped[int]
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[RevisionStatus] = mapped_column(_enum(RevisionStatus), index=True)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    # where the review card was posted, so a decision can update it
+    card_chat_id: Mapped[int | None]
+    card_message_id: Mapped[int | None]
+    card_is_photo: Mapped[bool] = mapped_column(default=True)
+
+    listing: Mapped[Listing] = relationship(lazy="joined")

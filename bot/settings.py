@@ -1,0 +1,109 @@
+"""Settings from the environment and `.env` (names: the run contract in ARCHITECTURE.md)."""
+
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: str = "sqlite+aiosqlite:///data/chargeshare.db"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    moderation_chat_id: int
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    redis_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0:8080"
+    sandbox_port: int = Field(default=8088, ge=0, le=65535)
+    timezone: str = "Asia/Shanghai"
+    # the moderation group is one chat for many people: one language for it
+    group_language: Literal["en", "zh"] = "en"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        bot_id, sep, rest = secret.partition(":")
+        if not (sep and bot_id.isdigit() and rest):
+            raise ValueError("expected the token BotFather gave, like 123456:ABC-DEF…")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            bad = [p for p in parts if not p.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"expected comma-separated numeric Telegram ids, got {bad[0]!r}")
+            return frozenset(int(p) for p in parts)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "expected an SQLAlchemy URL such as sqlite+aiosqlite:///data/chargeshare.db "
+                "or postgresql+asyncpg://user:password@host/db"
+            ) from None
+        backend, driver = url.get_backend_name(), url.get_driver_name()
+        if _ASYNC_DRIVERS.get(backend) != driver:
+            raise ValueError(
+                "use sqlite+aiosqlite://… or postgresql+asyncpg://… (an async driver), "
+                f"not {backend}+{driver}"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("telegram_api_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "missing":
+                message = "is required (set it in the environment or in .env)"
+            lines.append(f"{name} {message}")
+        raise SettingsError("; ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""The domain: rules over models and ports. No aiogram and no MQTT imports here."""

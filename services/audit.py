@@ -1,0 +1,27 @@
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import AuditEntry
+
+
+def record(
+    session: AsyncSession,
+    entity: str,
+    entity_id: int,
+    action: str,
+    actor_id: int | None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Add an audit row to the caller's transaction (who, when, why)."""
+    session.add(
+        AuditEntry(
+            entity=entity,
+            entity_id=entity_id,
+            action=action,
+            actor_id=actor_id,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+        )
+    )

@@ -1,0 +1,162 @@
+"""A listing as the merchant fills it in: plain data, JSON-friendly, validated.
+
+The same shape is kept in the wizard's FSM data while typing and in
+``ListingRevision.data`` once submitted.
+"""
+
+import re
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from services.errors import InvalidInput
+from services.hours import Hours
+
+CHARGING_METHODS = ("ac_slow", "dc_fast", "socket", "usb", "other")
+DEVICE_KINDS = ("ev_car", "e_bike", "e_scooter", "phone_laptop", "other")
+PRICE_UNITS = ("hour", "kwh")
+PLUG_DRIVERS = ("tasmota", "shelly")
+CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "SGD")  # all with 2 minor digits
+_CURRENCY_SIGNS = {"¥": "CNY", "￥": "CNY", "元": "CNY", "$": "USD", "€": "EUR", "£": "GBP"}
+
+MAX_CHARGERS = 20
+MAX_PRICE = Decimal("100000")
+
+
+@dataclass
+class ChargerDraft:
+    id: int | None = None  # set for a charger that already exists
+    method: str | None = None
+    device_kinds: list[str] = field(default_factory=list)
+    device_models: str | None = None
+    supply_kind: str | None = None
+    supply_model: str | None = None
+    hours: Hours | None = None
+    price_unit: str | None = None
+    price: str | None = None  # decimal as text, e.g. "2.50"
+    currency: str | None = None
+    plug_driver: str | None = None
+    plug_id: str | None = None
+
+    def missing(self) -> list[str]:
+        return [
+            name
+            for name in (
+                "method",
+                "device_models",
+                "supply_kind",
+                "supply_model",
+                "hours",
+                "price_unit",
+                "price",
+                "currency",
+                "plug_driver",
+                "plug_id",
+            )
+            if getattr(self, name) is None
+        ] + ([] if self.device_kinds else ["device_kinds"])
+
+
+@dataclass
+class ListingDraft:
+    contact_phone: str | None = None
+    shop_name: str | None = None
+    photo_file_id: str | None = None
+    area_m2: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    address: str | None = None
+    chargers: list[ChargerDraft] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ListingDraft":
+        values = dict(data)
+        chargers = [ChargerDraft(**c) for c in values.pop("chargers", [])]
+        return cls(**values, chargers=chargers)
+
+    def missing(self) -> list[str]:
+        names = ["contact_phone", "shop_name", "photo_file_id", "area_m2", "latitude", "longitude"]
+        missing = [n for n in names if getattr(self, n) is None]
+        if not self.chargers:
+            missing.append("chargers")
+        for i, charger in enumerate(self.chargers, start=1):
+            missing += [f"charger {i}: {name}" for name in charger.missing()]
+        return missing
+
+    def validate_complete(self) -> None:
+        """Refuse to submit a draft with a gap (a forged or stale summary)."""
+        missing = self.missing()
+        if missing:
+            raise InvalidInput("err.draft_incomplete", fields=", ".join(missing))
+        if len(self.chargers) > MAX_CHARGERS:
+            raise InvalidInput("err.too_many_chargers", max=MAX_CHARGERS)
+
+
+def parse_phone(text: str) -> str:
+    cleaned = re.sub(r"[\s\-().]", "", text.strip())
+    if not re.fullmatch(r"\+?\d{5,17}", cleaned):
+        raise InvalidInput("err.phone")
+    return cleaned
+
+
+def parse_text(text: str | None, *, max_len: int, min_len: int = 1) -> str:
+    value = " ".join((text or "").split())
+    if not (min_len <= len(value) <= max_len):
+        raise InvalidInput("err.text_length", min=min_len, max=max_len)
+    return value
+
+
+def parse_area(text: str) -> float:
+    cleaned = text.strip().lower().replace("m²", "").replace("m2", "").replace("平方米", "")
+    cleaned = cleaned.replace("平米", "").replace(",", ".").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise InvalidInput("err.area") from None
+    if not (0 < value <= 100_000):
+        raise InvalidInput("err.area")
+    return round(value, 1)
+
+
+def parse_price(text: str, default_currency: str) -> tuple[str, str]:
+    """``2.5``, ``2.50 CNY``, ``¥2.5`` → (``"2.50"``, currency)."""
+    cleaned = text.strip().upper().replace(",", ".")
+    currency = default_currency
+    for sign, code in _CURRENCY_SIGNS.items():
+        if sign in cleaned:
+            cleaned, currency = cleaned.replace(sign, ""), code
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Z]{3})?\s*", cleaned)
+    if not match:
+        raise InvalidInput("err.price", currency=default_currency)
+    if match.group(2):
+        currency = match.group(2)
+    if currency not in CURRENCIES:
+        raise InvalidInput("err.currency", currencies=", ".join(CURRENCIES))
+    try:
+        amount = Decimal(match.group(1))
+    except InvalidOperation:
+        raise InvalidInput("err.price", currency=default_currency) from None
+    if amount <= 0 or amount > MAX_PRICE or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidInput("err.price", currency=default_currency)
+    return str(amount.quantize(Decimal("0.01"))), currency
+
+
+def parse_plug_id(text: str, driver: str) -> str:
+    """A Tasmota topic or a Shelly device id: one MQTT topic level, no wildcards."""
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,64}", value):
+        raise InvalidInput("err.plug_id_tasmota" if driver == "tasmota" else "err.plug_id_shelly")
+    return value
+
+
+def parse_coordinates(latitude: float, longitude: float) -> tuple[float, float]:
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise InvalidInput("err.location")
+    return round(latitude, 6), round(longitude, 6)
+
+
+def price_minor(price: str) -> int:
+    return int((Decimal(price) * 100).to_integral_value())

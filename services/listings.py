@@ -1,0 +1,347 @@
+"""The listing lifecycle: submit → review → approve, or reject → edit → resubmit.
+
+Every state change is one transaction with its audit row and the messages it
+owes (outbox). An approved listing's public columns change only on approval,
+so the old version stays public while an edit of it is under review.
+"""
+
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus
+from models.base import utcnow
+from services import audit, outbox
+from services.errors import InvalidInput, NotAllowed, NotFound
+from services.listing_draft import ChargerDraft, ListingDraft, price_minor
+from services.tx import transaction
+
+# preset rejection reasons; stored as "preset:<code>" and translated per reader
+REJECT_PRESETS = ("photo", "location", "price", "incomplete", "duplicate")
+
+
+class Decision(StrEnum):
+    DONE = "done"
+    ALREADY_DECIDED = "already_decided"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    outcome: Decision
+    revision: ListingRevision
+
+
+@dataclass(frozen=True)
+class ListingOverview:
+    listing: Listing
+    latest: ListingRevision
+
+
+def new_qr_token() -> str:
+    """192 random bits, URL-safe, 32 characters (fits a /start payload)."""
+    return secrets.token_urlsafe(24)
+
+
+def preset_reason(code: str) -> str:
+    if code not in REJECT_PRESETS:
+        raise InvalidInput("err.reason_unknown")
+    return f"preset:{code}"
+
+
+async def submit(
+    session: AsyncSession,
+    *,
+    merchant_id: int,
+    draft: ListingDraft,
+    moderation_chat_id: int,
+    listing_id: int | None = None,
+) -> ListingRevision:
+    """Create a listing (or a new version of one) and send it to review."""
+    draft.validate_complete()
+    async with transaction(session):
+        if listing_id is None:
+            listing = Listing(merchant_id=merchant_id, status=ListingStatus.PENDING)
+            session.add(listing)
+            await session.flush()
+            number = 1
+            from_state = None
+        else:
+            listing = await _owned_listing(session, listing_id, merchant_id)
+            from_state = listing.status.value
+            withdrawn = (
+                await session.scalars(
+                    update(ListingRevision)
+                    .where(
+                        ListingRevision.listing_id == listing.id,
+                        ListingRevision.status == RevisionStatus.PENDING,
+                    )
+                    .values(status=RevisionStatus.WITHDRAWN, decided_at=utcnow())
+                    .returning(ListingRevision.id)
+                )
+            ).all()
+            for revision_id in withdrawn:
+                outbox.enqueue(
+                    session, moderation_chat_id, "review_card_refresh", revision_id=revision_id
+                )
+            number = 1 + (
+                await session.scalar(
+                    select(func.max(ListingRevision.number)).where(
+                        ListingRevision.listing_id == listing.id
+                    )
+                )
+                or 0
+            )
+            listing.status = ListingStatus.PENDING
+        revision = ListingRevision(
+            listing_id=listing.id,
+            number=number,
+            data=draft.to_dict(),
+            status=RevisionStatus.PENDING,
+        )
+        session.add(revision)
+        await session.flush()
+        audit.record(
+            session,
+            "listing",
+            listing.id,
+            "submit",
+            merchant_id,
+            from_state,
+            "pending",
+            reason=f"revision {number}",
+        )
+        outbox.enqueue(session, moderation_chat_id, "review_card", revision_id=revision.id)
+    return revision
+
+
+async def approve(
+    session: AsyncSession, *, revision_id: int, admin_id: int, moderation_chat_id: int
+) -> DecisionResult:
+    async with transaction(session):
+        revision = await _decide(session, revision_id, admin_id, RevisionStatus.APPROVED, None)
+        if revision is None:
+            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(session, revision_id))
+        listing = revision.listing
+        await session.execute(
+            update(ListingRevision)
+            .where(
+                ListingRevision.listing_id == listing.id,
+                ListingRevision.status == RevisionStatus.APPROVED,
+                ListingRevision.id != revision.id,
+            )
+            .values(status=RevisionStatus.SUPERSEDED)
+        )
+        draft = ListingDraft.from_dict(revision.data)
+        await _publish(session, listing, draft)
+        # the stored version now knows its chargers' ids, for the next edit
+        revision.data = draft.to_dict()
+        from_state = listing.status.value
+        listing.status = ListingStatus.APPROVED
+        audit.record(
+            session,
+            "listing",
+            listing.id,
+            "approve",
+            admin_id,
+            from_state,
+            "approved",
+            reason=f"revision {revision.number}",
+        )
+        outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
+        outbox.enqueue(session, listing.merchant_id, "listing_approved", revision_id=revision.id)
+    return DecisionResult(Decision.DONE, revision)
+
+
+async def reject(
+    session: AsyncSession,
+    *,
+    revision_id: int,
+    admin_id: int,
+    reason: str,
+    moderation_chat_id: int,
+) -> DecisionResult:
+    reason = reason.strip()
+    if not reason or len(reason) > 500:
+        raise InvalidInput("err.reason_length", max=500)
+    async with transaction(session):
+        revision = await _decide(session, revision_id, admin_id, RevisionStatus.REJECTED, reason)
+        if revision is None:
+            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(session, revision_id))
+        listing = revision.listing
+        from_state = listing.status.value
+        listing.status = ListingStatus.REJECTED
+        audit.record(
+            session,
+            "listing",
+            listing.id,
+            "reject",
+            admin_id,
+            from_state,
+            "rejected",
+            reason=reason,
+        )
+        outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
+        outbox.enqueue(session, listing.merchant_id, "listing_rejected", revision_id=revision.id)
+    return DecisionResult(Decision.DONE, revision)
+
+
+async def set_paused(
+    session: AsyncSession, *, listing_id: int, merchant_id: int, paused: bool
+) -> Listing:
+    async with transaction(session):
+        listing = await _owned_listing(session, listing_id, merchant_id)
+        if listing.paused != paused:
+            listing.paused = paused
+            audit.record(
+                session,
+                "listing",
+                listing.id,
+                "pause" if paused else "resume",
+                merchant_id,
+                str(not paused),
+                str(paused),
+            )
+    return listing
+
+
+async def overview(session: AsyncSession, merchant_id: int) -> list[ListingOverview]:
+    """The merchant's listings, each with its latest submitted version."""
+    latest_numbers = (
+        select(ListingRevision.listing_id, func.max(ListingRevision.number).label("number"))
+        .join(Listing, Listing.id == ListingRevision.listing_id)
+        .where(Listing.merchant_id == merchant_id)
+        .group_by(ListingRevision.listing_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Listing, ListingRevision)
+        .join(ListingRevision, ListingRevision.listing_id == Listing.id)
+        .join(
+            latest_numbers,
+            (latest_numbers.c.listing_id == ListingRevision.listing_id)
+            & (latest_numbers.c.number == ListingRevision.number),
+        )
+        .order_by(Listing.id)
+    )
+    return [ListingOverview(listing, revision) for listing, revision in rows.tuples()]
+
+
+async def owned_overview(
+    session: AsyncSession, listing_id: int, merchant_id: int
+) -> ListingOverview:
+    listing = await _owned_listing(session, listing_id, merchant_id)
+    latest = await session.scalar(
+        select(ListingRevision)
+        .where(ListingRevision.listing_id == listing.id)
+        .order_by(ListingRevision.number.desc())
+        .limit(1)
+    )
+    if latest is None:  # pragma: no cover - a listing is created with its first revision
+        raise NotFound("err.listing_not_found")
+    return ListingOverview(listing, latest)
+
+
+async def pending_revisions(session: AsyncSession) -> list[ListingRevision]:
+    return list(
+        (
+            await session.scalars(
+                select(ListingRevision)
+                .where(ListingRevision.status == RevisionStatus.PENDING)
+                .order_by(ListingRevision.submitted_at)
+            )
+        ).all()
+    )
+
+
+async def get_revision(session: AsyncSession, revision_id: int) -> ListingRevision:
+    return await _revision(session, revision_id)
+
+
+async def _revision(session: AsyncSession, revision_id: int) -> ListingRevision:
+    revision = await session.get(ListingRevision, revision_id, populate_existing=True)
+    if revision is None:
+        raise NotFound("err.listing_not_found")
+    return revision
+
+
+async def _owned_listing(session: AsyncSession, listing_id: int, merchant_id: int) -> Listing:
+    listing = await session.get(Listing, listing_id)
+    if listing is None:
+        raise NotFound("err.listing_not_found")
+    if listing.merchant_id != merchant_id:
+        raise NotAllowed("err.not_your_listing")
+    return listing
+
+
+async def _decide(
+    session: AsyncSession,
+    revision_id: int,
+    admin_id: int,
+    status: RevisionStatus,
+    reason: str | None,
+) -> ListingRevision | None:
+    """Move a PENDING revision to ``status``; None when someone decided first.
+
+    The conditional UPDATE is the lock: of two admins pressing at once exactly
+    one changes the row.
+    """
+    changed = await session.execute(
+        update(ListingRevision)
+        .where(ListingRevision.id == revision_id, ListingRevision.status == RevisionStatus.PENDING)
+        .values(status=status, decided_by=admin_id, decided_at=utcnow(), reason=reason)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return await _revision(session, revision_id)
+
+
+async def _publish(session: AsyncSession, listing: Listing, draft: ListingDraft) -> None:
+    listing.contact_phone = draft.contact_phone
+    listing.shop_name = draft.shop_name
+    listing.photo_file_id = draft.photo_file_id
+    listing.area_m2 = draft.area_m2
+    listing.latitude = draft.latitude
+    listing.longitude = draft.longitude
+    listing.address = draft.address
+    listing.published = True
+    listing.approved_at = utcnow()
+    existing = {
+        c.id: c
+        for c in (
+            await session.scalars(select(Charger).where(Charger.listing_id == listing.id))
+        ).all()
+    }
+    kept: set[int] = set()
+    for position, charger_draft in enumerate(draft.chargers):
+        charger = existing.get(charger_draft.id) if charger_draft.id else None
+        if charger is None:
+            charger = Charger(listing_id=listing.id, qr_token=new_qr_token())
+            session.add(charger)
+        _copy_charger(charger, charger_draft, position)
+        await session.flush()
+        charger_draft.id = charger.id
+        kept.add(charger.id)
+    for charger_id, charger in existing.items():
+        if charger_id not in kept:
+            charger.active = False
+    await session.refresh(listing, ["chargers"])
+
+
+def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
+    assert draft.price is not None  # validate_complete ran on submit
+    charger.position = position
+    charger.active = True
+    charger.method = draft.method or "other"
+    charger.device_kinds = list(draft.device_kinds)
+    charger.device_models = draft.device_models or ""
+    charger.supply_kind = draft.supply_kind or ""
+    charger.supply_model = draft.supply_model or ""
+    charger.hours = dict(draft.hours or {})
+    charger.price_unit = draft.price_unit or "hour"
+    charger.price_minor = price_minor(draft.price)
+    charger.currency = draft.currency or "CNY"
+    charger.plug_driver = draft.plug_driver or "tasmota"
+    charger.plug_id = draft.plug_id or ""

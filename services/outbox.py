@@ -1,0 +1,114 @@
+"""The notification port: messages owed to people, kept in the database.
+
+Services call ``enqueue`` inside the transaction that changes state, so a
+message exists exactly when its cause was committed. ``bot/outbox_sender``
+claims due rows, renders and delivers them, and reports back here.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import OutboxMessage
+from models.base import utcnow
+
+CLAIM_SECONDS = 60
+MAX_ATTEMPTS = 12
+
+
+def enqueue(session: AsyncSession, chat_id: int, kind: str, **payload: Any) -> None:
+    session.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload))
+
+
+async def claim_due(
+    sessions: async_sessionmaker[AsyncSession], limit: int = 20
+) -> list[OutboxMessage]:
+    """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, oldest first.
+
+    The claim is a conditional UPDATE, so two senders never hold the same row;
+    a sender that dies releases its rows when the claim runs out.
+    """
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        candidates = (
+            await session.scalars(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.sent_at.is_(None),
+                    OutboxMessage.failed_at.is_(None),
+                    OutboxMessage.due_at <= now,
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+        ).all()
+        if not candidates:
+            return []
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(candidates),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .values(
+                claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+                attempts=OutboxMessage.attempts + 1,
+            )
+        )
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.id.in_(candidates))
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+        return list(rows)
+
+
+async def mark_sent(session: AsyncSession, message_id: int) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(sent_at=utcnow(), claimed_until=None, last_error=None)
+    )
+
+
+async def mark_retry(
+    session: AsyncSession, message: OutboxMessage, error: str, delay_seconds: float | None = None
+) -> None:
+    """Put a message back for later; after ``MAX_ATTEMPTS`` it is given up."""
+    if delay_seconds is None:
+        delay_seconds = min(2 ** min(message.attempts, 10), 600)
+    values: dict[str, Any] = {"claimed_until": None, "last_error": error[:1000]}
+    if message.attempts >= MAX_ATTEMPTS:
+        values["failed_at"] = utcnow()
+    else:
+        values["due_at"] = utcnow() + timedelta(seconds=delay_seconds)
+    await session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values)
+    )
+
+
+async def mark_failed(session: AsyncSession, message_id: int, error: str) -> None:
+    """Give up at once: Telegram said the message can never be delivered."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(failed_at=utcnow(), claimed_until=None, last_error=error[:1000])
+    )
+
+
+async def pending_count(session: AsyncSession) -> int:
+    from sqlalchemy import func
+
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+        )
+        or 0
+    )

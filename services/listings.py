@@ -345,3 +345,15 @@ def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
     charger.currency = draft.currency or "CNY"
     charger.plug_driver = draft.plug_driver or "tasmota"
     charger.plug_id = draft.plug_id or ""
+
+
+async def record_card(
+    session: AsyncSession, revision_id: int, chat_id: int, message_id: int, is_photo: bool
+) -> None:
+    """Remember where a review card was posted, so decisions can update it."""
+    async with transaction(session):
+        await session.execute(
+            update(ListingRevision)
+            .where(ListingRevision.id == revision_id)
+            .values(card_chat_id=chat_id, card_message_id=message_id, card_is_photo=is_photo)
+        )

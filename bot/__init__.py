@@ -1,0 +1,1 @@
+"""Composition root: settings, factories, runners, middlewares, i18n, notifications."""

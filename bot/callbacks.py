@@ -1,0 +1,23 @@
+"""Inline-button payloads. They carry ids only; handlers re-check permissions."""
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class WizardCb(CallbackData, prefix="wz"):
+    action: str  # submit | edit | cancel | field | charger | remove | add | back
+    arg: int = -1
+
+
+class ReviewCb(CallbackData, prefix="rv"):
+    action: str  # approve | reject | reason | other | back | show
+    revision_id: int
+    code: str = ""
+
+
+class ListingCb(CallbackData, prefix="ls"):
+    action: str  # open | edit | pause | resume | list
+    listing_id: int = 0
+
+
+class LanguageCb(CallbackData, prefix="lang"):
+    code: str

@@ -1,0 +1,74 @@
+"""Factories: the one place where the bot's parts are built and joined."""
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.fsm.strategy import FSMStrategy
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.fsm_storage import SqlStorage
+from bot.i18n import LANGUAGES, translator
+from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
+from bot.outbox_sender import OutboxSender
+from bot.settings import Settings
+from handlers import build_root_router
+
+PRIVATE_COMMANDS = ("start", "newlisting", "listings", "language", "help", "cancel")
+GROUP_COMMANDS = ("pending", "cancel")
+
+
+def create_bot(settings: Settings) -> Bot:
+    api = (
+        PRODUCTION
+        if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
+        else TelegramAPIServer.from_base(settings.telegram_api_url)
+    )
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=AiohttpSession(api=api),
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_dispatcher(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    outbox_sender: OutboxSender | None = None,
+    storage: BaseStorage | None = None,
+) -> Dispatcher:
+    dp = Dispatcher(
+        storage=storage or SqlStorage(sessions),
+        # per chat and user, so an admin's reason in the group is their own
+        fsm_strategy=FSMStrategy.USER_IN_CHAT,
+        # one update at a time per user: a double press cannot race itself
+        events_isolation=SimpleEventIsolation(),
+        settings=settings,
+    )
+    dp.update.outer_middleware(
+        DbSessionMiddleware(sessions, after=outbox_sender.wake if outbox_sender else None)
+    )
+    dp.update.outer_middleware(UserContextMiddleware(settings.group_language))
+    dp.include_router(build_root_router(settings.moderation_chat_id))
+    return dp
+
+
+async def set_commands(bot: Bot, settings: Settings) -> None:
+    """Command menus in both languages, for private chats and the moderation group."""
+    for language in LANGUAGES:
+        t = translator(language)
+        code = None if language == "en" else language
+        await bot.set_my_commands(
+            [BotCommand(command=c, description=t(f"command.{c}")) for c in PRIVATE_COMMANDS],
+            scope=BotCommandScopeAllPrivateChats(),
+            language_code=code,
+        )
+    t = translator(settings.group_language)
+    await bot.set_my_commands(
+        [BotCommand(command=c, description=t(f"command.{c}")) for c in GROUP_COMMANDS],
+        scope=BotCommandScopeChat(chat_id=settings.moderation_chat_id),
+    )

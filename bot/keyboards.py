@@ -1,0 +1,154 @@
+"""Keyboards as functions of the texts they show."""
+
+from collections.abc import Iterable, Sequence
+
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.callbacks import LanguageCb, ListingCb, ReviewCb, WizardCb
+from bot.i18n import Translator
+from services.listings import REJECT_PRESETS
+
+
+def reply(
+    rows: Iterable[Sequence[str | KeyboardButton]], placeholder: str | None = None
+) -> ReplyKeyboardMarkup:
+    keyboard = [
+        [b if isinstance(b, KeyboardButton) else KeyboardButton(text=b) for b in row]
+        for row in rows
+        if row
+    ]
+    return ReplyKeyboardMarkup(
+        keyboard=keyboard, resize_keyboard=True, input_field_placeholder=placeholder
+    )
+
+
+def chunk(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def language_picker() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text="English", callback_data=LanguageCb(code="en"))
+    builder.button(text="简体中文", callback_data=LanguageCb(code="zh"))
+    return builder.as_markup()
+
+
+def summary(t: Translator) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.submit"), callback_data=WizardCb(action="submit"))
+    builder.button(text=t("btn.edit"), callback_data=WizardCb(action="edit"))
+    builder.button(text=t("btn.cancel"), callback_data=WizardCb(action="cancel"))
+    builder.adjust(1, 2)
+    return builder.as_markup()
+
+
+def edit_menu(t: Translator, field_keys: Sequence[str], chargers: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for index, key in enumerate(field_keys):
+        builder.button(text=t(key), callback_data=WizardCb(action="field", arg=index))
+    sizes = [2] * ((len(field_keys) + 1) // 2)
+    for i in range(chargers):
+        builder.button(
+            text=t("btn.edit_charger", n=i + 1), callback_data=WizardCb(action="charger", arg=i)
+        )
+        if chargers > 1:
+            builder.button(
+                text=t("btn.remove_charger", n=i + 1),
+                callback_data=WizardCb(action="remove", arg=i),
+            )
+        sizes.append(2 if chargers > 1 else 1)
+    builder.button(text=t("btn.add_charger"), callback_data=WizardCb(action="add"))
+    builder.button(text=t("btn.back_to_summary"), callback_data=WizardCb(action="back"))
+    builder.adjust(*sizes, 1, 1)
+    return builder.as_markup()
+
+
+def review(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn.approve"),
+                    callback_data=ReviewCb(action="approve", revision_id=revision_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=t("btn.reject"),
+                    callback_data=ReviewCb(action="reject", revision_id=revision_id).pack(),
+                ),
+            ]
+        ]
+    )
+
+
+def reject_reasons(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for code in REJECT_PRESETS:
+        builder.button(
+            text=t(f"reject.{code}"),
+            callback_data=ReviewCb(action="reason", revision_id=revision_id, code=code),
+        )
+    builder.button(
+        text=t("btn.other_reason"), callback_data=ReviewCb(action="other", revision_id=revision_id)
+    )
+    builder.button(
+        text=t("btn.back"), callback_data=ReviewCb(action="back", revision_id=revision_id)
+    )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def show_cards(revision_ids: Sequence[int], t: Translator) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for revision_id in revision_ids:
+        builder.button(
+            text=t("btn.show_card", id=revision_id),
+            callback_data=ReviewCb(action="show", revision_id=revision_id),
+        )
+    builder.adjust(3)
+    return builder.as_markup()
+
+
+def listing_list(t: Translator, items: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for listing_id, label in items:
+        builder.button(text=label, callback_data=ListingCb(action="open", listing_id=listing_id))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def listing_actions(
+    t: Translator, listing_id: int, *, published: bool, paused: bool
+) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.edit"), callback_data=ListingCb(action="edit", listing_id=listing_id)
+    )
+    if published:
+        action = "resume" if paused else "pause"
+        builder.button(
+            text=t(f"btn.{action}"), callback_data=ListingCb(action=action, listing_id=listing_id)
+        )
+    builder.button(text=t("btn.all_listings"), callback_data=ListingCb(action="list"))
+    builder.adjust(2, 1)
+    return builder.as_markup()
+
+
+def edit_rejected(t: Translator, listing_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.edit_resubmit"), callback_data=ListingCb(action="edit", listing_id=listing_id)
+    )
+    return builder.as_markup()
+
+
+def resume_or_restart(t: Translator) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.continue"), callback_data=WizardCb(action="resume"))
+    builder.button(text=t("btn.restart"), callback_data=WizardCb(action="restart"))
+    return builder.as_markup()

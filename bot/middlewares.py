@@ -1,0 +1,62 @@
+"""Per-update objects for handlers: a database session, the user, a translator."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject
+from aiogram.types import User as TgUser
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import translator
+from services import users
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class DbSessionMiddleware(BaseMiddleware):
+    """Opens one session per update; afterwards wakes the outbox sender, since
+    the handler may have committed messages owed to someone."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], after: Callable[[], None] | None = None
+    ) -> None:
+        self._sessions = sessions
+        self._after = after
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with self._sessions() as session:
+            data["session"] = session
+            try:
+                return await handler(event, data)
+            finally:
+                if self._after is not None:
+                    self._after()
+
+
+class UserContextMiddleware(BaseMiddleware):
+    """Injects ``user`` (our row) and ``t`` (a translator in their language).
+
+    In groups the group's language is used, as one chat has many readers.
+    """
+
+    def __init__(self, group_language: str) -> None:
+        self._group_language = group_language
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        tg_user: TgUser | None = data.get("event_from_user")
+        chat = data.get("event_chat")
+        if tg_user is None:
+            data["t"] = translator(self._group_language)
+            return await handler(event, data)
+        session: AsyncSession = data["session"]
+        user = await users.touch(
+            session, tg_user.id, tg_user.first_name, tg_user.username, tg_user.language_code
+        )
+        data["user"] = user
+        private = chat is None or chat.type == "private"
+        language = (
+            users.language_for(user, tg_user.language_code) if private else self._group_language
+        )
+        data["t"] = translator(language)
+        return await handler(event, data)

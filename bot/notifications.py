@@ -1,0 +1,156 @@
+"""Rendering and delivering the outbox's messages (the bot's side of the port).
+
+Messages are rendered when they are sent, from the current database state and
+in the recipient's language, so a card posted late still shows the truth.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.i18n import Html, Translator, translator
+from bot.settings import Settings
+from bot.views import listing_text, reason_text, status_line
+from models import OutboxMessage, RevisionStatus, User
+from services import listings, users
+from services.listing_draft import ListingDraft
+
+log = logging.getLogger(__name__)
+
+CAPTION_LIMIT = 1024
+
+
+@dataclass
+class Context:
+    bot: Bot
+    session: AsyncSession
+    settings: Settings
+    t: Translator
+
+
+Renderer = Callable[[Context, OutboxMessage], Awaitable[None]]
+
+
+def is_not_modified(error: TelegramBadRequest) -> bool:
+    return "message is not modified" in error.message
+
+
+def review_card_text(t: Translator, revision, settings: Settings) -> Html:
+    draft = ListingDraft.from_dict(revision.data)
+    kind = "review.card_update" if revision.number > 1 else "review.card_new"
+    return t.html(
+        "review.card",
+        header=t(kind, id=revision.id, listing=revision.listing_id, number=revision.number),
+        merchant=str(revision.listing.merchant_id),
+        body=listing_text(t, draft),
+        status=status_line(t, revision, settings.zone),
+    )
+
+
+def review_markup(t: Translator, revision) -> InlineKeyboardMarkup | None:
+    return keyboards.review(t, revision.id) if revision.status == RevisionStatus.PENDING else None
+
+
+async def send_review_card(
+    bot: Bot,
+    session: AsyncSession,
+    settings: Settings,
+    t: Translator,
+    revision_id: int,
+    chat_id: int,
+) -> None:
+    """Post the card (photo with every field, or photo then text when too long)."""
+    revision = await listings.get_revision(session, revision_id)
+    text = review_card_text(t, revision, settings)
+    markup = review_markup(t, revision)
+    photo = revision.data.get("photo_file_id")
+    if len(text) <= CAPTION_LIMIT:
+        sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
+        is_photo = True
+    else:
+        await bot.send_photo(chat_id, photo)
+        sent = await bot.send_message(chat_id, text, reply_markup=markup)
+        is_photo = False
+    await listings.record_card(session, revision_id, chat_id, sent.message_id, is_photo)
+
+
+async def _review_card(ctx: Context, message: OutboxMessage) -> None:
+    await send_review_card(
+        ctx.bot, ctx.session, ctx.settings, ctx.t, message.payload["revision_id"], message.chat_id
+    )
+
+
+async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
+    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    if revision.card_message_id is None or revision.card_chat_id is None:
+        return  # the card itself is not out yet; it will be rendered current
+    text = review_card_text(ctx.t, revision, ctx.settings)
+    markup = review_markup(ctx.t, revision)
+    try:
+        if revision.card_is_photo:
+            await ctx.bot.edit_message_caption(
+                chat_id=revision.card_chat_id,
+                message_id=revision.card_message_id,
+                caption=text,
+                reply_markup=markup,
+            )
+        else:
+            await ctx.bot.edit_message_text(
+                text,
+                chat_id=revision.card_chat_id,
+                message_id=revision.card_message_id,
+                reply_markup=markup,
+            )
+    except TelegramBadRequest as error:
+        if not is_not_modified(error):
+            raise
+
+
+async def _listing_approved(ctx: Context, message: OutboxMessage) -> None:
+    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    name = revision.data.get("shop_name") or ""
+    await ctx.bot.send_message(
+        message.chat_id, ctx.t("merchant.approved", shop=name, id=revision.listing_id)
+    )
+
+
+async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
+    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t(
+            "merchant.rejected",
+            shop=revision.data.get("shop_name") or "",
+            id=revision.listing_id,
+            reason=reason_text(ctx.t, revision.reason),
+        ),
+        reply_markup=keyboards.edit_rejected(ctx.t, revision.listing_id),
+    )
+
+
+RENDERERS: dict[str, Renderer] = {
+    "review_card": _review_card,
+    "review_card_refresh": _review_card_refresh,
+    "listing_approved": _listing_approved,
+    "listing_rejected": _listing_rejected,
+}
+
+
+async def render(
+    bot: Bot, session: AsyncSession, settings: Settings, message: OutboxMessage
+) -> None:
+    renderer = RENDERERS.get(message.kind)
+    if renderer is None:
+        raise LookupError(f"no renderer for outbox kind {message.kind!r}")
+    if message.chat_id < 0:  # a group: one language for everyone
+        language = settings.group_language
+    else:
+        user = await session.get(User, message.chat_id)
+        language = users.language_for(user, user.telegram_language if user else None)
+    await renderer(Context(bot, session, settings, translator(language)), message)

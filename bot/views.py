@@ -1,0 +1,96 @@
+"""Texts built from domain objects, shared by the wizard, the review card and
+the merchant's listing view. Everything typed by a person is escaped."""
+
+import html
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.i18n import Html, Translator
+from models import ListingRevision
+from services.hours import Hours, format_hours
+from services.listing_draft import ChargerDraft, ListingDraft
+
+DAY_KEYS = tuple(f"day.{d}" for d in range(7))
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def hours_text(t: Translator, hours: Hours | None) -> str:
+    if not hours:
+        return "—"
+    return format_hours(hours, [t(k) for k in DAY_KEYS], t("hours.closed"))
+
+
+def price_text(t: Translator, charger: ChargerDraft) -> str:
+    if charger.price is None:
+        return "—"
+    return t(
+        f"price.per_{charger.price_unit or 'hour'}",
+        amount=charger.price,
+        currency=charger.currency or "",
+    )
+
+
+def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
+    kinds = ", ".join(t(f"kind.{k}") for k in charger.device_kinds) or "—"
+    plug = (
+        f"{t('driver.' + charger.plug_driver)} <code>{esc(charger.plug_id or '—')}</code>"
+        if charger.plug_driver
+        else "—"
+    )
+    return t.html(
+        "view.charger",
+        n=index,
+        method=t(f"method.{charger.method}") if charger.method else "—",
+        kinds=kinds,
+        models=charger.device_models or t("view.any_model"),
+        supply=f"{charger.supply_kind or '—'} / {charger.supply_model or '—'}",
+        hours=hours_text(t, charger.hours),
+        price=price_text(t, charger),
+        plug=Html(plug),
+    )
+
+
+def listing_text(t: Translator, draft: ListingDraft) -> Html:
+    location = (
+        f"{draft.latitude:.5f}, {draft.longitude:.5f}"
+        if draft.latitude is not None and draft.longitude is not None
+        else "—"
+    )
+    chargers = "\n".join(charger_text(t, i, c) for i, c in enumerate(draft.chargers, start=1))
+    return t.html(
+        "view.listing",
+        shop=draft.shop_name or "—",
+        phone=draft.contact_phone or "—",
+        area=f"{draft.area_m2:g}" if draft.area_m2 is not None else "—",
+        address=draft.address or "—",
+        location=location,
+        chargers=Html(chargers or "—"),
+    )
+
+
+def when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+def reason_text(t: Translator, reason: str | None) -> str:
+    if not reason:
+        return "—"
+    if reason.startswith("preset:"):
+        return t(f"reject.{reason.removeprefix('preset:')}")
+    return reason
+
+
+def status_line(t: Translator, revision: ListingRevision, zone: ZoneInfo) -> Html:
+    """What became of a submitted version: pending, or who decided what, when."""
+    status = revision.status.value
+    if revision.decided_at is None or status == "pending":
+        return t.html("review.status_pending", when=when(revision.submitted_at, zone))
+    return t.html(
+        f"review.status_{status}",
+        admin=str(revision.decided_by or "—"),
+        when=when(revision.decided_at, zone),
+        reason=reason_text(t, revision.reason),
+    )

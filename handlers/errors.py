@@ -1,0 +1,28 @@
+"""The last line: an error in a handler is logged, and the person is told that
+what they typed is kept (the FSM data lives in the database)."""
+
+import logging
+
+from aiogram import Router
+from aiogram.types import ErrorEvent
+
+from bot.i18n import translator
+
+log = logging.getLogger(__name__)
+router = Router(name="errors")
+
+
+@router.errors()
+async def on_error(event: ErrorEvent) -> bool:
+    log.exception("update %s failed", event.update.update_id, exc_info=event.exception)
+    update = event.update
+    user = update.event.from_user if hasattr(update.event, "from_user") else None
+    t = translator("zh" if user and (user.language_code or "").startswith("zh") else "en")
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(t("err.internal"), show_alert=True)
+        elif update.message is not None:
+            await update.message.answer(t("err.internal"))
+    except Exception:  # the error report itself must never raise
+        log.warning("could not tell the user about the error", exc_info=True)
+    return True

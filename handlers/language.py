@@ -1,0 +1,30 @@
+"""/language: choose English or Simplified Chinese; the choice is stored."""
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import LanguageCb
+from bot.i18n import LANGUAGES, Translator, translator
+from models import User
+from services import users
+
+router = Router(name="language")
+
+
+@router.message(Command("language"), F.chat.type == "private")
+async def choose_language(message: Message, t: Translator) -> None:
+    await message.answer(t("language.choose"), reply_markup=keyboards.language_picker())
+
+
+@router.callback_query(LanguageCb.filter(F.code.in_(LANGUAGES)))
+async def set_language(
+    query: CallbackQuery, callback_data: LanguageCb, user: User, session: AsyncSession
+) -> None:
+    await users.set_language(session, user, callback_data.code)
+    t = translator(callback_data.code)
+    await query.answer(t("language.saved"))
+    if isinstance(query.message, Message):
+        await query.message.edit_text(t("language.saved"))

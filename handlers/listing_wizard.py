@@ -1,0 +1,654 @@
+"""/newlisting: the merchant's listing wizard, one question at a time.
+
+Every step validates its answer where it is given; a wrong answer is explained
+and the same question asked again, with nothing typed before lost (the FSM
+data lives in the database). "Back" goes one step back, "Keep" keeps what was
+there, /cancel or "Cancel" leaves. The end is a summary: Submit / Edit / Cancel.
+Editing an existing listing (from /listings) starts at that summary.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import WizardCb
+from bot.i18n import Translator, all_variants, keys_by_label
+from bot.settings import Settings
+from bot.views import listing_text
+from services import listings
+from services.errors import DomainError, InvalidInput
+from services.hours import parse_hours
+from services.listing_draft import (
+    CHARGING_METHODS,
+    DEVICE_KINDS,
+    MAX_CHARGERS,
+    PLUG_DRIVERS,
+    PRICE_UNITS,
+    ChargerDraft,
+    ListingDraft,
+    parse_area,
+    parse_coordinates,
+    parse_phone,
+    parse_plug_id,
+    parse_price,
+    parse_text,
+)
+
+router = Router(name="listing_wizard")
+router.message.filter(F.chat.type == "private")
+router.callback_query.filter(F.message.chat.type == "private")
+
+
+class ListingForm(StatesGroup):
+    contact = State()
+    shop_name = State()
+    photo = State()
+    area = State()
+    location = State()
+    address = State()
+    method = State()
+    kinds = State()
+    models = State()
+    supply_kind = State()
+    supply_model = State()
+    hours = State()
+    price_unit = State()
+    price = State()
+    plug_driver = State()
+    plug_id = State()
+    more = State()
+    summary = State()
+
+
+SHOP_STEPS = ("contact", "shop_name", "photo", "area", "location", "address")
+CHARGER_STEPS = (
+    "method", "kinds", "models", "supply_kind", "supply_model",
+    "hours", "price_unit", "price", "plug_driver", "plug_id",
+)  # fmt: skip
+# the summary's Edit menu offers the shop steps by these labels
+FIELD_LABELS = tuple(f"field.{step}" for step in SHOP_STEPS)
+SUPPLY_SUGGESTIONS = ("supply.wallbox", "supply.pile", "supply.socket", "supply.cabinet")
+HOURS_SHORTCUTS = ("hours.shortcut_daily", "hours.shortcut_always", "hours.shortcut_weekdays")
+
+NEXT, STAY = "next", "stay"
+
+
+@dataclass
+class Wizard:
+    """The wizard's FSM data, typed."""
+
+    draft: ListingDraft
+    ci: int = 0  # index of the charger being filled in
+    mode: str = "new"  # new | field (one shop field from the summary) | charger
+    listing_id: int | None = None  # set when editing an existing listing
+    summary_id: int | None = None  # the summary message whose buttons are current
+
+    @classmethod
+    async def load(cls, state: FSMContext) -> "Wizard":
+        data = await state.get_data()
+        return cls(
+            draft=ListingDraft.from_dict(data.get("draft", {})),
+            ci=data.get("ci", 0),
+            mode=data.get("mode", "new"),
+            listing_id=data.get("listing_id"),
+            summary_id=data.get("summary_id"),
+        )
+
+    async def save(self, state: FSMContext) -> None:
+        await state.set_data({
+            "draft": self.draft.to_dict(), "ci": self.ci, "mode": self.mode,
+            "listing_id": self.listing_id, "summary_id": self.summary_id,
+        })  # fmt: skip
+
+    @property
+    def charger(self) -> ChargerDraft:
+        return self.draft.chargers[self.ci]
+
+    def add_charger(self) -> None:
+        self.draft.chargers.append(ChargerDraft())
+        self.ci = len(self.draft.chargers) - 1
+
+
+def _label(key: str) -> set[str]:
+    return all_variants(key)
+
+
+def _step_of(state: str | None) -> str:
+    return (state or "").split(":", 1)[-1]
+
+
+# ----------------------------------------------------------------- prompts
+
+
+def _nav(t: Translator, *, keep: bool, back: bool = True) -> list[list[str]]:
+    rows = [[t("btn.keep")]] if keep else []
+    rows.append([t("btn.back"), t("btn.cancel")] if back else [t("btn.cancel")])
+    return rows
+
+
+# where each step keeps its answer, for "Keep" and for showing the current value
+SHOP_FIELDS = {
+    "contact": "contact_phone", "shop_name": "shop_name", "photo": "photo_file_id",
+    "area": "area_m2", "location": "latitude", "address": "address",
+}  # fmt: skip
+CHARGER_FIELDS = {
+    "method": "method", "models": "device_models", "supply_kind": "supply_kind",
+    "supply_model": "supply_model", "hours": "hours", "price_unit": "price_unit",
+    "price": "price", "plug_driver": "plug_driver", "plug_id": "plug_id",
+}  # fmt: skip
+
+
+def _current(step: str, wiz: Wizard) -> Any:
+    if step in SHOP_FIELDS:
+        return getattr(wiz.draft, SHOP_FIELDS[step])
+    if step in CHARGER_FIELDS and wiz.ci < len(wiz.draft.chargers):
+        return getattr(wiz.charger, CHARGER_FIELDS[step])
+    return None
+
+
+def prompt(
+    step: str, wiz: Wizard, t: Translator, settings: Settings
+) -> tuple[str, ReplyKeyboardMarkup]:
+    keep = step in KEEPABLE and _current(step, wiz) is not None
+    nav = _nav(t, keep=keep, back=step != "contact")
+    n = wiz.ci + 1
+    rows: list[list[str | KeyboardButton]] = []
+    match step:
+        case "contact":
+            rows = [[KeyboardButton(text=t("btn.share_contact"), request_contact=True)]]
+            text = t("ask.contact")
+        case "location":
+            rows = [[KeyboardButton(text=t("btn.share_location"), request_location=True)]]
+            text = (
+                t("ask.location_pin", address=wiz.draft.address)
+                if wiz.draft.address and wiz.draft.latitude is None
+                else t("ask.location")
+            )
+        case "address":
+            rows = [[t("btn.skip")]]
+            text = t("ask.address")
+        case "method":
+            rows = [*keyboards.chunk([t(f"method.{m}") for m in CHARGING_METHODS], 2)]
+            text = t("ask.method", n=n)
+        case "kinds":
+            chosen = wiz.charger.device_kinds
+            labels = [("✅ " if k in chosen else "") + t(f"kind.{k}") for k in DEVICE_KINDS]
+            rows = [*keyboards.chunk(labels, 2), [t("btn.done")]]
+            selected = ", ".join(t(f"kind.{k}") for k in chosen) or "—"
+            text = t("ask.kinds", n=n, selected=selected)
+        case "models":
+            rows = [[t("btn.any_model")]]
+            text = t("ask.models")
+        case "supply_kind":
+            rows = [*keyboards.chunk([t(k) for k in SUPPLY_SUGGESTIONS], 2)]
+            text = t("ask.supply_kind")
+        case "hours":
+            rows = [[t(k)] for k in HOURS_SHORTCUTS]
+            text = t("ask.hours")
+        case "price_unit":
+            rows = [[t(f"unit.{u}") for u in PRICE_UNITS]]
+            text = t("ask.price_unit")
+        case "price":
+            text = t(
+                "ask.price",
+                unit=t(f"unit.{wiz.charger.price_unit or 'hour'}"),
+                currency=settings.currency,
+            )
+        case "plug_driver":
+            rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]
+            text = t("ask.plug_driver")
+        case "plug_id":
+            text = t(f"ask.plug_id_{wiz.charger.plug_driver or 'tasmota'}")
+        case "more":
+            rows = [[t("btn.add_charger")], [t("btn.to_summary")]]
+            text = t("ask.more", count=len(wiz.draft.chargers))
+        case _:
+            text = t(f"ask.{step}")
+    if keep:
+        text += "\n" + t("ask.keep_hint")
+    return text, keyboards.reply([*rows, *nav])
+
+
+async def ask(
+    message: Message, step: str, wiz: Wizard, state: FSMContext, t: Translator, settings: Settings
+) -> None:
+    await wiz.save(state)
+    if step == "summary":
+        await show_summary(message, wiz, state, t)
+        return
+    await state.set_state(getattr(ListingForm, step))
+    text, markup = prompt(step, wiz, t, settings)
+    await message.answer(text, reply_markup=markup)
+
+
+async def show_summary(message: Message, wiz: Wizard, state: FSMContext, t: Translator) -> None:
+    wiz.mode = "new"
+    await state.set_state(ListingForm.summary)
+    await message.answer(t("summary.intro"), reply_markup=ReplyKeyboardRemove())
+    sent = await message.answer(
+        t("summary.text", body=listing_text(t, wiz.draft)), reply_markup=keyboards.summary(t)
+    )
+    wiz.summary_id = sent.message_id
+    await wiz.save(state)
+
+
+# ------------------------------------------------------------- transitions
+
+
+def next_step(step: str, wiz: Wizard) -> str:
+    if step in SHOP_STEPS:
+        if step == "location":
+            return "address"
+        if wiz.mode == "field":
+            return "summary"
+        if step == "address":
+            if not wiz.draft.chargers:
+                wiz.add_charger()
+            return "method"
+        return SHOP_STEPS[SHOP_STEPS.index(step) + 1]
+    if step == "plug_id":
+        return "summary" if wiz.mode == "charger" else "more"
+    return CHARGER_STEPS[CHARGER_STEPS.index(step) + 1]
+
+
+def previous_step(step: str, wiz: Wizard) -> str | None:
+    if step == "contact":
+        return None
+    if step in SHOP_STEPS:
+        if wiz.mode == "field" and step != "address":
+            return "summary"
+        return SHOP_STEPS[SHOP_STEPS.index(step) - 1]
+    if step == "more":
+        wiz.ci = len(wiz.draft.chargers) - 1
+        return "plug_id"
+    if step == "method":
+        if wiz.charger.missing():  # an unfinished new charger is dropped
+            del wiz.draft.chargers[wiz.ci]
+            wiz.ci = max(0, len(wiz.draft.chargers) - 1)
+        if wiz.mode == "charger":
+            return "summary"
+        return "more" if wiz.draft.chargers else "address"
+    return CHARGER_STEPS[CHARGER_STEPS.index(step) - 1]
+
+
+# ------------------------------------------------------------------ parsers
+# Each parser reads the answer for its step, stores it in the wizard, and says
+# whether to move on (NEXT), ask again (STAY) or jump to a named step.
+
+Parser = Callable[[Message, Wizard, Translator, Settings], str]
+
+
+def _text(message: Message, error: str = "err.expected_text") -> str:
+    if not message.text:
+        raise InvalidInput(error)
+    return message.text
+
+
+def _choice(message: Message, prefix: str, codes: tuple[str, ...], error: str) -> str:
+    code = keys_by_label(f"{prefix}.{c}" for c in codes).get((message.text or "").strip())
+    if code is None:
+        raise InvalidInput(error)
+    return code.removeprefix(f"{prefix}.")
+
+
+def _contact(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    phone = message.contact.phone_number if message.contact else _text(message, "err.phone")
+    wiz.draft.contact_phone = parse_phone(phone)
+    return NEXT
+
+
+def _shop_name(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.draft.shop_name = parse_text(_text(message), max_len=64, min_len=2)
+    return NEXT
+
+
+def _photo(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    if not message.photo:
+        raise InvalidInput("err.photo_as_file" if message.document else "err.photo")
+    wiz.draft.photo_file_id = message.photo[-1].file_id
+    return NEXT
+
+
+def _area(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.draft.area_m2 = parse_area(_text(message, "err.area"))
+    return NEXT
+
+
+def _location(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    if message.venue:
+        point = message.venue.location
+        wiz.draft.address = parse_text(message.venue.address or message.venue.title, max_len=256)
+        wiz.draft.latitude, wiz.draft.longitude = parse_coordinates(point.latitude, point.longitude)
+        return "summary" if wiz.mode == "field" else _after_address(wiz)
+    if message.location:
+        point = message.location
+        wiz.draft.latitude, wiz.draft.longitude = parse_coordinates(point.latitude, point.longitude)
+        if wiz.draft.address:  # typed before the pin
+            return "summary" if wiz.mode == "field" else _after_address(wiz)
+        return NEXT
+    # an address typed first: keep it and ask for the pin that goes with it
+    wiz.draft.address = parse_text(_text(message, "err.location"), max_len=256, min_len=3)
+    wiz.draft.latitude = wiz.draft.longitude = None
+    return STAY
+
+
+def _after_address(wiz: Wizard) -> str:
+    return next_step("address", wiz)
+
+
+def _address(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    text = _text(message)
+    wiz.draft.address = (
+        None if text in _label("btn.skip") else parse_text(text, max_len=256, min_len=3)
+    )
+    return NEXT
+
+
+def _method(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.method = _choice(message, "method", CHARGING_METHODS, "err.choose_button")
+    return NEXT
+
+
+def _kinds(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    text = (message.text or "").strip()
+    if text in _label("btn.done"):
+        if not wiz.charger.device_kinds:
+            raise InvalidInput("err.kinds_empty")
+        return NEXT
+    code = keys_by_label(f"kind.{k}" for k in DEVICE_KINDS).get(text.removeprefix("✅ ").strip())
+    if code is None:
+        raise InvalidInput("err.choose_button")
+    kind = code.removeprefix("kind.")
+    chosen = wiz.charger.device_kinds
+    wiz.charger.device_kinds = (
+        [k for k in chosen if k != kind]
+        if kind in chosen
+        else [k for k in DEVICE_KINDS if k in chosen or k == kind]
+    )
+    return STAY
+
+
+def _models(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    text = _text(message)
+    wiz.charger.device_models = (
+        "" if text in _label("btn.any_model") else parse_text(text, max_len=200)
+    )
+    return NEXT
+
+
+def _supply_kind(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.supply_kind = parse_text(_text(message), max_len=64, min_len=2)
+    return NEXT
+
+
+def _supply_model(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.supply_model = parse_text(_text(message), max_len=64)
+    return NEXT
+
+
+def _hours(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.hours = parse_hours(_text(message, "err.hours_format"))
+    return NEXT
+
+
+def _price_unit(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.price_unit = _choice(message, "unit", PRICE_UNITS, "err.choose_button")
+    return NEXT
+
+
+def _price(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    wiz.charger.price, wiz.charger.currency = parse_price(_text(message, "err.price"), s.currency)
+    return NEXT
+
+
+def _plug_driver(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    driver = _choice(message, "driver", PLUG_DRIVERS, "err.choose_button")
+    if driver != wiz.charger.plug_driver:
+        wiz.charger.plug_id = None  # an id of the other family means nothing
+    wiz.charger.plug_driver = driver
+    return NEXT
+
+
+def _plug_id(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    driver = wiz.charger.plug_driver or "tasmota"
+    wiz.charger.plug_id = parse_plug_id(_text(message, f"err.plug_id_{driver}"), driver)
+    return NEXT
+
+
+def _more(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+    text = _text(message)
+    if text in _label("btn.to_summary"):
+        return "summary"
+    if text in _label("btn.add_charger"):
+        if len(wiz.draft.chargers) >= MAX_CHARGERS:
+            raise InvalidInput("err.too_many_chargers", max=MAX_CHARGERS)
+        wiz.add_charger()
+        return "method"
+    raise InvalidInput("err.choose_button")
+
+
+PARSERS: dict[str, Parser] = {
+    "contact": _contact, "shop_name": _shop_name, "photo": _photo, "area": _area,
+    "location": _location, "address": _address, "method": _method, "kinds": _kinds,
+    "models": _models, "supply_kind": _supply_kind, "supply_model": _supply_model,
+    "hours": _hours, "price_unit": _price_unit, "price": _price,
+    "plug_driver": _plug_driver, "plug_id": _plug_id, "more": _more,
+}  # fmt: skip
+# the answers a step may keep unchanged with the Keep button
+KEEPABLE = frozenset(SHOP_FIELDS) - {"address"} | frozenset(CHARGER_FIELDS)
+
+# ----------------------------------------------------------------- handlers
+
+
+@router.message(Command("newlisting"))
+async def new_listing(
+    message: Message, state: FSMContext, t: Translator, settings: Settings
+) -> None:
+    current = await state.get_state()
+    if current and current.startswith("ListingForm:"):
+        wiz = await Wizard.load(state)
+        if wiz.listing_id is None:
+            await message.answer(t("wizard.resume"), reply_markup=keyboards.resume_or_restart(t))
+            return
+    await state.clear()
+    wiz = Wizard(draft=ListingDraft())
+    await message.answer(t("wizard.intro"))
+    await ask(message, "contact", wiz, state, t, settings)
+
+
+@router.callback_query(WizardCb.filter(F.action.in_({"resume", "restart"})))
+async def resume_or_restart(
+    query: CallbackQuery,
+    callback_data: WizardCb,
+    state: FSMContext,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    await query.answer()
+    assert isinstance(query.message, Message)
+    current = await state.get_state()
+    if callback_data.action == "resume" and current and current.startswith("ListingForm:"):
+        wiz = await Wizard.load(state)
+        await ask(query.message, _step_of(current), wiz, state, t, settings)
+        return
+    await state.clear()
+    await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
+
+
+@router.message(StateFilter(*(getattr(ListingForm, step) for step in PARSERS)))
+async def answer(message: Message, state: FSMContext, t: Translator, settings: Settings) -> None:
+    step = _step_of(await state.get_state())
+    wiz = await Wizard.load(state)
+    text = (message.text or "").strip()
+    if text in _label("btn.cancel"):
+        await cancel_wizard(message, state, t)
+        return
+    if text in _label("btn.back"):
+        target = previous_step(step, wiz)
+        if target is None:
+            await message.answer(t("wizard.first_step"))
+            return
+        await ask(message, target, wiz, state, t, settings)
+        return
+    if text in _label("btn.keep") and step in KEEPABLE and _current(step, wiz) is not None:
+        await ask(message, next_step(step, wiz), wiz, state, t, settings)
+        return
+    try:
+        outcome = PARSERS[step](message, wiz, t, settings)
+    except InvalidInput as error:
+        # the draft in storage is untouched: only a successful parse is saved
+        await message.answer(t(error.key, **error.params))
+        await ask(message, step, await Wizard.load(state), state, t, settings)
+        return
+    target = {NEXT: next_step(step, wiz), STAY: step}.get(outcome, outcome)
+    await ask(message, target, wiz, state, t, settings)
+
+
+async def cancel_wizard(message: Message, state: FSMContext, t: Translator) -> None:
+    wiz = await Wizard.load(state)
+    await state.clear()
+    key = "wizard.cancelled_edit" if wiz.listing_id else "wizard.cancelled"
+    await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
+
+
+# ------------------------------------------------------- summary and edits
+
+
+async def _summary_guard(query: CallbackQuery, state: FSMContext, t: Translator) -> Wizard | None:
+    """The summary's buttons act only on the latest summary of this conversation."""
+    wiz = await Wizard.load(state)
+    if query.message is None or query.message.message_id != wiz.summary_id:
+        await query.answer(t("err.stale_button"), show_alert=True)
+        return None
+    return wiz
+
+
+@router.callback_query(ListingForm.summary, WizardCb.filter(F.action == "submit"))
+async def submit(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    wiz = await _summary_guard(query, state, t)
+    if wiz is None:
+        return
+    assert isinstance(query.message, Message)
+    try:
+        revision = await listings.submit(
+            session,
+            merchant_id=query.from_user.id,
+            draft=wiz.draft,
+            moderation_chat_id=settings.moderation_chat_id,
+            listing_id=wiz.listing_id,
+        )
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    await state.clear()
+    await query.answer(t("wizard.submitted_alert"))
+    await query.message.edit_reply_markup(reply_markup=None)
+    await query.message.answer(t("wizard.submitted", id=revision.listing_id))
+
+
+@router.callback_query(ListingForm.summary, WizardCb.filter(F.action == "cancel"))
+async def cancel_from_summary(query: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    if await _summary_guard(query, state, t) is None:
+        return
+    assert isinstance(query.message, Message)
+    await query.answer()
+    await query.message.edit_reply_markup(reply_markup=None)
+    await cancel_wizard(query.message, state, t)
+
+
+@router.callback_query(ListingForm.summary, WizardCb.filter(F.action.in_({"edit", "back"})))
+async def toggle_edit_menu(
+    query: CallbackQuery, callback_data: WizardCb, state: FSMContext, t: Translator
+) -> None:
+    wiz = await _summary_guard(query, state, t)
+    if wiz is None:
+        return
+    assert isinstance(query.message, Message)
+    await query.answer()
+    markup = (
+        keyboards.edit_menu(t, FIELD_LABELS, len(wiz.draft.chargers))
+        if callback_data.action == "edit"
+        else keyboards.summary(t)
+    )
+    await query.message.edit_reply_markup(reply_markup=markup)
+
+
+@router.callback_query(
+    ListingForm.summary, WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"}))
+)
+async def edit_part(
+    query: CallbackQuery,
+    callback_data: WizardCb,
+    state: FSMContext,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    wiz = await _summary_guard(query, state, t)
+    if wiz is None:
+        return
+    assert isinstance(query.message, Message)
+    action, arg = callback_data.action, callback_data.arg
+    chargers = wiz.draft.chargers
+    if action in {"charger", "remove"} and not 0 <= arg < len(chargers):
+        await query.answer(t("err.stale_button"), show_alert=True)
+        return
+    if action == "field" and not 0 <= arg < len(SHOP_STEPS):
+        await query.answer(t("err.stale_button"), show_alert=True)
+        return
+    await query.answer()
+    await query.message.edit_reply_markup(reply_markup=None)
+    wiz.summary_id = None
+    if action == "remove":
+        if len(chargers) == 1:
+            await query.message.answer(t("err.last_charger"))
+        else:
+            del chargers[arg]
+        await show_summary(query.message, wiz, state, t)
+        return
+    if action == "add":
+        if len(chargers) >= MAX_CHARGERS:
+            await query.message.answer(t("err.too_many_chargers", max=MAX_CHARGERS))
+            await show_summary(query.message, wiz, state, t)
+            return
+        wiz.add_charger()
+        wiz.mode = "charger"
+        step = "method"
+    elif action == "charger":
+        wiz.ci, wiz.mode, step = arg, "charger", "method"
+    else:
+        wiz.mode, step = "field", SHOP_STEPS[arg]
+    await ask(query.message, step, wiz, state, t, settings)
+
+
+@router.callback_query(WizardCb.filter())
+async def stale_wizard_button(query: CallbackQuery, t: Translator) -> None:
+    await query.answer(t("err.stale_button"), show_alert=True)
+
+
+async def start_edit(
+    message: Message, state: FSMContext, t: Translator, listing_id: int, draft: ListingDraft
+) -> None:
+    """Open an existing listing's latest version in the wizard, at its summary."""
+    await state.clear()
+    wiz = Wizard(draft=draft, listing_id=listing_id)
+    await show_summary(message, wiz, state, t)

@@ -1,0 +1,248 @@
+"""The admins' review in the moderation group: Approve, or Reject with a reason.
+
+The router only sees the moderation group. Deciding needs an id in ADMIN_IDS,
+checked on the server for every press; anyone else gets an alert. Two admins
+pressing at once: the service lets exactly one decision through.
+"""
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import BaseFilter, Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, ForceReply, Message, TelegramObject
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import ReviewCb
+from bot.i18n import Translator
+from bot.notifications import is_not_modified, send_review_card
+from bot.settings import Settings
+from bot.views import when
+from services import listings
+from services.errors import DomainError
+from services.listings import Decision, DecisionResult
+
+
+class RejectForm(StatesGroup):
+    reason = State()
+
+
+class IsAdmin(BaseFilter):
+    async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
+        user = getattr(event, "from_user", None)
+        return user is not None and user.id in settings.admin_ids
+
+
+def build_router(moderation_chat_id: int) -> Router:
+    router = Router(name="moderation")
+    router.message.filter(F.chat.id == moderation_chat_id)
+    router.callback_query.filter(F.message.chat.id == moderation_chat_id)
+
+    router.message.register(pending, Command("pending"), IsAdmin())
+    router.message.register(typed_reason, RejectForm.reason, IsAdmin(), F.text)
+    router.callback_query.register(approve, ReviewCb.filter(F.action == "approve"), IsAdmin())
+    router.callback_query.register(
+        reject_menu, ReviewCb.filter(F.action.in_({"reject", "back"})), IsAdmin()
+    )
+    router.callback_query.register(preset_reason, ReviewCb.filter(F.action == "reason"), IsAdmin())
+    router.callback_query.register(other_reason, ReviewCb.filter(F.action == "other"), IsAdmin())
+    router.callback_query.register(show_card, ReviewCb.filter(F.action == "show"), IsAdmin())
+    router.callback_query.register(not_an_admin, ReviewCb.filter())
+    router.message.register(not_an_admin_command, Command("pending"))
+    return router
+
+
+async def _told_decided(query: CallbackQuery, t: Translator, result: DecisionResult) -> None:
+    revision = result.revision
+    await query.answer(
+        t(
+            "review.already_decided",
+            status=t(f"status.{revision.status.value}"),
+            admin=str(revision.decided_by or "—"),
+        ),
+        show_alert=True,
+    )
+
+
+async def approve(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    try:
+        result = await listings.approve(
+            session,
+            revision_id=callback_data.revision_id,
+            admin_id=query.from_user.id,
+            moderation_chat_id=settings.moderation_chat_id,
+        )
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    if result.outcome == Decision.ALREADY_DECIDED:
+        await _told_decided(query, t, result)
+        return
+    await query.answer(t("review.approved_alert"))
+
+
+async def reject_menu(
+    query: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, t: Translator
+) -> None:
+    """Swap the card's buttons for the reasons (or back to Approve / Reject)."""
+    try:
+        revision = await listings.get_revision(session, callback_data.revision_id)
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    if revision.status.value != "pending":
+        await _told_decided(query, t, DecisionResult(Decision.ALREADY_DECIDED, revision))
+        return
+    await query.answer()
+    markup = (
+        keyboards.reject_reasons(t, revision.id)
+        if callback_data.action == "reject"
+        else keyboards.review(t, revision.id)
+    )
+    if isinstance(query.message, Message):
+        try:
+            await query.message.edit_reply_markup(reply_markup=markup)
+        except TelegramBadRequest as error:
+            if not is_not_modified(error):
+                raise
+
+
+async def _reject(
+    query_or_message: CallbackQuery | Message,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    revision_id: int,
+    reason: str,
+) -> DecisionResult | None:
+    admin = query_or_message.from_user
+    assert admin is not None
+    try:
+        return await listings.reject(
+            session,
+            revision_id=revision_id,
+            admin_id=admin.id,
+            reason=reason,
+            moderation_chat_id=settings.moderation_chat_id,
+        )
+    except DomainError as error:
+        if isinstance(query_or_message, CallbackQuery):
+            await query_or_message.answer(t(error.key, **error.params), show_alert=True)
+        else:
+            await query_or_message.reply(t(error.key, **error.params))
+        return None
+
+
+async def preset_reason(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    try:
+        reason = listings.preset_reason(callback_data.code)
+    except DomainError as error:
+        await query.answer(t(error.key), show_alert=True)
+        return
+    result = await _reject(query, session, t, settings, callback_data.revision_id, reason)
+    if result is None:
+        return
+    if result.outcome == Decision.ALREADY_DECIDED:
+        await _told_decided(query, t, result)
+        return
+    await query.answer(t("review.rejected_alert"))
+
+
+async def other_reason(
+    query: CallbackQuery, callback_data: ReviewCb, state: FSMContext, t: Translator
+) -> None:
+    await query.answer()
+    await state.set_state(RejectForm.reason)
+    await state.update_data(revision_id=callback_data.revision_id)
+    assert isinstance(query.message, Message)
+    # ForceReply so the answer reaches the bot even with privacy mode on
+    await query.message.answer(
+        t("review.ask_reason", admin=query.from_user.first_name, id=callback_data.revision_id),
+        reply_markup=ForceReply(selective=True),
+    )
+
+
+async def typed_reason(
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    if (message.text or "").startswith("/"):
+        return  # commands are handled elsewhere (/cancel leaves this state)
+    revision_id = (await state.get_data()).get("revision_id")
+    if revision_id is None:
+        await state.clear()
+        return
+    result = await _reject(message, session, t, settings, int(revision_id), message.text or "")
+    if result is None:
+        return  # the reason was refused (too long); the state stays for another try
+    await state.clear()
+    if result.outcome == Decision.ALREADY_DECIDED:
+        await message.reply(
+            t(
+                "review.already_decided",
+                status=t(f"status.{result.revision.status.value}"),
+                admin=str(result.revision.decided_by or "—"),
+            )
+        )
+        return
+    await message.reply(t("review.rejected_reply", id=revision_id))
+
+
+async def pending(
+    message: Message, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    waiting = await listings.pending_revisions(session)
+    if not waiting:
+        await message.answer(t("review.none_pending"))
+        return
+    lines = [
+        t(
+            "review.pending_line",
+            id=r.id,
+            shop=r.data.get("shop_name") or "—",
+            when=when(r.submitted_at, settings.zone),
+        )
+        for r in waiting
+    ]
+    await message.answer(
+        t("review.pending_header", count=len(waiting)) + "\n" + "\n".join(lines),
+        reply_markup=keyboards.show_cards([r.id for r in waiting][:30], t),
+    )
+
+
+async def show_card(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    """Post a pending listing's card again (e.g. the old one scrolled away)."""
+    await query.answer()
+    try:
+        await send_review_card(
+            bot, session, settings, t, callback_data.revision_id, settings.moderation_chat_id
+        )
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+
+
+async def not_an_admin(query: CallbackQuery, t: Translator) -> None:
+    await query.answer(t("review.not_admin"), show_alert=True)
+
+
+async def not_an_admin_command(message: Message, t: Translator) -> None:
+    await message.reply(t("review.not_admin"))

@@ -1,0 +1,122 @@
+"""/listings: the merchant's listings with their review state; edit, pause, resume."""
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.callbacks import ListingCb
+from bot.i18n import Html, Translator
+from bot.settings import Settings
+from bot.views import listing_text, reason_text
+from handlers.listing_wizard import start_edit
+from models import ListingStatus
+from services import listings
+from services.errors import DomainError
+from services.listing_draft import ListingDraft
+from services.listings import ListingOverview
+
+router = Router(name="my_listings")
+router.message.filter(F.chat.type == "private")
+router.callback_query.filter(F.message.chat.type == "private")
+
+
+def _status(t: Translator, item: ListingOverview) -> str:
+    listing = item.listing
+    status = t(f"status.{listing.status.value}")
+    if listing.published and listing.status != ListingStatus.APPROVED:
+        status += " · " + t("status.old_version_public")
+    if listing.published and listing.paused:
+        status += " · " + t("status.paused")
+    return status
+
+
+def _name(item: ListingOverview) -> str:
+    return item.latest.data.get("shop_name") or f"#{item.listing.id}"
+
+
+async def _send_list(
+    message: Message, session: AsyncSession, user_id: int, t: Translator, edit: bool = False
+) -> None:
+    items = await listings.overview(session, user_id)
+    if not items:
+        text, markup = t("listings.empty"), None
+    else:
+        lines = [
+            t("listings.line", id=i.listing.id, name=_name(i), status=_status(t, i)) for i in items
+        ]
+        text = t("listings.header") + "\n" + "\n".join(lines)
+        markup = keyboards.listing_list(
+            t, [(i.listing.id, f"#{i.listing.id} {_name(i)}") for i in items]
+        )
+    if edit:
+        await message.edit_text(text, reply_markup=markup)
+    else:
+        await message.answer(text, reply_markup=markup)
+
+
+@router.message(Command("listings"))
+async def my_listings(message: Message, session: AsyncSession, t: Translator) -> None:
+    assert message.from_user is not None
+    await _send_list(message, session, message.from_user.id, t)
+
+
+def _detail(t: Translator, item: ListingOverview) -> Html:
+    latest = item.latest
+    reason = ""
+    if item.listing.status == ListingStatus.REJECTED:
+        reason = "\n" + t("listings.reason", reason=reason_text(t, latest.reason))
+    return t.html(
+        "listings.detail",
+        id=item.listing.id,
+        status=_status(t, item),
+        reason=Html(reason),
+        body=listing_text(t, ListingDraft.from_dict(latest.data)),
+    )
+
+
+@router.callback_query(ListingCb.filter())
+async def listing_action(
+    query: CallbackQuery,
+    callback_data: ListingCb,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(t("err.stale_button"), show_alert=True)
+        return
+    if callback_data.action == "list":
+        await query.answer()
+        await _send_list(message, session, query.from_user.id, t, edit=True)
+        return
+    try:  # the owner is checked on the server whatever the button says
+        if callback_data.action in {"pause", "resume"}:
+            await listings.set_paused(
+                session,
+                listing_id=callback_data.listing_id,
+                merchant_id=query.from_user.id,
+                paused=callback_data.action == "pause",
+            )
+        item = await listings.owned_overview(session, callback_data.listing_id, query.from_user.id)
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    if callback_data.action == "edit":
+        await query.answer()
+        await start_edit(
+            message, state, t, item.listing.id, ListingDraft.from_dict(item.latest.data)
+        )
+        return
+    if callback_data.action in {"pause", "resume"}:
+        await query.answer(t(f"listings.{callback_data.action}d"))
+    else:
+        await query.answer()
+    markup = keyboards.listing_actions(
+        t, item.listing.id, published=item.listing.published, paused=item.listing.paused
+    )
+    await message.edit_text(_detail(t, item), reply_markup=markup)

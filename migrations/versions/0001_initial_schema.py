@@ -15,15 +15,18 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit ids; INTEGER on SQLite, where only that type autoincrements a primary key
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table(
         "audit_log",
-        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("id", BIGINT, nullable=False),
         sa.Column("entity", sa.String(length=32), nullable=False),
-        sa.Column("entity_id", sa.BigInteger(), nullable=False),
+        sa.Column("entity_id", BIGINT, nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
-        sa.Column("actor_id", sa.BigInteger(), nullable=True),
+        sa.Column("actor_id", BIGINT, nullable=True),
         sa.Column("from_state", sa.String(length=32), nullable=True),
         sa.Column("to_state", sa.String(length=32), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
@@ -42,14 +45,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("chat_id", sa.BigInteger(), nullable=False),
+        sa.Column("id", BIGINT, nullable=False),
+        sa.Column("chat_id", BIGINT, nullable=False),
         sa.Column("kind", sa.String(length=48), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.BigInteger(), nullable=False),
+        sa.Column("attempts", BIGINT, nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -60,7 +63,7 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("id", BIGINT, autoincrement=False, nullable=False),
         sa.Column("first_name", sa.String(length=128), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=True),
         sa.Column("telegram_language", sa.String(length=16), nullable=True),
@@ -70,8 +73,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "listings",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("merchant_id", sa.BigInteger(), nullable=False),
+        sa.Column("id", BIGINT, nullable=False),
+        sa.Column("merchant_id", BIGINT, nullable=False),
         sa.Column(
             "status",
             sa.Enum(
@@ -107,9 +110,9 @@ def upgrade() -> None:
 
     op.create_table(
         "chargers",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("listing_id", sa.BigInteger(), nullable=False),
-        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("id", BIGINT, nullable=False),
+        sa.Column("listing_id", BIGINT, nullable=False),
+        sa.Column("position", BIGINT, nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("method", sa.String(length=16), nullable=False),
         sa.Column("device_kinds", sa.JSON(), nullable=False),
@@ -117,7 +120,7 @@ def upgrade() -> None:
         sa.Column("supply_kind", sa.String(length=64), nullable=False),
         sa.Column("supply_model", sa.String(length=64), nullable=False),
         sa.Column("hours", sa.JSON(), nullable=False),
-        sa.Column("price_minor", sa.BigInteger(), nullable=False),
+        sa.Column("price_minor", BIGINT, nullable=False),
         sa.Column("price_unit", sa.String(length=8), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("plug_driver", sa.String(length=16), nullable=False),
@@ -135,9 +138,9 @@ def upgrade() -> None:
 
     op.create_table(
         "listing_revisions",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("listing_id", sa.BigInteger(), nullable=False),
-        sa.Column("number", sa.BigInteger(), nullable=False),
+        sa.Column("id", BIGINT, nullable=False),
+        sa.Column("listing_id", BIGINT, nullable=False),
+        sa.Column("number", BIGINT, nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column(
             "status",
@@ -156,10 +159,10 @@ def upgrade() -> None:
         ),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("decided_by", sa.BigInteger(), nullable=True),
+        sa.Column("decided_by", BIGINT, nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("card_chat_id", sa.BigInteger(), nullable=True),
-        sa.Column("card_message_id", sa.BigInteger(), nullable=True),
+        sa.Column("card_chat_id", BIGINT, nullable=True),
+        sa.Column("card_message_id", BIGINT, nullable=True),
         sa.Column("card_is_photo", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["listing_id"], ["listings.id"], name=op.f("fk_listing_revisions_listing_id_listings")

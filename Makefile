@@ -1,0 +1,15 @@
+# Use the project's virtualenv tools when they exist (scripts/test.sh creates .venv).
+RUFF ?= $(if $(wildcard .venv/bin/ruff),.venv/bin/ruff,ruff)
+# Extra pytest arguments: make test ARGS='tests/test_x.py -q'
+ARGS ?=
+
+.PHONY: run test lint
+
+run:
+	bash scripts/run.sh
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+lint:
+	$(RUFF) check . && $(RUFF) format --check .

@@ -1,0 +1,63 @@
+"""The outbox's claims: a message is held by one sender at a time, retried with
+backoff, given up after too many attempts."""
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models import OutboxMessage
+from models.base import utcnow
+from services import outbox
+
+
+async def test_claim_is_exclusive_and_retry_backs_off(sessions) -> None:
+    async with sessions() as session:
+        outbox.enqueue(session, 1, "listing_approved", revision_id=1)
+        outbox.enqueue(session, 2, "listing_approved", revision_id=2)
+        await session.commit()
+
+    first = await outbox.claim_due(sessions)
+    assert [m.chat_id for m in first] == [1, 2]
+    assert await outbox.claim_due(sessions) == []  # held by the first sender
+
+    async with sessions() as session:
+        await outbox.mark_sent(session, first[0].id)
+        await outbox.mark_retry(session, first[1], "network down")
+        await session.commit()
+        assert await outbox.pending_count(session) == 1
+        retried = await session.get(OutboxMessage, first[1].id)
+        assert retried.due_at > utcnow() and retried.claimed_until is None
+        assert retried.last_error == "network down"
+
+    async with sessions() as session:  # when due again it is claimed again
+        retried.due_at = utcnow() - timedelta(seconds=1)
+        await session.merge(retried)
+        await session.commit()
+    again = await outbox.claim_due(sessions)
+    assert [m.id for m in again] == [first[1].id] and again[0].attempts == 2
+
+
+async def test_expired_claim_is_taken_over(sessions) -> None:
+    async with sessions() as session:
+        outbox.enqueue(session, 1, "listing_approved", revision_id=1)
+        await session.commit()
+    (held,) = await outbox.claim_due(sessions)
+    async with sessions() as session:  # the sender that held it died long ago
+        row = await session.get(OutboxMessage, held.id)
+        row.claimed_until = utcnow() - timedelta(seconds=1)
+        await session.commit()
+    assert [m.id for m in await outbox.claim_due(sessions)] == [held.id]
+
+
+async def test_gives_up_after_max_attempts(sessions) -> None:
+    async with sessions() as session:
+        outbox.enqueue(session, 1, "listing_approved", revision_id=1)
+        await session.commit()
+    async with sessions() as session:
+        row = (await session.scalars(select(OutboxMessage))).one()
+        row.attempts = outbox.MAX_ATTEMPTS
+        await outbox.mark_retry(session, row, "still failing")
+        await session.commit()
+        await session.refresh(row)
+        assert row.failed_at is not None
+        assert await outbox.pending_count(session) == 0

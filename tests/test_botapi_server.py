@@ -1,0 +1,481 @@
+"""End-to-end tests of the fake Bot API server with a real aiogram Bot and Dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiogram import Bot, Dispatcher, F, Router, html
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.filters import Command, CommandStart
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllPrivateChats,
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+from PIL import Image
+
+from tests.botapi import FakeBotAPI, buttons, parse_html, plain, reply_buttons
+
+ANN = 1001
+BOB = 1002
+GROUP = -100500
+
+
+def make_router() -> Router:
+    """A tiny bot: /start with an inline keyboard, photo round-trip, ping callback, echo."""
+    router = Router(name="fake-botapi-test")
+
+    @router.message(CommandStart())
+    async def start(message: Message) -> None:
+        assert message.from_user is not None
+        keyboard = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text="🏓 Ping", callback_data="ping")],
+                [InlineKeyboardButton(text="Docs", url="https://example.com/docs")],
+            ]
+        )
+        name = html.quote(message.from_user.first_name)
+        await message.answer(f"Hello, <b>{name}</b>!", reply_markup=keyboard)
+
+    @router.message(Command("help"))
+    async def help_command(message: Message) -> None:
+        await message.answer("Use /start &amp; enjoy")
+
+    @router.message(F.photo)
+    async def photo(message: Message, bot: Bot) -> None:
+        assert message.photo is not None
+        largest = message.photo[-1]
+        downloaded = await bot.download(largest)
+        assert downloaded is not None
+        payload = downloaded.read()
+        await message.answer_photo(largest.file_id, caption=f"got <b>{len(payload)}</b> bytes")
+        await message.answer_photo(BufferedInputFile(payload, "copy.png"), caption="re-uploaded")
+
+    @router.callback_query(F.data == "ping")
+    async def ping(callback: CallbackQuery) -> None:
+        await callback.answer("Pong!", show_alert=True)
+        assert isinstance(callback.message, Message)
+        await callback.message.edit_text("Pinged ✅")
+
+    @router.message(F.text)
+    async def echo(message: Message) -> None:
+        assert message.text is not None
+        await message.reply(html.quote(message.text))
+
+    return router
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    server = FakeBotAPI()
+    await server.start()
+    server.add_user(ANN, "Ann", username="ann")
+    server.add_user(BOB, "Bob <Builder>", language_code="ru")
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(api: FakeBotAPI) -> AsyncIterator[Bot]:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api.url))
+    bot = Bot(api.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    yield bot
+    await bot.session.close()
+
+
+@pytest.fixture
+async def polling(api: FakeBotAPI, bot: Bot) -> AsyncIterator[Dispatcher]:
+    """A Dispatcher with :func:`make_router` long-polling the fake server."""
+    dp = Dispatcher()
+    dp.include_router(make_router())
+    task = asyncio.create_task(dp.start_polling(bot, handle_signals=False))
+    await api.wait_for_poller()
+    yield dp
+    await dp.stop_polling()
+    await task
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+async def test_raw_http_contract(api: FakeBotAPI) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api.url}/bot{api.token}/getme") as resp:
+            body = await resp.json()
+            assert resp.status == 200
+            assert body["ok"] is True
+            assert body["result"]["is_bot"] is True
+            assert body["result"]["username"] == "chargeshare_test_bot"
+
+        async with http.post(f"{api.url}/bot{api.token}/frobnicate") as resp:
+            assert resp.status == 404
+            assert await resp.json() == {
+                "ok": False,
+                "error_code": 404,
+                "description": "Not Found: method not found",
+            }
+
+        async with http.post(f"{api.url}/bot1:wrong/getMe") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["description"] == "Unauthorized"
+
+        # JSON bodies are accepted too, like on the real server.
+        async with http.post(
+            f"{api.url}/bot{api.token}/sendMessage", json={"chat_id": ANN, "text": "<i>hi</i>"}
+        ) as resp:
+            result = (await resp.json())["result"]
+            assert result["text"] == "<i>hi</i>"  # no parse_mode: stored verbatim
+
+        async with http.get(f"{api.url}/file/bot{api.token}/photos/missing.jpg") as resp:
+            assert resp.status == 404
+
+
+async def test_wrong_token_is_unauthorized(api: FakeBotAPI) -> None:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api.url))
+    bot = Bot("42:other-token", session=session)
+    try:
+        with pytest.raises(TelegramUnauthorizedError):
+            await bot.get_me()
+    finally:
+        await bot.session.close()
+
+
+# --------------------------------------------------------------------------- polling
+
+
+async def test_command_echo_and_html(api: FakeBotAPI, polling: Dispatcher) -> None:
+    api.send_text(ANN, ANN, "/start")
+    welcome = await api.wait_for_message(ANN, lambda m: "Hello" in plain(m))
+    assert plain(welcome) == "Hello, Ann!"
+    assert welcome["entities"] == [{"type": "bold", "offset": 7, "length": 3}]
+    assert welcome["from"]["is_bot"] is True
+    assert buttons(welcome) == [["🏓 Ping"], ["Docs"]]
+
+    sent = api.send_text(ANN, ANN, "a <b> & c")
+    echo = await api.wait_for_message(ANN, after=sent["message_id"])
+    assert plain(echo) == "a <b> & c"  # html.quote + parsing round-trips
+    assert echo["reply_to_message"]["message_id"] == sent["message_id"]
+
+    api.send_text(ANN, ANN, "/help@chargeshare_test_bot")
+    help_msg = await api.wait_for_message(ANN, lambda m: "enjoy" in plain(m))
+    assert plain(help_msg) == "Use /start & enjoy"
+
+    await api.wait_idle()
+    assert api.pending_updates == 0
+    assert api.update_count() == 0
+    senders = [msg["from"]["id"] for msg in api.history(ANN)]
+    assert senders == [ANN, api.bot_id, ANN, api.bot_id, ANN, api.bot_id]
+    assert [name for name, _ in api.requests].count("sendMessage") == 3
+
+
+async def test_group_command_with_mention(api: FakeBotAPI, polling: Dispatcher) -> None:
+    api.add_group(GROUP, "Chargers")
+    api.send_text(GROUP, BOB, "/start@chargeshare_test_bot")
+    welcome = await api.wait_for_message(GROUP)
+    assert welcome["chat"] == {"id": GROUP, "type": "supergroup", "title": "Chargers"}
+    assert plain(welcome) == "Hello, Bob <Builder>!"
+    assert api.bot_messages(BOB) == []
+
+
+async def test_callback_alert_and_edit(api: FakeBotAPI, bot: Bot, polling: Dispatcher) -> None:
+    api.send_text(ANN, ANN, "/start")
+    welcome = await api.wait_for_message(ANN, lambda m: bool(buttons(m)))
+
+    query_id = api.press_button(ANN, ANN, welcome["message_id"], "Ping")
+    answer = await api.wait_for_callback_answer(query_id)
+    assert answer["text"] == "Pong!"
+    assert answer["show_alert"] is True
+    assert api.callback_answer(query_id) == answer
+
+    edited = await api.wait_for_message(
+        ANN, lambda m: plain(m) == "Pinged ✅", after=welcome["message_id"]
+    )
+    assert edited["message_id"] == welcome["message_id"]
+    assert "edit_date" in edited
+    assert buttons(edited) == []  # editMessageText without reply_markup drops the keyboard
+
+    with pytest.raises(AssertionError, match=r"no inline button containing 'Nope'"):
+        api.press_button(ANN, ANN, welcome["message_id"], "Nope")
+
+    # The handler already answered: Telegram refuses a second answer.
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query_id, text="again")
+
+
+async def test_photo_download_and_resend(api: FakeBotAPI, polling: Dispatcher) -> None:
+    sent = api.send_photo(ANN, ANN, caption="my charger")
+    original = sent["photo"][-1]
+    data = api.file_bytes(original["file_id"])
+    assert data.startswith(b"\x89PNG")
+    assert len(sent["photo"]) == 2
+    assert len({size["file_unique_id"] for size in sent["photo"]}) == 2
+
+    await api.wait_for_message(ANN, lambda m: plain(m) == "re-uploaded")
+    by_id, uploaded = api.bot_messages(ANN)
+    assert plain(by_id) == f"got {len(data)} bytes"
+    assert by_id["caption_entities"][0]["type"] == "bold"
+    assert by_id["photo"][-1]["file_unique_id"] == original["file_unique_id"]
+    assert uploaded["photo"][-1]["file_unique_id"] != original["file_unique_id"]
+    assert api.file_bytes(uploaded["photo"][-1]["file_id"]) == data
+    assert [name for name, _ in api.requests].count("getFile") == 1
+
+
+async def test_failed_getupdates_is_retried_by_polling(
+    api: FakeBotAPI, polling: Dispatcher
+) -> None:
+    api.fail_next("getUpdates", error_code=502, description="Bad Gateway", retry_after=None)
+    api.send_text(ANN, ANN, "still there?")
+    reply = await api.wait_for_message(ANN, timeout=10)
+    assert plain(reply) == "still there?"
+
+
+# --------------------------------------------------------------------------- direct calls
+
+
+async def test_error_injection(api: FakeBotAPI, bot: Bot) -> None:
+    api.fail_next("SENDMESSAGE", times=2)
+    for _ in range(2):
+        with pytest.raises(TelegramRetryAfter) as caught:
+            await bot.send_message(ANN, "hi")
+        assert caught.value.retry_after == 1
+    assert api.bot_messages(ANN) == []
+
+    api.fail_next(
+        "sendMessage", error_code=400, description="Bad Request: custom", retry_after=None
+    )
+    with pytest.raises(TelegramBadRequest, match="custom"):
+        await bot.send_message(ANN, "hi")
+
+    message = await bot.send_message(ANN, "hi")
+    assert message.text == "hi"
+    assert len(api.calls("sendmessage")) == 4
+
+
+async def test_edit_errors(api: FakeBotAPI, bot: Bot) -> None:
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="A", callback_data="a")]]
+    )
+    message = await bot.send_message(ANN, "<b>Menu</b>", reply_markup=markup)
+    assert message.text == "Menu"
+    assert message.from_user is not None and message.from_user.id == api.bot_id
+
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(
+            text="<b>Menu</b>", chat_id=ANN, message_id=message.message_id, reply_markup=markup
+        )
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(
+            chat_id=ANN, message_id=message.message_id, reply_markup=markup
+        )
+    # Same text but different formatting is a real change.
+    edited = await bot.edit_message_text(
+        text="Menu", chat_id=ANN, message_id=message.message_id, reply_markup=markup
+    )
+    assert isinstance(edited, Message)
+    assert edited.edit_date is not None
+
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text(text="x", chat_id=ANN, message_id=999)
+
+    photo = await bot.send_photo(ANN, BufferedInputFile(_png_bytes(), "p.png"), caption="cap")
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await bot.edit_message_text(text="x", chat_id=ANN, message_id=photo.message_id)
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_caption(chat_id=ANN, message_id=photo.message_id, caption="cap")
+    await bot.edit_message_caption(chat_id=ANN, message_id=photo.message_id, caption="new")
+    assert plain(api.history(ANN)[-1]) == "new"
+
+    user_msg = api.send_text(ANN, ANN, "mine")
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await bot.edit_message_text(text="x", chat_id=ANN, message_id=user_msg["message_id"])
+
+
+async def test_bad_requests(api: FakeBotAPI, bot: Bot) -> None:
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(424242, "hello?")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities: Unsupported start tag"):
+        await bot.send_message(ANN, "1 < 2")
+    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+        await bot.send_message(ANN, "   ")
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(ANN, "x" * 4097)
+    too_long = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="A", callback_data="x" * 65)]]
+    )
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(ANN, "menu", reply_markup=too_long)
+    with pytest.raises(TelegramBadRequest, match="IMAGE_PROCESS_FAILED"):
+        await bot.send_photo(ANN, BufferedInputFile(b"not an image", "x.jpg"))
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(ANN, "no-such-file-id")
+    with pytest.raises(aiohttp.ClientResponseError):  # aiogram does not wrap download errors
+        await bot.download_file("documents/nope.bin")
+    assert api.bot_messages(ANN) == []
+
+    api.block_bot(ANN)
+    with pytest.raises(TelegramForbiddenError, match="blocked"):
+        await bot.send_message(ANN, "hi")
+
+
+async def test_delete_and_history(api: FakeBotAPI, bot: Bot) -> None:
+    first = await bot.send_message(ANN, "one")
+    second = await bot.send_message(ANN, "two")
+    assert (first.message_id, second.message_id) == (1, 2)
+    assert await bot.delete_message(ANN, first.message_id) is True
+
+    history = api.history(ANN)
+    assert history[0]["deleted"] is True
+    assert [plain(m) for m in api.bot_messages(ANN)] == ["two"]
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(ANN, first.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text(text="x", chat_id=ANN, message_id=first.message_id)
+
+    with pytest.raises(AssertionError, match=r"#2 \[bot\] 'two'"):
+        await api.wait_for_message(ANN, lambda m: "three" in plain(m), timeout=0.2)
+
+
+async def test_files_and_locations(api: FakeBotAPI, bot: Bot) -> None:
+    document = await bot.send_document(
+        ANN,
+        BufferedInputFile(b"a,b\n1,2\n", "report.csv"),
+        caption="<i>report</i>",
+    )
+    assert document.document is not None
+    assert document.document.file_name == "report.csv"
+    assert document.document.mime_type == "text/csv"
+    assert document.caption == "report"
+    assert api.file_bytes(document.document.file_id) == b"a,b\n1,2\n"
+    downloaded = await bot.download(document.document.file_id)
+    assert downloaded is not None and downloaded.read() == b"a,b\n1,2\n"
+    resent = await bot.send_document(BOB, document.document.file_id)
+    assert resent.document is not None
+    assert resent.document.file_unique_id == document.document.file_unique_id
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(ANN, document.document.file_id)
+
+    location = await bot.send_location(ANN, latitude=52.52, longitude=13.405)
+    assert location.location is not None and location.location.latitude == 52.52
+    venue = await bot.send_venue(
+        ANN, latitude=52.5, longitude=13.4, title="Charger #1", address="Main st. 1"
+    )
+    assert venue.venue is not None and venue.venue.title == "Charger #1"
+    assert await bot.send_chat_action(ANN, "typing") is True
+
+
+async def test_reply_keyboard_state(api: FakeBotAPI, bot: Bot) -> None:
+    keyboard = ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text="📱 Share phone", request_contact=True)]],
+        resize_keyboard=True,
+    )
+    sent = await bot.send_message(ANN, "Share your phone", reply_markup=keyboard)
+    assert sent.reply_markup is None  # Telegram only echoes inline keyboards
+    assert reply_buttons(api.history(ANN)[-1]) == [["📱 Share phone"]]
+    assert api.reply_keyboard(ANN) == [["📱 Share phone"]]
+    await bot.send_message(ANN, "Thanks", reply_markup=ReplyKeyboardRemove())
+    assert api.reply_keyboard(ANN) == []
+
+
+async def test_get_updates_long_poll_and_user_content(api: FakeBotAPI, bot: Bot) -> None:
+    poll = asyncio.create_task(bot.get_updates(timeout=5))
+    await api.wait_for_poller()
+    started = time.monotonic()
+    api.send_contact(ANN, ANN, "+4915112345678", "Ann", contact_user_id=ANN)
+    (update,) = await poll
+    assert time.monotonic() - started < 1.0
+    assert update.message is not None and update.message.contact is not None
+    assert update.message.contact.user_id == ANN
+
+    api.send_location(ANN, ANN, 52.5, 13.4)
+    api.send_venue(ANN, ANN, 52.5, 13.4, "Cafe", "Main st. 2")
+    api.send_document(ANN, ANN, b"%PDF-1.4", "id.pdf", "application/pdf")
+    api.send_text(ANN, ANN, "/start deep-link")
+    assert api.pending_updates == 4
+    updates = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+    assert api.pending_updates == 0
+    kinds = [u.message.content_type for u in updates if u.message is not None]
+    assert kinds == ["location", "venue", "document", "text"]
+    text_message = updates[-1].message
+    assert text_message is not None and text_message.entities is not None
+    assert text_message.entities[0].type == "bot_command"
+    assert text_message.entities[0].length == len("/start")
+
+    # allowed_updates is remembered and other update types are dropped.
+    welcome = await bot.send_message(ANN, "menu")
+    api.press(ANN, ANN, welcome.message_id, "forged-data")
+    api.send_text(ANN, ANN, "after the press")
+    offset = updates[-1].update_id + 1
+    updates = await bot.get_updates(offset=offset, timeout=0, allowed_updates=["message"])
+    assert [u.message.text for u in updates if u.message] == ["after the press"]
+    assert all(u.callback_query is None for u in updates)
+
+
+async def test_concurrent_get_updates_conflict(api: FakeBotAPI, bot: Bot) -> None:
+    first = asyncio.create_task(bot.get_updates(timeout=5))
+    await api.wait_for_poller()
+    second = asyncio.create_task(bot.get_updates(timeout=0))
+    with pytest.raises(TelegramConflictError, match="terminated by other getUpdates"):
+        await first
+    assert await second == []
+
+
+async def test_commands_and_webhook(api: FakeBotAPI, bot: Bot) -> None:
+    scope = BotCommandScopeAllPrivateChats()
+    commands = [
+        BotCommand(command="start", description="Start"),
+        BotCommand(command="help", description="Help"),
+    ]
+    assert await bot.set_my_commands(commands, scope=scope, language_code="ru")
+    assert await bot.get_my_commands() == []
+    stored = await bot.get_my_commands(scope=scope, language_code="ru")
+    assert [c.command for c in stored] == ["start", "help"]
+    assert api.commands({"type": "all_private_chats"}, "ru")[0]["description"] == "Start"
+    assert await bot.delete_my_commands(scope=scope, language_code="ru")
+    assert api.commands({"type": "all_private_chats"}, "ru") == []
+
+    assert await bot.set_webhook("https://example.com/hook")
+    info = await bot.get_webhook_info()
+    assert info.url == "https://example.com/hook"
+    with pytest.raises(TelegramConflictError, match="webhook is active"):
+        await bot.get_updates()
+    assert await bot.delete_webhook(drop_pending_updates=True)
+    assert (await bot.get_webhook_info()).url == ""
+    assert await bot.log_out() is True
+
+
+def test_parse_html_matches_telegram() -> None:
+    text, entities = parse_html('<b>Bold <i>both</i></b> 😀 <a href="https://x.io">l</a>')
+    assert text == "Bold both 😀 l"
+    assert entities == [
+        {"type": "bold", "offset": 0, "length": 9},
+        {"type": "italic", "offset": 5, "length": 4},
+        {"type": "text_link", "offset": 13, "length": 1, "url": "https://x.io"},
+    ]
+    assert plain("<b>a</b> &lt; b") == "a < b"
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -39,14 +39,14 @@ class App:
         await self.bot.session.close()
         await self.engine.dispose()
 
-    async def run_polling(self) -> None:
+    async def run_polling(self, *, handle_signals: bool = True) -> None:
         try:
             await self.prepare()
             await self.bot.delete_webhook(drop_pending_updates=False)
             await self.dispatcher.start_polling(
                 self.bot,
                 allowed_updates=self.dispatcher.resolve_used_update_types(),
-                handle_signals=True,
+                handle_signals=handle_signals,
                 close_bot_session=False,
             )
         finally:

@@ -9,6 +9,7 @@ from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder,
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import FsmRecord
+from services.tx import transaction
 
 
 class SqlStorage(BaseStorage):
@@ -44,13 +45,14 @@ class SqlStorage(BaseStorage):
 
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
-        async with self._sessions() as session:
+        async with self._sessions() as session, transaction(session):
             record = await session.get(FsmRecord, storage_key)
-            if record is None:
-                record = FsmRecord(key=storage_key, state=None, data={})
-                session.add(record)
-            for name, value in values.items():
-                setattr(record, name, value)
-            if record.state is None and not record.data:
-                await session.delete(record)  # nothing left to remember
-            await session.commit()
+            state = values.get("state", record.state if record else None)
+            data = values.get("data", record.data if record else {})
+            if state is None and not data:
+                if record is not None:
+                    await session.delete(record)  # nothing left to remember
+            elif record is None:
+                session.add(FsmRecord(key=storage_key, state=state, data=data))
+            else:
+                record.state, record.data = state, data

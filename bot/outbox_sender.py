@@ -5,6 +5,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -20,6 +22,7 @@ from bot.notifications import render
 from bot.settings import Settings
 from models import OutboxMessage
 from services import outbox
+from services.tx import transaction
 
 log = logging.getLogger(__name__)
 
@@ -81,28 +84,35 @@ class OutboxSender:
     async def _deliver(self, message: OutboxMessage) -> None:
         await self._pace()
         async with self._sessions() as session:
-            try:
-                await render(self._bot, session, self._settings, message)
-            except TelegramRetryAfter as error:
-                log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
-                await session.rollback()
-                await outbox.mark_retry(session, message, str(error), error.retry_after)
-            except (TelegramNetworkError, TelegramServerError, OSError) as error:
-                log.warning("outbox %s: %s; will retry", message.id, error)
-                await session.rollback()
-                await outbox.mark_retry(session, message, str(error))
-            except (TelegramForbiddenError, TelegramBadRequest) as error:
-                # blocked by the user, chat gone, bad content: retrying cannot help
-                log.error("outbox %s (%s) undeliverable: %s", message.id, message.kind, error)
-                await session.rollback()
-                await outbox.mark_failed(session, message.id, str(error))
-            except Exception as error:
-                log.exception("outbox %s (%s) failed", message.id, message.kind)
-                await session.rollback()
-                await outbox.mark_retry(session, message, repr(error))
-            else:
-                await outbox.mark_sent(session, message.id)
-            await session.commit()
+            outcome = await self._render(session, message)
+            async with transaction(session):
+                await outcome(session)
+
+    async def _render(
+        self, session: AsyncSession, message: OutboxMessage
+    ) -> Callable[[AsyncSession], Awaitable[None]]:
+        """Send one message; return how to record the result."""
+        try:
+            await render(self._bot, session, self._settings, message)
+        except TelegramRetryAfter as error:
+            log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
+            return partial(
+                outbox.mark_retry,
+                message=message,
+                error=str(error),
+                delay_seconds=error.retry_after,
+            )
+        except (TelegramNetworkError, TelegramServerError, OSError) as error:
+            log.warning("outbox %s: %s; will retry", message.id, error)
+            return partial(outbox.mark_retry, message=message, error=str(error))
+        except (TelegramForbiddenError, TelegramBadRequest) as error:
+            # blocked by the user, chat gone, bad content: retrying cannot help
+            log.error("outbox %s (%s) undeliverable: %s", message.id, message.kind, error)
+            return partial(outbox.mark_failed, message_id=message.id, error=str(error))
+        except Exception as error:
+            log.exception("outbox %s (%s) failed", message.id, message.kind)
+            return partial(outbox.mark_retry, message=message, error=repr(error))
+        return partial(outbox.mark_sent, message_id=message.id)
 
     async def _pace(self) -> None:
         wait = self._last_send + self._interval - time.monotonic()

@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     group_language: Literal["en", "zh"] = "en"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
 
+    @field_validator(
+        "mqtt_username",
+        "mqtt_password",
+        "redis_url",
+        "webhook_url",
+        "webhook_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `NAME=` in .env means "not set", as in .env.example
+        return None if value == "" else value
+
     @field_validator("bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:

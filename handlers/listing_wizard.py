@@ -306,7 +306,12 @@ def _choice(message: Message, prefix: str, codes: tuple[str, ...], error: str) -
 
 
 def _contact(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
-    phone = message.contact.phone_number if message.contact else _text(message, "err.phone")
+    if message.contact:
+        # Telegram gives a shared contact's number in international form without "+"
+        phone = message.contact.phone_number
+        phone = phone if phone.startswith("+") else f"+{phone}"
+    else:
+        phone = _text(message, "err.phone")
     wiz.draft.contact_phone = parse_phone(phone)
     return NEXT
 
@@ -514,7 +519,8 @@ async def answer(message: Message, state: FSMContext, t: Translator, settings: S
         await message.answer(t(error.key, **error.params))
         await ask(message, step, await Wizard.load(state), state, t, settings)
         return
-    target = {NEXT: next_step(step, wiz), STAY: step}.get(outcome, outcome)
+    targets = {STAY: lambda: step, NEXT: lambda: next_step(step, wiz)}
+    target = targets.get(outcome, lambda: outcome)()
     await ask(message, target, wiz, state, t, settings)
 
 

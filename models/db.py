@@ -4,7 +4,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -21,12 +26,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
-    """Take SQLite's write lock at BEGIN.
+    """Let a unit of work take SQLite's write lock at BEGIN.
 
-    With the driver's default deferred transactions, two transactions that read
-    and then write fail with "database is locked" instead of waiting; an
-    immediate BEGIN makes the second one wait on the busy timeout, so
-    check-then-write transactions are serialised as on PostgreSQL.
+    With deferred transactions, two transactions that read and then write fail
+    with "database is locked" instead of waiting. A connection whose execution
+    options say ``sqlite_begin="IMMEDIATE"`` (services.tx) begins with the write
+    lock, so the second waits on the busy timeout; plain reads stay deferred so
+    they never hold the lock (in WAL mode they do not block the writer).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -40,7 +46,8 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -226,7 +226,7 @@ async def overview(session: AsyncSession, merchant_id: int) -> list[ListingOverv
         )
         .order_by(Listing.id)
     )
-    return [ListingOverview(listing, revision) for listing, revision in rows.tuples()]
+    return [ListingOverview(listing, revision) for listing, revision in rows.all()]
 
 
 async def owned_overview(
@@ -268,7 +268,7 @@ async def _revision(session: AsyncSession, revision_id: int) -> ListingRevision:
 
 
 async def _owned_listing(session: AsyncSession, listing_id: int, merchant_id: int) -> Listing:
-    listing = await session.get(Listing, listing_id)
+    listing = await session.get(Listing, listing_id, populate_existing=True)
     if listing is None:
         raise NotFound("err.listing_not_found")
     if listing.merchant_id != merchant_id:

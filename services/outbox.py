@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import OutboxMessage
 from models.base import utcnow
+from services.tx import transaction
 
 CLAIM_SECONDS = 60
 MAX_ATTEMPTS = 12
@@ -31,7 +32,7 @@ async def claim_due(
     a sender that dies releases its rows when the claim runs out.
     """
     now = utcnow()
-    async with sessions() as session, session.begin():
+    async with sessions() as session, transaction(session):
         candidates = (
             await session.scalars(
                 select(OutboxMessage.id)

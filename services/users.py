@@ -1,6 +1,7 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
+from services.tx import transaction
 
 LANGUAGES = ("en", "zh")
 
@@ -21,28 +22,23 @@ async def touch(
 ) -> User:
     """Load the user, creating or refreshing their profile only when it changed."""
     user = await session.get(User, user_id)
-    if user is None:
-        user = User(
-            id=user_id,
-            first_name=first_name,
-            username=username,
-            telegram_language=telegram_language,
-        )
-        session.add(user)
-        await session.commit()
-    elif (user.first_name, user.username, user.telegram_language) != (
-        first_name,
-        username,
-        telegram_language,
-    ):
-        user.first_name, user.username = first_name, username
-        user.telegram_language = telegram_language
-        await session.commit()
+    profile = (first_name, username, telegram_language)
+    if user is not None and (user.first_name, user.username, user.telegram_language) == profile:
+        return user  # the common case: no write at all
+    async with transaction(session):
+        user = await session.get(User, user_id, populate_existing=True)
+        if user is None:
+            user = User(id=user_id)
+            session.add(user)
+        user.first_name, user.username, user.telegram_language = profile
     return user
 
 
 async def set_language(session: AsyncSession, user: User, language: str) -> None:
     if language not in LANGUAGES:
         raise ValueError(language)
+    async with transaction(session):
+        stored = await session.get(User, user.id, populate_existing=True)
+        if stored is not None:
+            stored.language = language
     user.language = language
-    await session.commit()

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.app import App
 from bot.settings import Settings, load_settings
-from tests.botapi import FakeBotAPI, plain
+from tests.botapi import FakeBotAPI, buttons, plain
 
 GROUP = -1001234567890
 ADMINS = (901, 902)
@@ -55,12 +55,20 @@ class BotHarness:
     # -- acting and expecting ---------------------------------------------
 
     async def expect(
-        self, chat_id: int, contains: str, after: int, timeout: float = 5.0
+        self,
+        chat_id: int,
+        contains: str,
+        after: int,
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> JsonDict:
-        """The first bot message (new or edited after ``after``) whose text has ``contains``."""
-        return await self.api.wait_for_message(
-            chat_id, lambda m: contains in plain(m), after=after, timeout=timeout
-        )
+        """The first bot message (new or edited after ``after``) whose text, or one of
+        whose inline buttons, has ``contains``."""
+
+        def matches(message: JsonDict) -> bool:
+            labels = (label for row in buttons(message) for label in row)
+            return contains in plain(message) or any(contains in label for label in labels)
+
+        return await self.api.wait_for_message(chat_id, matches, after=after, timeout=timeout)
 
     async def say(self, user_id: int, text: str, expect: str) -> JsonDict:
         """A private message, then the bot's answer that contains ``expect``."""

@@ -1,4 +1,8 @@
-"""aiogram routers, one module per flow. Thin: read input, call a service, answer."""
+"""aiogram routers, one module per flow. Thin: read input, call a service, answer.
+
+Each module builds its router in a function, so every Dispatcher (a restarted
+App, a test) gets routers of its own.
+"""
 
 from aiogram import Router
 
@@ -8,12 +12,12 @@ from handlers import common, errors, language, listing_wizard, moderation, my_li
 def build_root_router(moderation_chat_id: int) -> Router:
     root = Router(name="root")
     root.include_routers(
-        errors.router,
-        common.router,  # /cancel first: it must work in every state
-        language.router,
+        errors.build_router(),
+        common.build_router(),  # /cancel first: it must work in every state
+        language.build_router(),
         moderation.build_router(moderation_chat_id),
-        listing_wizard.router,
-        my_listings.router,
-        common.fallback_router,
+        listing_wizard.build_router(),
+        my_listings.build_router(),
+        common.build_fallback_router(),
     )
     return root

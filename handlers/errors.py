@@ -9,10 +9,8 @@ from aiogram.types import ErrorEvent
 from bot.i18n import translator
 
 log = logging.getLogger(__name__)
-router = Router(name="errors")
 
 
-@router.errors()
 async def on_error(event: ErrorEvent) -> bool:
     log.exception("update %s failed", event.update.update_id, exc_info=event.exception)
     update = event.update
@@ -26,3 +24,9 @@ async def on_error(event: ErrorEvent) -> bool:
     except Exception:  # the error report itself must never raise
         log.warning("could not tell the user about the error", exc_info=True)
     return True
+
+
+def build_router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(on_error)
+    return router

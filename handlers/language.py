@@ -11,15 +11,11 @@ from bot.i18n import LANGUAGES, Translator, translator
 from models import User
 from services import users
 
-router = Router(name="language")
 
-
-@router.message(Command("language"), F.chat.type == "private")
 async def choose_language(message: Message, t: Translator) -> None:
     await message.answer(t("language.choose"), reply_markup=keyboards.language_picker())
 
 
-@router.callback_query(LanguageCb.filter(F.code.in_(LANGUAGES)))
 async def set_language(
     query: CallbackQuery, callback_data: LanguageCb, user: User, session: AsyncSession
 ) -> None:
@@ -28,3 +24,10 @@ async def set_language(
     await query.answer(t("language.saved"))
     if isinstance(query.message, Message):
         await query.message.edit_text(t("language.saved"))
+
+
+def build_router() -> Router:
+    router = Router(name="language")
+    router.message.register(choose_language, Command("language"), F.chat.type == "private")
+    router.callback_query.register(set_language, LanguageCb.filter(F.code.in_(LANGUAGES)))
+    return router

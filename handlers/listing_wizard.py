@@ -48,10 +48,6 @@ from services.listing_draft import (
     parse_text,
 )
 
-router = Router(name="listing_wizard")
-router.message.filter(F.chat.type == "private")
-router.callback_query.filter(F.message.chat.type == "private")
-
 
 class ListingForm(StatesGroup):
     contact = State()
@@ -459,7 +455,6 @@ KEEPABLE = frozenset(SHOP_FIELDS) - {"address"} | frozenset(CHARGER_FIELDS)
 # ----------------------------------------------------------------- handlers
 
 
-@router.message(Command("newlisting"))
 async def new_listing(
     message: Message, state: FSMContext, t: Translator, settings: Settings
 ) -> None:
@@ -475,7 +470,6 @@ async def new_listing(
     await ask(message, "contact", wiz, state, t, settings)
 
 
-@router.callback_query(WizardCb.filter(F.action.in_({"resume", "restart"})))
 async def resume_or_restart(
     query: CallbackQuery,
     callback_data: WizardCb,
@@ -494,7 +488,6 @@ async def resume_or_restart(
     await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
 
 
-@router.message(StateFilter(*(getattr(ListingForm, step) for step in PARSERS)))
 async def answer(message: Message, state: FSMContext, t: Translator, settings: Settings) -> None:
     step = _step_of(await state.get_state())
     wiz = await Wizard.load(state)
@@ -543,7 +536,6 @@ async def _summary_guard(query: CallbackQuery, state: FSMContext, t: Translator)
     return wiz
 
 
-@router.callback_query(ListingForm.summary, WizardCb.filter(F.action == "submit"))
 async def submit(
     query: CallbackQuery,
     state: FSMContext,
@@ -572,7 +564,6 @@ async def submit(
     await query.message.answer(t("wizard.submitted", id=revision.listing_id))
 
 
-@router.callback_query(ListingForm.summary, WizardCb.filter(F.action == "cancel"))
 async def cancel_from_summary(query: CallbackQuery, state: FSMContext, t: Translator) -> None:
     if await _summary_guard(query, state, t) is None:
         return
@@ -582,7 +573,6 @@ async def cancel_from_summary(query: CallbackQuery, state: FSMContext, t: Transl
     await cancel_wizard(query.message, state, t)
 
 
-@router.callback_query(ListingForm.summary, WizardCb.filter(F.action.in_({"edit", "back"})))
 async def toggle_edit_menu(
     query: CallbackQuery, callback_data: WizardCb, state: FSMContext, t: Translator
 ) -> None:
@@ -599,9 +589,6 @@ async def toggle_edit_menu(
     await query.message.edit_reply_markup(reply_markup=markup)
 
 
-@router.callback_query(
-    ListingForm.summary, WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"}))
-)
 async def edit_part(
     query: CallbackQuery,
     callback_data: WizardCb,
@@ -646,7 +633,6 @@ async def edit_part(
     await ask(query.message, step, wiz, state, t, settings)
 
 
-@router.callback_query(WizardCb.filter())
 async def stale_wizard_button(query: CallbackQuery, t: Translator) -> None:
     await query.answer(t("err.stale_button"), show_alert=True)
 
@@ -658,3 +644,30 @@ async def start_edit(
     await state.clear()
     wiz = Wizard(draft=draft, listing_id=listing_id)
     await show_summary(message, wiz, state, t)
+
+
+def build_router() -> Router:
+    router = Router(name="listing_wizard")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(new_listing, Command("newlisting"))
+    router.callback_query.register(
+        resume_or_restart, WizardCb.filter(F.action.in_({"resume", "restart"}))
+    )
+    router.message.register(answer, StateFilter(*(getattr(ListingForm, step) for step in PARSERS)))
+    router.callback_query.register(
+        submit, ListingForm.summary, WizardCb.filter(F.action == "submit")
+    )
+    router.callback_query.register(
+        cancel_from_summary, ListingForm.summary, WizardCb.filter(F.action == "cancel")
+    )
+    router.callback_query.register(
+        toggle_edit_menu, ListingForm.summary, WizardCb.filter(F.action.in_({"edit", "back"}))
+    )
+    router.callback_query.register(
+        edit_part,
+        ListingForm.summary,
+        WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"})),
+    )
+    router.callback_query.register(stale_wizard_button, WizardCb.filter())
+    return router

@@ -18,10 +18,6 @@ from services.errors import DomainError
 from services.listing_draft import ListingDraft
 from services.listings import ListingOverview
 
-router = Router(name="my_listings")
-router.message.filter(F.chat.type == "private")
-router.callback_query.filter(F.message.chat.type == "private")
-
 
 def _status(t: Translator, item: ListingOverview) -> str:
     listing = item.listing
@@ -57,7 +53,6 @@ async def _send_list(
         await message.answer(text, reply_markup=markup)
 
 
-@router.message(Command("listings"))
 async def my_listings(message: Message, session: AsyncSession, t: Translator) -> None:
     assert message.from_user is not None
     await _send_list(message, session, message.from_user.id, t)
@@ -77,7 +72,6 @@ def _detail(t: Translator, item: ListingOverview) -> Html:
     )
 
 
-@router.callback_query(ListingCb.filter())
 async def listing_action(
     query: CallbackQuery,
     callback_data: ListingCb,
@@ -120,3 +114,12 @@ async def listing_action(
         t, item.listing.id, published=item.listing.published, paused=item.listing.paused
     )
     await message.edit_text(_detail(t, item), reply_markup=markup)
+
+
+def build_router() -> Router:
+    router = Router(name="my_listings")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(my_listings, Command("listings"))
+    router.callback_query.register(listing_action, ListingCb.filter())
+    return router

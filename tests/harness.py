@@ -76,6 +76,11 @@ class BotHarness:
         self.api.send_text(user_id, user_id, text)
         return await self.expect(user_id, expect, after)
 
+    async def say_in_group(self, user_id: int, text: str, expect: str) -> JsonDict:
+        after = self.api.last_message_id(GROUP)
+        self.api.send_text(GROUP, user_id, text)
+        return await self.expect(GROUP, expect, after)
+
     async def press(self, chat_id: int, user_id: int, message: JsonDict, button: str) -> JsonDict:
         """Press an inline button; returns the callback answer (text, show_alert)."""
         query_id = self.api.press_button(chat_id, user_id, message["message_id"], button)

@@ -164,3 +164,55 @@ async def test_non_admin_cannot_use_pending_and_admin_sees_queue(bot: BotHarness
     await bot.press(GROUP, ADMINS[1], listing, "Card #1")
     await bot.expect(GROUP, "New listing", cursor)
     await asyncio.sleep(0)
+
+
+async def test_my_listings_pause_resume_and_forged_buttons(
+    bot: BotHarness, sqlite_url: str
+) -> None:
+    api = bot.api
+    card = await _submitted_card(bot)
+    after = api.last_message_id(MERCHANT)
+    await bot.press(GROUP, ADMINS[0], card, "Approve")
+    await bot.expect(MERCHANT, "is approved", after)
+
+    overview = await bot.say(MERCHANT, "/listings", "Your listings")
+    assert "#1 Volt Café: ✅ approved" in plain(overview)
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, overview, "#1 Volt Café")
+    detail = await bot.expect(MERCHANT, "Pause", after)
+    answer = await bot.press(MERCHANT, MERCHANT, detail, "Pause")
+    assert "Paused" in answer["text"]
+    detail = await bot.expect(MERCHANT, "Resume", after)
+    assert "paused" in plain(detail)
+
+    # another user forges the merchant's buttons: an alert, nothing changes
+    api.add_user(3003, "Eve")
+    for data in ("ls:resume:1", "ls:edit:1", "ls:open:1"):
+        # the stranger presses in their own chat with the merchant's listing id
+        decoy = await bot.say(3003, "/listings", "no listings yet")
+        query = api.press(3003, 3003, decoy["message_id"], data)
+        answer = await api.wait_for_callback_answer(query)
+        assert answer.get("show_alert"), data
+    engine = create_engine(sqlite_url)
+    async with create_session_factory(engine)() as session:
+        listing = (await session.scalars(select(Listing))).one()
+        assert listing.paused and listing.published
+    await engine.dispose()
+
+    answer = await bot.press(MERCHANT, MERCHANT, detail, "Resume")
+    assert "Resumed" in answer["text"]
+
+    # an edit of the approved listing: under review, the old version stays public
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, await bot.expect(MERCHANT, "Pause", after - 1), "Edit")
+    summary = await bot.expect(MERCHANT, "Submit for review", after)
+    await bot.press(MERCHANT, MERCHANT, summary, "Edit")
+    summary = await bot.expect(MERCHANT, "🏪 Shop name", after)
+    await bot.press(MERCHANT, MERCHANT, summary, "🏪 Shop name")
+    await bot.say(MERCHANT, "Volt Café Plus", "Submit for review")
+    summary = api.bot_messages(MERCHANT)[-1]
+    cursor = api.last_message_id(GROUP)
+    await bot.press(MERCHANT, MERCHANT, summary, "Submit")
+    await bot.expect(GROUP, "Edited listing #1", cursor)
+    overview = await bot.say(MERCHANT, "/listings", "Your listings")
+    assert "under review · the approved version stays public meanwhile" in plain(overview)

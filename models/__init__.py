@@ -5,7 +5,8 @@ Nothing here imports from bot/, handlers/, services/ or hardware_bridge/.
 
 from models.audit import AuditEntry
 from models.base import Base
-from models.enums import ListingStatus, RevisionStatus
+from models.booking import Booking
+from models.enums import BookingStatus, ListingStatus, RevisionStatus
 from models.fsm import FsmRecord
 from models.listing import Charger, Listing, ListingRevision
 from models.outbox import OutboxMessage
@@ -14,6 +15,8 @@ from models.user import User
 __all__ = [
     "AuditEntry",
     "Base",
+    "Booking",
+    "BookingStatus",
     "Charger",
     "FsmRecord",
     "Listing",

@@ -19,3 +19,14 @@ class RevisionStatus(StrEnum):
     WITHDRAWN = "withdrawn"
     # an approved version replaced by a newer approved one
     SUPERSEDED = "superseded"
+
+
+class BookingStatus(StrEnum):
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    CHARGING = "charging"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"

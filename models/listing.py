@@ -8,7 +8,7 @@ from models.base import Base, utcnow
 from models.enums import ListingStatus, RevisionStatus
 
 
-def _enum(cls: type) -> Enum:
+def enum_column(cls: type) -> Enum:
     # VARCHAR + CHECK instead of a native PostgreSQL enum: adding a state later
     # is then a plain migration on both databases.
     return Enum(
@@ -33,7 +33,7 @@ class Listing(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    status: Mapped[ListingStatus] = mapped_column(_enum(ListingStatus))
+    status: Mapped[ListingStatus] = mapped_column(enum_column(ListingStatus))
     published: Mapped[bool] = mapped_column(default=False)
     paused: Mapped[bool] = mapped_column(default=False)
     contact_phone: Mapped[str | None] = mapped_column(String(32))
@@ -88,7 +88,7 @@ class ListingRevision(Base):
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
     number: Mapped[int]
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[RevisionStatus] = mapped_column(_enum(RevisionStatus), index=True)
+    status: Mapped[RevisionStatus] = mapped_column(enum_column(RevisionStatus), index=True)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[int | None]

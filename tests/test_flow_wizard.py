@@ -136,11 +136,15 @@ async def test_flood_control_is_waited_out(bot: BotHarness, sqlite_url: str) -> 
     assert "Volt Café" in plain(card)
     assert len(bot.api.calls("sendPhoto")) >= 1
     engine = create_engine(sqlite_url)
-    async with create_session_factory(engine)() as session:
-        row = (
-            await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "review_card"))
-        ).one()
-        assert row.sent_at is not None and row.attempts == 2
+    sessions = create_session_factory(engine)
+    query = select(OutboxMessage).where(OutboxMessage.kind == "review_card")
+    for _ in range(50):  # the sender marks the row right after Telegram accepted it
+        async with sessions() as session:
+            row = (await session.scalars(query)).one()
+        if row.sent_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert row.sent_at is not None and row.attempts == 2
     await engine.dispose()
 
 

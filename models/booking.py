@@ -1,0 +1,44 @@
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.enums import BookingStatus
+from models.listing import Charger, enum_column
+
+
+class Booking(Base):
+    """A user's request for a charger in a time window, and what became of it.
+
+    The tariff is copied when the booking is requested, so a later price change
+    does not change what the user was shown.
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ix_bookings_charger_window", "charger_id", "status", "start_at"),
+        Index("ix_bookings_due", "status", "respond_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id"))
+    merchant_id: Mapped[int] = mapped_column(index=True)
+    status: Mapped[BookingStatus] = mapped_column(enum_column(BookingStatus))
+    device_kind: Mapped[str] = mapped_column(String(16))
+    device_model: Mapped[str] = mapped_column(String(128), default="")
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    price_minor: Mapped[int]
+    price_unit: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    # an estimate for per-hour prices; per-kWh prices depend on the energy used
+    estimate_minor: Mapped[int | None]
+    # the merchant must answer by then, or the booking expires
+    respond_by: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+    charger: Mapped[Charger] = relationship(lazy="joined")

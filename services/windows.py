@@ -1,0 +1,94 @@
+"""Time windows against a charger's opening hours, in the configured zone.
+
+Opening hours are local wall-clock times per weekday (``services.hours``). To
+check a booking they are laid out as concrete intervals over the days around
+it; touching intervals are joined, so 24/7 or "until 24:00, from 00:00" lets a
+booking cross midnight.
+"""
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from services.hours import Hours
+
+Interval = tuple[datetime, datetime]
+
+
+def _local(day: date, hhmm: str, zone: ZoneInfo) -> datetime:
+    """A wall-clock time on a local day; "24:00" is the next day's midnight."""
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    if hours == 24:
+        return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=zone)
+    return datetime.combine(day, time(hours, minutes), tzinfo=zone)
+
+
+def open_intervals(hours: Hours, first: date, last: date, zone: ZoneInfo) -> list[Interval]:
+    """The charger's open intervals (aware datetimes) that start between two days."""
+    intervals: list[Interval] = []
+    day = first
+    while day <= last:
+        for start, end in hours.get(str(day.weekday()), []):
+            begins = _local(day, start, zone)
+            # an end before the start is on the next day (past midnight)
+            ends = _local(day if end > start else day + timedelta(days=1), end, zone)
+            intervals.append((begins, ends))
+        day += timedelta(days=1)
+    return _merge(intervals)
+
+
+def _merge(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def fits_hours(hours: Hours, start: datetime, end: datetime, zone: ZoneInfo) -> bool:
+    local_start = start.astimezone(zone)
+    first = local_start.date() - timedelta(days=1)
+    last = end.astimezone(zone).date()
+    return any(s <= start and end <= e for s, e in open_intervals(hours, first, last, zone))
+
+
+def is_open(hours: Hours, moment: datetime, zone: ZoneInfo) -> bool:
+    return fits_hours(hours, moment, moment + timedelta(minutes=1), zone)
+
+
+def next_opening(hours: Hours, moment: datetime, zone: ZoneInfo) -> datetime | None:
+    """When the charger next opens after ``moment`` (within a week), if closed now."""
+    day = moment.astimezone(zone).date()
+    for start, _end in open_intervals(
+        hours, day - timedelta(days=1), day + timedelta(days=7), zone
+    ):
+        if start > moment:
+            return start
+    return None
+
+
+def free_windows(
+    hours: Hours, day: date, busy: Iterable[Interval], zone: ZoneInfo, now: datetime
+) -> list[Interval]:
+    """The open, unbooked parts of a local day (from now on), for a refusal's help."""
+    day_start = datetime.combine(day, time(0, 0), tzinfo=zone)
+    day_end = day_start + timedelta(days=1)
+    windows = [
+        (max(s, day_start, now), min(e, day_end))
+        for s, e in open_intervals(hours, day - timedelta(days=1), day, zone)
+        if e > day_start and s < day_end
+    ]
+    for b_start, b_end in sorted(busy):
+        cut: list[Interval] = []
+        for s, e in windows:
+            if b_end <= s or b_start >= e:
+                cut.append((s, e))
+                continue
+            if s < b_start:
+                cut.append((s, b_start))
+            if b_end < e:
+                cut.append((b_end, e))
+        windows = cut
+    return [(s, e) for s, e in windows if e - s >= timedelta(minutes=15)]

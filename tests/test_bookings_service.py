@@ -1,0 +1,234 @@
+"""Booking rules in services/, on SQLite and PostgreSQL."""
+
+import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from models import AuditEntry, Booking, BookingStatus, Charger, Listing, OutboxMessage, User
+from services import bookings, listings, search
+from services.bookings import BookingRules
+from services.errors import DomainError, InvalidInput, NotAllowed
+from tests import factories
+
+ZONE = ZoneInfo("Asia/Shanghai")
+RULES = BookingRules(zone=ZONE, response_minutes=15)
+MERCHANT, USER_A, USER_B, STRANGER = 1001, 2001, 2002, 3003
+# a Saturday morning in Shanghai
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=ZONE)
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=ZONE)
+
+
+@pytest.fixture
+async def charger_id(sessions) -> int:
+    async with sessions() as session:
+        session.add_all(
+            [User(id=i, first_name=f"u{i}") for i in (MERCHANT, USER_A, USER_B, STRANGER)]
+        )
+        await session.commit()
+    draft = factories.listing(chargers=1)
+    draft.chargers[0].device_kinds = ["e_bike", "phone_laptop"]
+    draft.chargers[0].hours = {str(d): [["08:00", "22:00"]] for d in range(5)} | {
+        "5": [["08:00", "22:00"], ["23:00", "24:00"]],
+        "6": [["00:00", "03:00"]],
+    }
+    async with sessions() as session:
+        revision = await listings.submit(
+            session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=-1
+        )
+        await listings.approve(session, revision_id=revision.id, admin_id=9, moderation_chat_id=-1)
+        return (await session.scalars(select(Charger.id))).one()
+
+
+async def _request(sessions, charger_id, user=USER_A, start=None, end=None, kind="e_bike"):
+    async with sessions() as session:
+        return await bookings.request(
+            session,
+            user_id=user,
+            charger_id=charger_id,
+            device_kind=kind,
+            device_model="Yadea G5",
+            start=start or at(28, 18),
+            end=end or at(28, 20),
+            rules=RULES,
+            now=NOW,
+        )
+
+
+async def test_request_copies_the_tariff_and_tells_the_merchant(sessions, charger_id) -> None:
+    booking = await _request(sessions, charger_id)
+    assert booking.status == BookingStatus.REQUESTED
+    assert (booking.price_minor, booking.price_unit, booking.estimate_minor) == (250, "hour", 500)
+    assert booking.respond_by == NOW + timedelta(minutes=15)
+    async with sessions() as session:  # a later price change does not touch the booking
+        charger = await session.get(Charger, charger_id)
+        charger.price_minor = 999
+        await session.commit()
+        stored = await session.get(Booking, booking.id)
+        assert stored.price_minor == 250
+        kinds = (
+            await session.scalars(
+                select(OutboxMessage.kind).where(OutboxMessage.chat_id == MERCHANT)
+            )
+        ).all()
+        assert "booking_request" in kinds
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "key"),
+    [
+        (at(28, 20), at(28, 18), "err.window_order"),
+        (at(30, 7), at(30, 8, 30), "err.window_hours"),  # Monday opens at 08:00
+        (at(27, 18), at(27, 19), "err.window_past"),
+        (at(28, 18), at(28, 18, 5), "err.window_length"),
+        (at(28, 21), at(28, 23), "err.window_hours"),  # closed 22:00–23:00
+    ],
+)
+async def test_bad_windows_are_refused(sessions, charger_id, start, end, key) -> None:
+    with pytest.raises(InvalidInput) as error:
+        await _request(sessions, charger_id, start=start, end=end)
+    assert error.value.key == key
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Booking)) == 0
+
+
+async def test_a_window_across_midnight_fits_joined_hours(sessions, charger_id) -> None:
+    # Saturday 23:00–24:00 and Sunday 00:00–03:00 join into one open stretch
+    booking = await _request(sessions, charger_id, start=at(28, 23, 30), end=at(29, 1, 30))
+    assert booking.estimate_minor == 500
+    with pytest.raises(InvalidInput):  # Sunday 03:00 is the end of it
+        await _request(sessions, charger_id, start=at(29, 2), end=at(29, 4))
+
+
+async def test_a_kind_the_charger_does_not_fit_and_own_charger(sessions, charger_id) -> None:
+    with pytest.raises(InvalidInput):
+        await _request(sessions, charger_id, kind="ev_car")
+    with pytest.raises(NotAllowed):
+        await _request(sessions, charger_id, user=MERCHANT)
+
+
+async def test_two_overlapping_requests_only_one_can_be_accepted(sessions, charger_id) -> None:
+    first = await _request(sessions, charger_id, USER_A, at(28, 18), at(28, 20))
+    second = await _request(sessions, charger_id, USER_B, at(28, 19), at(28, 21))
+
+    async def accept(booking_id: int):
+        async with sessions() as session:
+            try:
+                return await bookings.accept(
+                    session, booking_id=booking_id, merchant_id=MERCHANT, now=NOW
+                )
+            except DomainError as error:
+                return error
+
+    results = await asyncio.gather(accept(first.id), accept(second.id))
+    accepted = [r for r in results if not isinstance(r, DomainError)]
+    refused = [r for r in results if isinstance(r, DomainError)]
+    assert len(accepted) == 1 and len(refused) == 1
+    assert refused[0].key == "err.booking_overlap"
+    # the free windows of the day are offered when a taken window is requested
+    with pytest.raises(InvalidInput) as error:
+        await _request(sessions, charger_id, STRANGER, at(28, 19), at(28, 20))
+    assert error.value.key == "err.window_taken" and error.value.params["free"]
+
+
+async def test_the_same_accept_pressed_twice_acts_once(sessions, charger_id) -> None:
+    booking = await _request(sessions, charger_id)
+
+    async def accept():
+        async with sessions() as session:
+            try:
+                return await bookings.accept(
+                    session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW
+                )
+            except DomainError as error:
+                return error
+
+    results = await asyncio.gather(accept(), accept())
+    assert sum(not isinstance(r, DomainError) for r in results) == 1
+    async with sessions() as session:
+        notes = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.kind == "booking_accepted")
+        )
+        assert notes == 1
+
+
+async def test_only_the_owner_decides_and_rejected_stays_rejected(sessions, charger_id) -> None:
+    booking = await _request(sessions, charger_id)
+    async with sessions() as session:
+        with pytest.raises(NotAllowed):
+            await bookings.accept(session, booking_id=booking.id, merchant_id=STRANGER, now=NOW)
+        await bookings.reject(
+            session, booking_id=booking.id, merchant_id=MERCHANT, reason="preset:no_spot"
+        )
+        with pytest.raises(InvalidInput):
+            await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
+        stored = await bookings.get(session, booking.id)
+        assert stored.status == BookingStatus.REJECTED and stored.reason == "preset:no_spot"
+
+
+async def test_expiry_happens_once_even_when_late(sessions, charger_id) -> None:
+    booking = await _request(sessions, charger_id)
+    assert await _expire(sessions, NOW + timedelta(minutes=14)) == 0
+    # the bot was down at the due time: expiry still happens when it runs again
+    later = NOW + timedelta(hours=3)
+    counts = await asyncio.gather(*(_expire(sessions, later) for _ in range(3)))
+    assert sum(counts) == 1
+    async with sessions() as session:
+        stored = await bookings.get(session, booking.id)
+        assert stored.status == BookingStatus.EXPIRED
+        with pytest.raises(InvalidInput):
+            await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=later)
+        audit = await session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.entity == "booking", AuditEntry.action == "expired")
+        )
+        assert audit == 1
+
+
+async def _expire(sessions, now) -> int:
+    async with sessions() as session:
+        return await bookings.expire_due(session, now)
+
+
+async def test_cancel_before_start(sessions, charger_id) -> None:
+    booking = await _request(sessions, charger_id)
+    async with sessions() as session:
+        with pytest.raises(NotAllowed):
+            await bookings.cancel(session, booking_id=booking.id, user_id=USER_B, now=NOW)
+        await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
+        with pytest.raises(InvalidInput):  # once started it is for the charging flow
+            await bookings.cancel(
+                session, booking_id=booking.id, user_id=USER_A, now=at(28, 18, 30)
+            )
+        cancelled = await bookings.cancel(session, booking_id=booking.id, user_id=USER_A, now=NOW)
+        assert cancelled.status == BookingStatus.CANCELLED
+
+
+async def test_paused_listing_cannot_be_booked_and_search(sessions, charger_id) -> None:
+    async with sessions() as session:
+        hits = await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE)
+        assert [h.listing.shop_name for h in hits] == ["Volt Café"]
+        assert hits[0].distance_km < 0.2 and hits[0].open_now
+        assert (
+            await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE, kind="ev_car")
+            == []
+        )
+        assert await search.nearest(session, 39.9, 116.4, now=NOW, zone=ZONE) == []  # Beijing
+        closed = await search.nearest(
+            session, 31.23, 121.47, now=at(28, 22, 30), zone=ZONE, open_now=True
+        )
+        assert closed == []
+        listing = (await session.scalars(select(Listing))).one()
+        await listings.set_paused(session, listing_id=listing.id, merchant_id=MERCHANT, paused=True)
+        assert await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE) == []
+    with pytest.raises(InvalidInput) as error:
+        await _request(sessions, charger_id)
+    assert error.value.key == "err.listing_paused"

@@ -8,6 +8,7 @@ from aiogram import Bot, Dispatcher
 
 from bot.factory import create_bot, create_dispatcher, set_commands
 from bot.outbox_sender import OutboxSender
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from migrations.runner import upgrade
 from models.db import create_engine, create_session_factory
@@ -24,6 +25,7 @@ class App:
         self.sessions = create_session_factory(self.engine)
         self.bot: Bot = create_bot(settings)
         self.outbox = OutboxSender(self.bot, self.sessions, settings)
+        self.scheduler = Scheduler(self.sessions, on_change=self.outbox.wake)
         self.dispatcher: Dispatcher = create_dispatcher(settings, self.sessions, self.outbox)
 
     async def prepare(self) -> None:
@@ -32,8 +34,10 @@ class App:
         log.info("bot @%s (id %s) ready", me.username, me.id)
         await set_commands(self.bot, self.settings)
         self.outbox.start()
+        self.scheduler.start()
 
     async def close(self) -> None:
+        await self.scheduler.stop()
         await self.outbox.stop()
         await self.dispatcher.storage.close()
         await self.bot.session.close()

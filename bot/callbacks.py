@@ -21,3 +21,21 @@ class ListingCb(CallbackData, prefix="ls"):
 
 class LanguageCb(CallbackData, prefix="lang"):
     code: str
+
+
+class FindCb(CallbackData, prefix="fd"):
+    action: str  # page | kind | open | card | map
+    page: int = 0
+    kind: str = ""  # "" = any device
+    open_now: bool = False
+    ref: int = 0  # listing id for card and map
+
+
+class BookCb(CallbackData, prefix="bk"):
+    charger_id: int
+
+
+class BookingCb(CallbackData, prefix="bg"):
+    action: str  # confirm | drop | accept | reject | reason | other | back | cancel
+    booking_id: int = 0
+    code: str = ""

@@ -18,7 +18,16 @@ from bot.outbox_sender import OutboxSender
 from bot.settings import Settings
 from handlers import build_root_router
 
-PRIVATE_COMMANDS = ("start", "newlisting", "listings", "language", "help", "cancel")
+PRIVATE_COMMANDS = (
+    "start",
+    "find",
+    "bookings",
+    "newlisting",
+    "listings",
+    "language",
+    "help",
+    "cancel",
+)
 GROUP_COMMANDS = ("pending", "cancel")
 
 

@@ -10,7 +10,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import LanguageCb, ListingCb, ReviewCb, WizardCb
+from bot.callbacks import BookingCb, LanguageCb, ListingCb, ReviewCb, WizardCb
 from bot.i18n import Translator
 from services.listings import REJECT_PRESETS
 
@@ -151,4 +151,26 @@ def resume_or_restart(t: Translator) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t("btn.continue"), callback_data=WizardCb(action="resume"))
     builder.button(text=t("btn.restart"), callback_data=WizardCb(action="restart"))
+    return builder.as_markup()
+
+
+async def edit_text_safely(message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    """Edit a message's text; "message is not modified" counts as success."""
+    from aiogram.exceptions import TelegramBadRequest
+
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as error:
+        if "message is not modified" not in error.message:
+            raise
+
+
+def booking_decision(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking_id)
+    )
+    builder.button(
+        text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking_id)
+    )
     return builder.as_markup()

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
+from bot.booking_views import booking_text
+from bot.booking_views import reason_text as booking_reason_text
+from bot.callbacks import FindCb
 from bot.i18n import Html, Translator, translator
 from bot.settings import Settings
-from bot.views import listing_text, reason_text, status_line
-from models import OutboxMessage, RevisionStatus, User
-from services import listings, users
+from bot.views import listing_text, reason_text, status_line, when
+from models import Listing, OutboxMessage, RevisionStatus, User
+from services import bookings, listings, users
 from services.listing_draft import ListingDraft
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,95 @@ async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
     )
 
 
+async def _booking(ctx: Context, message: OutboxMessage):
+    booking = await bookings.get(ctx.session, message.payload["booking_id"])
+    listing = await ctx.session.get(Listing, booking.charger.listing_id)
+    assert listing is not None
+    return (
+        booking,
+        listing,
+        booking_text(ctx.t, booking, ctx.settings.zone, listing.shop_name or ""),
+    )
+
+
+async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
+    booking, _listing, text = await _booking(ctx, message)
+    user = await ctx.session.get(User, booking.user_id)
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t(
+            "booking.request_merchant",
+            name=user.first_name if user else "",
+            body=text,
+            until=when(booking.respond_by, ctx.settings.zone),
+        ),
+        reply_markup=keyboards.booking_decision(ctx.t, booking.id),
+    )
+
+
+async def _booking_accepted(ctx: Context, message: OutboxMessage) -> None:
+    booking, listing, text = await _booking(ctx, message)
+    assert listing.latitude is not None and listing.longitude is not None
+    await ctx.bot.send_venue(
+        message.chat_id,
+        listing.latitude,
+        listing.longitude,
+        title=listing.shop_name or "",
+        address=listing.address or "",
+    )
+    charger = booking.charger
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t(
+            "booking.accepted_user",
+            body=text,
+            supply=f"{charger.supply_kind} / {charger.supply_model}",
+        ),
+    )
+
+
+async def _booking_rejected(ctx: Context, message: OutboxMessage) -> None:
+    booking, _listing, text = await _booking(ctx, message)
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t(
+            "booking.rejected_user", body=text, reason=booking_reason_text(ctx.t, booking.reason)
+        ),
+        reply_markup=find_again(ctx.t),
+    )
+
+
+def _simple(
+    key: str, markup: Callable[[Translator], InlineKeyboardMarkup] | None = None
+) -> Renderer:
+    async def render_simple(ctx: Context, message: OutboxMessage) -> None:
+        _booking_row, _listing, text = await _booking(ctx, message)
+        await ctx.bot.send_message(
+            message.chat_id, ctx.t(key, body=text), reply_markup=markup(ctx.t) if markup else None
+        )
+
+    return render_simple
+
+
+def find_again(t: Translator) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn.find_again"), callback_data=FindCb(action="restart").pack()
+                )
+            ]
+        ]
+    )
+
+
 RENDERERS: dict[str, Renderer] = {
+    "booking_request": _booking_request,
+    "booking_accepted": _booking_accepted,
+    "booking_rejected": _booking_rejected,
+    "booking_expired": _simple("booking.expired_user", find_again),
+    "booking_expired_merchant": _simple("booking.expired_merchant"),
+    "booking_cancelled": _simple("booking.cancelled_merchant"),
     "review_card": _review_card,
     "review_card_refresh": _review_card_refresh,
     "listing_approved": _listing_approved,

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # the moderation group is one chat for many people: one language for it
     group_language: Literal["en", "zh"] = "en"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    # how long a merchant has to answer a booking request (never past its start)
+    booking_response_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     @field_validator(
         "mqtt_username",

@@ -6,7 +6,17 @@ App, a test) gets routers of its own.
 
 from aiogram import Router
 
-from handlers import common, errors, language, listing_wizard, moderation, my_listings
+from handlers import (
+    booking,
+    booking_decisions,
+    common,
+    errors,
+    find,
+    language,
+    listing_wizard,
+    moderation,
+    my_listings,
+)
 
 
 def build_root_router(moderation_chat_id: int) -> Router:
@@ -18,6 +28,9 @@ def build_root_router(moderation_chat_id: int) -> Router:
         moderation.build_router(moderation_chat_id),
         listing_wizard.build_router(),
         my_listings.build_router(),
+        find.build_router(),
+        booking.build_router(),
+        booking_decisions.build_router(),
         common.build_fallback_router(),
     )
     return root

@@ -6,10 +6,12 @@ it; touching intervals are joined, so 24/7 or "until 24:00, from 00:00" lets a
 booking cross midnight.
 """
 
+import re
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from services.errors import InvalidInput
 from services.hours import Hours
 
 Interval = tuple[datetime, datetime]
@@ -92,3 +94,42 @@ def free_windows(
                 cut.append((b_end, e))
         windows = cut
     return [(s, e) for s, e in windows if e - s >= timedelta(minutes=15)]
+
+
+_DAY_WORDS = {"today": 0, "今天": 0, "tomorrow": 1, "明天": 1, "后天": 2}
+_WINDOW_TEXT = re.compile(
+    r"^\s*(?:(?P<word>today|tomorrow|今天|明天|后天)|(?:(?P<y>\d{4})-)?(?P<m>\d{1,2})-(?P<d>\d{1,2}))?"
+    r"\s*(?P<h1>\d{1,2}):(?P<m1>\d{2})\s*(?:-|–|—|~|～|to|至|到)\s*(?P<h2>\d{1,2}):(?P<m2>\d{2})\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_window(text: str, now: datetime, zone: ZoneInfo) -> Interval:
+    """``18:00-20:00`` (today), ``tomorrow 09:00-11:00``, ``2026-12-01 22:00-01:00``.
+
+    An end at or before the start is on the next day (past midnight).
+    """
+    match = _WINDOW_TEXT.match(text)
+    if not match:
+        raise InvalidInput("err.window_format")
+    today = now.astimezone(zone).date()
+    try:
+        if match["word"]:
+            day = today + timedelta(days=_DAY_WORDS[match["word"].lower()])
+        elif match["m"]:
+            day = date(int(match["y"] or today.year), int(match["m"]), int(match["d"]))
+            if not match["y"] and day < today:
+                day = date(today.year + 1, day.month, day.day)  # "01-05" in December
+        else:
+            day = today
+        start = datetime.combine(day, time(int(match["h1"]), int(match["m1"])), tzinfo=zone)
+        end_clock = (int(match["h2"]), int(match["m2"]))
+        end_day = day + timedelta(days=1) if end_clock == (24, 0) else day
+        end = datetime.combine(
+            end_day, time(*end_clock) if end_clock != (24, 0) else time(0), tzinfo=zone
+        )
+    except ValueError:
+        raise InvalidInput("err.window_format") from None
+    if end <= start:
+        end += timedelta(days=1)
+    return start, end

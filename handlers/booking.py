@@ -1,0 +1,294 @@
+"""Booking a charger: which device, which time window, a summary with the price
+estimate, then Confirm; and /bookings with cancel (user) or accept/reject (merchant)."""
+
+from datetime import datetime, timedelta
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.booking_views import booking_text, money, tariff_text, window_text
+from bot.callbacks import BookCb, BookingCb
+from bot.i18n import Html, Translator, all_variants, keys_by_label
+from bot.settings import Settings
+from models import BookingStatus, Listing
+from models.base import utcnow
+from services import bookings
+from services.bookings import BookingRules, estimate_minor
+from services.errors import DomainError, InvalidInput
+from services.windows import parse_window
+
+QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
+
+
+class BookForm(StatesGroup):
+    kind = State()
+    model = State()
+    when = State()
+    confirm = State()
+
+
+def rules(settings: Settings) -> BookingRules:
+    return BookingRules(zone=settings.zone, response_minutes=settings.booking_response_minutes)
+
+
+async def error_text(t: Translator, error: DomainError, settings: Settings) -> str:
+    params = dict(error.params)
+    if "free" in params:
+        windows = [
+            window_text(datetime.fromisoformat(s), datetime.fromisoformat(e), settings.zone)
+            for s, e in params.pop("free")
+        ]
+        free = "\n".join(f"• {w}" for w in windows) or t("booking.no_free")
+        return t(error.key, **params) + "\n" + t("booking.free_windows", windows=free)
+    return t(error.key, **params)
+
+
+async def start_booking(
+    query: CallbackQuery,
+    callback_data: BookCb,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+) -> None:
+    try:
+        charger = await bookings.bookable_charger(session, callback_data.charger_id)
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    await query.answer()
+    await state.clear()
+    await state.update_data(charger_id=charger.id)
+    await state.set_state(BookForm.kind)
+    labels = [t(f"kind.{k}") for k in charger.device_kinds]
+    assert isinstance(query.message, Message)
+    await query.message.answer(
+        t("booking.ask_kind"),
+        reply_markup=keyboards.reply([*keyboards.chunk(labels, 2), [t("btn.cancel")]]),
+    )
+
+
+async def _cancelled(message: Message, state: FSMContext, t: Translator) -> bool:
+    if (message.text or "").strip() in all_variants("btn.cancel"):
+        await state.clear()
+        await message.answer(t("booking.cancelled"), reply_markup=ReplyKeyboardRemove())
+        return True
+    return False
+
+
+async def kind(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+    if await _cancelled(message, state, t):
+        return
+    data = await state.get_data()
+    try:
+        charger = await bookings.bookable_charger(session, data["charger_id"])
+    except DomainError as error:
+        await state.clear()
+        await message.answer(t(error.key, **error.params), reply_markup=ReplyKeyboardRemove())
+        return
+    code = keys_by_label(f"kind.{k}" for k in charger.device_kinds).get(
+        (message.text or "").strip()
+    )
+    if code is None:
+        await message.answer(t("err.choose_button"))
+        return
+    await state.update_data(kind=code.removeprefix("kind."))
+    await state.set_state(BookForm.model)
+    await message.answer(
+        t("booking.ask_model"), reply_markup=keyboards.reply([[t("btn.skip")], [t("btn.cancel")]])
+    )
+
+
+async def model(message: Message, state: FSMContext, t: Translator) -> None:
+    if await _cancelled(message, state, t):
+        return
+    text = " ".join((message.text or "").split())
+    if not text or len(text) > 100:
+        await message.answer(t("err.text_length", min=1, max=100))
+        return
+    await state.update_data(model="" if text in all_variants("btn.skip") else text)
+    await state.set_state(BookForm.when)
+    await message.answer(
+        t("booking.ask_when"),
+        reply_markup=keyboards.reply(
+            [[t("btn.now_1h"), t("btn.now_2h")], [t("booking.quick_evening")], [t("btn.cancel")]]
+        ),
+    )
+
+
+async def when(
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    if await _cancelled(message, state, t):
+        return
+    text = (message.text or "").strip()
+    now = utcnow()
+    quick = keys_by_label(QUICK_HOURS).get(text)
+    try:
+        if quick:
+            start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            end = start + timedelta(hours=QUICK_HOURS[quick])
+        else:
+            start, end = parse_window(text, now, settings.zone)
+        data = await state.get_data()
+        charger = await bookings.bookable_charger(session, data["charger_id"])
+        await bookings.check_window(session, charger, start, end, now, rules(settings))
+    except InvalidInput as error:
+        await message.answer(await error_text(t, error, settings))
+        return
+    except DomainError as error:
+        await state.clear()
+        await message.answer(t(error.key, **error.params), reply_markup=ReplyKeyboardRemove())
+        return
+    await state.update_data(start=start.isoformat(), end=end.isoformat())
+    await state.set_state(BookForm.confirm)
+    listing = await session.get(Listing, charger.listing_id)
+    estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
+    await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action="confirm"))
+    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action="drop"))
+    await message.answer(
+        t(
+            "booking.summary",
+            shop=listing.shop_name if listing else "",
+            device=t(f"kind.{data['kind']}"),
+            model=data.get("model") or t("view.any_model"),
+            window=window_text(start, end, settings.zone),
+            tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
+            estimate=money(estimate, charger.currency)
+            if estimate is not None
+            else t("booking.estimate_kwh"),
+        ),
+        reply_markup=builder.as_markup(),
+    )
+
+
+async def confirm(
+    query: CallbackQuery,
+    callback_data: BookingCb,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    assert isinstance(query.message, Message)
+    if callback_data.action == "drop":
+        await state.clear()
+        await query.answer()
+        await query.message.edit_text(t("booking.cancelled"))
+        return
+    data = await state.get_data()
+    try:
+        booking = await bookings.request(
+            session,
+            user_id=query.from_user.id,
+            charger_id=data["charger_id"],
+            device_kind=data["kind"],
+            device_model=data.get("model", ""),
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            rules=rules(settings),
+        )
+    except DomainError as error:
+        await query.answer()
+        await query.message.answer(await error_text(t, error, settings))
+        await state.set_state(BookForm.when)
+        await query.message.answer(t("booking.ask_when"))
+        return
+    await state.clear()
+    await query.answer(t("booking.sent_alert"))
+    await query.message.edit_reply_markup(reply_markup=None)
+    await query.message.answer(
+        t("booking.sent", id=booking.id, minutes=settings.booking_response_minutes)
+    )
+
+
+async def stale_confirm(query: CallbackQuery, t: Translator) -> None:
+    await query.answer(t("err.stale_button"), show_alert=True)
+
+
+async def my_bookings(
+    message: Message, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    assert message.from_user is not None
+    mine = await bookings.of_user(session, message.from_user.id)
+    incoming = await bookings.of_merchant(session, message.from_user.id)
+    if not mine and not incoming:
+        await message.answer(t("booking.none"))
+        return
+    now = utcnow()
+    for title, rows, role in (
+        (t("booking.mine"), mine, "user"),
+        (t("booking.incoming"), incoming, "merchant"),
+    ):
+        if not rows:
+            continue
+        await message.answer(Html(f"<b>{title}</b>"))
+        for booking in rows[:10]:
+            listing = await session.get(Listing, booking.charger.listing_id)
+            builder = InlineKeyboardBuilder()
+            if role == "user" and booking.status in bookings.OPEN and booking.start_at > now:
+                builder.button(
+                    text=t("btn.cancel_booking"),
+                    callback_data=BookingCb(action="cancel", booking_id=booking.id),
+                )
+            if role == "merchant" and booking.status == BookingStatus.REQUESTED:
+                builder.button(
+                    text=t("btn.accept"),
+                    callback_data=BookingCb(action="accept", booking_id=booking.id),
+                )
+                builder.button(
+                    text=t("btn.reject"),
+                    callback_data=BookingCb(action="reject", booking_id=booking.id),
+                )
+            await message.answer(
+                booking_text(t, booking, settings.zone, listing.shop_name if listing else ""),
+                reply_markup=builder.as_markup() if builder.buttons else None,
+            )
+
+
+async def cancel_booking(
+    query: CallbackQuery, callback_data: BookingCb, session: AsyncSession, t: Translator
+) -> None:
+    try:
+        await bookings.cancel(
+            session, booking_id=callback_data.booking_id, user_id=query.from_user.id
+        )
+    except DomainError as error:
+        await query.answer(t(error.key, **status_params(t, error)), show_alert=True)
+        return
+    await query.answer(t("booking.cancelled_alert"))
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+
+
+def status_params(t: Translator, error: DomainError) -> dict[str, object]:
+    params = dict(error.params)
+    if "status" in params:
+        params["status"] = t(f"booking.status_{params['status']}")
+    return params
+
+
+def build_router() -> Router:
+    router = Router(name="booking")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.callback_query.register(start_booking, BookCb.filter())
+    router.message.register(kind, BookForm.kind)
+    router.message.register(model, BookForm.model)
+    router.message.register(when, BookForm.when)
+    router.callback_query.register(
+        confirm, BookForm.confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
+    )
+    router.callback_query.register(
+        stale_confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
+    )
+    router.message.register(my_bookings, Command("bookings"))
+    router.callback_query.register(cancel_booking, BookingCb.filter(F.action == "cancel"))
+    return router

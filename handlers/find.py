@@ -1,0 +1,235 @@
+"""/find: the nearest approved chargers to a shared location (or a typed
+address), a page at a time, with filters; a result opens the listing's card."""
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardRemove
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.booking_views import hit_line, listing_card
+from bot.callbacks import BookCb, FindCb
+from bot.i18n import Translator, all_variants
+from bot.settings import Settings
+from models import Charger, Listing
+from models.base import utcnow
+from services import search
+from services.listing_draft import DEVICE_KINDS
+from services.search import Hit
+
+PAGE = 5
+
+
+class FindForm(StatesGroup):
+    where = State()
+
+
+async def find(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.set_state(FindForm.where)
+    markup = keyboards.reply(
+        [[KeyboardButton(text=t("btn.share_location"), request_location=True)], [t("btn.cancel")]]
+    )
+    await message.answer(t("find.ask"), reply_markup=markup)
+
+
+async def find_again(query: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await query.answer()
+    if isinstance(query.message, Message):
+        await find(query.message, state, t)
+
+
+async def where(
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    if message.text and message.text.strip() in all_variants("btn.cancel"):
+        await state.clear()
+        await message.answer(t("cancel.done"), reply_markup=ReplyKeyboardRemove())
+        return
+    if message.location:
+        await state.clear()
+        await state.update_data(find_at=[message.location.latitude, message.location.longitude])
+        await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
+        text, markup = await _page(session, state, t, settings, FindCb(action="page"))
+        await message.answer(text, reply_markup=markup)
+        return
+    if message.text and len(message.text.strip()) >= 2:
+        found = await search.by_text(session, message.text)
+        if not found:
+            await message.answer(t("find.address_none"))
+            return
+        await state.clear()
+        point = found[0]
+        await state.update_data(find_at=[point.latitude, point.longitude])
+        await message.answer(
+            t("find.address_near", shop=point.shop_name or ""), reply_markup=ReplyKeyboardRemove()
+        )
+        text, markup = await _page(session, state, t, settings, FindCb(action="page"))
+        await message.answer(text, reply_markup=markup)
+        return
+    await message.answer(t("find.ask"))
+
+
+async def _page(
+    session: AsyncSession, state: FSMContext, t: Translator, settings: Settings, cb: FindCb
+):
+    point = (await state.get_data()).get("find_at")
+    if not point:
+        return t("find.expired"), None
+    hits: list[Hit] = await search.nearest(
+        session,
+        point[0],
+        point[1],
+        now=utcnow(),
+        zone=settings.zone,
+        kind=cb.kind or None,
+        open_now=cb.open_now,
+    )
+    pages = max(1, (len(hits) + PAGE - 1) // PAGE)
+    page = min(max(cb.page, 0), pages - 1)
+    shown = hits[page * PAGE : (page + 1) * PAGE]
+    builder = InlineKeyboardBuilder()
+    for i, hit in enumerate(shown, start=page * PAGE + 1):
+        builder.button(
+            text=f"{i}. {hit.listing.shop_name}",
+            callback_data=FindCb(
+                action="card", ref=hit.listing.id, kind=cb.kind, open_now=cb.open_now, page=page
+            ),
+        )
+    sizes = [1] * len(shown)
+    nav = 0
+    if page > 0:
+        builder.button(
+            text=t("btn.previous"),
+            callback_data=cb.model_copy(update={"action": "page", "page": page - 1}),
+        )
+        nav += 1
+    if page < pages - 1:
+        builder.button(
+            text=t("btn.next"),
+            callback_data=cb.model_copy(update={"action": "page", "page": page + 1}),
+        )
+        nav += 1
+    if nav:
+        sizes.append(nav)
+    kind_label = t(f"kind.{cb.kind}") if cb.kind else t("find.any_device")
+    builder.button(
+        text=t("btn.filter_kind", kind=kind_label),
+        callback_data=cb.model_copy(update={"action": "kind", "page": 0}),
+    )
+    builder.button(
+        text=t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
+        callback_data=cb.model_copy(
+            update={"action": "page", "page": 0, "open_now": not cb.open_now}
+        ),
+    )
+    sizes.append(2)
+    builder.adjust(*sizes)
+    if not hits:
+        return t("find.none"), builder.as_markup()
+    lines = [hit_line(t, i, hit, settings.zone) for i, hit in enumerate(shown, page * PAGE + 1)]
+    header = t("find.header", count=len(hits), page=page + 1, pages=pages)
+    return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
+
+
+async def page(
+    query: CallbackQuery,
+    callback_data: FindCb,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    if callback_data.action == "kind":  # cycle through the device kinds
+        order = ["", *DEVICE_KINDS]
+        nxt = (
+            order[(order.index(callback_data.kind) + 1) % len(order)]
+            if (callback_data.kind in order)
+            else ""
+        )
+        callback_data = callback_data.model_copy(update={"kind": nxt, "action": "page"})
+    text, markup = await _page(session, state, t, settings, callback_data)
+    await query.answer()
+    if isinstance(query.message, Message):
+        await keyboards.edit_text_safely(query.message, text, markup)
+
+
+async def card(
+    query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
+) -> None:
+    listing = await session.get(Listing, callback_data.ref, populate_existing=True)
+    if listing is None or not listing.published or listing.paused:
+        await query.answer(t("err.listing_unavailable"), show_alert=True)
+        return
+    chargers = [c for c in await _chargers(session, listing.id)]
+    if not chargers:
+        await query.answer(t("err.listing_unavailable"), show_alert=True)
+        return
+    await query.answer()
+    builder = InlineKeyboardBuilder()
+    for charger in chargers:
+        builder.button(
+            text=t("btn.book_charger", n=charger.position + 1),
+            callback_data=BookCb(charger_id=charger.id),
+        )
+    builder.button(text=t("btn.show_map"), callback_data=FindCb(action="map", ref=listing.id))
+    builder.adjust(*([1] * len(chargers)), 1)
+    text = listing_card(t, listing, chargers)
+    assert listing.photo_file_id is not None
+    if len(text) <= 1024:
+        await bot.send_photo(
+            query.from_user.id,
+            listing.photo_file_id,
+            caption=text,
+            reply_markup=builder.as_markup(),
+        )
+    else:
+        await bot.send_photo(query.from_user.id, listing.photo_file_id)
+        await bot.send_message(query.from_user.id, text, reply_markup=builder.as_markup())
+
+
+async def show_map(
+    query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
+) -> None:
+    listing = await session.get(Listing, callback_data.ref, populate_existing=True)
+    if listing is None or not listing.published or listing.paused:
+        await query.answer(t("err.listing_unavailable"), show_alert=True)
+        return
+    await query.answer()
+    assert listing.latitude is not None and listing.longitude is not None
+    await bot.send_venue(
+        query.from_user.id,
+        listing.latitude,
+        listing.longitude,
+        title=listing.shop_name or "",
+        address=listing.address or "",
+    )
+
+
+async def _chargers(session: AsyncSession, listing_id: int) -> list[Charger]:
+    from sqlalchemy import select
+
+    return list(
+        (
+            await session.scalars(
+                select(Charger)
+                .where(Charger.listing_id == listing_id, Charger.active.is_(True))
+                .order_by(Charger.position)
+            )
+        ).all()
+    )
+
+
+def build_router() -> Router:
+    router = Router(name="find")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(find, Command("find"))
+    router.message.register(where, FindForm.where)
+    router.callback_query.register(page, FindCb.filter(F.action.in_({"page", "kind"})))
+    router.callback_query.register(find_again, FindCb.filter(F.action == "restart"))
+    router.callback_query.register(card, FindCb.filter(F.action == "card"))
+    router.callback_query.register(show_map, FindCb.filter(F.action == "map"))
+    return router

@@ -107,7 +107,8 @@ _WINDOW_TEXT = re.compile(
 def parse_window(text: str, now: datetime, zone: ZoneInfo) -> Interval:
     """``18:00-20:00`` (today), ``tomorrow 09:00-11:00``, ``2026-12-01 22:00-01:00``.
 
-    An end at or before the start is on the next day (past midnight).
+    An end at or before the start is on the next day (past midnight), when that
+    makes a window of at most 12 hours; otherwise it is refused as end-before-start.
     """
     match = _WINDOW_TEXT.match(text)
     if not match:
@@ -131,5 +132,8 @@ def parse_window(text: str, now: datetime, zone: ZoneInfo) -> Interval:
     except ValueError:
         raise InvalidInput("err.window_format") from None
     if end <= start:
+        # "22:00-01:00" runs past midnight; "18:00-17:00" is a typing mistake
         end += timedelta(days=1)
+        if end - start > timedelta(hours=12):
+            raise InvalidInput("err.window_order")
     return start, end

@@ -2,7 +2,6 @@
 on messages Telegram will never accept, and sends each message once."""
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from aiogram.exceptions import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.background import Loop
 from bot.notifications import render
 from bot.settings import Settings
 from models import OutboxMessage
@@ -40,57 +40,49 @@ class OutboxSender:
         self._bot = bot
         self._sessions = sessions
         self._settings = settings
-        self._idle_poll = idle_poll
         # stay under Telegram's ~30 messages/s per bot by pacing, not by hoping
         self._interval = 1.0 / rate_per_second
         self._last_send = 0.0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop("outbox-sender", self._step, idle_poll)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def wake(self) -> None:
         """Something was committed: look at the outbox now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="outbox-sender")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def run(self) -> None:
-        while True:
-            try:
-                delivered = await self.drain_once()
-            except Exception:  # the loop must outlive a database hiccup
-                log.exception("outbox: drain failed")
-                delivered = 0
-            if delivered:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+    async def _step(self) -> bool:
+        return await self.drain_once() > 0
 
     async def drain_once(self) -> int:
-        """Deliver what is due now; returns how many rows were handled."""
+        """Deliver what is due now; returns how many rows were handled.
+
+        Flood control (429) holds the whole bot, not one chat: the rest of the
+        batch goes back for ``retry_after`` too, and no attempt is counted.
+        """
         batch = await outbox.claim_due(self._sessions)
-        for message in batch:
-            await self._deliver(message)
+        for index, message in enumerate(batch):
+            retry_after = await self._deliver(message)
+            if retry_after is not None:
+                async with self._sessions() as session, transaction(session):
+                    for held in batch[index + 1 :]:
+                        await outbox.mark_retry(
+                            session, held, "flood control", retry_after, count_attempt=False
+                        )
+                break
         return len(batch)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, message: OutboxMessage) -> float | None:
+        """Send one message and record the result; returns a flood-control wait."""
         await self._pace()
         async with self._sessions() as session:
-            outcome = await self._render(session, message)
+            outcome, retry_after = await self._render(session, message)
             async with transaction(session):
                 await outcome(session)
+        return retry_after
 
     async def _render(
         self, session: AsyncSession, message: OutboxMessage
-    ) -> Callable[[AsyncSession], Awaitable[None]]:
+    ) -> tuple[Callable[[AsyncSession], Awaitable[None]], float | None]:
         """Send one message; return how to record the result."""
         try:
             await render(self._bot, session, self._settings, message)
@@ -101,18 +93,19 @@ class OutboxSender:
                 message=message,
                 error=str(error),
                 delay_seconds=error.retry_after,
-            )
+                count_attempt=False,
+            ), float(error.retry_after)
         except (TelegramNetworkError, TelegramServerError, OSError) as error:
             log.warning("outbox %s: %s; will retry", message.id, error)
-            return partial(outbox.mark_retry, message=message, error=str(error))
+            return partial(outbox.mark_retry, message=message, error=str(error)), None
         except (TelegramForbiddenError, TelegramBadRequest) as error:
             # blocked by the user, chat gone, bad content: retrying cannot help
             log.error("outbox %s (%s) undeliverable: %s", message.id, message.kind, error)
-            return partial(outbox.mark_failed, message_id=message.id, error=str(error))
+            return partial(outbox.mark_failed, message_id=message.id, error=str(error)), None
         except Exception as error:
             log.exception("outbox %s (%s) failed", message.id, message.kind)
-            return partial(outbox.mark_retry, message=message, error=repr(error))
-        return partial(outbox.mark_sent, message_id=message.id)
+            return partial(outbox.mark_retry, message=message, error=repr(error)), None
+        return partial(outbox.mark_sent, message_id=message.id), None
 
     async def _pace(self) -> None:
         wait = self._last_send + self._interval - time.monotonic()

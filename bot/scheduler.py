@@ -4,13 +4,12 @@ Due times live in the database, so work that fell due while the bot was down is
 done at the next start; each change is a conditional UPDATE, so it happens once.
 """
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.background import Loop
 from services import bookings
 
 log = logging.getLogger(__name__)
@@ -25,19 +24,9 @@ class Scheduler:
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._interval = interval
         self._on_change = on_change
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._loop = Loop("scheduler", self._step, interval)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     async def tick(self) -> int:
         async with self._sessions() as session:
@@ -46,10 +35,6 @@ class Scheduler:
             self._on_change()
         return done
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduler: tick failed")
-            await asyncio.sleep(self._interval)
+    async def _step(self) -> bool:
+        await self.tick()
+        return False

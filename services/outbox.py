@@ -44,26 +44,31 @@ async def claim_due(
                 )
                 .order_by(OutboxMessage.id)
                 .limit(limit)
+                # PostgreSQL: senders take different rows instead of queueing on
+                # the same ones (SQLite has no row locks: BEGIN IMMEDIATE serialises)
+                .with_for_update(skip_locked=True)
             )
         ).all()
         if not candidates:
             return []
-        await session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id.in_(candidates),
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        token = now + timedelta(seconds=CLAIM_SECONDS)
+        claimed = (
+            await session.scalars(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id.in_(candidates),
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                )
+                .values(claimed_until=token, attempts=OutboxMessage.attempts + 1)
+                .returning(OutboxMessage.id)
             )
-            .values(
-                claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
-                attempts=OutboxMessage.attempts + 1,
-            )
-        )
+        ).all()
         rows = (
             await session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.id.in_(candidates))
+                .where(OutboxMessage.id.in_(claimed))
                 .order_by(OutboxMessage.id)
+                .execution_options(populate_existing=True)
             )
         ).all()
         return list(rows)
@@ -78,13 +83,20 @@ async def mark_sent(session: AsyncSession, message_id: int) -> None:
 
 
 async def mark_retry(
-    session: AsyncSession, message: OutboxMessage, error: str, delay_seconds: float | None = None
+    session: AsyncSession,
+    message: OutboxMessage,
+    error: str,
+    delay_seconds: float | None = None,
+    *,
+    count_attempt: bool = True,
 ) -> None:
     """Put a message back for later; after ``MAX_ATTEMPTS`` it is given up."""
     if delay_seconds is None:
         delay_seconds = min(2 ** min(message.attempts, 10), 600)
     values: dict[str, Any] = {"claimed_until": None, "last_error": error[:1000]}
-    if message.attempts >= MAX_ATTEMPTS:
+    if not count_attempt:  # flood control is Telegram pacing us, not a failure
+        values["attempts"] = OutboxMessage.attempts - 1
+    if count_attempt and message.attempts >= MAX_ATTEMPTS:
         values["failed_at"] = utcnow()
     else:
         values["due_at"] = utcnow() + timedelta(seconds=delay_seconds)

@@ -1,6 +1,7 @@
 """The outbox's claims: a message is held by one sender at a time, retried with
 backoff, given up after too many attempts."""
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -61,3 +62,27 @@ async def test_gives_up_after_max_attempts(sessions) -> None:
         await session.refresh(row)
         assert row.failed_at is not None
         assert await outbox.pending_count(session) == 0
+
+
+async def test_concurrent_senders_never_share_a_message(sessions) -> None:
+    async with sessions() as session:
+        for chat in range(60):
+            outbox.enqueue(session, chat + 1, "listing_approved", revision_id=chat)
+        await session.commit()
+    claimed: list[int] = []
+    for _ in range(5):  # rounds of six senders claiming at once
+        batches = await asyncio.gather(*(outbox.claim_due(sessions, limit=20) for _ in range(6)))
+        claimed += [m.id for batch in batches for m in batch]
+    assert len(claimed) == len(set(claimed)) == 60
+
+
+async def test_flood_control_does_not_count_as_an_attempt(sessions) -> None:
+    async with sessions() as session:
+        outbox.enqueue(session, 1, "listing_approved", revision_id=1)
+        await session.commit()
+    (message,) = await outbox.claim_due(sessions)
+    async with sessions() as session:
+        await outbox.mark_retry(session, message, "429", 3, count_attempt=False)
+        await session.commit()
+        stored = await session.get(OutboxMessage, message.id)
+        assert stored.attempts == 0 and stored.failed_at is None

@@ -11,7 +11,7 @@ from bot.outbox_sender import OutboxSender
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from migrations.runner import upgrade
-from models.db import create_engine, create_session_factory
+from models.db import MAX_OVERFLOW, POOL_SIZE, create_engine, create_session_factory
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class App:
                 allowed_updates=self.dispatcher.resolve_used_update_types(),
                 handle_signals=handle_signals,
                 close_bot_session=False,
+                tasks_concurrency_limit=(POOL_SIZE + MAX_OVERFLOW) // 2 - 1,
             )
         finally:
             with contextlib.suppress(Exception):

@@ -15,6 +15,7 @@ from bot.fsm_storage import SqlStorage
 from bot.i18n import LANGUAGES, translator
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
+from bot.request_middlewares import NotModifiedIsSuccess
 from bot.settings import Settings
 from handlers import build_root_router
 
@@ -37,9 +38,11 @@ def create_bot(settings: Settings) -> Bot:
         if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
         else TelegramAPIServer.from_base(settings.telegram_api_url)
     )
+    session = AiohttpSession(api=api)
+    session.middleware(NotModifiedIsSuccess())
     return Bot(
         token=settings.bot_token.get_secret_value(),
-        session=AiohttpSession(api=api),
+        session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
 

@@ -53,6 +53,10 @@ class UserContextMiddleware(BaseMiddleware):
         user = await users.touch(
             session, tg_user.id, tg_user.first_name, tg_user.username, tg_user.language_code
         )
+        if session.in_transaction():
+            # end the read: the connection goes back to the pool while the
+            # handler waits on Telegram or on the FSM storage's own session
+            await session.commit()
         data["user"] = user
         private = chat is None or chat.type == "private"
         language = (

@@ -19,7 +19,7 @@ from bot.booking_views import reason_text as booking_reason_text
 from bot.callbacks import FindCb
 from bot.i18n import Html, Translator, translator
 from bot.settings import Settings
-from bot.views import listing_text, reason_text, status_line, when
+from bot.views import fit, listing_text, reason_text, status_line, when
 from models import Listing, OutboxMessage, RevisionStatus, User
 from services import bookings, listings, users
 from services.listing_draft import ListingDraft
@@ -47,12 +47,16 @@ def is_not_modified(error: TelegramBadRequest) -> bool:
 def review_card_text(t: Translator, revision, settings: Settings) -> Html:
     draft = ListingDraft.from_dict(revision.data)
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
-    return t.html(
-        "review.card",
-        header=t(kind, id=revision.id, listing=revision.listing_id, number=revision.number),
-        merchant=str(revision.listing.merchant_id),
-        body=listing_text(t, draft),
-        status=status_line(t, revision, settings.zone),
+    return fit(
+        t.html(
+            "review.card",
+            header=t.html(
+                kind, id=revision.id, listing=revision.listing_id, number=revision.number
+            ),
+            merchant=str(revision.listing.merchant_id),
+            body=listing_text(t, draft),
+            status=status_line(t, revision, settings.zone),
+        )
     )
 
 
@@ -73,7 +77,8 @@ async def send_review_card(
     text = review_card_text(t, revision, settings)
     markup = review_markup(t, revision)
     photo = revision.data.get("photo_file_id")
-    if len(text) <= CAPTION_LIMIT:
+    # room for the decision line a refresh adds (a typed reason is up to 500)
+    if len(text) + 650 <= CAPTION_LIMIT:
         sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
         is_photo = True
     else:

@@ -94,3 +94,17 @@ def status_line(t: Translator, revision: ListingRevision, zone: ZoneInfo) -> Htm
         when=when(revision.decided_at, zone),
         reason=reason_text(t, revision.reason),
     )
+
+
+MESSAGE_LIMIT = 4096
+
+
+def fit(text: str, limit: int = MESSAGE_LIMIT) -> Html:
+    """Cut a rendered text at a line end so that it fits one Telegram message.
+
+    Our templates open and close every tag on one line, so a cut between lines
+    keeps the HTML valid. MAX_CHARGERS makes this rare; it must never fail a send.
+    """
+    if len(text) <= limit:
+        return Html(text)
+    return Html(text[: limit - 2].rsplit("\n", 1)[0] + "\n…")

@@ -280,9 +280,10 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
     router.callback_query.register(start_booking, BookCb.filter())
-    router.message.register(kind, BookForm.kind)
-    router.message.register(model, BookForm.model)
-    router.message.register(when, BookForm.when)
+    not_command = ~F.text.startswith("/")
+    router.message.register(kind, BookForm.kind, not_command)
+    router.message.register(model, BookForm.model, not_command)
+    router.message.register(when, BookForm.when, not_command)
     router.callback_query.register(
         confirm, BookForm.confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
     )

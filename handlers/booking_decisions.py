@@ -146,5 +146,5 @@ def build_router() -> Router:
     router.callback_query.register(reject_menu, BookingCb.filter(F.action.in_({"reject", "back"})))
     router.callback_query.register(preset, BookingCb.filter(F.action == "reason"))
     router.callback_query.register(other, BookingCb.filter(F.action == "other"))
-    router.message.register(typed_reason, RejectBookingForm.reason, F.text)
+    router.message.register(typed_reason, RejectBookingForm.reason, F.text, ~F.text.startswith("/"))
     return router

@@ -4,6 +4,7 @@ what they typed is kept (the FSM data lives in the database)."""
 import logging
 
 from aiogram import Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
 from bot.i18n import translator
@@ -18,7 +19,11 @@ async def on_error(event: ErrorEvent) -> bool:
     t = translator("zh" if user and (user.language_code or "").startswith("zh") else "en")
     try:
         if update.callback_query is not None:
-            await update.callback_query.answer(t("err.internal"), show_alert=True)
+            try:
+                await update.callback_query.answer(t("err.internal"), show_alert=True)
+            except TelegramBadRequest:  # the handler had answered it already
+                if update.callback_query.message is not None:
+                    await update.callback_query.message.answer(t("err.internal"))
         elif update.message is not None:
             await update.message.answer(t("err.internal"))
     except Exception:  # the error report itself must never raise

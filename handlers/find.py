@@ -227,7 +227,7 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(find, Command("find"))
-    router.message.register(where, FindForm.where)
+    router.message.register(where, FindForm.where, ~F.text.startswith("/"))
     router.callback_query.register(page, FindCb.filter(F.action.in_({"page", "kind"})))
     router.callback_query.register(find_again, FindCb.filter(F.action == "restart"))
     router.callback_query.register(card, FindCb.filter(F.action == "card"))

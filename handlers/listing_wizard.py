@@ -7,6 +7,7 @@ there, /cancel or "Cancel" leaves. The end is a summary: Submit / Edit / Cancel.
 Editing an existing listing (from /listings) starts at that summary.
 """
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from bot import keyboards
 from bot.callbacks import WizardCb
 from bot.i18n import Translator, all_variants, keys_by_label
 from bot.settings import Settings
-from bot.views import listing_text
+from bot.views import fit, listing_text
 from services import listings
 from services.errors import DomainError, InvalidInput
 from services.hours import parse_hours
@@ -92,6 +93,7 @@ class Wizard:
     mode: str = "new"  # new | field (one shop field from the summary) | charger
     listing_id: int | None = None  # set when editing an existing listing
     summary_id: int | None = None  # the summary message whose buttons are current
+    submission_key: str | None = None  # one per summary shown: Submit acts once
 
     @classmethod
     async def load(cls, state: FSMContext) -> "Wizard":
@@ -102,12 +104,14 @@ class Wizard:
             mode=data.get("mode", "new"),
             listing_id=data.get("listing_id"),
             summary_id=data.get("summary_id"),
+            submission_key=data.get("submission_key"),
         )
 
     async def save(self, state: FSMContext) -> None:
         await state.set_data({
             "draft": self.draft.to_dict(), "ci": self.ci, "mode": self.mode,
             "listing_id": self.listing_id, "summary_id": self.summary_id,
+            "submission_key": self.submission_key,
         })  # fmt: skip
 
     @property
@@ -236,9 +240,10 @@ async def show_summary(message: Message, wiz: Wizard, state: FSMContext, t: Tran
     await state.set_state(ListingForm.summary)
     await message.answer(t("summary.intro"), reply_markup=ReplyKeyboardRemove())
     sent = await message.answer(
-        t("summary.text", body=listing_text(t, wiz.draft)), reply_markup=keyboards.summary(t)
+        fit(t("summary.text", body=listing_text(t, wiz.draft))), reply_markup=keyboards.summary(t)
     )
     wiz.summary_id = sent.message_id
+    wiz.submission_key = uuid.uuid4().hex
     await wiz.save(state)
 
 
@@ -272,7 +277,9 @@ def previous_step(step: str, wiz: Wizard) -> str | None:
         wiz.ci = len(wiz.draft.chargers) - 1
         return "plug_id"
     if step == "method":
-        if wiz.charger.missing():  # an unfinished new charger is dropped
+        # a new charger with nothing but (at most) its method is dropped; one
+        # with more answers, or an existing one, is kept for the summary
+        if wiz.charger.id is None and len(wiz.charger.missing()) >= len(CHARGER_FIELDS):
             del wiz.draft.chargers[wiz.ci]
             wiz.ci = max(0, len(wiz.draft.chargers) - 1)
         if wiz.mode == "charger":
@@ -460,10 +467,9 @@ async def new_listing(
 ) -> None:
     current = await state.get_state()
     if current and current.startswith("ListingForm:"):
-        wiz = await Wizard.load(state)
-        if wiz.listing_id is None:
-            await message.answer(t("wizard.resume"), reply_markup=keyboards.resume_or_restart(t))
-            return
+        # never throw away answers silently: continue, or start over on purpose
+        await message.answer(t("wizard.resume"), reply_markup=keyboards.resume_or_restart(t))
+        return
     await state.clear()
     wiz = Wizard(draft=ListingDraft())
     await message.answer(t("wizard.intro"))
@@ -554,6 +560,7 @@ async def submit(
             draft=wiz.draft,
             moderation_chat_id=settings.moderation_chat_id,
             listing_id=wiz.listing_id,
+            submission_key=wiz.submission_key,
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -640,7 +647,17 @@ async def stale_wizard_button(query: CallbackQuery, t: Translator) -> None:
 async def start_edit(
     message: Message, state: FSMContext, t: Translator, listing_id: int, draft: ListingDraft
 ) -> None:
-    """Open an existing listing's latest version in the wizard, at its summary."""
+    """Open an existing listing's latest version in the wizard, at its summary.
+
+    An unfinished listing or another edit is not thrown away for it: the
+    merchant is asked to finish or cancel that first.
+    """
+    current = await state.get_state()
+    if current and current.startswith("ListingForm:"):
+        wiz = await Wizard.load(state)
+        if wiz.listing_id != listing_id or current != ListingForm.summary.state:
+            await message.answer(t("wizard.busy"), reply_markup=keyboards.resume_or_restart(t))
+            return
     await state.clear()
     wiz = Wizard(draft=draft, listing_id=listing_id)
     await show_summary(message, wiz, state, t)
@@ -654,7 +671,11 @@ def build_router() -> Router:
     router.callback_query.register(
         resume_or_restart, WizardCb.filter(F.action.in_({"resume", "restart"}))
     )
-    router.message.register(answer, StateFilter(*(getattr(ListingForm, step) for step in PARSERS)))
+    router.message.register(
+        answer,
+        StateFilter(*(getattr(ListingForm, step) for step in PARSERS)),
+        ~F.text.startswith("/"),  # a command mid-wizard is a command, not an answer
+    )
     router.callback_query.register(
         submit, ListingForm.summary, WizardCb.filter(F.action == "submit")
     )

@@ -6,6 +6,7 @@ pressing at once: the service lets exactly one decision through.
 """
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import BaseFilter, Command
 from aiogram.fsm.context import FSMContext
@@ -40,7 +41,9 @@ def build_router(moderation_chat_id: int) -> Router:
     router.callback_query.filter(F.message.chat.id == moderation_chat_id)
 
     router.message.register(pending, Command("pending"), IsAdmin())
-    router.message.register(typed_reason, RejectForm.reason, IsAdmin(), F.text)
+    router.message.register(
+        typed_reason, RejectForm.reason, IsAdmin(), F.text, ~F.text.startswith("/")
+    )
     router.callback_query.register(approve, ReviewCb.filter(F.action == "approve"), IsAdmin())
     router.callback_query.register(
         reject_menu, ReviewCb.filter(F.action.in_({"reject", "back"})), IsAdmin()
@@ -165,22 +168,25 @@ async def other_reason(
     query: CallbackQuery, callback_data: ReviewCb, state: FSMContext, t: Translator
 ) -> None:
     await query.answer()
-    await state.set_state(RejectForm.reason)
-    await state.update_data(revision_id=callback_data.revision_id)
     assert isinstance(query.message, Message)
-    # ForceReply so the answer reaches the bot even with privacy mode on
-    await query.message.answer(
+    # ForceReply so the answer reaches the bot even with privacy mode on; only a
+    # reply to this prompt is taken as the reason, not the admin's other messages
+    prompt = await query.message.reply(
         t("review.ask_reason", admin=query.from_user.first_name, id=callback_data.revision_id),
         reply_markup=ForceReply(selective=True),
     )
+    await state.set_state(RejectForm.reason)
+    await state.update_data(revision_id=callback_data.revision_id, prompt_id=prompt.message_id)
 
 
 async def typed_reason(
     message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
 ) -> None:
-    if (message.text or "").startswith("/"):
-        return  # commands are handled elsewhere (/cancel leaves this state)
-    revision_id = (await state.get_data()).get("revision_id")
+    data = await state.get_data()
+    reply_to = message.reply_to_message
+    if reply_to is None or reply_to.message_id != data.get("prompt_id"):
+        raise SkipHandler  # a message about something else, not the reason
+    revision_id = data.get("revision_id")
     if revision_id is None:
         await state.clear()
         return

@@ -10,7 +10,7 @@ from bot import keyboards
 from bot.callbacks import ListingCb
 from bot.i18n import Html, Translator
 from bot.settings import Settings
-from bot.views import listing_text, reason_text
+from bot.views import fit, listing_text, reason_text
 from handlers.listing_wizard import start_edit
 from models import ListingStatus
 from services import listings
@@ -63,12 +63,14 @@ def _detail(t: Translator, item: ListingOverview) -> Html:
     reason = ""
     if item.listing.status == ListingStatus.REJECTED:
         reason = "\n" + t("listings.reason", reason=reason_text(t, latest.reason))
-    return t.html(
-        "listings.detail",
-        id=item.listing.id,
-        status=_status(t, item),
-        reason=Html(reason),
-        body=listing_text(t, ListingDraft.from_dict(latest.data)),
+    return fit(
+        t.html(
+            "listings.detail",
+            id=item.listing.id,
+            status=_status(t, item),
+            reason=Html(reason),
+            body=listing_text(t, ListingDraft.from_dict(latest.data)),
+        )
     )
 
 

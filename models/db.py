@@ -11,8 +11,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# An update may hold two connections at once (its session and the FSM
+# storage's); bot.app caps concurrent updates below half of this.
+POOL_SIZE, MAX_OVERFLOW = 10, 20
+
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", MAX_OVERFLOW)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, **kwargs)

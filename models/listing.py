@@ -97,5 +97,8 @@ class ListingRevision(Base):
     card_chat_id: Mapped[int | None]
     card_message_id: Mapped[int | None]
     card_is_photo: Mapped[bool] = mapped_column(default=True)
+    # the wizard's key for one summary: a Submit repeated after a crash finds
+    # the revision it made instead of making another
+    submission_key: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     listing: Mapped[Listing] = relationship(lazy="joined")

@@ -19,7 +19,7 @@ PLUG_DRIVERS = ("tasmota", "shelly")
 CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "SGD")  # all with 2 minor digits
 _CURRENCY_SIGNS = {"¥": "CNY", "￥": "CNY", "元": "CNY", "$": "USD", "€": "EUR", "£": "GBP"}
 
-MAX_CHARGERS = 20
+MAX_CHARGERS = 10  # keeps a summary and a review card within one message
 MAX_PRICE = Decimal("100000")
 
 

@@ -58,10 +58,21 @@ async def submit(
     draft: ListingDraft,
     moderation_chat_id: int,
     listing_id: int | None = None,
+    submission_key: str | None = None,
 ) -> ListingRevision:
-    """Create a listing (or a new version of one) and send it to review."""
+    """Create a listing (or a new version of one) and send it to review.
+
+    With a ``submission_key``, submitting the same summary again (a double press,
+    a restart between the commit and the reply) returns the first revision.
+    """
     draft.validate_complete()
     async with transaction(session):
+        if submission_key is not None:
+            done = await session.scalar(
+                select(ListingRevision).where(ListingRevision.submission_key == submission_key)
+            )
+            if done is not None:
+                return done
         if listing_id is None:
             listing = Listing(merchant_id=merchant_id, status=ListingStatus.PENDING)
             session.add(listing)
@@ -100,6 +111,7 @@ async def submit(
             number=number,
             data=draft.to_dict(),
             status=RevisionStatus.PENDING,
+            submission_key=submission_key,
         )
         session.add(revision)
         await session.flush()

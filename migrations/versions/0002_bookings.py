@@ -1,4 +1,4 @@
-"""Bookings: a user's request for a charger in a time window
+"""Bookings, and a key that makes a listing's Submit act once
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +19,11 @@ BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("listing_revisions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("submission_key", sa.String(length=32), nullable=True))
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_listing_revisions_submission_key"), ["submission_key"]
+        )
     op.create_table(
         "bookings",
         sa.Column("id", BIGINT, nullable=False),
@@ -78,3 +83,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_bookings_charger_window")
 
     op.drop_table("bookings")
+    with op.batch_alter_table("listing_revisions", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_listing_revisions_submission_key"), type_="unique")
+        batch_op.drop_column("submission_key")

@@ -220,3 +220,33 @@ async def test_my_listings_pause_resume_and_forged_buttons(
     await bot.expect(GROUP, "Edited listing #1", cursor)
     overview = await bot.say(MERCHANT, "/listings", "Your listings")
     assert "under review · the approved version stays public meanwhile" in plain(overview)
+
+
+async def test_chatter_and_commands_are_not_answers(bot: BotHarness, sqlite_url: str) -> None:
+    api = bot.api
+    card = await _submitted_card(bot)
+    assert "<b>" not in plain(card)  # our own markup is rendered, not shown as text
+    await bot.press(GROUP, ADMINS[0], card, "Reject")
+    card = await bot.expect(GROUP, "Other reason", 0)
+    cursor = api.last_message_id(GROUP)
+    await bot.press(GROUP, ADMINS[0], card, "Other reason")
+    prompt = await bot.expect(GROUP, "reply to this message", cursor)
+    # the admin talks in the group without replying: that is not the reason
+    api.send_text(GROUP, ADMINS[0], "hmm, let me look at the photo first")
+    await api.wait_idle(quiet=0.3)
+    engine = create_engine(sqlite_url)
+    async with create_session_factory(engine)() as session:
+        listing = (await session.scalars(select(Listing))).one()
+        assert listing.status.value == "pending"
+    await engine.dispose()
+    api.send_text(GROUP, ADMINS[0], "Blurry photo", reply_to_message_id=prompt["message_id"])
+    await bot.expect(GROUP, "rejected; the merchant gets your reason", cursor)
+
+    # a command typed mid-wizard runs the command and keeps the wizard's place
+    await bot.say(MERCHANT, "/newlisting", "Contact phone")
+    await bot.say(MERCHANT, "+8613800003333", "Shop name")
+    await bot.say(MERCHANT, "/listings", "Your listings")
+    offer = await bot.say(MERCHANT, "/newlisting", "unfinished listing")
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, offer, "Continue")
+    await bot.expect(MERCHANT, "Shop name", after)

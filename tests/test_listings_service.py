@@ -247,3 +247,26 @@ async def test_reject_needs_a_reason(sessions: Sessions) -> None:
             )
         rev = await listings.get_revision(session, revision.id)
         assert rev.status == RevisionStatus.PENDING
+
+
+async def test_the_same_summary_submitted_twice_makes_one_revision(sessions: Sessions) -> None:
+    async with sessions() as session:
+        first = await listings.submit(
+            session,
+            merchant_id=MERCHANT,
+            draft=factories.listing(),
+            moderation_chat_id=GROUP,
+            submission_key="k1",
+        )
+    async with sessions() as session:  # e.g. after a restart between commit and reply
+        again = await listings.submit(
+            session,
+            merchant_id=MERCHANT,
+            draft=factories.listing(),
+            moderation_chat_id=GROUP,
+            submission_key="k1",
+        )
+    assert again.id == first.id
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(ListingRevision)) == 1
+    assert await _outbox(sessions) == [(GROUP, "review_card")]

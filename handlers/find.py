@@ -7,6 +7,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardRemove
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
@@ -159,11 +160,10 @@ async def page(
 async def card(
     query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
 ) -> None:
-    listing = await session.get(Listing, callback_data.ref, populate_existing=True)
-    if listing is None or not listing.published or listing.paused:
-        await query.answer(t("err.listing_unavailable"), show_alert=True)
+    listing = await _public_listing(query, session, t, callback_data.ref)
+    if listing is None:
         return
-    chargers = [c for c in await _chargers(session, listing.id)]
+    chargers = await _chargers(session, listing.id)
     if not chargers:
         await query.answer(t("err.listing_unavailable"), show_alert=True)
         return
@@ -193,9 +193,8 @@ async def card(
 async def show_map(
     query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
 ) -> None:
-    listing = await session.get(Listing, callback_data.ref, populate_existing=True)
-    if listing is None or not listing.published or listing.paused:
-        await query.answer(t("err.listing_unavailable"), show_alert=True)
+    listing = await _public_listing(query, session, t, callback_data.ref)
+    if listing is None:
         return
     await query.answer()
     assert listing.latitude is not None and listing.longitude is not None
@@ -208,9 +207,19 @@ async def show_map(
     )
 
 
-async def _chargers(session: AsyncSession, listing_id: int) -> list[Charger]:
-    from sqlalchemy import select
+async def _public_listing(
+    query: CallbackQuery, session: AsyncSession, t: Translator, listing_id: int
+) -> Listing | None:
+    """The listing if the public may see it now; else an alert (paused, under its
+    first review, withdrawn while the user was looking)."""
+    listing = await session.get(Listing, listing_id, populate_existing=True)
+    if listing is None or not listing.published or listing.paused:
+        await query.answer(t("err.listing_unavailable"), show_alert=True)
+        return None
+    return listing
 
+
+async def _chargers(session: AsyncSession, listing_id: int) -> list[Charger]:
     return list(
         (
             await session.scalars(

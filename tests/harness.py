@@ -15,6 +15,19 @@ ADMINS = (901, 902)
 JsonDict = dict[str, Any]
 
 
+async def start_api(*users: tuple[int, str, str]) -> FakeBotAPI:
+    """A started local Bot API server with the admins, the moderation group and
+    the given (id, first name, language) users."""
+    api = FakeBotAPI()
+    await api.start()
+    for user_id, name, language in users:
+        api.add_user(user_id, name, language_code=language)
+    for admin in ADMINS:
+        api.add_user(admin, f"Admin{admin}", language_code="en")
+    api.add_group(GROUP, "ChargeShare moderation")
+    return api
+
+
 class BotHarness:
     def __init__(self, api: FakeBotAPI, database_url: str, **settings: Any) -> None:
         self.api = api

@@ -17,21 +17,16 @@ from services.bookings import BookingRules
 from services.tx import transaction
 from tests import factories
 from tests.botapi import FakeBotAPI, buttons, plain
-from tests.harness import ADMINS, GROUP, BotHarness
+from tests.harness import ADMINS, GROUP, BotHarness, start_api
 
 MERCHANT, RIDER, OTHER_RIDER = 1001, 2001, 2002
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[FakeBotAPI]:
-    server = FakeBotAPI()
-    await server.start()
-    server.add_user(MERCHANT, "Mia")
-    server.add_user(RIDER, "Ravi")
-    server.add_user(OTHER_RIDER, "Olga")
-    for admin in ADMINS:
-        server.add_user(admin, f"Admin{admin}")
-    server.add_group(GROUP, "moderation")
+    server = await start_api(
+        (MERCHANT, "Mia", "en"), (RIDER, "Ravi", "en"), (OTHER_RIDER, "Olga", "en")
+    )
     yield server
     await server.stop()
 

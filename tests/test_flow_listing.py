@@ -9,20 +9,14 @@ from sqlalchemy import select
 from models import AuditEntry, Listing, ListingStatus
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, buttons, plain
-from tests.harness import ADMINS, GROUP, BotHarness
+from tests.harness import ADMINS, GROUP, BotHarness, start_api
 
 MERCHANT, STRANGER = 1001, 555
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[FakeBotAPI]:
-    server = FakeBotAPI()
-    await server.start()
-    server.add_user(MERCHANT, "Mia", language_code="en")
-    server.add_user(STRANGER, "Sam", language_code="en")
-    for admin in ADMINS:
-        server.add_user(admin, f"Admin{admin}", language_code="en")
-    server.add_group(GROUP, "ChargeShare moderation")
+    server = await start_api((MERCHANT, "Mia", "en"), (STRANGER, "Sam", "en"))
     yield server
     await server.stop()
 

@@ -10,19 +10,13 @@ from sqlalchemy import func, select
 from models import FsmRecord, Listing, OutboxMessage
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, buttons, plain
-from tests.harness import ADMINS, GROUP, BotHarness
+from tests.harness import ADMINS, GROUP, BotHarness, start_api
 from tests.test_flow_listing import MERCHANT, fill_charger, fill_shop
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[FakeBotAPI]:
-    server = FakeBotAPI()
-    await server.start()
-    server.add_user(MERCHANT, "Mia", language_code="en")
-    server.add_user(2002, "李雷", language_code="zh-hans")
-    for admin in ADMINS:
-        server.add_user(admin, f"Admin{admin}", language_code="en")
-    server.add_group(GROUP, "ChargeShare moderation")
+    server = await start_api((MERCHANT, "Mia", "en"), (2002, "李雷", "zh-hans"))
     yield server
     await server.stop()
 

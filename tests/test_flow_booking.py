@@ -172,3 +172,51 @@ async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str)
     request = await bot.expect(MERCHANT, "New booking request", merchant_after)
     answer = await bot.press(MERCHANT, MERCHANT, request, "Accept")
     assert "already" in answer["text"]
+
+
+async def test_pages_filters_and_a_listing_paused_while_looking(
+    bot: BotHarness, database_url: str
+) -> None:
+    api = bot.api
+    photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    async with sessions() as session, transaction(session):
+        if await session.get(User, MERCHANT) is None:
+            session.add(User(id=MERCHANT, first_name="Mia"))
+    for i in range(7):  # seven shops, 100 m apart going north; the last fits EVs only
+        draft = factories.listing(
+            chargers=1,
+            photo_file_id=photo,
+            shop_name=f"Shop {i}",
+            latitude=31.2300 + i * 0.0009,
+            longitude=121.4737,
+        )
+        if i == 6:
+            draft.chargers[0].device_kinds = ["ev_car"]
+        async with sessions() as session:
+            revision = await listings.submit(
+                session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
+            )
+            await listings.approve(
+                session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+            )
+
+    await bot.say(RIDER, "/find", "Where are you")
+    after = api.last_message_id(RIDER)
+    api.send_location(RIDER, RIDER, 31.2300, 121.4737)
+    page = await bot.expect(RIDER, "(page 1/2)", after)
+    assert "1. Shop 0" in plain(page) and "Shop 5" not in plain(page)
+    await bot.press(RIDER, RIDER, page, "Next")
+    page = await bot.expect(RIDER, "(page 2/2)", after)
+    assert "6. Shop 5" in plain(page) and "7. Shop 6" in plain(page)
+    await bot.press(RIDER, RIDER, page, "Device: any")
+    page = await bot.expect(RIDER, "Device: EV car", after)
+    assert "Shop 6" in plain(page) and "Shop 0" not in plain(page)
+
+    # the merchant pauses the listing while the rider looks at the results
+    async with sessions() as session:
+        await listings.set_paused(session, listing_id=7, merchant_id=MERCHANT, paused=True)
+    answer = await bot.press(RIDER, RIDER, page, "Shop 6")
+    assert answer["show_alert"] and "not available right now" in answer["text"]
+    await engine.dispose()

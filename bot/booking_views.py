@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from bot.i18n import Html, Translator
 from bot.views import hours_text
 from models import Booking, Charger, Listing
-from services.search import Hit
+from services.search import Hit, opening
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -30,12 +30,13 @@ def charger_title(t: Translator, charger: Charger) -> str:
     return t("find.charger_title", n=charger.position + 1, method=t(f"method.{charger.method}"))
 
 
-def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo) -> Html:
+def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime) -> Html:
     first = hit.chargers[0]
-    if hit.open_now:
+    open_now, opens_at = opening(hit, now, zone)
+    if open_now:
         state = t("find.open_now")
-    elif hit.opens_at:
-        state = t("find.opens_at", when=hit.opens_at.astimezone(zone).strftime("%a %H:%M"))
+    elif opens_at:
+        state = t("find.opens_at", when=opens_at.astimezone(zone).strftime("%a %H:%M"))
     else:
         state = t("find.closed")
     kinds = ", ".join(dict.fromkeys(t(f"kind.{k}") for c in hit.chargers for k in c.device_kinds))

@@ -79,11 +79,12 @@ async def _page(
     point = (await state.get_data()).get("find_at")
     if not point:
         return t("find.expired"), None
+    now = utcnow()
     hits: list[Hit] = await search.nearest(
         session,
         point[0],
         point[1],
-        now=utcnow(),
+        now=now,
         zone=settings.zone,
         kind=cb.kind or None,
         open_now=cb.open_now,
@@ -130,7 +131,9 @@ async def _page(
     builder.adjust(*sizes)
     if not hits:
         return t("find.none"), builder.as_markup()
-    lines = [hit_line(t, i, hit, settings.zone) for i, hit in enumerate(shown, page * PAGE + 1)]
+    lines = [
+        hit_line(t, i, hit, settings.zone, now) for i, hit in enumerate(shown, page * PAGE + 1)
+    ]
     header = t("find.header", count=len(hits), page=page + 1, pages=pages)
     return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
 

@@ -2,13 +2,15 @@
 longitude columns narrows the rows in SQL; exact distances are computed only for
 the few rows inside it."""
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from models import Charger, Listing
 from services.windows import is_open, next_opening
@@ -21,8 +23,14 @@ class Hit:
     listing: Listing
     chargers: list[Charger]  # active chargers that match the filters
     distance_km: float
-    open_now: bool
-    opens_at: datetime | None
+
+
+def opening(hit: Hit, now: datetime, zone: ZoneInfo) -> tuple[bool, datetime | None]:
+    """Open now, or when it next opens: computed only for the hits shown."""
+    if any(is_open(c.hours, now, zone) for c in hit.chargers):
+        return True, None
+    times = [t for c in hit.chargers if (t := next_opening(c.hours, now, zone))]
+    return False, min(times, default=None)
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -48,12 +56,23 @@ async def nearest(
     kind: str | None = None,
     open_now: bool = False,
     radius_km: float = 20.0,
-    limit: int = 200,
+    limit: int = 50,
 ) -> list[Hit]:
-    """Public, unpaused listings within ``radius_km``, nearest first."""
+    """Public, unpaused listings within ``radius_km``, nearest first (at most ``limit``).
+
+    Two steps: plain columns of every charger in the bounding box (no ORM objects,
+    no JSON decoding unless a filter needs it), then full rows for the nearest only.
+    """
     south, north, west, east = bounding_box(lat, lon, radius_km)
     rows = await session.execute(
-        select(Listing, Charger)
+        select(
+            Listing.id,
+            Listing.latitude,
+            Listing.longitude,
+            Charger.id,
+            cast(Charger.device_kinds, String),
+            cast(Charger.hours, String),
+        )
         .join(Charger, Charger.listing_id == Listing.id)
         .where(
             Listing.published.is_(True),
@@ -62,34 +81,51 @@ async def nearest(
             Listing.latitude.between(south, north),
             Listing.longitude.between(west, east),
         )
-        .order_by(Listing.id, Charger.position)
     )
-    by_listing: dict[int, tuple[Listing, list[Charger]]] = {}
-    for listing, charger in rows.all():
-        if kind and kind not in charger.device_kinds:
+    wanted_kind = f'"{kind}"' if kind else None
+    candidates: dict[int, tuple[float, list[int]]] = {}
+    for listing_id, lat2, lon2, charger_id, kinds_json, hours_json in rows.all():
+        if wanted_kind and wanted_kind not in kinds_json:  # a JSON list of short codes
             continue
-        if open_now and not is_open(charger.hours, now, zone):
+        if open_now and not is_open(json.loads(hours_json), now, zone):
             continue
-        by_listing.setdefault(listing.id, (listing, []))[1].append(charger)
-    hits = []
-    for listing, chargers in by_listing.values():
-        assert listing.latitude is not None and listing.longitude is not None
-        distance = distance_km(lat, lon, listing.latitude, listing.longitude)
-        if distance > radius_km:
-            continue
-        opens = [is_open(c.hours, now, zone) for c in chargers]
-        next_times = [t for c in chargers if (t := next_opening(c.hours, now, zone))]
-        hits.append(
-            Hit(
-                listing,
-                chargers,
-                distance,
-                any(opens),
-                None if any(opens) else min(next_times, default=None),
+        if listing_id not in candidates:
+            distance = distance_km(lat, lon, lat2, lon2)
+            if distance > radius_km:
+                continue
+            candidates[listing_id] = (distance, [])
+        candidates[listing_id][1].append(charger_id)
+    nearest_ids = sorted(candidates, key=lambda i: candidates[i][0])[:limit]
+    if not nearest_ids:
+        return []
+    listings = {
+        listing.id: listing
+        for listing in (
+            await session.scalars(
+                select(Listing).where(Listing.id.in_(nearest_ids)).options(raiseload(Listing.chargers))
             )
+        ).all()
+    }
+    charger_ids = [c for i in nearest_ids for c in candidates[i][1]]
+    chargers = {
+        charger.id: charger
+        for charger in (
+            await session.scalars(
+                select(Charger)
+                .where(Charger.id.in_(charger_ids))
+                .options(raiseload(Charger.listing))
+                .order_by(Charger.position)
+            )
+        ).all()
+    }
+    return [
+        Hit(
+            listings[i],
+            sorted((chargers[c] for c in candidates[i][1]), key=lambda c: c.position),
+            candidates[i][0],
         )
-    hits.sort(key=lambda h: h.distance_km)
-    return hits[:limit]
+        for i in nearest_ids
+    ]
 
 
 async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Listing]:

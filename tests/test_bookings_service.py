@@ -216,7 +216,7 @@ async def test_paused_listing_cannot_be_booked_and_search(sessions, charger_id) 
     async with sessions() as session:
         hits = await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE)
         assert [h.listing.shop_name for h in hits] == ["Volt Café"]
-        assert hits[0].distance_km < 0.2 and hits[0].open_now
+        assert hits[0].distance_km < 0.2 and search.opening(hits[0], NOW, ZONE) == (True, None)
         assert (
             await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE, kind="ev_car")
             == []

@@ -1,0 +1,132 @@
+"""How long /find's query takes as the catalogue grows (issue #3; #7 grows this
+into the full bench). Prints figures, asserts nothing.
+
+    .venv/bin/python -m bench.search [--listings 100000] [--queries 300] [--database-url URL]
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert
+
+from migrations.runner import upgrade
+from models import Charger, Listing, ListingStatus, User
+from models.db import create_engine, create_session_factory
+from services import search
+
+CENTRE = (31.2304, 121.4737)  # Shanghai
+CITY_KM = 30.0
+HOURS = {str(d): [["08:00", "22:00"]] for d in range(7)}
+
+
+async def seed(url: str, count: int) -> None:
+    engine = create_engine(url)
+    await upgrade(engine)
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(insert(User), [{"id": 1, "first_name": "bench", "created_at": now}])
+        for start in range(0, count, 5000):
+            rows = []
+            for i in range(start, min(count, start + 5000)):
+                lat = CENTRE[0] + rng.uniform(-1, 1) * CITY_KM / 111
+                lon = CENTRE[1] + rng.uniform(-1, 1) * CITY_KM / 95
+                rows.append(
+                    {
+                        "id": i + 1,
+                        "merchant_id": 1,
+                        "status": ListingStatus.APPROVED,
+                        "published": True,
+                        "paused": False,
+                        "shop_name": f"Shop {i}",
+                        "latitude": lat,
+                        "longitude": lon,
+                        "created_at": now,
+                        "area_m2": 30.0,
+                        "photo_file_id": "x",
+                    }
+                )
+            await conn.execute(insert(Listing), rows)
+            await conn.execute(
+                insert(Charger),
+                [
+                    {
+                        "id": r["id"],
+                        "listing_id": r["id"],
+                        "position": 0,
+                        "active": True,
+                        "method": "ac_slow",
+                        "device_kinds": ["e_bike"],
+                        "device_models": "",
+                        "supply_kind": "socket",
+                        "supply_model": "s",
+                        "hours": HOURS,
+                        "price_minor": 250,
+                        "price_unit": "hour",
+                        "currency": "CNY",
+                        "plug_driver": "tasmota",
+                        "plug_id": f"p{r['id']}",
+                        "qr_token": f"t{r['id']}",
+                        "created_at": now,
+                    }
+                    for r in rows
+                ],
+            )
+    await engine.dispose()
+
+
+async def measure(url: str, queries: int, radius_km: float) -> list[float]:
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    rng = random.Random(11)
+    zone = ZoneInfo("Asia/Shanghai")
+    now = datetime.now(UTC)
+    samples = []
+    found = 0
+    for _ in range(queries):
+        lat = CENTRE[0] + rng.uniform(-1, 1) * CITY_KM / 111
+        lon = CENTRE[1] + rng.uniform(-1, 1) * CITY_KM / 95
+        async with sessions() as session:
+            started = time.perf_counter()
+            hits = await search.nearest(session, lat, lon, now=now, zone=zone, radius_km=radius_km)
+            samples.append((time.perf_counter() - started) * 1000)
+            found += len(hits)
+    await engine.dispose()
+    print(f"  mean results per query: {found / queries:.0f}")
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listings", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--radius-km", type=float, default=2.0)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        print(
+            f"python {platform.python_version()}, {os.cpu_count()} cores, "
+            f"{url.split(':')[0]}, {args.listings} listings, radius {args.radius_km} km"
+        )
+        started = time.perf_counter()
+        asyncio.run(seed(url, args.listings))
+        print(f"  seeded in {time.perf_counter() - started:.1f} s")
+        samples = sorted(asyncio.run(measure(url, args.queries, args.radius_km)))
+        p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+        print(
+            f"nearest(): median {statistics.median(samples):.2f} ms, p99 {p99:.2f} ms, "
+            f"n={len(samples)}"
+        )
+
+
+if __name__ == "__main__":
+    main()

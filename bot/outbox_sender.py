@@ -11,6 +11,7 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -95,6 +96,21 @@ class OutboxSender:
                 delay_seconds=error.retry_after,
                 count_attempt=False,
             ), float(error.retry_after)
+        except TelegramMigrateToChat as error:
+            # the group became a supergroup: nothing reaches the old id any more
+            log.error(
+                "outbox %s: chat %s is now %s; update the setting (e.g. MODERATION_CHAT_ID)",
+                message.id,
+                message.chat_id,
+                error.migrate_to_chat_id,
+            )
+            return partial(
+                outbox.mark_retry,
+                message=message,
+                error=str(error),
+                delay_seconds=600,
+                count_attempt=False,
+            ), None
         except (TelegramNetworkError, TelegramServerError, OSError) as error:
             log.warning("outbox %s: %s; will retry", message.id, error)
             return partial(outbox.mark_retry, message=message, error=str(error)), None

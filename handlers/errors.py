@@ -7,16 +7,17 @@ from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
-from bot.i18n import translator
+from bot.i18n import Translator, translator
 
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent) -> bool:
+async def on_error(event: ErrorEvent, t: Translator | None = None) -> bool:
     log.exception("update %s failed", event.update.update_id, exc_info=event.exception)
     update = event.update
     user = update.event.from_user if hasattr(update.event, "from_user") else None
-    t = translator("zh" if user and (user.language_code or "").startswith("zh") else "en")
+    if t is None:  # the error came before our middleware chose the language
+        t = translator("zh" if user and (user.language_code or "").startswith("zh") else "en")
     try:
         if update.callback_query is not None:
             try:

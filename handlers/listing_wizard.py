@@ -279,7 +279,7 @@ def previous_step(step: str, wiz: Wizard) -> str | None:
     if step == "method":
         # a new charger with nothing but (at most) its method is dropped; one
         # with more answers, or an existing one, is kept for the summary
-        if wiz.charger.id is None and len(wiz.charger.missing()) >= len(CHARGER_FIELDS):
+        if wiz.charger.id is None and len(wiz.charger.missing()) >= _ALL_BUT_METHOD:
             del wiz.draft.chargers[wiz.ci]
             wiz.ci = max(0, len(wiz.draft.chargers) - 1)
         if wiz.mode == "charger":
@@ -287,6 +287,8 @@ def previous_step(step: str, wiz: Wizard) -> str | None:
         return "more" if wiz.draft.chargers else "address"
     return CHARGER_STEPS[CHARGER_STEPS.index(step) - 1]
 
+
+_ALL_BUT_METHOD = len(ChargerDraft().missing()) - 1
 
 # ------------------------------------------------------------------ parsers
 # Each parser reads the answer for its step, stores it in the wizard, and says
@@ -563,12 +565,28 @@ async def submit(
             submission_key=wiz.submission_key,
         )
     except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
+        params = dict(error.params)
+        if error.key == "err.draft_incomplete":
+            params["fields"] = missing_text(t, wiz.draft)
+        await query.answer(t(error.key, **params), show_alert=True)
         return
     await state.clear()
     await query.answer(t("wizard.submitted_alert"))
     await query.message.edit_reply_markup(reply_markup=None)
     await query.message.answer(t("wizard.submitted", id=revision.listing_id))
+
+
+def missing_text(t: Translator, draft: ListingDraft) -> str:
+    """What is still to fill in, named as the Edit menu names it."""
+    parts = [
+        t(f"field.{step}")
+        for step, attr in SHOP_FIELDS.items()
+        if step != "address" and getattr(draft, attr) is None
+    ]
+    parts += [t("btn.edit_charger", n=i + 1) for i, c in enumerate(draft.chargers) if c.missing()]
+    if not draft.chargers:
+        parts.append(t("btn.add_charger"))
+    return ", ".join(parts)
 
 
 async def cancel_from_summary(query: CallbackQuery, state: FSMContext, t: Translator) -> None:

@@ -244,3 +244,19 @@ async def test_chatter_and_commands_are_not_answers(bot: BotHarness, sqlite_url:
     after = api.last_message_id(MERCHANT)
     await bot.press(MERCHANT, MERCHANT, offer, "Continue")
     await bot.expect(MERCHANT, "Shop name", after)
+
+
+async def test_a_half_filled_charger_is_kept_and_named_on_submit(bot: BotHarness) -> None:
+    await fill_shop(bot)
+    await bot.say(MERCHANT, "Household socket", "which devices")
+    await bot.say(MERCHANT, "E-bike", "Selected: E-bike")
+    await bot.say(MERCHANT, "✅ Done", "models")
+    await bot.say(MERCHANT, "Any model", "Supply device kind")
+    # back, back, back to the charger's first question and beyond: the answers stay
+    await bot.say(MERCHANT, "⬅️ Back", "models")
+    await bot.say(MERCHANT, "⬅️ Back", "which devices")
+    await bot.say(MERCHANT, "⬅️ Back", "charging method")
+    await bot.say(MERCHANT, "⬅️ Back", "Add another")
+    summary = await bot.say(MERCHANT, "✅ Done, review the listing", "Submit for review")
+    answer = await bot.press(MERCHANT, MERCHANT, summary, "Submit")
+    assert answer["show_alert"] and "not complete yet: ✏️ Charger 1" in answer["text"]

@@ -39,3 +39,8 @@ class BookingCb(CallbackData, prefix="bg"):
     action: str  # confirm | drop | accept | reject | reason | other | back | cancel
     booking_id: int = 0
     code: str = ""
+
+
+class QrCb(CallbackData, prefix="qr"):
+    action: str  # labels (listing id) | renew | renew_yes (charger id)
+    ref: int

@@ -10,7 +10,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import BookingCb, LanguageCb, ListingCb, ReviewCb, WizardCb
+from bot.callbacks import BookingCb, LanguageCb, ListingCb, QrCb, ReviewCb, WizardCb
 from bot.i18n import Translator
 from services.listings import REJECT_PRESETS
 
@@ -130,12 +130,13 @@ def listing_actions(
         text=t("btn.edit"), callback_data=ListingCb(action="edit", listing_id=listing_id)
     )
     if published:
+        builder.button(text=t("btn.qr_labels"), callback_data=QrCb(action="labels", ref=listing_id))
         action = "resume" if paused else "pause"
         builder.button(
             text=t(f"btn.{action}"), callback_data=ListingCb(action=action, listing_id=listing_id)
         )
     builder.button(text=t("btn.all_listings"), callback_data=ListingCb(action="list"))
-    builder.adjust(2, 1)
+    builder.adjust(2)
     return builder.as_markup()
 
 

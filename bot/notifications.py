@@ -18,6 +18,7 @@ from bot.booking_views import booking_text
 from bot.booking_views import reason_text as booking_reason_text
 from bot.callbacks import FindCb
 from bot.i18n import Html, Translator, translator
+from bot.qr_labels import send_labels
 from bot.settings import Settings
 from bot.views import fit, listing_text, reason_text, status_line, when
 from models import Listing, OutboxMessage, RevisionStatus, User
@@ -224,7 +225,15 @@ def find_again(t: Translator) -> InlineKeyboardMarkup:
     )
 
 
+async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
+    """The printable labels of a listing's public chargers, after an approval."""
+    await send_labels(
+        ctx.bot, ctx.session, message.chat_id, ctx.t, message.payload["listing_id"], message.chat_id
+    )
+
+
 RENDERERS: dict[str, Renderer] = {
+    "qr_labels": _qr_labels,
     "booking_request": _booking_request,
     "booking_accepted": _booking_accepted,
     "booking_rejected": _booking_rejected,

@@ -16,6 +16,7 @@ from handlers import (
     listing_wizard,
     moderation,
     my_listings,
+    qr_labels,
 )
 
 
@@ -28,6 +29,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         moderation.build_router(moderation_chat_id),
         listing_wizard.build_router(),
         my_listings.build_router(),
+        qr_labels.build_router(),
         find.build_router(),
         booking.build_router(),
         booking_decisions.build_router(),

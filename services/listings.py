@@ -164,6 +164,7 @@ async def approve(
         )
         outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
         outbox.enqueue(session, listing.merchant_id, "listing_approved", revision_id=revision.id)
+        outbox.enqueue(session, listing.merchant_id, "qr_labels", listing_id=listing.id)
     return DecisionResult(Decision.DONE, revision)
 
 
@@ -369,3 +370,31 @@ async def record_card(
             .where(ListingRevision.id == revision_id)
             .values(card_chat_id=chat_id, card_message_id=message_id, card_is_photo=is_photo)
         )
+
+
+async def active_chargers(
+    session: AsyncSession, listing_id: int, merchant_id: int
+) -> tuple[Listing, list[Charger]]:
+    """The owner's public chargers (the ones that have QR codes)."""
+    listing = await _owned_listing(session, listing_id, merchant_id)
+    chargers = (
+        await session.scalars(
+            select(Charger)
+            .where(Charger.listing_id == listing.id, Charger.active.is_(True))
+            .order_by(Charger.position)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    return listing, list(chargers)
+
+
+async def renew_token(session: AsyncSession, *, charger_id: int, merchant_id: int) -> Charger:
+    """A new random QR token; the old printed code stops working at once."""
+    async with transaction(session):
+        charger = await session.get(Charger, charger_id, populate_existing=True)
+        if charger is None or not charger.active:
+            raise NotFound("err.charger_gone")
+        await _owned_listing(session, charger.listing_id, merchant_id)
+        charger.qr_token = new_qr_token()
+        audit.record(session, "charger", charger.id, "renew_token", merchant_id)
+    return charger

@@ -102,7 +102,9 @@ async def nearest(
         listing.id: listing
         for listing in (
             await session.scalars(
-                select(Listing).where(Listing.id.in_(nearest_ids)).options(raiseload(Listing.chargers))
+                select(Listing)
+                .where(Listing.id.in_(nearest_ids))
+                .options(raiseload(Listing.chargers))
             )
         ).all()
     }

@@ -1,0 +1,101 @@
+"""Printable QR labels for chargers: the code large, the shop and charger under it.
+
+The code encodes ``https://t.me/<bot username>?start=<charger token>``, which
+opens the bot with the token when a phone's camera scans it. Rendering is CPU
+work, so it runs in a thread.
+"""
+
+import asyncio
+import io
+from functools import cache
+from pathlib import Path
+
+import qrcode
+from aiogram import Bot
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from PIL import Image, ImageDraw, ImageFont
+from qrcode.constants import ERROR_CORRECT_M
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import QrCb
+from bot.i18n import Translator
+from models import Charger, Listing
+from services import listings
+
+# Fonts with Chinese glyphs first (Debian: fonts-wqy-microhei, fonts-noto-cjk);
+# a label without one still has a valid code, only CJK names show as boxes.
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+WIDTH = 900
+
+
+def start_link(bot_username: str, token: str) -> str:
+    return f"https://t.me/{bot_username}?start={token}"
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for path in FONT_CANDIDATES:
+        if Path(path).exists():
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+def render_label(link: str, title: str, subtitle: str) -> bytes:
+    """A PNG: the QR code (error correction M, 4-module quiet zone) and two lines."""
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4)
+    code.add_data(link)
+    code.make(fit=True)
+    qr = code.make_image(fill_color="black", back_color="white").get_image().convert("RGB")
+    qr = qr.resize((WIDTH - 100, WIDTH - 100), Image.Resampling.NEAREST)
+    label = Image.new("RGB", (WIDTH, WIDTH + 160), "white")
+    label.paste(qr, (50, 30))
+    draw = ImageDraw.Draw(label)
+    for text, size, y in ((title, 48, WIDTH - 40), (subtitle, 36, WIDTH + 30)):
+        font = _font(size)
+        while draw.textlength(text, font=font) > WIDTH - 60 and len(text) > 4:
+            text = text[:-2] + "…"
+        width = draw.textlength(text, font=font)
+        draw.text(((WIDTH - width) / 2, y), text, fill="black", font=font)
+    out = io.BytesIO()
+    label.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+async def render_label_async(link: str, title: str, subtitle: str) -> bytes:
+    return await asyncio.to_thread(render_label, link, title, subtitle)
+
+
+def renew_button(t: Translator, charger_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.renew_qr"), callback_data=QrCb(action="renew", ref=charger_id))
+    return builder.as_markup()
+
+
+async def send_label(
+    bot: Bot, chat_id: int, t: Translator, listing: Listing, charger: Charger
+) -> None:
+    me = await bot.me()
+    title = t("qr.charger", n=charger.position + 1, method=t(f"method.{charger.method}"))
+    png = await render_label_async(
+        start_link(me.username or "", charger.qr_token), listing.shop_name or "", title
+    )
+    await bot.send_photo(
+        chat_id,
+        BufferedInputFile(png, filename=f"chargeshare-charger-{charger.id}.png"),
+        caption=t("qr.caption", shop=listing.shop_name or "", charger=title),
+        reply_markup=renew_button(t, charger.id),
+    )
+
+
+async def send_labels(
+    bot: Bot, session: AsyncSession, chat_id: int, t: Translator, listing_id: int, merchant_id: int
+) -> int:
+    listing, chargers = await listings.active_chargers(session, listing_id, merchant_id)
+    for charger in chargers:
+        await send_label(bot, chat_id, t, listing, charger)
+    return len(chargers)

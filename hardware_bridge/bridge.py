@@ -1,0 +1,197 @@
+"""The Bridge: a PowerSwitch over one MQTT client and the device drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hardware_bridge.drivers import Driver, Update
+from hardware_bridge.mqtt import Message, MqttClient
+from hardware_bridge.port import (
+    DeviceEvent,
+    DeviceOffline,
+    DeviceOnline,
+    DeviceRef,
+    EnergyReading,
+    EventCallback,
+    NotConfirmed,
+    PlugState,
+    PowerChanged,
+    utcnow,
+)
+from hardware_bridge.shelly import ShellyDriver
+from hardware_bridge.tasmota import TasmotaDriver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Known:
+    on: bool | None = None
+    online: bool | None = None
+    energy_kwh: float | None = None
+    at: object = None
+    waiters: list[tuple[Callable[[Update], bool], asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+
+    def snapshot(self) -> PlugState:
+        return PlugState(self.on, self.online, self.energy_kwh, utcnow())
+
+
+class Bridge:
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        src = f"chargeshare-{client.client_id}"
+        self.drivers: dict[str, Driver] = {
+            "tasmota": TasmotaDriver(client.publish),
+            "shelly": ShellyDriver(client.publish, src),
+        }
+        self._known: dict[DeviceRef, _Known] = {}
+        self._callbacks: list[EventCallback] = []
+        self.reread_count = 0
+        for driver in self.drivers.values():
+            for f in driver.filters:
+                client.subscribe(f)
+        client.add_handler(self._on_message)
+        client.add_connect_hook(self._reread)
+
+    async def start(self, wait: float = 5.0) -> None:
+        await self.client.start()
+        with contextlib.suppress(TimeoutError):
+            await self.client.wait_connected(wait)
+
+    async def stop(self) -> None:
+        await self.client.stop()
+
+    def on_event(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    def known(self, device: DeviceRef) -> PlugState:
+        return self._get(device).snapshot()
+
+    def _get(self, device: DeviceRef) -> _Known:
+        return self._known.setdefault(device, _Known())
+
+    # -- incoming ----------------------------------------------------------------------
+    async def _on_message(self, msg: Message) -> None:
+        for family, driver in self.drivers.items():
+            for upd in driver.parse(msg):
+                await self._apply(DeviceRef(family, upd.device_id), upd)  # type: ignore[arg-type]
+
+    async def _apply(self, device: DeviceRef, upd: Update) -> None:
+        k = self._get(device)
+        events: list[DeviceEvent] = []
+        now = utcnow()
+        # Retained messages are snapshots: they update the state, and only raise an event
+        # when they contradict what we knew (a change we missed while disconnected).
+        if upd.online is not None:
+            if upd.online != k.online and (not upd.retained or k.online is not None):
+                events.append(
+                    DeviceOnline(device, now) if upd.online else DeviceOffline(device, now)
+                )
+            k.online = upd.online
+        if upd.on is not None:
+            if upd.on != k.on and (not upd.retained or k.on is not None):
+                events.append(PowerChanged(device, now, on=upd.on))
+            k.on = upd.on
+            if not upd.retained:
+                k.online = True if k.online is None else k.online
+        if upd.energy_kwh is not None:
+            k.energy_kwh = upd.energy_kwh
+            if not upd.retained:
+                events.append(EnergyReading(device, now, total_kwh=upd.energy_kwh))
+        k.at = now
+        for pred, fut in list(k.waiters):
+            if not fut.done() and pred(upd):
+                fut.set_result(None)
+        for ev in events:
+            for cb in self._callbacks:
+                try:
+                    res = cb(ev)
+                    if inspect.isawaitable(res):
+                        await res
+                except Exception:
+                    log.exception("event callback failed for %r", ev)
+
+    async def _reread(self) -> None:
+        """After each (re)connection: ask every known device for a fresh state."""
+        self.reread_count += 1
+        for device in list(self._known):
+            with contextlib.suppress(Exception):
+                await self.drivers[device.driver].request_state(device.device_id)
+
+    # -- commands ----------------------------------------------------------------------
+    async def _command_and_wait(
+        self,
+        device: DeviceRef,
+        send: Callable[[], object],
+        pred: Callable[[Update], bool],
+        timeout: float,  # noqa: ASYNC109
+        what: str,
+    ) -> PlugState:
+        k = self._get(device)
+        if k.online is False:
+            raise DeviceOffline(device)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (lambda u: not u.retained and pred(u), fut)
+        k.waiters.append(entry)
+        driver = self.drivers[device.driver]
+        try:
+            async with asyncio.timeout(timeout):
+                await send()  # type: ignore[misc]
+                done, _ = await asyncio.wait({fut}, timeout=min(1.0, timeout / 3))
+                if not done:
+                    await driver.request_state(device.device_id)
+                await fut
+        except TimeoutError:
+            if k.online is False:
+                raise DeviceOffline(device) from None
+            raise NotConfirmed(
+                f"{device.driver}:{device.device_id} did not confirm {what}"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                k.waiters.remove(entry)
+        return k.snapshot()
+
+    async def power_on(
+        self,
+        device: DeviceRef,
+        *,
+        failsafe_seconds: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> PlugState:
+        driver = self.drivers[device.driver]
+        return await self._command_and_wait(
+            device,
+            lambda: driver.set_power(device.device_id, True, failsafe_seconds),
+            lambda u: u.on is True,
+            timeout,
+            "power on",
+        )
+
+    async def power_off(self, device: DeviceRef, timeout: float = 10.0) -> PlugState:  # noqa: ASYNC109
+        driver = self.drivers[device.driver]
+        return await self._command_and_wait(
+            device,
+            lambda: driver.set_power(device.device_id, False, None),
+            lambda u: u.on is False,
+            timeout,
+            "power off",
+        )
+
+    async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState:  # noqa: ASYNC109
+        """Ask the device for its state and a fresh energy reading."""
+        driver = self.drivers[device.driver]
+        return await self._command_and_wait(
+            device,
+            lambda: driver.request_state(device.device_id),
+            lambda u: u.energy_kwh is not None,
+            timeout,
+            "state",
+        )

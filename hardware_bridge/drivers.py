@@ -1,0 +1,36 @@
+"""What drivers share: the update they extract from a message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hardware_bridge.mqtt import Message
+
+
+@dataclass(frozen=True)
+class Update:
+    device_id: str
+    retained: bool
+    on: bool | None = None
+    online: bool | None = None
+    energy_kwh: float | None = None
+
+
+class Driver(Protocol):
+    family: str
+    filters: list[str]
+
+    def parse(self, msg: Message) -> list[Update]: ...
+
+    async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None: ...
+
+    async def request_state(self, device_id: str) -> None: ...
+
+
+def load_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,179 @@
+"""One aiomqtt client per process, with reconnection, resubscription and hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from hardware_bridge.port import BridgeError
+
+log = logging.getLogger(__name__)
+
+
+class BridgeUnavailable(BridgeError):
+    """The broker is not reachable (the command was not sent)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool  # a retained message is a state snapshot, not a fresh event
+
+
+MessageHandler = Callable[[Message], Awaitable[None] | None]
+ConnectHook = Callable[[], Awaitable[None]]
+
+
+class MqttClient:
+    def __init__(
+        self,
+        url: str,
+        instance: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: int = 30,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+        publish_wait: float = 2.0,
+    ) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 1883
+        self.username = username or (unquote(parts.username) if parts.username else None)
+        self.password = password or (unquote(parts.password) if parts.password else None)
+        self.instance = instance
+        self.client_id = f"{instance}-{secrets.token_hex(4)}"
+        self.keepalive = keepalive
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.publish_wait = publish_wait
+        self.reconnects = 0  # successful connections after the first one
+        self.connections = 0
+        self._filters: list[str] = []
+        self._handlers: list[MessageHandler] = []
+        self._hooks: list[ConnectHook] = []
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[object]] = set()
+
+    # -- registration ------------------------------------------------------------------
+    def subscribe(self, topic_filter: str) -> None:
+        self._filters.append(topic_filter)
+        if self._client is not None and self._connected.is_set():
+            self._spawn(self._client.subscribe(topic_filter, qos=1))
+
+    def add_handler(self, handler: MessageHandler) -> None:
+        self._handlers.append(handler)
+
+    def add_connect_hook(self, hook: ConnectHook) -> None:
+        """``hook`` runs (as a task) after each connection, once subscriptions are made."""
+        self._hooks.append(hook)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.client_id}")
+
+    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for t in list(self._bg):
+            t.cancel()
+        self._connected.clear()
+        self._client = None
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial
+        while True:
+            client = aiomqtt.Client(
+                self.host,
+                self.port,
+                identifier=self.client_id,
+                username=self.username,
+                password=self.password,
+                keepalive=self.keepalive,
+            )
+            try:
+                async with client:
+                    for f in self._filters:
+                        await client.subscribe(f, qos=1)
+                    self._client = client
+                    self._connected.set()
+                    if self.connections:
+                        self.reconnects += 1
+                    self.connections += 1
+                    delay = self.backoff_initial
+                    log.info("mqtt connected as %s (%d)", self.client_id, self.connections)
+                    for hook in self._hooks:
+                        self._spawn(hook())
+                    async for m in client.messages:
+                        msg = Message(str(m.topic), _as_bytes(m.payload), bool(m.retain))
+                        for handler in self._handlers:
+                            try:
+                                result = handler(msg)
+                                if result is not None:
+                                    await result
+                            except Exception:
+                                log.exception("mqtt handler failed on %s", msg.topic)
+            except aiomqtt.MqttError as exc:
+                log.warning("mqtt connection lost (%s); retrying in %.1fs", exc, delay)
+            finally:
+                self._connected.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        async def wrap() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("mqtt background task failed")
+
+        t = asyncio.create_task(wrap())
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    # -- publishing --------------------------------------------------------------------
+    async def publish(self, topic: str, payload: str | bytes, qos: int = 1) -> None:
+        """Publish a command (never retained); ``BridgeUnavailable`` while disconnected."""
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._connected.wait(), self.publish_wait)
+            except TimeoutError:
+                raise BridgeUnavailable(f"MQTT broker unreachable; {topic} not sent") from None
+        client = self._client
+        if client is None:
+            raise BridgeUnavailable(f"MQTT broker unreachable; {topic} not sent")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=False)
+        except aiomqtt.MqttError as exc:
+            raise BridgeUnavailable(f"MQTT publish of {topic} failed: {exc}") from exc
+
+
+def _as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()

@@ -1,0 +1,88 @@
+"""The port that services use to switch power (no MQTT types leak through it)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    driver: Literal["tasmota", "shelly"]
+    device_id: str
+
+
+@dataclass(frozen=True)
+class PlugState:
+    on: bool | None
+    online: bool | None
+    energy_kwh: float | None
+    at: datetime
+
+
+class BridgeError(Exception):
+    """Base class of the bridge's errors."""
+
+
+class NotConfirmed(BridgeError):
+    """The device did not confirm the command within the timeout."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    device: DeviceRef
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class DeviceOnline(_Event):
+    pass
+
+
+@dataclass(frozen=True, init=False)
+class DeviceOffline(_Event, BridgeError):  # type: ignore[misc]
+    """Both an event (device went offline) and the error raised for a known-offline device."""
+
+    def __init__(self, device: DeviceRef, at: datetime | None = None) -> None:
+        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "at", at or utcnow())
+        BridgeError.__init__(self, f"device {device.driver}:{device.device_id} is offline")
+
+    def __hash__(self) -> int:
+        return hash((self.device, self.at))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerChanged(_Event):
+    on: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyReading(_Event):
+    total_kwh: float
+
+
+DeviceEvent = DeviceOnline | DeviceOffline | PowerChanged | EnergyReading
+EventCallback = Callable[[DeviceEvent], Awaitable[None] | None]
+
+
+class PowerSwitch(Protocol):
+    async def power_on(
+        self,
+        device: DeviceRef,
+        *,
+        failsafe_seconds: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> PlugState: ...
+
+    async def power_off(self, device: DeviceRef, timeout: float = 10.0) -> PlugState: ...  # noqa: ASYNC109
+
+    async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState: ...  # noqa: ASYNC109
+
+    def on_event(self, callback: EventCallback) -> None: ...

@@ -1,0 +1,97 @@
+"""Tasmota driver: cmnd/stat/tele topics (default FullTopic ``%prefix%/%topic%/``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from hardware_bridge.drivers import Update, load_json
+from hardware_bridge.mqtt import Message
+
+Publish = Callable[[str, str], Awaitable[None]]
+
+
+def pulse_time(seconds: int) -> int:
+    """Tasmota PulseTime: 1..111 in 0.1 s steps, 112..64900 = seconds + 100."""
+    if seconds <= 0:
+        return 0
+    if seconds < 12:
+        return seconds * 10
+    return min(seconds, 64800) + 100
+
+
+def _onoff(value: object) -> bool | None:
+    if isinstance(value, str):
+        v = value.strip().upper()
+        if v in ("ON", "1"):
+            return True
+        if v in ("OFF", "0"):
+            return False
+    return None
+
+
+def _total(obj: object, *path: str) -> float | None:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    if isinstance(obj, int | float) and not isinstance(obj, bool):
+        return float(obj)
+    return None
+
+
+class TasmotaDriver:
+    family = "tasmota"
+    filters: ClassVar[list[str]] = [
+        "stat/+/POWER",
+        "stat/+/RESULT",
+        "stat/+/STATUS8",
+        "tele/+/LWT",
+        "tele/+/SENSOR",
+        "tele/+/STATE",
+    ]
+
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+
+    def parse(self, msg: Message) -> list[Update]:
+        parts = msg.topic.split("/")
+        if len(parts) != 3:
+            return []
+        prefix, dev, kind = parts
+        r = msg.retain
+        text = msg.payload.decode(errors="replace")
+        if prefix == "stat" and kind == "POWER":
+            on = _onoff(text)
+            return [] if on is None else [Update(dev, r, on=on)]
+        if prefix == "tele" and kind == "LWT":
+            if text == "Online":
+                return [Update(dev, r, online=True)]
+            if text == "Offline":
+                return [Update(dev, r, online=False)]
+            return []
+        data = load_json(msg.payload)
+        if not isinstance(data, dict):
+            return []
+        if kind in ("RESULT", "STATE"):
+            on = _onoff(data.get("POWER", data.get("POWER1")))
+            return [] if on is None else [Update(dev, r, on=on)]
+        if kind == "SENSOR":
+            total = _total(data, "ENERGY", "Total")
+            return [] if total is None else [Update(dev, r, energy_kwh=total)]
+        if kind == "STATUS8":
+            total = _total(data, "StatusSNS", "ENERGY", "Total")
+            return [] if total is None else [Update(dev, r, energy_kwh=total)]
+        return []
+
+    async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None:
+        if on:
+            # PulseTime persists on the device: always set it (0 = no failsafe) before ON.
+            await self._publish(
+                f"cmnd/{device_id}/PulseTime", str(pulse_time(failsafe_seconds or 0))
+            )
+        await self._publish(f"cmnd/{device_id}/POWER", "ON" if on else "OFF")
+
+    async def request_state(self, device_id: str) -> None:
+        await self._publish(f"cmnd/{device_id}/POWER", "")  # empty payload = query
+        await self._publish(f"cmnd/{device_id}/Status", "8")

@@ -1,0 +1,139 @@
+"""A simulated plug: its own aiomqtt client (with a last will), a relay and a meter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+
+class SimPlug:
+    will_topic = ""
+    will_payload = ""
+    online_payload = ""
+
+    def __init__(
+        self, url: str, device_id: str, *, watts: float = 2000.0, tele_period: float = 0.3
+    ) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 1883
+        self.device_id = device_id
+        self.watts = watts
+        self.tele_period = tele_period
+        self.never_confirm = False
+        self.on = False
+        self._wh = 0.0
+        self._since = time.monotonic()
+        self.commands: list[tuple[str, bytes, bool]] = []  # topic, payload, retain
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._dropped = False
+        self.connections = 0
+        self.background: set[asyncio.Future[None]] = set()
+
+    # -- meter -------------------------------------------------------------------------
+    def energy_wh(self) -> float:
+        now = time.monotonic()
+        if self.on:
+            self._wh += self.watts * (now - self._since) / 3600.0
+        self._since = now
+        return self._wh
+
+    def set_relay(self, on: bool) -> None:
+        self.energy_wh()
+        self.on = on
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._dropped = False
+        self._ready.clear()
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def _run(self) -> None:
+        while not self._dropped:
+            client = aiomqtt.Client(
+                self.host,
+                self.port,
+                identifier=f"sim-{self.device_id}",
+                keepalive=5,
+                will=aiomqtt.Will(self.will_topic, self.will_payload, qos=1, retain=True),
+            )
+            try:
+                async with client:
+                    self._client = client
+                    await client.subscribe(self.command_filter(), qos=1)
+                    await client.publish(self.will_topic, self.online_payload, qos=1, retain=True)
+                    self.connections += 1
+                    self._ready.set()
+                    tele = asyncio.create_task(self._telemetry())
+                    try:
+                        async for m in client.messages:
+                            payload = m.payload if isinstance(m.payload, bytes) else b""
+                            self.commands.append((str(m.topic), payload, bool(m.retain)))
+                            await self.handle(str(m.topic), payload)
+                    finally:
+                        tele.cancel()
+            except aiomqtt.MqttError:
+                pass
+            self._ready.clear()
+            self._client = None
+            await asyncio.sleep(0.2)
+
+    async def _telemetry(self) -> None:
+        while True:
+            await asyncio.sleep(self.tele_period)
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self.telemetry()
+
+    async def drop_off(self) -> None:
+        """Vanish without DISCONNECT (power cut): the broker publishes the last will."""
+        self._dropped = True
+        client = self._client
+        if client is not None:
+            sock = client._client.socket()
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        await self._cancel()
+
+    async def stop(self) -> None:
+        self._dropped = True
+        await self._cancel()
+
+    async def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        fut = asyncio.ensure_future(coro)
+        self.background.add(fut)
+        fut.add_done_callback(self.background.discard)
+
+    async def send(self, topic: str, payload: str, retain: bool = False) -> None:
+        if self._client is not None:
+            await self._client.publish(topic, payload, qos=1, retain=retain)
+
+    # -- protocol (subclasses) ---------------------------------------------------------
+    def command_filter(self) -> str:
+        raise NotImplementedError
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        raise NotImplementedError
+
+    async def telemetry(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,277 @@
+"""The MQTT hardware bridge against a real mosquitto and simulated plugs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import aiomqtt
+import pytest
+
+from hardware_bridge.bridge import Bridge
+from hardware_bridge.mqtt import BridgeUnavailable, MqttClient
+from hardware_bridge.port import (
+    DeviceEvent,
+    DeviceOffline,
+    DeviceOnline,
+    DeviceRef,
+    EnergyReading,
+    NotConfirmed,
+    PowerChanged,
+)
+from hardware_bridge.tasmota import pulse_time
+from tests.plugs import SimPlug, SimShelly, SimTasmota
+from tests.support.services import MosquittoServer, start_mosquitto
+
+_n = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+async def make_bridge(url: str, name: str) -> Bridge:
+    bridge = Bridge(MqttClient(url, name, backoff_initial=0.1, backoff_max=1.0))
+    await bridge.start()
+    assert bridge.client.connected
+    return bridge
+
+
+@pytest.fixture
+async def bridge(broker: MosquittoServer) -> AsyncIterator[Bridge]:
+    b = await make_bridge(broker.url, f"test{next(_n)}")
+    yield b
+    await b.stop()
+
+
+def make_plug(family: str, url: str) -> tuple[SimPlug, DeviceRef]:
+    dev_id = f"{family}-plug-{next(_n)}"
+    plug: SimPlug = SimTasmota(url, dev_id) if family == "tasmota" else SimShelly(url, dev_id)
+    return plug, DeviceRef(family, dev_id)  # type: ignore[arg-type]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[DeviceEvent] = []
+
+    def __call__(self, ev: DeviceEvent) -> None:
+        self.events.append(ev)
+
+    async def wait_for(self, kind: type, device: DeviceRef, timeout: float = 5.0) -> DeviceEvent:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in self.events:
+                if isinstance(ev, kind) and ev.device == device:
+                    return ev
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {kind.__name__} for {device} in {self.events}")
+
+
+FAMILIES = ["tasmota", "shelly"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_power_on_and_off_are_confirmed_by_the_device(
+    bridge: Bridge, broker: MosquittoServer, family: str
+) -> None:
+    rec = Recorder()
+    bridge.on_event(rec)
+    plug, dev = make_plug(family, broker.url)
+    await plug.start()
+    try:
+        st = await bridge.power_on(dev, failsafe_seconds=60, timeout=5)
+        assert st.on is True and plug.on is True
+        assert st.at.tzinfo is not None
+        ev = await rec.wait_for(PowerChanged, dev)
+        assert isinstance(ev, PowerChanged) and ev.on is True
+        # the device-side failsafe went with the command
+        if family == "tasmota":
+            sent = [(t, p) for t, p, _ in plug.commands if t.endswith("/PulseTime")]
+            assert sent[-1] == (f"cmnd/{dev.device_id}/PulseTime", b"160")
+        else:
+            sets = [json.loads(p) for _, p, _ in plug.commands if b"Switch.Set" in p]
+            assert sets[-1]["params"] == {"id": 0, "on": True, "toggle_after": 60}
+        st = await bridge.power_off(dev, timeout=5)
+        assert st.on is False and plug.on is False
+    finally:
+        await plug.stop()
+
+
+def test_pulse_time_encoding() -> None:
+    assert pulse_time(0) == 0
+    assert pulse_time(5) == 50
+    assert pulse_time(12) == 112
+    assert pulse_time(3600) == 3700
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_energy_readings_arrive_and_a_fresh_one_can_be_requested(
+    bridge: Bridge, broker: MosquittoServer, family: str
+) -> None:
+    rec = Recorder()
+    bridge.on_event(rec)
+    plug, dev = make_plug(family, broker.url)
+    plug.watts = 360_000.0  # 0.1 kWh per second: visible growth in a test
+    await plug.start()
+    try:
+        first = await bridge.state(dev, timeout=3)
+        assert first.energy_kwh is not None and first.on is False
+        await bridge.power_on(dev, timeout=5)
+        await asyncio.sleep(0.5)
+        fresh = await bridge.state(dev, timeout=3)
+        assert fresh.energy_kwh is not None and fresh.energy_kwh > first.energy_kwh + 0.02
+        # periodic telemetry also arrives as events
+        ev = await rec.wait_for(EnergyReading, dev)
+        assert isinstance(ev, EnergyReading) and ev.total_kwh >= 0
+    finally:
+        await plug.stop()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_plug_that_never_confirms_times_out(
+    bridge: Bridge, broker: MosquittoServer, family: str
+) -> None:
+    plug, dev = make_plug(family, broker.url)
+    plug.never_confirm = True
+    await plug.start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(NotConfirmed):
+            await bridge.power_on(dev, timeout=1.0)
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        await plug.stop()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_plug_that_drops_off_is_reported_offline_by_its_last_will(
+    bridge: Bridge, broker: MosquittoServer, family: str
+) -> None:
+    rec = Recorder()
+    bridge.on_event(rec)
+    plug, dev = make_plug(family, broker.url)
+    await plug.start()
+    await rec.wait_for(DeviceOnline, dev)
+    await bridge.power_on(dev, timeout=5)
+    await plug.drop_off()
+    await rec.wait_for(DeviceOffline, dev, timeout=10)
+    assert bridge.known(dev).online is False
+    with pytest.raises(DeviceOffline):
+        await bridge.power_on(dev, timeout=2)
+    # it comes back: online again and commands work
+    await plug.start()
+    await rec.wait_for(DeviceOnline, dev)
+    assert (await bridge.power_off(dev, timeout=5)).on is False
+    await plug.stop()
+
+
+async def test_commands_are_never_published_retained(
+    bridge: Bridge, broker: MosquittoServer
+) -> None:
+    parts = urlsplit(broker.url)
+    seen: list[tuple[str, bool]] = []
+    async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as spy:
+        await spy.subscribe("cmnd/#", qos=1)
+        await spy.subscribe("+/rpc", qos=1)
+
+        async def listen() -> None:
+            async for m in spy.messages:
+                seen.append((str(m.topic), bool(m.retain)))
+
+        task = asyncio.create_task(listen())
+        plugs = [make_plug(f, broker.url) for f in FAMILIES]
+        for plug, _ in plugs:
+            await plug.start()
+        try:
+            for _plug, dev in plugs:
+                await bridge.power_on(dev, failsafe_seconds=30, timeout=5)
+                await bridge.state(dev, timeout=5)
+                await bridge.power_off(dev, timeout=5)
+            await asyncio.sleep(0.3)
+        finally:
+            task.cancel()
+            for plug, _ in plugs:
+                await plug.stop()
+    assert any(t.startswith("cmnd/") for t, _ in seen)
+    assert any(t.endswith("/rpc") for t, _ in seen)
+    assert not [s for s in seen if s[1]], seen
+    for plug, _ in plugs:
+        assert plug.commands and not [c for c in plug.commands if c[2]]
+    # nothing retained on a command topic either
+    async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as late:
+        await late.subscribe("cmnd/#")
+        await late.subscribe("+/rpc")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                async for m in late.messages:
+                    raise AssertionError(f"retained command {m.topic}")
+
+
+async def test_broker_restart_reconnects_resubscribes_and_rereads(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto-restart"))
+    try:
+        b = await make_bridge(server.url, "restart")
+        rec = Recorder()
+        b.on_event(rec)
+        plugs = [make_plug(f, server.url) for f in FAMILIES]
+        for plug, dev in plugs:
+            await plug.start()
+            await b.power_on(dev, timeout=5)
+        assert b.reread_count == 1 and b.client.reconnects == 0
+        await asyncio.to_thread(server.kill)  # the broker goes away ...
+        deadline = time.monotonic() + 10
+        while b.client.connected:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        # ... meanwhile a command fails clearly instead of hanging
+        b.client.publish_wait = 0.1
+        with pytest.raises(BridgeUnavailable):
+            await b.client.publish("cmnd/nobody/POWER", "ON")
+        b.client.publish_wait = 2.0
+        await asyncio.to_thread(server.start_again)  # ... and comes back on the same port
+        deadline = time.monotonic() + 15
+        while b.client.reconnects < 1 or b.reread_count < 2:
+            assert time.monotonic() < deadline, "bridge did not reconnect"
+            await asyncio.sleep(0.05)
+        for plug, dev in plugs:
+            await plug.wait_ready()
+            n = len(plug.commands)
+            st = await b.power_off(dev, timeout=5)  # subscriptions are back: confirmed
+            assert st.on is False and plug.on is False
+            assert len(plug.commands) > n
+        # the re-read after reconnection asked the devices for their state
+        assert b.reread_count == 2 and b.client.reconnects == 1
+        await b.stop()
+        for plug, _ in plugs:
+            await plug.stop()
+    finally:
+        server.stop()
+
+
+async def test_two_bridges_do_not_kick_each_other(broker: MosquittoServer) -> None:
+    a = await make_bridge(broker.url, "alpha")
+    b = await make_bridge(broker.url, "beta")
+    c = await make_bridge(broker.url, "alpha")  # same name, still a distinct client id
+    assert len({a.client.client_id, b.client.client_id, c.client.client_id}) == 3
+    plug, dev = make_plug("shelly", broker.url)
+    await plug.start()
+    try:
+        for br in (a, b, c, a):
+            assert (await br.power_on(dev, timeout=5)).on is True
+            assert (await br.power_off(dev, timeout=5)).on is False
+        await asyncio.sleep(0.5)
+        for br in (a, b, c):
+            assert br.client.connected and br.client.reconnects == 0
+    finally:
+        await plug.stop()
+        for br in (a, b, c):
+            await br.stop()

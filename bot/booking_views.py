@@ -4,8 +4,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.i18n import Html, Translator
-from bot.views import hours_text
+from bot.views import fit, hours_text
 from models import Booking, Charger, Listing
+from services.bookings import REJECT_PRESETS
 from services.search import Hit, opening
 
 
@@ -66,12 +67,14 @@ def listing_card(t: Translator, listing: Listing, chargers: list[Charger]) -> Ht
                 price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
             )
         )
-    return t.html(
-        "find.card",
-        shop=listing.shop_name or "",
-        address=listing.address or "—",
-        phone=listing.contact_phone or "—",
-        chargers=Html("\n".join(parts)),
+    return fit(
+        t.html(
+            "find.card",
+            shop=listing.shop_name or "",
+            address=listing.address or "—",
+            phone=listing.contact_phone or "—",
+            chargers=Html("\n".join(parts)),
+        )
     )
 
 
@@ -97,6 +100,7 @@ def booking_text(t: Translator, booking: Booking, zone: ZoneInfo, shop: str) -> 
 
 
 def reason_text(t: Translator, reason: str | None) -> str:
-    if reason and reason.startswith("preset:"):
-        return t(f"booking_reject.{reason.removeprefix('preset:')}")
+    code = (reason or "").removeprefix("preset:")
+    if reason and reason.startswith("preset:") and code in REJECT_PRESETS:
+        return t(f"booking_reject.{code}")
     return reason or "—"

@@ -21,7 +21,7 @@ from bot.i18n import Html, Translator, translator
 from bot.qr_labels import send_labels
 from bot.settings import Settings
 from bot.views import fit, listing_text, reason_text, status_line, when
-from models import Listing, OutboxMessage, RevisionStatus, User
+from models import BookingStatus, Listing, OutboxMessage, RevisionStatus, User
 from services import bookings, listings, users
 from services.listing_draft import ListingDraft
 
@@ -165,7 +165,10 @@ async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
             body=text,
             until=when(booking.respond_by, ctx.settings.zone),
         ),
-        reply_markup=keyboards.booking_decision(ctx.t, booking.id),
+        # a request delivered late (cancelled or expired meanwhile) gets no buttons
+        reply_markup=keyboards.booking_decision(ctx.t, booking.id)
+        if booking.status == BookingStatus.REQUESTED
+        else None,
     )
 
 

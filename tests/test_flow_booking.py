@@ -170,8 +170,10 @@ async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str)
     # the merchant's request message arrived while the bot was up again too,
     # and its Accept now changes nothing
     request = await bot.expect(MERCHANT, "New booking request", merchant_after)
-    answer = await bot.press(MERCHANT, MERCHANT, request, "Accept")
-    assert "already" in answer["text"]
+    if buttons(request):  # sent before the expiry: its Accept changes nothing
+        answer = await bot.press(MERCHANT, MERCHANT, request, "Accept")
+        assert "already" in answer["text"]
+    # sent after it: no buttons at all
 
 
 async def test_pages_filters_and_a_listing_paused_while_looking(

@@ -1,7 +1,8 @@
 """Keyboards as functions of the texts they show."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -12,6 +13,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import BookingCb, LanguageCb, ListingCb, QrCb, ReviewCb, WizardCb
 from bot.i18n import Translator
+from services.bookings import REJECT_PRESETS as BOOKING_REJECT_PRESETS
 from services.listings import REJECT_PRESETS
 
 
@@ -86,21 +88,36 @@ def review(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def reject_reasons(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
+def _reason_menu(
+    t: Translator, presets: Sequence[str], text_prefix: str, callback: Callable[..., CallbackData]
+) -> InlineKeyboardMarkup:
+    """Preset reasons, "other (type it)" and back, one per row: the rejection menu of
+    both a listing review and a booking."""
     builder = InlineKeyboardBuilder()
-    for code in REJECT_PRESETS:
-        builder.button(
-            text=t(f"reject.{code}"),
-            callback_data=ReviewCb(action="reason", revision_id=revision_id, code=code),
-        )
-    builder.button(
-        text=t("btn.other_reason"), callback_data=ReviewCb(action="other", revision_id=revision_id)
-    )
-    builder.button(
-        text=t("btn.back"), callback_data=ReviewCb(action="back", revision_id=revision_id)
-    )
+    for code in presets:
+        builder.button(text=t(f"{text_prefix}.{code}"), callback_data=callback("reason", code))
+    builder.button(text=t("btn.other_reason"), callback_data=callback("other", ""))
+    builder.button(text=t("btn.back"), callback_data=callback("back", ""))
     builder.adjust(1)
     return builder.as_markup()
+
+
+def reject_reasons(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
+    return _reason_menu(
+        t,
+        REJECT_PRESETS,
+        "reject",
+        lambda action, code: ReviewCb(action=action, revision_id=revision_id, code=code),
+    )
+
+
+def booking_reject_reasons(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+    return _reason_menu(
+        t,
+        BOOKING_REJECT_PRESETS,
+        "booking_reject",
+        lambda action, code: BookingCb(action=action, booking_id=booking_id, code=code),
+    )
 
 
 def show_cards(revision_ids: Sequence[int], t: Translator) -> InlineKeyboardMarkup:

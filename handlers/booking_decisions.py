@@ -8,7 +8,6 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
@@ -22,23 +21,6 @@ from services.errors import DomainError
 
 class RejectBookingForm(StatesGroup):
     reason = State()
-
-
-def reasons_keyboard(t: Translator, booking_id: int):
-    builder = InlineKeyboardBuilder()
-    for code in REJECT_PRESETS:
-        builder.button(
-            text=t(f"booking_reject.{code}"),
-            callback_data=BookingCb(action="reason", booking_id=booking_id, code=code),
-        )
-    builder.button(
-        text=t("btn.other_reason"), callback_data=BookingCb(action="other", booking_id=booking_id)
-    )
-    builder.button(
-        text=t("btn.back"), callback_data=BookingCb(action="back", booking_id=booking_id)
-    )
-    builder.adjust(1)
-    return builder.as_markup()
 
 
 async def _refuse(query: CallbackQuery, t: Translator, error: DomainError) -> None:
@@ -74,7 +56,7 @@ async def reject_menu(
         return
     await query.answer()
     markup = (
-        reasons_keyboard(t, booking.id)
+        keyboards.booking_reject_reasons(t, booking.id)
         if callback_data.action == "reject"
         else keyboards.booking_decision(t, booking.id)
     )

@@ -1,8 +1,12 @@
-"""Running the bot: migrations, the outbox sender, and long polling."""
+"""Running the bot: migrations, the outbox sender, the hardware bridge, timed work,
+and long polling."""
 
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 
@@ -10,8 +14,12 @@ from bot.factory import create_bot, create_dispatcher, set_commands
 from bot.outbox_sender import OutboxSender
 from bot.scheduler import Scheduler
 from bot.settings import Settings
+from hardware_bridge.bridge import Bridge
+from hardware_bridge.mqtt import MqttClient
 from migrations.runner import upgrade
 from models.db import MAX_OVERFLOW, POOL_SIZE, create_engine, create_session_factory
+from services.charging import ChargingRules
+from services.charging_control import ChargingControl
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +33,39 @@ class App:
         self.sessions = create_session_factory(self.engine)
         self.bot: Bot = create_bot(settings)
         self.outbox = OutboxSender(self.bot, self.sessions, settings)
-        self.scheduler = Scheduler(self.sessions, on_change=self.outbox.wake)
-        self.dispatcher: Dispatcher = create_dispatcher(settings, self.sessions, self.outbox)
+        self.bridge = Bridge(
+            MqttClient(
+                settings.mqtt_url,
+                # the client id must differ between instances, or the broker kicks one
+                f"chargeshare-{socket.gethostname()}-{os.getpid()}",
+                username=settings.mqtt_username,
+                password=(
+                    settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+                ),
+            )
+        )
+        self.charging = ChargingControl(
+            self.sessions,
+            self.bridge,
+            ChargingRules(
+                zone=settings.zone,
+                platform_chat_id=settings.platform_chat_id,
+                grace_before=timedelta(minutes=settings.start_grace_minutes),
+            ),
+            confirm_timeout=settings.device_confirm_seconds,
+            on_change=self.outbox.wake,
+        )
+        # after every (re)connection: compare open sessions with their plugs
+        self.bridge.client.add_connect_hook(self.charging.reconcile_all)
+        self.scheduler = Scheduler(
+            self.sessions,
+            interval=settings.scheduler_interval_seconds,
+            on_change=self.outbox.wake,
+            jobs=[self.charging.tick],
+        )
+        self.dispatcher: Dispatcher = create_dispatcher(
+            settings, self.sessions, self.outbox, charging=self.charging
+        )
 
     async def prepare(self) -> None:
         await upgrade(self.engine)  # the schema comes from migrations only
@@ -34,10 +73,15 @@ class App:
         log.info("bot @%s (id %s) ready", me.username, me.id)
         await set_commands(self.bot, self.settings)
         self.outbox.start()
+        # not waited for: the bot serves everything else while the broker is away, and
+        # each (re)connection reconciles open sessions with their plugs
+        await self.bridge.start(wait=0)
         self.scheduler.start()
 
     async def close(self) -> None:
         await self.scheduler.stop()
+        await self.charging.close()
+        await self.bridge.stop()
         await self.outbox.stop()
         await self.dispatcher.storage.close()
         await self.bot.session.close()

@@ -44,3 +44,8 @@ class BookingCb(CallbackData, prefix="bg"):
 class QrCb(CallbackData, prefix="qr"):
     action: str  # labels (listing id) | renew | renew_yes (charger id)
     ref: int
+
+
+class ChargeCb(CallbackData, prefix="ch"):
+    action: str  # start (booking id) | status | stop | stop_yes | keep (session id)
+    ref: int

@@ -18,11 +18,13 @@ from bot.outbox_sender import OutboxSender
 from bot.request_middlewares import NotModifiedIsSuccess
 from bot.settings import Settings
 from handlers import build_root_router
+from services.charging_control import ChargingControl
 
 PRIVATE_COMMANDS = (
     "start",
     "find",
     "bookings",
+    "stop",
     "newlisting",
     "listings",
     "language",
@@ -52,6 +54,7 @@ def create_dispatcher(
     sessions: async_sessionmaker[AsyncSession],
     outbox_sender: OutboxSender | None = None,
     storage: BaseStorage | None = None,
+    charging: ChargingControl | None = None,
 ) -> Dispatcher:
     dp = Dispatcher(
         storage=storage or SqlStorage(sessions),
@@ -60,6 +63,7 @@ def create_dispatcher(
         # one update at a time per user: a double press cannot race itself
         events_isolation=SimpleEventIsolation(),
         settings=settings,
+        charging=charging,
     )
     dp.update.outer_middleware(
         DbSessionMiddleware(sessions, after=outbox_sender.wake if outbox_sender else None)

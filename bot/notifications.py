@@ -13,16 +13,26 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.booking_views import booking_text
+from bot import charging_views, keyboards
+from bot.booking_views import booking_text, charger_title
 from bot.booking_views import reason_text as booking_reason_text
 from bot.callbacks import FindCb
+from bot.charging_views import clock
 from bot.i18n import Html, Translator, translator
 from bot.qr_labels import send_labels
 from bot.settings import Settings
 from bot.views import fit, listing_text, reason_text, status_line, when
-from models import BookingStatus, Listing, OutboxMessage, RevisionStatus, User
-from services import bookings, listings, users
+from models import (
+    BookingStatus,
+    Charger,
+    ChargingSession,
+    Listing,
+    OutboxMessage,
+    RevisionStatus,
+    SessionStatus,
+    User,
+)
+from services import bookings, charging, listings, users
 from services.listing_draft import ListingDraft
 
 log = logging.getLogger(__name__)
@@ -235,7 +245,81 @@ async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
     )
 
 
+async def _charging(
+    ctx: Context, message: OutboxMessage
+) -> tuple[ChargingSession, Charger, Listing]:
+    current = await charging.get(ctx.session, message.payload["session_id"])
+    charger = await ctx.session.get(Charger, current.charger_id)
+    assert charger is not None
+    listing = await ctx.session.get(Listing, charger.listing_id)
+    assert listing is not None
+    return current, charger, listing
+
+
+async def _session_started(ctx: Context, message: OutboxMessage) -> None:
+    current, charger, listing = await _charging(ctx, message)
+    assert current.started_at is not None
+    user = await ctx.session.get(User, current.user_id)
+    zone, now = ctx.settings.zone, current.started_at
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t(
+            "charge.merchant_started",
+            booking=current.booking_id,
+            shop=listing.shop_name or "",
+            charger=charger_title(ctx.t, charger),
+            name=user.first_name if user else str(current.user_id),
+            start=clock(current.started_at, zone, now),
+            end=clock(current.booking.end_at, zone, now),
+        ),
+        # a late delivery (the session ended meanwhile) has no button to press
+        reply_markup=charging_views.merchant_buttons(ctx.t, current.id)
+        if current.status == SessionStatus.CHARGING
+        else None,
+    )
+
+
+async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
+    current, _charger, _listing = await _charging(ctx, message)
+    if current.status != SessionStatus.CHARGING:
+        return  # stopped before the warning went out: nothing to warn about
+    end = clock(current.booking.end_at, ctx.settings.zone, current.booking.end_at)
+    await ctx.bot.send_message(
+        message.chat_id,
+        ctx.t("charge.warning", end=end),
+        reply_markup=charging_views.running_buttons(ctx.t, current.id),
+    )
+
+
+async def _session_start_failed(ctx: Context, message: OutboxMessage) -> None:
+    _current, _charger, listing = await _charging(ctx, message)
+    await ctx.bot.send_message(
+        message.chat_id, ctx.t("charge.start_failed", shop=listing.shop_name or "")
+    )
+
+
+async def _order(ctx: Context, message: OutboxMessage) -> None:
+    order = await charging.get_order(ctx.session, message.payload["order_id"])
+    charger = await ctx.session.get(Charger, order.charger_id)
+    assert charger is not None
+    listing = await ctx.session.get(Listing, charger.listing_id)
+    assert listing is not None
+    audience = message.payload.get("audience", "user")
+    await ctx.bot.send_message(
+        message.chat_id,
+        charging_views.order_text(
+            ctx.t, order, charger, listing, ctx.settings.zone, parties=audience == "platform"
+        ),
+    )
+
+
 RENDERERS: dict[str, Renderer] = {
+    "session_started": _session_started,
+    "session_warning": _session_warning,
+    "session_start_failed": _session_start_failed,
+    "order": _order,
+    "booking_no_show": _simple("charge.no_show_merchant"),
+    "booking_no_show_user": _simple("charge.no_show_user", find_again),
     "qr_labels": _qr_labels,
     "booking_request": _booking_request,
     "booking_accepted": _booking_accepted,

@@ -1,11 +1,12 @@
-"""Timed work: every few seconds, carry out what is due (booking expiry).
+"""Timed work: every few seconds, carry out what is due (booking expiry, and the
+charging jobs: 5-minute warnings, window-end stops, no-shows, stale starts).
 
 Due times live in the database, so work that fell due while the bot was down is
 done at the next start; each change is a conditional UPDATE, so it happens once.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,15 +23,22 @@ class Scheduler:
         *,
         interval: float = 5.0,
         on_change: Callable[[], None] | None = None,
+        jobs: Sequence[Callable[[], Awaitable[int]]] = (),
     ) -> None:
         self._sessions = sessions
         self._on_change = on_change
+        self._jobs = list(jobs)
         self._loop = Loop("scheduler", self._step, interval)
         self.start, self.stop = self._loop.start, self._loop.stop
 
     async def tick(self) -> int:
         async with self._sessions() as session:
             done = await bookings.expire_due(session)
+        for job in self._jobs:
+            try:
+                done += await job()
+            except Exception:  # one failing job must not starve the others
+                log.exception("scheduled job %s failed", getattr(job, "__qualname__", job))
         if done and self._on_change:
             self._on_change()
         return done

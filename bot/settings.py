@@ -33,10 +33,19 @@ class Settings(BaseSettings):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     # how long a merchant has to answer a booking request (never past its start)
     booking_response_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # where finished orders are logged for the platform; the moderation group when unset
+    orders_chat_id: int | None = None
+    # a user may switch on this many minutes before the booked window
+    start_grace_minutes: int = Field(default=10, ge=0, le=120)
+    # how long a power command waits for the plug's own confirmation
+    device_confirm_seconds: float = Field(default=10.0, gt=0, le=60)
+    # how often due work runs (expiry, warnings, window-end stops, no-shows)
+    scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator(
         "mqtt_username",
         "mqtt_password",
+        "orders_chat_id",
         "redis_url",
         "webhook_url",
         "webhook_secret",
@@ -104,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def platform_chat_id(self) -> int:
+        return self.orders_chat_id if self.orders_chat_id is not None else self.moderation_chat_id
 
 
 class SettingsError(Exception):

@@ -9,6 +9,7 @@ from aiogram import Router
 from handlers import (
     booking,
     booking_decisions,
+    charging,
     common,
     errors,
     find,
@@ -24,7 +25,10 @@ def build_root_router(moderation_chat_id: int) -> Router:
     root = Router(name="root")
     root.include_routers(
         errors.build_router(),
-        common.build_router(),  # /cancel first: it must work in every state
+        # a scanned QR code (/start <token>) and /stop work in every state, even
+        # in the middle of a wizard, whose draft stays where it was
+        charging.build_router(),
+        common.build_router(),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),
         listing_wizard.build_router(),

@@ -1,8 +1,13 @@
-"""MQTT hardware bridge: a PowerSwitch port over Tasmota and Shelly Gen2+ plugs."""
+"""MQTT hardware bridge: a PowerSwitch port over Tasmota and Shelly Gen2+ plugs.
 
-from hardware_bridge.mqtt import BridgeUnavailable, MqttClient
+Only the port is exported here, so that importing it (as services do) does not
+import the MQTT client: ``hardware_bridge.mqtt`` and ``hardware_bridge.bridge``
+are imported by the composition root alone.
+"""
+
 from hardware_bridge.port import (
     BridgeError,
+    BridgeUnavailable,
     DeviceEvent,
     DeviceOffline,
     DeviceOnline,
@@ -22,7 +27,6 @@ __all__ = [
     "DeviceOnline",
     "DeviceRef",
     "EnergyReading",
-    "MqttClient",
     "NotConfirmed",
     "PlugState",
     "PowerChanged",

@@ -8,6 +8,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hardware_bridge.drivers import Driver, Update
 from hardware_bridge.mqtt import Message, MqttClient
@@ -28,6 +29,9 @@ from hardware_bridge.tasmota import TasmotaDriver
 
 log = logging.getLogger(__name__)
 
+# how long state() waits for the energy reading after the power state
+ENERGY_WAIT = 1.0
+
 
 @dataclass
 class _Known:
@@ -35,12 +39,13 @@ class _Known:
     online: bool | None = None
     energy_kwh: float | None = None
     at: object = None
+    heard_at: datetime | None = None
     waiters: list[tuple[Callable[[Update], bool], asyncio.Future[None]]] = field(
         default_factory=list
     )
 
     def snapshot(self) -> PlugState:
-        return PlugState(self.on, self.online, self.energy_kwh, utcnow())
+        return PlugState(self.on, self.online, self.energy_kwh, utcnow(), self.heard_at)
 
 
 class Bridge:
@@ -106,6 +111,8 @@ class Bridge:
             if not upd.retained:
                 events.append(EnergyReading(device, now, total_kwh=upd.energy_kwh))
         k.at = now
+        if not upd.retained and upd.online is not False:
+            k.heard_at = now
         for pred, fut in list(k.waiters):
             if not fut.done() and pred(upd):
                 fut.set_result(None)
@@ -186,12 +193,25 @@ class Bridge:
         )
 
     async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState:  # noqa: ASYNC109
-        """Ask the device for its state and a fresh energy reading."""
+        """Ask the device for its state; also wait a moment for a fresh energy reading,
+        which a plug without a meter never sends (Tasmota answers it separately)."""
         driver = self.drivers[device.driver]
-        return await self._command_and_wait(
-            device,
-            lambda: driver.request_state(device.device_id),
-            lambda u: u.energy_kwh is not None,
-            timeout,
-            "state",
-        )
+        k = self._get(device)
+        energy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (lambda u: not u.retained and u.energy_kwh is not None, energy)
+        k.waiters.append(entry)
+        try:
+            state = await self._command_and_wait(
+                device,
+                lambda: driver.request_state(device.device_id),
+                lambda u: u.on is not None,
+                timeout,
+                "state",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(energy), ENERGY_WAIT)
+                state = k.snapshot()
+            return state
+        finally:
+            with contextlib.suppress(ValueError):
+                k.waiters.remove(entry)

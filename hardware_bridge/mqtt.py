@@ -12,13 +12,11 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from hardware_bridge.port import BridgeError
+from hardware_bridge.port import BridgeUnavailable
 
 log = logging.getLogger(__name__)
 
-
-class BridgeUnavailable(BridgeError):
-    """The broker is not reachable (the command was not sent)."""
+__all__ = ["BridgeUnavailable", "Message", "MqttClient"]
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,16 @@ class PlugState:
     online: bool | None
     energy_kwh: float | None
     at: datetime
+    # the last live (not retained) message from the device, other than its last will
+    heard_at: datetime | None = None
 
 
 class BridgeError(Exception):
     """Base class of the bridge's errors."""
+
+
+class BridgeUnavailable(BridgeError):
+    """The broker is not reachable (the command was not sent)."""
 
 
 class NotConfirmed(BridgeError):
@@ -84,5 +90,9 @@ class PowerSwitch(Protocol):
     async def power_off(self, device: DeviceRef, timeout: float = 10.0) -> PlugState: ...  # noqa: ASYNC109
 
     async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState: ...  # noqa: ASYNC109
+
+    def known(self, device: DeviceRef) -> PlugState:
+        """What the bridge last heard from the device (no round trip)."""
+        ...
 
     def on_event(self, callback: EventCallback) -> None: ...

@@ -6,6 +6,7 @@ Nothing here imports from bot/, handlers/, services/ or hardware_bridge/.
 from models.audit import AuditEntry
 from models.base import Base
 from models.booking import Booking
+from models.charging import ChargingSession, EndReason, Order, SessionStatus
 from models.enums import BookingStatus, ListingStatus, RevisionStatus
 from models.fsm import FsmRecord
 from models.listing import Charger, Listing, ListingRevision
@@ -18,11 +19,15 @@ __all__ = [
     "Booking",
     "BookingStatus",
     "Charger",
+    "ChargingSession",
+    "EndReason",
     "FsmRecord",
     "Listing",
     "ListingRevision",
     "ListingStatus",
+    "Order",
     "OutboxMessage",
     "RevisionStatus",
+    "SessionStatus",
     "User",
 ]

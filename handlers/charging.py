@@ -1,0 +1,254 @@
+"""Charging: a scanned QR code (``/start <token>``), Start, status and Stop
+(button or /stop). The device work and the rules are in services; this module
+reads the press, checks who pressed, and renders the answer."""
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import ChargeCb
+from bot.charging_views import (
+    confirm_stop_buttons,
+    merchant_buttons,
+    refusal,
+    running_buttons,
+    scan_card,
+    start_button,
+    started_text,
+    status_text,
+)
+from bot.i18n import Translator
+from bot.keyboards import edit_text_safely
+from bot.settings import Settings
+from models import Booking, Charger, ChargingSession, EndReason, Listing, SessionStatus
+from models.base import utcnow
+from services import charging as sessions_svc
+from services.charging_control import ChargingControl
+from services.errors import DomainError
+
+# after these the same booking can be started again at once
+RETRYABLE = {"err.device_offline", "err.start_not_confirmed", "err.bridge_down"}
+
+
+async def scanned(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    charging: ChargingControl,
+) -> None:
+    assert message.from_user is not None
+    now = utcnow()
+    try:
+        scan = await sessions_svc.scan(
+            session,
+            token=(command.args or "").strip(),
+            user_id=message.from_user.id,
+            rules=charging.rules,
+            now=now,
+        )
+    except DomainError as error:
+        await message.answer(refusal(t, error, settings.zone, now))
+        return
+    if scan.running is not None:  # scanned again while charging: show where it stands
+        await message.answer(
+            await _status(session, t, settings, charging, scan.running),
+            reply_markup=running_buttons(t, scan.running.id),
+        )
+        return
+    await message.answer(
+        scan_card(t, scan, settings.zone), reply_markup=start_button(t, scan.booking.id)
+    )
+
+
+async def start_pressed(
+    query: CallbackQuery,
+    callback_data: ChargeCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    charging: ChargingControl,
+) -> None:
+    booking = await session.get(Booking, callback_data.ref)
+    if booking is None or booking.user_id != query.from_user.id:
+        await query.answer(t("err.not_your_booking"), show_alert=True)
+        return
+    await session.commit()  # end this read: the start writes from its own session
+    message = query.message
+
+    async def switching() -> None:
+        # answered at once; the device's confirmation can take seconds
+        await query.answer(t("charge.switching_alert"))
+        if isinstance(message, Message):
+            await edit_text_safely(message, t("charge.switching"), None)
+
+    try:
+        started = await charging.start(booking.id, query.from_user.id, progress=switching)
+    except DomainError as error:
+        text = refusal(t, error, settings.zone, utcnow())
+        if error.key not in RETRYABLE:  # refused before anything was sent
+            await query.answer(text, show_alert=True)
+        elif isinstance(message, Message):
+            await edit_text_safely(message, text, start_button(t, booking.id))
+        return
+    charger, listing = await _place(session, started)
+    if isinstance(message, Message):
+        await edit_text_safely(
+            message,
+            started_text(t, started, charger, listing, settings.zone),
+            running_buttons(t, started.id),
+        )
+
+
+async def status_pressed(
+    query: CallbackQuery,
+    callback_data: ChargeCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    charging: ChargingControl,
+) -> None:
+    current = await _session_for(query, callback_data, session, t)
+    if current is None:
+        return
+    text = await _status(session, t, settings, charging, current)
+    await query.answer()
+    if isinstance(query.message, Message):
+        markup = (
+            running_buttons(t, current.id)
+            if current.user_id == query.from_user.id
+            else merchant_buttons(t, current.id)
+        )
+        await edit_text_safely(query.message, text, markup)
+
+
+async def stop_pressed(
+    query: CallbackQuery,
+    callback_data: ChargeCb,
+    session: AsyncSession,
+    t: Translator,
+) -> None:
+    """First press: ask to confirm (a stop cannot be undone)."""
+    current = await _session_for(query, callback_data, session, t)
+    if current is None:
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            t("charge.confirm_stop"), reply_markup=confirm_stop_buttons(t, current.id)
+        )
+
+
+async def stop_command(message: Message, session: AsyncSession, t: Translator) -> None:
+    assert message.from_user is not None
+    current = await sessions_svc.active_session(session, user_id=message.from_user.id)
+    if current is None:
+        await message.answer(t("charge.none_running"))
+    elif current.status == SessionStatus.STARTING:
+        await message.answer(t("err.session_starting"))
+    else:
+        await message.answer(
+            t("charge.confirm_stop"), reply_markup=confirm_stop_buttons(t, current.id)
+        )
+
+
+async def stop_confirmed(
+    query: CallbackQuery,
+    callback_data: ChargeCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    charging: ChargingControl,
+) -> None:
+    current = await _session_for(query, callback_data, session, t, closed_ok=True)
+    if current is None:
+        return
+    await session.commit()
+    await query.answer(t("charge.stopping"))
+    message = query.message if isinstance(query.message, Message) else None
+    if message is not None:
+        await edit_text_safely(message, t("charge.stopping"), None)
+    by_merchant = query.from_user.id != current.user_id  # _session_for: else the merchant
+    try:
+        order, made = await charging.stop(
+            current.id,
+            actor=query.from_user.id,
+            reason=EndReason.MERCHANT if by_merchant else EndReason.USER,
+        )
+    except DomainError as error:
+        text = refusal(t, error, settings.zone, utcnow())
+    else:
+        if order is None or not made:
+            text = t("charge.already_ended", order=order.id if order else "—")
+        else:
+            end = order.ended_at.astimezone(settings.zone).strftime("%H:%M")
+            unconfirmed = order.session.power_off_confirmed is False
+            text = t("charge.stopped_unconfirmed" if unconfirmed else "charge.stopped", end=end)
+    if message is not None:
+        await edit_text_safely(message, text, None)
+
+
+async def keep_pressed(query: CallbackQuery, t: Translator) -> None:
+    await query.answer(t("charge.kept"))
+    if isinstance(query.message, Message):
+        await edit_text_safely(query.message, t("charge.kept"), None)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+async def _session_for(
+    query: CallbackQuery,
+    callback_data: ChargeCb,
+    session: AsyncSession,
+    t: Translator,
+    *,
+    closed_ok: bool = False,
+) -> ChargingSession | None:
+    """The session a button names, if the presser may act on it (its user or merchant)
+    and it is still open; else an alert and None."""
+    current = await session.get(ChargingSession, callback_data.ref, populate_existing=True)
+    if current is None or query.from_user.id not in (current.user_id, current.merchant_id):
+        await query.answer(t("err.not_your_session"), show_alert=True)
+        return None
+    if current.status in (SessionStatus.COMPLETED, SessionStatus.FAILED) and not closed_ok:
+        order = await sessions_svc.order_of(session, current.id)
+        text = t("charge.already_ended", order=order.id if order else "—")
+        await query.answer(text, show_alert=True)
+        return None
+    return current
+
+
+async def _place(session: AsyncSession, current: ChargingSession) -> tuple[Charger, Listing]:
+    charger = await session.get(Charger, current.charger_id)
+    assert charger is not None
+    listing = await session.get(Listing, charger.listing_id)
+    assert listing is not None
+    return charger, listing
+
+
+async def _status(
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+    charging: ChargingControl,
+    current: ChargingSession,
+) -> str:
+    fresh, plug = await charging.status(current.id)
+    charger, listing = await _place(session, fresh)
+    return status_text(t, fresh, charger, listing, plug, settings.zone, utcnow())
+
+
+def build_router() -> Router:
+    router = Router(name="charging")
+    router.message.filter(F.chat.type == "private")
+    router.message.register(scanned, CommandStart(deep_link=True))
+    router.message.register(stop_command, Command("stop"))
+    router.callback_query.register(start_pressed, ChargeCb.filter(F.action == "start"))
+    router.callback_query.register(status_pressed, ChargeCb.filter(F.action == "status"))
+    router.callback_query.register(stop_pressed, ChargeCb.filter(F.action == "stop"))
+    router.callback_query.register(stop_confirmed, ChargeCb.filter(F.action == "stop_yes"))
+    router.callback_query.register(keep_pressed, ChargeCb.filter(F.action == "keep"))
+    return router

@@ -1,0 +1,99 @@
+"""Charging sessions (power on → power off) and the orders they end in."""
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, Numeric, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.booking import Booking
+from models.listing import enum_column
+
+
+class SessionStatus(StrEnum):
+    # power-on sent, waiting for the device's own confirmation; nothing is billed yet
+    STARTING = "starting"
+    CHARGING = "charging"
+    # power-off asked for: the session ends at stop_requested_at whatever follows
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    # the device never confirmed the power-on: no order, the booking stays usable
+    FAILED = "failed"
+
+
+ACTIVE_SESSION = (SessionStatus.STARTING, SessionStatus.CHARGING, SessionStatus.STOPPING)
+_ACTIVE_SQL = "status IN ('starting', 'charging', 'stopping')"
+
+
+class EndReason(StrEnum):
+    USER = "user"  # Stop button or /stop
+    WINDOW_END = "window_end"
+    DEVICE_OFFLINE = "device_offline"
+    DEVICE_OFF = "device_off"  # the plug reported OFF by itself (button, failsafe, power cut)
+    MERCHANT = "merchant"  # closed by the merchant without the device
+    RESTART = "restart"  # found stopping after a restart of the bot
+
+
+class ChargingSession(Base):
+    __tablename__ = "charging_sessions"
+    __table_args__ = (
+        Index("ix_charging_sessions_status_charger", "status", "charger_id"),
+        # one running session per charger, whatever races past the service's checks
+        Index(
+            "uq_charging_sessions_active_charger",
+            "charger_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id"))
+    user_id: Mapped[int]
+    merchant_id: Mapped[int]
+    status: Mapped[SessionStatus] = mapped_column(enum_column(SessionStatus))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # server time of the device's confirmation: the clock starts here
+    started_at: Mapped[datetime | None]
+    # the last time the device was heard from while on (closing time if it drops off)
+    last_seen_at: Mapped[datetime | None]
+    stop_requested_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    # meter totals (kWh); None means "no reading", never a zero placeholder
+    start_kwh: Mapped[float | None]
+    last_kwh: Mapped[float | None]
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    warned_at: Mapped[datetime | None]
+    power_off_confirmed: Mapped[bool | None]
+
+    booking: Mapped[Booking] = relationship(lazy="joined")
+
+
+class Order(Base):
+    """A finished session, made exactly once (unique session id)."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("charging_sessions.id"), unique=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id"))
+    user_id: Mapped[int] = mapped_column(index=True)
+    merchant_id: Mapped[int] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    minutes: Mapped[int]
+    energy_kwh: Mapped[Decimal | None] = mapped_column(Numeric(12, 3))
+    energy_suspect: Mapped[bool] = mapped_column(default=False)
+    price_minor: Mapped[int]
+    price_unit: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    cost_minor: Mapped[int]
+    end_reason: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    session: Mapped[ChargingSession] = relationship(lazy="joined")

@@ -53,6 +53,7 @@ class App:
                 grace_before=timedelta(minutes=settings.start_grace_minutes),
             ),
             confirm_timeout=settings.device_confirm_seconds,
+            offline_grace=settings.device_offline_grace_seconds,
             on_change=self.outbox.wake,
         )
         # after every (re)connection: compare open sessions with their plugs

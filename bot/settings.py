@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     start_grace_minutes: int = Field(default=10, ge=0, le=120)
     # how long a power command waits for the plug's own confirmation
     device_confirm_seconds: float = Field(default=10.0, gt=0, le=60)
+    # how long a plug may be offline before its session is closed (a broker restart
+    # makes every plug look offline for a moment)
+    device_offline_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
     # how often due work runs (expiry, warnings, window-end stops, no-shows)
     scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
 

@@ -225,6 +225,7 @@ async def begin_start(
             await session.flush()
         except IntegrityError:  # another start won the race past the checks
             raise InvalidInput("err.session_already") from None
+        await session.refresh(charging, ["booking"])  # callers read its window
         audit.record(session, "session", charging.id, "start", user_id, None, "starting")
     return charging
 
@@ -432,6 +433,7 @@ async def finish(
         )
         session.add(order)
         await session.flush()
+        await session.refresh(order, ["session"])
         await session.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
@@ -542,6 +544,18 @@ async def open_sessions(session: AsyncSession) -> list[ChargingSession]:
             await session.scalars(
                 select(ChargingSession)
                 .where(ChargingSession.status.in_(ACTIVE_SESSION))
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+
+
+async def charging_now(session: AsyncSession) -> list[ChargingSession]:
+    return list(
+        (
+            await session.scalars(
+                select(ChargingSession)
+                .where(ChargingSession.status == SessionStatus.CHARGING)
                 .execution_options(populate_existing=True)
             )
         ).all()

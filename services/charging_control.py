@@ -74,17 +74,24 @@ class ChargingControl:
         rules: ChargingRules,
         *,
         confirm_timeout: float = 10.0,
+        offline_grace: float = 60.0,
+        silent_after: timedelta = timedelta(minutes=15),
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self.power = power
         self.rules = rules
         self.confirm_timeout = confirm_timeout
+        # how long a plug may be offline before its session is closed (at the last
+        # moment it was heard), and how long it may stay silent before it is asked
+        self.offline_grace = offline_grace
+        self.silent_after = silent_after
         self._on_change = on_change
         # device → its CHARGING session, so meter readings need no query
         self._charging: dict[DeviceRef, int] = {}
         self._seen_written: dict[int, float] = {}
         self._locks: dict[DeviceRef, asyncio.Lock] = {}
+        self._checking: set[DeviceRef] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         power.on_event(self.on_event)
 
@@ -222,13 +229,14 @@ class ChargingControl:
             and running
             and running.status == SessionStatus.CHARGING
         ):
-            await self._close_by_device(
-                device, running, self._last_on(device, running), EndReason.DEVICE_OFFLINE
-            )
+            # a broker that restarts publishes every plug's last will: wait to see if
+            # the plug comes back (the failsafe keeps it safe meanwhile)
+            self._spawn(self._close_if_still_offline(device, running.id))
 
     async def _close_by_device(
         self, device: DeviceRef, running: ChargingSession, at: datetime, reason: EndReason
     ) -> None:
+        log.info("session %s on %s closed by the device: %s at %s", running.id, device, reason, at)
         self._forget(device, running.id)
         known = self.power.known(device)
         async with self._sessions() as session:
@@ -243,6 +251,37 @@ class ChargingControl:
                 from_status=(SessionStatus.CHARGING,),
             )
         self._changed()
+
+    async def _close_if_still_offline(self, device: DeviceRef, session_id: int) -> None:
+        await asyncio.sleep(self.offline_grace)
+
+        async def work() -> None:
+            if self.power.known(device).online is not False:
+                return  # back online: DeviceOnline reconciled it
+            await self._close_unreachable(device, session_id)
+
+        await self._locked(device, work())
+
+    async def _check_silent(self, device: DeviceRef, session_id: int) -> None:
+        """A plug not heard from for long (its will may have been lost with a broker
+        restart): ask it; no answer closes the session at the last moment heard."""
+        try:
+            await self.power.state(device, timeout=5)
+            return
+        except BridgeUnavailable:
+            return
+        except (NotConfirmed, DeviceOffline):
+            pass
+        finally:
+            self._checking.discard(device)
+        await self._locked(device, self._close_unreachable(device, session_id))
+
+    async def _close_unreachable(self, device: DeviceRef, session_id: int) -> None:
+        async with self._sessions() as session:
+            running = await charging.get(session, session_id)
+        if running.status == SessionStatus.CHARGING:
+            at = self._last_on(device, running)
+            await self._close_by_device(device, running, at, EndReason.DEVICE_OFFLINE)
 
     def _last_on(self, device: DeviceRef, running: ChargingSession) -> datetime:
         heard = self.power.known(device).heard_at
@@ -285,7 +324,12 @@ class ChargingControl:
             state: PlugState | None = await self.power.state(device, timeout=3)
         except BridgeUnavailable:
             return  # the broker is down: nothing can be known; the next connection retries
-        except (DeviceOffline, NotConfirmed):
+        except NotConfirmed:
+            # no answer yet, e.g. the plug is still reconnecting after the broker came
+            # back: its last will, or the silence check of tick(), decides later
+            self._charging[device] = running.id
+            return
+        except DeviceOffline:
             state = None
         async with self._sessions() as session:
             running = await charging.get(session, running.id)
@@ -334,6 +378,15 @@ class ChargingControl:
             done += 1
         async with self._sessions() as session:
             done += await charging.mark_no_shows(session, now)
+            running = await charging.charging_now(session)
+            devices = await self._devices(session, [r.id for r in running])
+        for item in running:
+            device = devices[item.id]
+            heard = self.power.known(device).heard_at
+            last = max(filter(None, (heard, item.last_seen_at, item.started_at)))
+            if last < now - self.silent_after and device not in self._checking:
+                self._checking.add(device)
+                self._spawn(self._check_silent(device, item.id))
         if done:
             self._changed()
         return done

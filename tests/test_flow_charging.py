@@ -1,0 +1,428 @@
+"""Charging end to end (issue #4): the QR code decoded from the merchant's label is
+what the user sends; Start switches a simulated plug on through a real mosquitto;
+status; Stop; the order reaches the user, the merchant and the platform exactly
+once. Also: a plug that never confirms, one that drops off, the broker and the bot
+restarted mid-session, the window's end, a no-show, and bad tokens."""
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Booking, BookingStatus, Charger, ChargingSession, Order, SessionStatus
+from models.base import utcnow
+from models.db import create_engine, create_session_factory
+from services import bookings
+from services.bookings import BookingRules
+from services.tx import transaction
+from tests.botapi import FakeBotAPI, plain
+from tests.harness import GROUP, BotHarness, start_api
+from tests.plugs import SimPlug, SimShelly, SimTasmota
+from tests.support.services import MosquittoServer, start_mosquitto
+from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, seed_listing
+from tests.test_flow_qr import decode
+
+_ids = itertools.count(1)
+RULES = BookingRules(zone=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    server = await start_api(
+        (MERCHANT, "Mia", "en"), (RIDER, "Ravi", "en"), (OTHER_RIDER, "Olga", "en")
+    )
+    yield server
+    await server.stop()
+
+
+def harness(api: FakeBotAPI, url: str, broker: MosquittoServer) -> BotHarness:
+    return BotHarness(
+        api,
+        url,
+        mqtt_url=broker.url,
+        scheduler_interval_seconds=0.3,
+        device_confirm_seconds=2,
+        device_offline_grace_seconds=1.5,
+    )
+
+
+@pytest.fixture
+async def bot(
+    api: FakeBotAPI, database_url: str, broker: MosquittoServer
+) -> AsyncIterator[BotHarness]:
+    h = harness(api, database_url, broker)
+    await h.start()
+    yield h
+    await h.stop()
+
+
+@pytest.fixture
+async def plugs() -> AsyncIterator[list[SimPlug]]:
+    started: list[SimPlug] = []
+    yield started
+    for plug in started:
+        await plug.stop()
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def db(url: str) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(url)
+    try:
+        async with create_session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+async def plug_for(
+    family: str, url: str, broker: MosquittoServer, charger_id: int, plugs: list[SimPlug]
+) -> SimPlug:
+    """A started simulated plug, set as the charger's smart plug."""
+    device_id = f"{family}-flow-{next(_ids)}"
+    plug = (SimTasmota if family == "tasmota" else SimShelly)(broker.url, device_id)
+    await plug.start()
+    plugs.append(plug)
+    async with db(url) as session, transaction(session):
+        await session.execute(
+            update(Charger)
+            .where(Charger.id == charger_id)
+            .values(plug_driver=family, plug_id=device_id)
+        )
+    return plug
+
+
+async def accepted_booking(
+    url: str, charger_id: int, user: int, start: datetime, end: datetime
+) -> int:
+    """An ACCEPTED booking; ``start`` may lie in the past (the services are told it is
+    then), so a window can end a few seconds from now."""
+    then = min(start, utcnow())
+    async with db(url) as session:
+        booking = await bookings.request(
+            session,
+            user_id=user,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=start,
+            end=end,
+            rules=RULES,
+            now=then,
+        )
+        await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=then)
+        return booking.id
+
+
+async def rows(url: str) -> tuple[list[ChargingSession], list[Order], list[Booking]]:
+    async with db(url) as session:
+        sessions = (await session.scalars(select(ChargingSession))).all()
+        orders = (await session.scalars(select(Order))).all()
+        booked = (await session.scalars(select(Booking))).all()
+        return list(sessions), list(orders), list(booked)
+
+
+async def until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def label_token(bot: BotHarness, url: str) -> tuple[int, str]:
+    """Seed an approved listing; the token is read from the merchant's printed label."""
+    after = bot.api.last_message_id(MERCHANT)
+    charger_id = await seed_listing(bot, url)
+    label = await bot.expect(MERCHANT, "Print this label", after, timeout=10)
+    link = decode(bot.api, label)
+    assert link.startswith("https://t.me/chargeshare_test_bot?start=")
+    return charger_id, link.rsplit("=", 1)[1]
+
+
+async def scan_and_start(bot: BotHarness, user: int, token: str) -> dict:
+    card = await bot.say(user, f"/start {token}", "press Start")
+    after = bot.api.last_message_id(user)
+    answer = await bot.press(user, user, card, "Start charging")
+    assert "Switching on" in answer["text"]
+    return await bot.expect(user, "Charging started", after, timeout=10)
+
+
+def order_messages(api: FakeBotAPI, chat: int) -> list[dict]:
+    return [m for m in api.bot_messages(chat) if "Order #" in plain(m)]
+
+
+async def stop(bot: BotHarness, user: int, message: dict) -> dict:
+    after = bot.api.last_message_id(user)
+    await bot.press(user, user, message, "Stop charging")
+    confirm = await bot.expect(user, "Stop charging now?", after)
+    await bot.press(user, user, confirm, "Yes, stop now")
+    return await bot.expect(user, "Power off at", after, timeout=10)
+
+
+# -- the happy path ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["tasmota", "shelly"])
+async def test_scan_start_status_stop_order(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list, family: str
+) -> None:
+    api = bot.api
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for(family, database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+
+    merchant_after = api.last_message_id(MERCHANT)
+    started = await scan_and_start(bot, RIDER, token)
+    assert plug.on, "the plug was switched on"
+    assert "Your window ends at" in plain(started)
+    await bot.expect(MERCHANT, "Charging started: booking", merchant_after)
+    sessions, orders, booked = await rows(database_url)
+    assert [s.status for s in sessions] == [SessionStatus.CHARGING]
+    assert booked[0].status == BookingStatus.CHARGING and not orders
+
+    await asyncio.sleep(1.2)  # the simulated plug draws 2 kW: some energy to bill
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, started, "Status")
+    status = await bot.expect(RIDER, "Energy so far", after)
+    assert "Cost so far" in plain(status)
+
+    # a second "Stop charging now?" prompt, confirmed after the first: one order only
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, status, "Stop charging")
+    first = await bot.expect(RIDER, "Stop charging now?", after)
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, status, "Stop charging")
+    second = await bot.expect(RIDER, "Stop charging now?", after)
+    await bot.press(RIDER, RIDER, first, "Yes, stop now")
+    await bot.expect(RIDER, "Power off at", after, timeout=10)
+    answer = await bot.press(RIDER, RIDER, second, "Yes, stop now")
+    assert "Switching the power off" in answer["text"] or "already ended" in answer["text"]
+    await bot.expect(RIDER, "already ended", after)
+    assert not plug.on
+
+    order = await bot.expect(RIDER, "Order #", after, timeout=10)
+    text = plain(order)
+    assert "stopped by the user" in text and "Duration: 1 min" in text
+    assert "kWh" in text and "Cost: 0.04 CNY" in text  # 2.50/h for one started minute
+    await bot.expect(MERCHANT, "Order #", merchant_after, timeout=10)
+    await bot.expect(GROUP, "Order #", 0, timeout=10)
+    await api.wait_idle()
+    assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
+    sessions, orders, booked = await rows(database_url)
+    assert len(orders) == 1 and orders[0].energy_kwh is not None and orders[0].energy_kwh > 0
+    assert sessions[0].status == SessionStatus.COMPLETED and sessions[0].power_off_confirmed
+    assert booked[0].status == BookingStatus.COMPLETED
+
+    # the same code scanned again: the booking is over
+    reply = await bot.say(RIDER, f"/start {token}", "completed")
+    assert "cannot start" in plain(reply)
+
+
+# -- devices that misbehave -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_plug_that_never_confirms_bills_nothing_and_can_be_retried(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    plug.never_confirm = True
+
+    card = await bot.say(RIDER, f"/start {token}", "press Start")
+    after = bot.api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, card, "Start charging")
+    refused = await bot.expect(RIDER, "did not confirm", after, timeout=10)
+    assert "Nothing was billed" in plain(refused)
+    sessions, orders, booked = await rows(database_url)
+    assert [s.status for s in sessions] == [SessionStatus.FAILED]
+    assert booked[0].status == BookingStatus.ACCEPTED and not orders
+
+    plug.never_confirm = False  # the user checked the plug: Start again on the same card
+    after = bot.api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, refused, "Start charging")
+    await bot.expect(RIDER, "Charging started", after, timeout=10)
+    assert plug.on
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_plug_offline_mid_session_closes_it_once(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    api = bot.api
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("shelly", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    merchant_after = api.last_message_id(MERCHANT)
+    await scan_and_start(bot, RIDER, token)
+    dropped_at = utcnow()
+    await plug.drop_off()  # the broker publishes its last will (online: false)
+
+    order = await bot.expect(RIDER, "Order #", 0, timeout=20)
+    assert "the charger went offline" in plain(order)
+    await bot.expect(MERCHANT, "the charger went offline", merchant_after, timeout=10)
+    await api.wait_idle()
+    assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
+    sessions, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and sessions[0].end_reason == "device_offline"
+    # closed at the last moment the plug was heard, not when the will arrived
+    assert orders[0].ended_at <= dropped_at + timedelta(seconds=1)
+
+    # a Stop pressed afterwards changes nothing
+    reply = await bot.say(RIDER, "/stop", "No charging session")
+    assert reply
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_broker_restart_mid_session(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    started = await scan_and_start(bot, RIDER, token)
+    assert bot.app is not None
+    client = bot.app.bridge.client
+    reconnects = client.reconnects
+
+    broker.restart()
+    await until(lambda: _true(client.reconnects > reconnects and client.connected), 20)
+    await plug.wait_ready(20)
+    await asyncio.sleep(2.5)  # past the offline grace: the plug came back in time
+    sessions, orders, _ = await rows(database_url)
+    assert sessions[0].status == SessionStatus.CHARGING and not orders and plug.on
+
+    await stop(bot, RIDER, started)
+    await bot.expect(RIDER, "Order #", 0, timeout=10)
+    sessions, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and not plug.on
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_bot_restart_mid_session_goes_on_or_closes_once(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    api = bot.api
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    started = await scan_and_start(bot, RIDER, token)
+
+    await bot.restart()  # the plug stays on: the session goes on
+    await asyncio.sleep(1)
+    sessions, orders, _ = await rows(database_url)
+    assert sessions[0].status == SessionStatus.CHARGING and not orders and plug.on
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, started, "Status")
+    await bot.expect(RIDER, "Energy so far", after)
+
+    await bot.stop()  # down, and meanwhile someone presses the plug's own button
+    plug.set_relay(False)
+    await bot.start()
+    order = await bot.expect(RIDER, "Order #", after, timeout=15)
+    assert "switched off by itself" in plain(order)
+    await api.wait_idle()
+    assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
+    _, orders, _ = await rows(database_url)
+    assert len(orders) == 1
+
+
+# -- time -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_window_end_warns_then_stops(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("shelly", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    end = now + timedelta(seconds=6)
+    await accepted_booking(database_url, charger_id, RIDER, end - timedelta(minutes=20), end)
+    after = bot.api.last_message_id(RIDER)
+    await scan_and_start(bot, RIDER, token)
+    await bot.expect(RIDER, "in about 5 minutes", after, timeout=5)
+    order = await bot.expect(RIDER, "Order #", after, timeout=15)
+    assert "the booked window ended" in plain(order)
+    assert not plug.on
+    _, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and abs((orders[0].ended_at - end).total_seconds()) < 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_no_show_and_refusals(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    api = bot.api
+    charger_id, token = await label_token(bot, database_url)
+    await plug_for("tasmota", database_url, broker, charger_id, plugs)
+
+    # forged and unknown tokens, and a user with no booking
+    await bot.say(RIDER, "/start not-a-real-token-at-all", "not valid")
+    await bot.say(OTHER_RIDER, f"/start {token}", "no booking for this charger")
+
+    # too early: a window in two hours
+    now = utcnow()
+    await accepted_booking(
+        database_url, charger_id, RIDER, now + timedelta(hours=2), now + timedelta(hours=3)
+    )
+    await bot.say(RIDER, f"/start {token}", "Too early")
+
+    # a window that ends in a moment, never started: no-show, both sides told
+    end = now + timedelta(seconds=2)
+    await accepted_booking(database_url, charger_id, OTHER_RIDER, end - timedelta(minutes=15), end)
+    merchant_after = api.last_message_id(MERCHANT)
+    await bot.expect(MERCHANT, "no-show", merchant_after, timeout=10)
+    await bot.expect(OTHER_RIDER, "did not start charging within your window", 0, timeout=10)
+    await bot.say(OTHER_RIDER, f"/start {token}", "no-show")
+
+    # a renewed code: the old one stops working
+    overview = await bot.say(MERCHANT, "/listings", "Your listings")
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, overview, "#1 Volt Café")
+    detail = await bot.expect(MERCHANT, "QR labels", after)
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, detail, "QR labels")
+    label = await bot.expect(MERCHANT, "Print this label", after)
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, label, "Renew this QR code")
+    confirm = await bot.expect(MERCHANT, "stops working at once", after)
+    await bot.press(MERCHANT, MERCHANT, confirm, "Yes, renew it")
+    await bot.expect(MERCHANT, "Print this label", after)
+    await bot.say(RIDER, f"/start {token}", "not valid")
+
+    # a forged Start button for someone else's booking
+    sessions, _, booked = await rows(database_url)
+    theirs = next(b for b in booked if b.user_id == RIDER)
+    hello = await bot.say(OTHER_RIDER, "/help", "ChargeShare")
+    answer = await api.wait_for_callback_answer(
+        api.press(OTHER_RIDER, OTHER_RIDER, hello["message_id"], f"ch:start:{theirs.id}")
+    )
+    assert answer["show_alert"] and "not yours" in answer["text"]
+    assert not sessions

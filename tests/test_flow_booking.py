@@ -42,6 +42,7 @@ async def bot(api: FakeBotAPI, database_url: str) -> AsyncIterator[BotHarness]:
 async def seed_listing(bot: BotHarness, database_url: str) -> int:
     """An approved listing with one 24/7 e-bike charger; returns the charger id."""
     photo = bot.api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
+    await bot.api.wait_idle()  # the bot registers the sender: let it finish first
     draft = factories.listing(chargers=1, photo_file_id=photo)
     draft.chargers[0].hours = {str(d): [["00:00", "24:00"]] for d in range(7)}
     engine = create_engine(database_url)

@@ -6,9 +6,13 @@ restarted mid-session, the window's end, a no-show, and bad tokens."""
 
 import asyncio
 import itertools
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,6 +33,7 @@ from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, seed_listing
 from tests.test_flow_qr import decode
 
 _ids = itertools.count(1)
+ROOT = Path(__file__).resolve().parent.parent
 RULES = BookingRules(zone=ZoneInfo("Asia/Shanghai"))
 
 
@@ -426,3 +431,74 @@ async def test_no_show_and_refusals(
     )
     assert answer["show_alert"] and "not yours" in answer["text"]
     assert not sessions
+
+
+# -- a real crash ---------------------------------------------------------------------------
+
+
+async def _bot_process(api: FakeBotAPI, url: str, broker: MosquittoServer, cwd: Path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BOT_", "DATABASE_", "MQTT_", "TELEGRAM_", "MODERATION_"))
+    }
+    env |= {
+        "BOT_TOKEN": api.token,
+        "TELEGRAM_API_URL": api.url,
+        "DATABASE_URL": url,
+        "MQTT_URL": broker.url,
+        "MODERATION_CHAT_ID": str(GROUP),
+        "ADMIN_IDS": "901,902",
+        "SCHEDULER_INTERVAL_SECONDS": "0.3",
+        "DEVICE_CONFIRM_SECONDS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_bot_killed_mid_session_goes_on_with_one_order(
+    api: FakeBotAPI, database_url: str, broker: MosquittoServer, plugs: list, tmp_path: Path
+) -> None:
+    """`python -m bot` killed with SIGKILL while charging: the next process carries
+    the session on (the plug stayed on), and Stop makes exactly one order."""
+    driver = BotHarness(api, database_url)  # only its say/expect/press helpers
+    first = await _bot_process(api, database_url, broker, tmp_path)
+    second = None
+    try:
+        await api.wait_for_poller(timeout=30)
+        charger_id, token = await label_token(driver, database_url)
+        plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
+        now = utcnow()
+        await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+        started = await scan_and_start(driver, RIDER, token)
+
+        first.kill()
+        await first.wait()
+        assert plug.on  # the device keeps the power on (its failsafe is armed)
+        second = await _bot_process(api, database_url, broker, tmp_path)
+        after = api.last_message_id(RIDER)
+        await driver.press(RIDER, RIDER, started, "Status")
+        await driver.expect(RIDER, "Energy so far", after, timeout=30)
+        sessions, orders, _ = await rows(database_url)
+        assert sessions[0].status == SessionStatus.CHARGING and not orders
+
+        await stop(driver, RIDER, started)
+        await driver.expect(RIDER, "Order #", after, timeout=10)
+        await driver.expect(GROUP, "Order #", 0, timeout=10)
+        await api.wait_idle()
+        assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
+        assert not plug.on
+    finally:
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGINT)
+                await asyncio.wait_for(process.wait(), 20)

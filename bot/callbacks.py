@@ -44,6 +44,9 @@ class BookingCb(CallbackData, prefix="bg"):
 class QrCb(CallbackData, prefix="qr"):
     action: str  # labels (listing id) | renew | renew_yes (charger id)
     ref: int
+    # renew_yes: which token it renews, so a second press (or an old prompt) does not
+    # void the label printed after the first
+    fp: str = ""
 
 
 class ChargeCb(CallbackData, prefix="ch"):

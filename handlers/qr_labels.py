@@ -27,11 +27,25 @@ async def labels(
     await query.answer(t("qr.sent", count=count) if count else t("qr.none"), show_alert=not count)
 
 
-async def renew(query: CallbackQuery, callback_data: QrCb, t: Translator) -> None:
+async def renew(
+    query: CallbackQuery, callback_data: QrCb, session: AsyncSession, t: Translator
+) -> None:
+    try:
+        charger = await listings.owned_charger(
+            session, charger_id=callback_data.ref, merchant_id=query.from_user.id
+        )
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
+        return
     await query.answer()
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("btn.renew_qr_yes"), callback_data=QrCb(action="renew_yes", ref=callback_data.ref)
+        text=t("btn.renew_qr_yes"),
+        callback_data=QrCb(
+            action="renew_yes",
+            ref=charger.id,
+            fp=listings.token_fingerprint(charger.qr_token),
+        ),
     )
     if query.message is not None:
         await query.message.answer(t("qr.renew_confirm"), reply_markup=builder.as_markup())
@@ -42,7 +56,10 @@ async def renew_yes(
 ) -> None:
     try:
         charger = await listings.renew_token(
-            session, charger_id=callback_data.ref, merchant_id=query.from_user.id
+            session,
+            charger_id=callback_data.ref,
+            merchant_id=query.from_user.id,
+            fingerprint=callback_data.fp,
         )
         listing = await session.get(Listing, charger.listing_id)
     except DomainError as error:

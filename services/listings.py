@@ -5,6 +5,7 @@ owes (outbox). An approved listing's public columns change only on approval,
 so the old version stays public while an edit of it is under review.
 """
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -388,13 +389,30 @@ async def active_chargers(
     return listing, list(chargers)
 
 
-async def renew_token(session: AsyncSession, *, charger_id: int, merchant_id: int) -> Charger:
-    """A new random QR token; the old printed code stops working at once."""
+def token_fingerprint(token: str) -> str:
+    """A short, non-secret name of a token (for a button that must act on it only)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:10]
+
+
+async def owned_charger(session: AsyncSession, *, charger_id: int, merchant_id: int) -> Charger:
+    charger = await session.get(Charger, charger_id, populate_existing=True)
+    if charger is None or not charger.active:
+        raise NotFound("err.charger_gone")
+    await _owned_listing(session, charger.listing_id, merchant_id)
+    return charger
+
+
+async def renew_token(
+    session: AsyncSession, *, charger_id: int, merchant_id: int, fingerprint: str | None = None
+) -> Charger:
+    """A new random QR token; the old printed code stops working at once.
+
+    With ``fingerprint``, only the token it names is renewed: a repeated press finds
+    the token already changed and changes nothing."""
     async with transaction(session):
-        charger = await session.get(Charger, charger_id, populate_existing=True)
-        if charger is None or not charger.active:
-            raise NotFound("err.charger_gone")
-        await _owned_listing(session, charger.listing_id, merchant_id)
+        charger = await owned_charger(session, charger_id=charger_id, merchant_id=merchant_id)
+        if fingerprint is not None and token_fingerprint(charger.qr_token) != fingerprint:
+            raise InvalidInput("err.qr_already_renewed")
         charger.qr_token = new_qr_token()
         audit.record(session, "charger", charger.id, "renew_token", merchant_id)
     return charger

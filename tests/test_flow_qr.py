@@ -43,6 +43,11 @@ def decode(api: FakeBotAPI, message: dict) -> str:
     return code.text
 
 
+def confirm_data(message: dict) -> str:
+    """The callback data of the "Yes, renew it" button (kept after the bot removed it)."""
+    return message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+
+
 async def token(url: str) -> str:
     engine = create_engine(url)
     async with create_session_factory(engine)() as session:
@@ -70,11 +75,17 @@ async def test_label_on_approval_and_renewal(bot: BotHarness, sqlite_url: str) -
     second = await token(sqlite_url)
     assert second != first
     assert decode(api, new_label).endswith(f"?start={second}")
+    # the same confirmation pressed again (a double tap, an old prompt): no second renewal
+    again = await api.wait_for_callback_answer(
+        api.press(MERCHANT, MERCHANT, confirm["message_id"], confirm_data(confirm))
+    )
+    assert again["show_alert"] and "already renewed" in again["text"]
+    assert await token(sqlite_url) == second
 
     # someone else forging the renew button changes nothing
     hello = await bot.say(2001, "/start", "ChargeShare")
     answer = await api.wait_for_callback_answer(
-        api.press(2001, 2001, hello["message_id"], "qr:renew_yes:1")
+        api.press(2001, 2001, hello["message_id"], "qr:renew_yes:1:0123456789")
     )
     assert answer["show_alert"] and "belongs to someone else" in answer["text"]
     assert await token(sqlite_url) == second

@@ -502,3 +502,39 @@ async def test_bot_killed_mid_session_goes_on_with_one_order(
             if process is not None and process.returncode is None:
                 process.send_signal(signal.SIGINT)
                 await asyncio.wait_for(process.wait(), 20)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_merchant_closes_a_stuck_session_without_the_plug(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    """The plug stops answering but stays connected: the merchant's Close session ends
+    the session anyway, billed up to the press, and says the plug did not confirm."""
+    api = bot.api
+    charger_id, token = await label_token(bot, database_url)
+    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    merchant_after = api.last_message_id(MERCHANT)
+    await scan_and_start(bot, RIDER, token)
+    card = await bot.expect(MERCHANT, "Charging started: booking", merchant_after)
+    plug.never_confirm = True  # stuck relay: commands are ignored
+
+    # a stranger forging the button in their own chat changes nothing
+    hello = await bot.say(OTHER_RIDER, "/help", "ChargeShare")
+    answer = await api.wait_for_callback_answer(
+        api.press(OTHER_RIDER, OTHER_RIDER, hello["message_id"], "ch:stop_yes:1")
+    )
+    assert answer["show_alert"] and "not yours" in answer["text"]
+
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, card, "Close session")
+    confirm = await bot.expect(MERCHANT, "Stop charging now?", after)
+    await bot.press(MERCHANT, MERCHANT, confirm, "Yes, stop now")
+    await bot.expect(MERCHANT, "did not confirm switching off", after, timeout=10)
+    order = await bot.expect(RIDER, "Order #", 0, timeout=10)
+    assert "closed by the merchant" in plain(order)
+    merchant_order = await bot.expect(MERCHANT, "Order #", after, timeout=10)
+    assert "did not confirm switching off" in plain(merchant_order)
+    _, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and orders[0].end_reason == "merchant"

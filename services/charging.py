@@ -150,9 +150,7 @@ async def scan(
     if current is None:
         if accepted:  # only windows that have passed (NO_SHOW follows shortly)
             raise InvalidInput("err.scan_too_late", end=accepted[-1].end_at)
-        if mine:
-            latest = max(mine, key=lambda b: b.created_at)
-            raise InvalidInput("err.scan_booking_status", status=latest.status.value)
+        # a booking to use now elsewhere says more than an old one here
         elsewhere = (
             await session.scalars(
                 select(Booking)
@@ -173,6 +171,9 @@ async def scan(
                 n=elsewhere.charger.position + 1,
                 start=elsewhere.start_at,
             )
+        if mine:
+            latest = max(mine, key=lambda b: b.created_at)
+            raise InvalidInput("err.scan_booking_status", status=latest.status.value)
         raise NotFound("err.scan_no_booking")
     usable_window(current, now, rules)
     if running is not None:
@@ -320,7 +321,11 @@ async def record_reading(
         if kwh is not None:  # the first reading of a plug that had none at the start
             await session.execute(
                 update(ChargingSession)
-                .where(ChargingSession.id == session_id, ChargingSession.start_kwh.is_(None))
+                .where(
+                    ChargingSession.id == session_id,
+                    ChargingSession.status == SessionStatus.CHARGING,
+                    ChargingSession.start_kwh.is_(None),
+                )
                 .values(start_kwh=kwh)
             )
 

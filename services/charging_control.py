@@ -52,6 +52,7 @@ FAILSAFE_SLACK = timedelta(minutes=2)
 SEEN_WRITE_SECONDS = 30.0
 # a STOPPING session this old was left by a process that died while stopping
 STOP_STALE = timedelta(seconds=30)
+_NOW_KNOWN = object()  # _last_on: ask the bridge what it knows now
 
 
 def device_of(charger: Charger) -> DeviceRef:
@@ -265,26 +266,44 @@ class ChargingControl:
     async def _check_silent(self, device: DeviceRef, session_id: int) -> None:
         """A plug not heard from for long (its will may have been lost with a broker
         restart): ask it; no answer closes the session at the last moment heard."""
+        heard_before = self.power.known(device).heard_at
+        reason = EndReason.DEVICE_OFFLINE
         try:
-            await self.power.state(device, timeout=5)
-            return
+            if (await self.power.state(device, timeout=5)).on is not False:
+                return
+            reason = EndReason.DEVICE_OFF  # off, and no event told us
         except BridgeUnavailable:
             return
         except (NotConfirmed, DeviceOffline):
             pass
         finally:
             self._checking.discard(device)
-        await self._locked(device, self._close_unreachable(device, session_id))
+        await self._locked(
+            device, self._close_unreachable(device, session_id, reason, heard_before)
+        )
 
-    async def _close_unreachable(self, device: DeviceRef, session_id: int) -> None:
+    async def _close_unreachable(
+        self,
+        device: DeviceRef,
+        session_id: int,
+        reason: EndReason = EndReason.DEVICE_OFFLINE,
+        heard: object = _NOW_KNOWN,
+    ) -> None:
         async with self._sessions() as session:
             running = await charging.get(session, session_id)
         if running.status == SessionStatus.CHARGING:
-            at = self._last_on(device, running)
-            await self._close_by_device(device, running, at, EndReason.DEVICE_OFFLINE)
+            at = self._last_on(device, running, heard)
+            await self._close_by_device(device, running, at, reason)
 
-    def _last_on(self, device: DeviceRef, running: ChargingSession) -> datetime:
-        heard = self.power.known(device).heard_at
+    def _last_on(
+        self, device: DeviceRef, running: ChargingSession, heard: object = _NOW_KNOWN
+    ) -> datetime:
+        """The last moment the plug was known to be on: the later of the session's
+        stored last reading and the bridge's last live message (or ``heard``, what
+        the bridge knew before a question whose answer said OFF)."""
+        if heard is _NOW_KNOWN:
+            heard = self.power.known(device).heard_at
+        assert heard is None or isinstance(heard, datetime)
         seen = running.last_seen_at or running.started_at or utcnow()
         return max(seen, heard) if heard else seen
 
@@ -320,6 +339,9 @@ class ChargingControl:
             if running.stop_requested_at and running.stop_requested_at <= now - STOP_STALE:
                 await self._close_stopping(device, running.id)
             return
+        # the answer itself is a live message: when the plug says OFF, it was last known
+        # on before the question, not at the answer
+        heard_before = self.power.known(device).heard_at
         try:
             state: PlugState | None = await self.power.state(device, timeout=3)
         except BridgeUnavailable:
@@ -337,7 +359,8 @@ class ChargingControl:
             return
         if state is None or not state.on:
             reason = EndReason.DEVICE_OFFLINE if state is None else EndReason.DEVICE_OFF
-            await self._close_by_device(device, running, self._last_on(device, running), reason)
+            at = self._last_on(device, running, heard_before)
+            await self._close_by_device(device, running, at, reason)
         elif running.booking.end_at <= now:
             await self.stop(
                 running.id, actor=None, reason=EndReason.WINDOW_END, at=running.booking.end_at

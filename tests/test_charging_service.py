@@ -1170,7 +1170,7 @@ async def test_after_a_restart_a_stale_start_fails(sessions, world) -> None:
     assert (await load(sessions, Booking, booking_id)).status == BookingStatus.ACCEPTED
 
 
-# -- bugs ------------------------------------------------------------------------------
+# -- races and restarts that were once wrong -----------------------------------------
 
 
 async def test_a_reading_that_races_stop_does_not_become_the_start(sessions, world) -> None:

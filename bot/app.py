@@ -1,5 +1,5 @@
 """Running the bot: migrations, the outbox sender, the hardware bridge, timed work,
-and long polling."""
+and long polling or (WEBHOOK_URL set) a webhook server for several instances."""
 
 import asyncio
 import contextlib
@@ -9,8 +9,11 @@ import socket
 from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
+from redis.asyncio import Redis
 
+from bot import webhook
 from bot.factory import create_bot, create_dispatcher, set_commands
+from bot.metrics import Metrics
 from bot.outbox_sender import OutboxSender
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -32,6 +35,11 @@ class App:
         self.engine = create_engine(settings.database_url)
         self.sessions = create_session_factory(self.engine)
         self.bot: Bot = create_bot(settings)
+        self.metrics = Metrics()
+        # several instances share conversations and per-user locks through Redis
+        self.redis: Redis | None = (
+            Redis.from_url(settings.redis_url) if settings.redis_url else None
+        )
         self.outbox = OutboxSender(self.bot, self.sessions, settings)
         self.bridge = Bridge(
             MqttClient(
@@ -65,8 +73,14 @@ class App:
             jobs=[self.charging.tick],
         )
         self.dispatcher: Dispatcher = create_dispatcher(
-            settings, self.sessions, self.outbox, charging=self.charging
+            settings,
+            self.sessions,
+            self.outbox,
+            charging=self.charging,
+            metrics=self.metrics,
+            redis=self.redis,
         )
+        self.stopping = asyncio.Event()  # webhook mode: set to stop serving
 
     async def prepare(self) -> None:
         await upgrade(self.engine)  # the schema comes from migrations only
@@ -85,6 +99,8 @@ class App:
         await self.bridge.stop()
         await self.outbox.stop()
         await self.dispatcher.storage.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.bot.session.close()
         await self.engine.dispose()
 
@@ -103,13 +119,39 @@ class App:
             with contextlib.suppress(Exception):
                 await self.close()
 
+    async def run_webhook(self) -> None:
+        """Serve WEBHOOK_URL's path on WEBHOOK_LISTEN until ``stopping`` is set."""
+        settings = self.settings
+        assert settings.webhook_url and settings.webhook_secret
+        try:
+            await self.prepare()
+            probes = webhook.Probes(
+                self.sessions,
+                self.metrics,
+                mqtt_connected=lambda: self.bridge.client.connected,
+                mqtt_reconnects=lambda: self.bridge.client.reconnects,
+                redis=self.redis,
+            )
+            await webhook.serve(
+                self.bot,
+                self.dispatcher,
+                probes,
+                url=settings.webhook_url,
+                secret=settings.webhook_secret.get_secret_value(),
+                listen=settings.webhook_listen,
+                stop=self.stopping,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await self.close()
+
 
 async def run(settings: Settings) -> None:
+    app = App(settings)
     if settings.webhook_url:
-        raise SystemExit(
-            "WEBHOOK_URL is set, but webhook mode is not built yet: unset it to use polling"
-        )
-    await App(settings).run_polling()
+        await app.run_webhook()
+    else:
+        await app.run_polling()
 
 
 def main() -> None:

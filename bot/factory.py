@@ -5,14 +5,17 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.fsm.strategy import FSMStrategy
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import SqlStorage
 from bot.i18n import LANGUAGES, translator
+from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
 from bot.request_middlewares import NotModifiedIsSuccess
@@ -55,16 +58,29 @@ def create_dispatcher(
     outbox_sender: OutboxSender | None = None,
     storage: BaseStorage | None = None,
     charging: ChargingControl | None = None,
+    metrics: Metrics | None = None,
+    redis: Redis | None = None,
 ) -> Dispatcher:
+    isolation: BaseEventIsolation
+    if redis is not None:
+        # several instances: a conversation and its per-user lock live in Redis, so
+        # a user's next update may land on any instance
+        storage = storage or RedisStorage(redis)
+        isolation = RedisEventIsolation(redis)
+    else:
+        isolation = SimpleEventIsolation()
     dp = Dispatcher(
         storage=storage or SqlStorage(sessions),
         # per chat and user, so an admin's reason in the group is their own
         fsm_strategy=FSMStrategy.USER_IN_CHAT,
         # one update at a time per user: a double press cannot race itself
-        events_isolation=SimpleEventIsolation(),
+        events_isolation=isolation,
         settings=settings,
         charging=charging,
+        metrics=metrics,
     )
+    if metrics is not None:
+        dp.update.outer_middleware(MetricsMiddleware(metrics))
     dp.update.outer_middleware(
         DbSessionMiddleware(sessions, after=outbox_sender.wake if outbox_sender else None)
     )

@@ -1,9 +1,10 @@
 """Settings from the environment and `.env` (names: the run contract in ARCHITECTURE.md)."""
 
+import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -113,6 +114,19 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> "Settings":
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "WEBHOOK_SECRET is required when WEBHOOK_URL is set (1-256 characters: "
+                "A-Z, a-z, 0-9, _ and -), so that only Telegram can call the webhook"
+            )
+        if self.webhook_secret and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("WEBHOOK_SECRET may only have A-Z, a-z, 0-9, _ and - (1-256)")
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -136,5 +150,5 @@ def load_settings(**overrides: object) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "missing":
                 message = "is required (set it in the environment or in .env)"
-            lines.append(f"{name} {message}")
+            lines.append(f"{name} {message}" if error["loc"] else message)
         raise SettingsError("; ".join(lines)) from None

@@ -8,12 +8,17 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
 from bot.i18n import Translator, translator
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent, t: Translator | None = None) -> bool:
+async def on_error(
+    event: ErrorEvent, t: Translator | None = None, metrics: Metrics | None = None
+) -> bool:
     log.exception("update %s failed", event.update.update_id, exc_info=event.exception)
+    if metrics is not None:
+        metrics.errors.inc()
     update = event.update
     user = update.event.from_user if hasattr(update.event, "from_user") else None
     if t is None:  # the error came before our middleware chose the language

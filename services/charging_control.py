@@ -405,6 +405,8 @@ class ChargingControl:
             devices = await self._devices(session, [r.id for r in running])
         for item in running:
             device = devices[item.id]
+            # sessions another instance started (or one that died) get their readings too
+            self._charging.setdefault(device, item.id)
             heard = self.power.known(device).heard_at
             last = max(filter(None, (heard, item.last_seen_at, item.started_at)))
             if last < now - self.silent_after and device not in self._checking:

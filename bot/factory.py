@@ -34,7 +34,7 @@ PRIVATE_COMMANDS = (
     "help",
     "cancel",
 )
-GROUP_COMMANDS = ("pending", "cancel")
+GROUP_COMMANDS = ("pending", "sessions", "cancel")
 
 
 def create_bot(settings: Settings) -> Bot:

@@ -28,6 +28,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         # a scanned QR code (/start <token>) and /stop work in every state, even
         # in the middle of a wizard, whose draft stays where it was
         charging.build_router(),
+        charging.build_admin_router(moderation_chat_id),
         common.build_router(),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),

@@ -2,7 +2,10 @@
 (button or /stop). The device work and the rules are in services; this module
 reads the press, checks who pressed, and renders the answer."""
 
+from datetime import datetime
+
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +24,8 @@ from bot.charging_views import (
 from bot.i18n import Translator
 from bot.keyboards import edit_text_safely
 from bot.settings import Settings
+from handlers.moderation import IsAdmin
+from hardware_bridge.port import PlugState
 from models import Booking, Charger, ChargingSession, EndReason, Listing, SessionStatus
 from models.base import utcnow
 from services import charging as sessions_svc
@@ -53,14 +58,13 @@ async def scanned(
         await message.answer(refusal(t, error, settings.zone, now))
         return
     if scan.running is not None:  # scanned again while charging: show where it stands
-        await message.answer(
-            await _status(session, t, settings, charging, scan.running),
-            reply_markup=running_buttons(t, scan.running.id),
-        )
+        text = await _status(session, t, settings, charging, scan.running)
+        await session.commit()  # no transaction left open while Telegram answers
+        await message.answer(text, reply_markup=running_buttons(t, scan.running.id))
         return
-    await message.answer(
-        scan_card(t, scan, settings.zone), reply_markup=start_button(t, scan.booking.id)
-    )
+    text = scan_card(t, scan, settings.zone)
+    await session.commit()
+    await message.answer(text, reply_markup=start_button(t, scan.booking.id))
 
 
 async def start_pressed(
@@ -94,11 +98,16 @@ async def start_pressed(
             await edit_text_safely(message, text, start_button(t, booking.id))
         return
     charger, listing = await _place(session, started)
-    if isinstance(message, Message):
-        await edit_text_safely(
-            message,
-            started_text(t, started, charger, listing, settings.zone),
-            running_buttons(t, started.id),
+    text = started_text(t, started, charger, listing, settings.zone)
+    await session.commit()
+    try:
+        if not isinstance(message, Message):
+            raise LookupError("the Start message is not accessible")
+        await edit_text_safely(message, text, running_buttons(t, started.id))
+    except (TelegramAPIError, LookupError):
+        # the session runs: the start time and the Stop button must reach the user
+        await query.bot.send_message(  # type: ignore[union-attr]
+            query.from_user.id, text, reply_markup=running_buttons(t, started.id)
         )
 
 
@@ -110,10 +119,11 @@ async def status_pressed(
     settings: Settings,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t)
+    current = await _session_for(query, callback_data, session, t, settings)
     if current is None:
         return
     text = await _status(session, t, settings, charging, current)
+    await session.commit()
     await query.answer()
     if isinstance(query.message, Message):
         markup = (
@@ -129,9 +139,10 @@ async def stop_pressed(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
+    settings: Settings,
 ) -> None:
     """First press: ask to confirm (a stop cannot be undone)."""
-    current = await _session_for(query, callback_data, session, t)
+    current = await _session_for(query, callback_data, session, t, settings)
     if current is None:
         return
     await query.answer()
@@ -162,7 +173,7 @@ async def stop_confirmed(
     settings: Settings,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t, closed_ok=True)
+    current = await _session_for(query, callback_data, session, t, settings, closed_ok=True)
     if current is None:
         return
     await session.commit()
@@ -170,12 +181,16 @@ async def stop_confirmed(
     message = query.message if isinstance(query.message, Message) else None
     if message is not None:
         await edit_text_safely(message, t("charge.stopping"), None)
-    by_merchant = query.from_user.id != current.user_id  # _session_for: else the merchant
+    presser = query.from_user.id
+    if presser == current.user_id:
+        reason = EndReason.USER
+    elif presser == current.merchant_id:
+        reason = EndReason.MERCHANT
+    else:  # _session_for let only an admin through besides those two
+        reason = EndReason.ADMIN
     try:
         order, made = await charging.stop(
-            current.id,
-            actor=query.from_user.id,
-            reason=EndReason.MERCHANT if by_merchant else EndReason.USER,
+            current.id, actor=presser, reason=reason, admin=reason == EndReason.ADMIN
         )
     except DomainError as error:
         text = refusal(t, error, settings.zone, utcnow())
@@ -204,13 +219,18 @@ async def _session_for(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
+    settings: Settings,
     *,
     closed_ok: bool = False,
 ) -> ChargingSession | None:
-    """The session a button names, if the presser may act on it (its user or merchant)
-    and it is still open; else an alert and None."""
+    """The session a button names, if the presser may act on it (its user, its
+    merchant, or an admin) and it is still open; else an alert and None."""
     current = await session.get(ChargingSession, callback_data.ref, populate_existing=True)
-    if current is None or query.from_user.id not in (current.user_id, current.merchant_id):
+    allowed = current is not None and (
+        query.from_user.id in (current.user_id, current.merchant_id)
+        or query.from_user.id in settings.admin_ids
+    )
+    if current is None or not allowed:
         await query.answer(t("err.not_your_session"), show_alert=True)
         return None
     if current.status in (SessionStatus.COMPLETED, SessionStatus.FAILED) and not closed_ok:
@@ -239,6 +259,37 @@ async def _status(
     fresh, plug = await charging.status(current.id)
     charger, listing = await _place(session, fresh)
     return status_text(t, fresh, charger, listing, plug, settings.zone, utcnow())
+
+
+async def running_sessions(
+    message: Message, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    """/sessions in the moderation group: what runs now, each with Close session
+    (for a stuck plug or a session nobody can stop otherwise)."""
+    running = await sessions_svc.charging_now(session)
+    if not running:
+        await message.answer(t("charge.admin_none"))
+        return
+    now = utcnow()
+    for current in running[:20]:
+        charger, listing = await _place(session, current)
+        text = status_text(t, current, charger, listing, _unknown_plug(now), settings.zone, now)
+        await message.answer(
+            t("charge.admin_line", user=str(current.user_id), body=text),
+            reply_markup=merchant_buttons(t, current.id),
+        )
+    await session.commit()
+
+
+def _unknown_plug(now: datetime) -> PlugState:
+    return PlugState(on=None, online=None, energy_kwh=None, at=now)
+
+
+def build_admin_router(moderation_chat_id: int) -> Router:
+    router = Router(name="charging_admin")
+    router.message.filter(F.chat.id == moderation_chat_id)
+    router.message.register(running_sessions, Command("sessions"), IsAdmin())
+    return router
 
 
 def build_router() -> Router:

@@ -57,6 +57,9 @@ class Bridge:
             "shelly": ShellyDriver(client.publish, src),
         }
         self._known: dict[DeviceRef, _Known] = {}
+        # since when the current broker connection is up: a device not heard since
+        # then may have changed while nobody listened
+        self._connected_since = utcnow()
         self._callbacks: list[EventCallback] = []
         self.reread_count = 0
         for driver in self.drivers.values():
@@ -102,7 +105,14 @@ class Bridge:
             k.online = upd.online
         if upd.on is not None:
             if upd.on != k.on and (not upd.retained or k.on is not None):
-                events.append(PowerChanged(device, now, on=upd.on))
+                discovered = (
+                    upd.retained or k.heard_at is None or k.heard_at < self._connected_since
+                )
+                events.append(
+                    PowerChanged(
+                        device, now, on=upd.on, discovered=discovered, last_heard_at=k.heard_at
+                    )
+                )
             k.on = upd.on
             if not upd.retained:
                 k.online = True if k.online is None else k.online
@@ -127,6 +137,7 @@ class Bridge:
 
     async def _reread(self) -> None:
         """After each (re)connection: ask every known device for a fresh state."""
+        self._connected_since = utcnow()
         self.reread_count += 1
         for device in list(self._known):
             with contextlib.suppress(Exception):

@@ -67,6 +67,11 @@ class DeviceOffline(_Event, BridgeError):  # type: ignore[misc]
 @dataclass(frozen=True, kw_only=True)
 class PowerChanged(_Event):
     on: bool
+    # learned by a re-read after a (re)connection or from a retained snapshot, not seen
+    # as it happened: the change may be older than ``at``
+    discovered: bool = False
+    # the device's previous live message (None: not heard since this process started)
+    last_heard_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,8 @@ class EndReason(StrEnum):
     WINDOW_END = "window_end"
     DEVICE_OFFLINE = "device_offline"
     DEVICE_OFF = "device_off"  # the plug reported OFF by itself (button, failsafe, power cut)
-    MERCHANT = "merchant"  # closed by the merchant without the device
+    MERCHANT = "merchant"  # closed by the merchant (with or without the device)
+    ADMIN = "admin"  # closed by an admin of the platform
     RESTART = "restart"  # found stopping after a restart of the bot
 
 
@@ -40,6 +41,7 @@ class ChargingSession(Base):
     __tablename__ = "charging_sessions"
     __table_args__ = (
         Index("ix_charging_sessions_status_charger", "status", "charger_id"),
+        Index("ix_charging_sessions_plug", "plug_id", "status"),
         # one running session per charger, whatever races past the service's checks
         Index(
             "uq_charging_sessions_active_charger",
@@ -56,12 +58,18 @@ class ChargingSession(Base):
     user_id: Mapped[int]
     merchant_id: Mapped[int]
     status: Mapped[SessionStatus] = mapped_column(enum_column(SessionStatus))
+    # the plug switched for this session, copied at the start: an edit of the listing
+    # approved meanwhile must not make Stop switch another plug
+    plug_driver: Mapped[str] = mapped_column(String(16))
+    plug_id: Mapped[str] = mapped_column(String(64))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     # server time of the device's confirmation: the clock starts here
     started_at: Mapped[datetime | None]
     # the last time the device was heard from while on (closing time if it drops off)
     last_seen_at: Mapped[datetime | None]
     stop_requested_at: Mapped[datetime | None]
+    # when the stop was taken in hand (stop_requested_at can be the window's end, past)
+    stopping_since: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     # meter totals (kWh); None means "no reading", never a zero placeholder
     start_kwh: Mapped[float | None]

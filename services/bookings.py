@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Booking, BookingStatus, Charger, Listing
+from models import Booking, BookingStatus, Charger, ChargingSession, Listing
 from models.base import utcnow
+from models.charging import ACTIVE_SESSION
 from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.tx import transaction
@@ -243,6 +244,13 @@ async def cancel(
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
         if booking.status == BookingStatus.ACCEPTED and booking.start_at <= now:
+            raise InvalidInput("err.booking_started")
+        if await session.scalar(  # switched on in the grace before the window
+            select(ChargingSession.id).where(
+                ChargingSession.booking_id == booking.id,
+                ChargingSession.status.in_(ACTIVE_SESSION),
+            )
+        ):
             raise InvalidInput("err.booking_started")
         if not await _move(session, booking, BookingStatus.CANCELLED, OPEN, user_id):
             raise InvalidInput("err.booking_decided", status=booking.status.value)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -213,9 +213,13 @@ async def begin_start(
         if booking.status != BookingStatus.ACCEPTED:
             raise InvalidInput("err.scan_booking_status", status=booking.status.value)
         usable_window(booking, now, rules)
+        charger = await session.get(Charger, booking.charger_id, populate_existing=True)
+        assert charger is not None
         charging = ChargingSession(
             booking_id=booking.id,
             charger_id=booking.charger_id,
+            plug_driver=charger.plug_driver,
+            plug_id=charger.plug_id,
             user_id=booking.user_id,
             merchant_id=booking.merchant_id,
             status=SessionStatus.STARTING,
@@ -254,7 +258,12 @@ async def _move(
 async def confirm_start(
     session: AsyncSession, *, session_id: int, at: datetime, energy_kwh: float | None
 ) -> ChargingSession | None:
-    """The device confirmed power on: the clock starts at ``at``."""
+    """The device confirmed power on: the clock starts at ``at``.
+
+    Only while the booking is still ACCEPTED and its window open: a confirmation
+    that comes after the window's end (or after a no-show or a cancel) fails the
+    start instead (InvalidInput, once the FAILED state is committed), and the caller
+    switches the plug off again. None when recovery failed the start meanwhile."""
     async with transaction(session):
         charging = await _move(
             session,
@@ -269,12 +278,34 @@ async def confirm_start(
         )
         if charging is None:
             return None
-        await session.execute(
+        moved = await session.execute(
             update(Booking)
-            .where(Booking.id == charging.booking_id)
+            .where(
+                Booking.id == charging.booking_id,
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.end_at > at,
+            )
             .values(status=BookingStatus.CHARGING)
         )
-        outbox.enqueue(session, charging.merchant_id, "session_started", session_id=session_id)
+        too_late = moved.rowcount != 1  # type: ignore[attr-defined]
+        if too_late:
+            await session.execute(
+                update(ChargingSession)
+                .where(ChargingSession.id == session_id)
+                .values(
+                    status=SessionStatus.FAILED,
+                    started_at=None,
+                    start_kwh=None,
+                    last_kwh=None,
+                    end_reason="too_late",
+                    ended_at=at,
+                )
+            )
+            audit.record(session, "session", session_id, "failed", None, "starting", "failed")
+        else:
+            outbox.enqueue(session, charging.merchant_id, "session_started", session_id=session_id)
+    if too_late:  # raised after the commit, which keeps the FAILED state
+        raise InvalidInput("err.start_too_late")
     return charging
 
 
@@ -337,12 +368,14 @@ async def request_stop(
     actor: int | None,
     reason: EndReason,
     at: datetime,
+    admin: bool = False,
 ) -> ChargingSession | None:
     """CHARGING → STOPPING: the session ends at ``at`` whatever the device does next.
     None when it is no longer charging (stopped already, or by another path)."""
     async with transaction(session):
         charging = await get(session, session_id)
-        if actor is not None and actor not in (charging.user_id, charging.merchant_id):
+        allowed = admin or actor in (charging.user_id, charging.merchant_id)
+        if actor is not None and not allowed:
             raise NotAllowed("err.not_your_session")
         return await _move(
             session,
@@ -351,6 +384,7 @@ async def request_stop(
             (SessionStatus.CHARGING,),
             actor,
             stop_requested_at=at,
+            stopping_since=utcnow(),
             end_reason=reason.value,
         )
 
@@ -510,16 +544,19 @@ async def stale_stops(session: AsyncSession, now: datetime, older: timedelta) ->
     return await ids(
         session,
         ChargingSession.status == SessionStatus.STOPPING,
-        ChargingSession.stop_requested_at <= now - older,
+        ChargingSession.stopping_since <= now - older,
     )
 
 
 async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
     """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each."""
+    starting = exists().where(
+        ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
+    )
     due = (
         await session.scalars(
             select(Booking.id)
-            .where(Booking.status == BookingStatus.ACCEPTED, Booking.end_at <= now)
+            .where(Booking.status == BookingStatus.ACCEPTED, Booking.end_at <= now, ~starting)
             .limit(100)
         )
     ).all()
@@ -528,7 +565,11 @@ async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
         async with transaction(session):
             changed = await session.execute(
                 update(Booking)
-                .where(Booking.id == booking_id, Booking.status == BookingStatus.ACCEPTED)
+                .where(
+                    Booking.id == booking_id,
+                    Booking.status == BookingStatus.ACCEPTED,
+                    ~starting,
+                )
                 .values(status=BookingStatus.NO_SHOW)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
@@ -565,6 +606,24 @@ async def charging_now(session: AsyncSession) -> list[ChargingSession]:
             )
         ).all()
     )
+
+
+async def open_session_on_plug(
+    session: AsyncSession, driver: str, plug_id: str
+) -> ChargingSession | None:
+    return (
+        await session.scalars(
+            select(ChargingSession)
+            .where(
+                ChargingSession.plug_id == plug_id,
+                ChargingSession.plug_driver == driver,
+                ChargingSession.status.in_(ACTIVE_SESSION),
+            )
+            .order_by(ChargingSession.id.desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
 
 
 async def chargers_of_plug(session: AsyncSession, driver: str, plug_id: str) -> list[int]:

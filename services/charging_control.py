@@ -41,7 +41,7 @@ from models import Charger, ChargingSession, EndReason, Order, SessionStatus
 from models.base import utcnow
 from services import charging
 from services.charging import ChargingRules
-from services.errors import InvalidInput
+from services.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,15 @@ log = logging.getLogger(__name__)
 FAILSAFE_SLACK = timedelta(minutes=2)
 # meter readings while charging are written at most this often per session
 SEEN_WRITE_SECONDS = 30.0
+SEEN_EVERY = timedelta(seconds=SEEN_WRITE_SECONDS)
 # a STOPPING session this old was left by a process that died while stopping
 STOP_STALE = timedelta(seconds=30)
 _NOW_KNOWN = object()  # _last_on: ask the bridge what it knows now
 
 
-def device_of(charger: Charger) -> DeviceRef:
-    return DeviceRef(charger.plug_driver, charger.plug_id)  # type: ignore[arg-type]
+def device_of(item: Charger | ChargingSession) -> DeviceRef:
+    """A charger's plug, or the plug a session switched (copied at its start)."""
+    return DeviceRef(item.plug_driver, item.plug_id)  # type: ignore[arg-type]
 
 
 def bridge_error_key(error: BridgeError) -> str:
@@ -111,9 +113,7 @@ class ChargingControl:
             started = await charging.begin_start(
                 session, booking_id=booking_id, user_id=user_id, rules=self.rules
             )
-            charger = await session.get(Charger, started.charger_id)
-            assert charger is not None
-            device = device_of(charger)
+            device = device_of(started)
             end_at = started.booking.end_at
         failsafe = int((end_at + FAILSAFE_SLACK - utcnow()).total_seconds())
         if progress is not None:
@@ -132,10 +132,14 @@ class ChargingControl:
             # a confirmation after we gave up must not leave the power on
             self._spawn(self._switch_off_quietly(device))
             raise InvalidInput(bridge_error_key(error)) from error
-        async with self._sessions() as session:
-            confirmed = await charging.confirm_start(
-                session, session_id=started.id, at=utcnow(), energy_kwh=state.energy_kwh
-            )
+        try:
+            async with self._sessions() as session:
+                confirmed = await charging.confirm_start(
+                    session, session_id=started.id, at=utcnow(), energy_kwh=state.energy_kwh
+                )
+        except DomainError:  # the window ended (or the booking closed) meanwhile
+            self._spawn(self._switch_off_quietly(device))
+            raise
         if confirmed is None:  # recovery gave up on it meanwhile: it must not run
             self._spawn(self._switch_off_quietly(device))
             raise InvalidInput("err.start_not_confirmed")
@@ -153,12 +157,18 @@ class ChargingControl:
         actor: int | None,
         reason: EndReason = EndReason.USER,
         at: datetime | None = None,
+        admin: bool = False,
     ) -> tuple[Order | None, bool]:
         """Switch off and close the session; returns (the order, whether this call
         made it). A session that was stopped already returns its order."""
         async with self._sessions() as session:
             stopping = await charging.request_stop(
-                session, session_id=session_id, actor=actor, reason=reason, at=at or utcnow()
+                session,
+                session_id=session_id,
+                actor=actor,
+                reason=reason,
+                at=at or utcnow(),
+                admin=admin,
             )
             if stopping is None:
                 current = await charging.get(session, session_id)
@@ -170,19 +180,23 @@ class ChargingControl:
                 if current.status == SessionStatus.STARTING:
                     raise InvalidInput("err.session_starting")
                 raise InvalidInput("err.session_not_running")
-            charger = await session.get(Charger, stopping.charger_id)
-            assert charger is not None
-            device = device_of(charger)
+            device = device_of(stopping)
         return await self._close_stopping(device, session_id), True
 
     async def _close_stopping(self, device: DeviceRef, session_id: int) -> Order | None:
         self._forget(device, session_id)
-        confirmed, kwh = await self._power_off(device)
+        confirmed, offline, kwh = await self._power_off(device)
+        ended_at = None  # when Stop was asked for
         async with self._sessions() as session:
+            if offline:  # it dropped off before the Stop: bill to when it was last heard
+                current = await charging.get(session, session_id)
+                asked = current.stop_requested_at or utcnow()
+                ended_at = min(asked, self._last_on(device, current))
             order = await charging.finish(
                 session,
                 session_id=session_id,
                 rules=self.rules,
+                ended_at=ended_at,
                 end_kwh=kwh,
                 power_off_confirmed=confirmed,
                 from_status=(SessionStatus.STOPPING,),
@@ -193,9 +207,7 @@ class ChargingControl:
     async def status(self, session_id: int) -> tuple[ChargingSession, PlugState]:
         async with self._sessions() as session:
             current = await charging.get(session, session_id)
-            charger = await session.get(Charger, current.charger_id)
-            assert charger is not None
-        return current, self.power.known(device_of(charger))
+        return current, self.power.known(device_of(current))
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
@@ -220,11 +232,17 @@ class ChargingControl:
             return
         running = await self._open_session_of(device)
         if isinstance(event, PowerChanged):
-            if event.on and running is None:
+            if event.on and running is None and await self._is_ours(device):
                 log.warning("%s switched on with no session: switching it off", device)
                 await self._switch_off_quietly(device)
             elif not event.on and running and running.status == SessionStatus.CHARGING:
-                await self._close_by_device(device, running, event.at, EndReason.DEVICE_OFF)
+                # an OFF learned on (re)connection may be old: bill to the last contact
+                at = (
+                    self._last_on(device, running, event.last_heard_at)
+                    if event.discovered
+                    else event.at
+                )
+                await self._close_by_device(device, running, at, EndReason.DEVICE_OFF)
         elif (
             isinstance(event, DeviceOffline)
             and running
@@ -312,20 +330,16 @@ class ChargingControl:
         """After a start or a reconnection: compare every open session with its device."""
         async with self._sessions() as session:
             open_ = await charging.open_sessions(session)
-            devices = {}
-            for item in open_:
-                charger = await session.get(Charger, item.charger_id)
-                assert charger is not None
-                devices[item.id] = device_of(charger)
         for item in open_:
-            await self._locked(devices[item.id], self._reconcile(devices[item.id], item))
+            await self._locked(device_of(item), self._reconcile(device_of(item), item))
 
     async def reconcile_device(self, device: DeviceRef) -> None:
         running = await self._open_session_of(device)
         if running is None:
-            with contextlib.suppress(BridgeError):
-                if (await self.power.state(device, timeout=3)).on:
-                    await self._switch_off_quietly(device)
+            if await self._is_ours(device):
+                with contextlib.suppress(BridgeError):
+                    if (await self.power.state(device, timeout=3)).on:
+                        await self._switch_off_quietly(device)
             return
         await self._reconcile(device, running)
 
@@ -343,7 +357,7 @@ class ChargingControl:
         # on before the question, not at the answer
         heard_before = self.power.known(device).heard_at
         try:
-            state: PlugState | None = await self.power.state(device, timeout=3)
+            state = await self.power.state(device, timeout=3)
         except BridgeUnavailable:
             return  # the broker is down: nothing can be known; the next connection retries
         except NotConfirmed:
@@ -352,15 +366,17 @@ class ChargingControl:
             self._charging[device] = running.id
             return
         except DeviceOffline:
-            state = None
+            # a retained last will may be old news: give the plug the grace to return
+            self._charging[device] = running.id
+            self._spawn(self._close_if_still_offline(device, running.id))
+            return
         async with self._sessions() as session:
             running = await charging.get(session, running.id)
         if running.status != SessionStatus.CHARGING:
             return
-        if state is None or not state.on:
-            reason = EndReason.DEVICE_OFFLINE if state is None else EndReason.DEVICE_OFF
+        if not state.on:
             at = self._last_on(device, running, heard_before)
-            await self._close_by_device(device, running, at, reason)
+            await self._close_by_device(device, running, at, EndReason.DEVICE_OFF)
         elif running.booking.end_at <= now:
             await self.stop(
                 running.id, actor=None, reason=EndReason.WINDOW_END, at=running.booking.end_at
@@ -387,12 +403,9 @@ class ChargingControl:
             stale_starts = await charging.stale_starts(session, self.rules, now)
             stale_stops = await charging.stale_stops(session, now, STOP_STALE)
             devices = await self._devices(session, ended + stale_starts + stale_stops)
-        for session_id in ended:
-            async with self._sessions() as session:
-                end_at = (await charging.get(session, session_id)).booking.end_at
-            with contextlib.suppress(InvalidInput):  # stopped meanwhile by someone else
-                await self.stop(session_id, actor=None, reason=EndReason.WINDOW_END, at=end_at)
-                done += 1
+        for session_id in ended:  # at once, not one plug's confirmation after another
+            self._spawn(self._stop_at_window_end(session_id))
+            done += 1
         for session_id in stale_starts:
             await self._fail_stale_start(devices[session_id], session_id)
             done += 1
@@ -402,12 +415,16 @@ class ChargingControl:
         async with self._sessions() as session:
             done += await charging.mark_no_shows(session, now)
             running = await charging.charging_now(session)
-            devices = await self._devices(session, [r.id for r in running])
         for item in running:
-            device = devices[item.id]
+            device = device_of(item)
             # sessions another instance started (or one that died) get their readings too
-            self._charging.setdefault(device, item.id)
+            self._charging[device] = item.id
             heard = self.power.known(device).heard_at
+            if heard and (item.last_seen_at is None or heard > item.last_seen_at + SEEN_EVERY):
+                # plugs without a meter send no readings: keep the last contact stored
+                self._seen_written[item.id] = time.monotonic()
+                async with self._sessions() as session:
+                    await charging.record_reading(session, session_id=item.id, kwh=None, at=heard)
             last = max(filter(None, (heard, item.last_seen_at, item.started_at)))
             if last < now - self.silent_after and device not in self._checking:
                 self._checking.add(device)
@@ -417,38 +434,40 @@ class ChargingControl:
         return done
 
     async def _devices(self, session: AsyncSession, ids: list[int]) -> dict[int, DeviceRef]:
-        result = {}
-        for session_id in ids:
-            current = await charging.get(session, session_id)
-            charger = await session.get(Charger, current.charger_id)
-            assert charger is not None
-            result[session_id] = device_of(charger)
-        return result
+        return {i: device_of(await charging.get(session, i)) for i in ids}
+
+    async def _stop_at_window_end(self, session_id: int) -> None:
+        async with self._sessions() as session:
+            end_at = (await charging.get(session, session_id)).booking.end_at
+        with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
+            await self.stop(session_id, actor=None, reason=EndReason.WINDOW_END, at=end_at)
 
     # -- helpers ---------------------------------------------------------------------------
     async def _open_session_of(self, device: DeviceRef) -> ChargingSession | None:
         async with self._sessions() as session:
-            for charger_id in await charging.chargers_of_plug(
-                session, device.driver, device.device_id
-            ):
-                running = await charging.active_session(session, charger_id=charger_id)
-                if running is not None:
-                    return running
-        return None
+            return await charging.open_session_on_plug(session, device.driver, device.device_id)
 
-    async def _power_off(self, device: DeviceRef) -> tuple[bool, float | None]:
-        """(whether the device confirmed, a fresh meter total or the last known one)."""
+    async def _is_ours(self, device: DeviceRef) -> bool:
+        """A plug of a listed charger (other plugs on the broker are left alone)."""
+        async with self._sessions() as session:
+            return bool(await charging.chargers_of_plug(session, device.driver, device.device_id))
+
+    async def _power_off(self, device: DeviceRef) -> tuple[bool, bool, float | None]:
+        """(whether the device confirmed, whether it is offline, a fresh meter total or
+        the last known one)."""
+        offline = False
         try:
             await self.power.power_off(device, timeout=self.confirm_timeout)
             confirmed = True
         except BridgeError as error:
             log.warning("power off of %s not confirmed: %s", device, error)
             confirmed = False
+            offline = isinstance(error, DeviceOffline)
         kwh = self.power.known(device).energy_kwh
         if confirmed:
             with contextlib.suppress(BridgeError):
                 kwh = (await self.power.state(device, timeout=2)).energy_kwh
-        return confirmed, kwh
+        return confirmed, offline, kwh
 
     async def _switch_off_quietly(self, device: DeviceRef) -> None:
         with contextlib.suppress(BridgeError):

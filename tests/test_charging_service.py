@@ -47,6 +47,7 @@ from services.bookings import BookingRules
 from services.charging import ChargingRules
 from services.charging_control import FAILSAFE_SLACK, ChargingControl
 from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
+from services.tx import transaction
 from tests import factories
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -860,6 +861,7 @@ async def test_tick_stops_at_the_window_end(sessions, world, power, control) -> 
     power.energy[device] = 1.75
 
     assert await control.tick() == 1
+    await settle(control)  # window-end stops run side by side, in the background
     (order,) = await orders(sessions)
     assert order.ended_at == end and order.end_reason == "window_end"
     # 50 minutes at 2.50 an hour: 2.0833 → 2.08
@@ -1032,7 +1034,8 @@ async def test_after_a_restart_a_session_whose_plug_is_offline_is_closed_once(
     booking_id, session_id = await _charged_until_twelve_minutes_ago(sessions, world, t)
     plug = FakeSwitch()
     plug.refuse_state = DeviceOffline
-    await _restart_and_reconcile(sessions, plug)
+    plug.online[world.devices[0]] = False  # its retained last will, and it stays away
+    await _restart_and_reconcile(sessions, plug)  # closed after the offline grace
 
     (order,) = await orders(sessions)
     assert order.session_id == session_id and order.end_reason == "device_offline"
@@ -1188,3 +1191,101 @@ async def test_a_reading_that_races_stop_does_not_become_the_start(sessions, wor
     assert order is not None
     # an hour of charging must not be billed as 0.010 kWh: the energy is unknown
     assert order.energy_kwh is None
+
+
+# -- review findings: late confirmations, old news, moved plugs, admins ------------------
+
+
+async def test_a_confirmation_after_the_window_fails_the_start_and_switches_off(
+    sessions, world, power, control
+) -> None:
+    t = utcnow()
+    booking_id = await book(sessions, world.chargers[0], t - 20 * MINUTE, t + timedelta(seconds=1))
+    power.delay = 1.5  # the plug answers after the window's end
+    error = await attempt(control.start(booking_id, USER_A))
+    await settle(control)
+    assert isinstance(error, DomainError) and error.key == "err.start_too_late"
+    (failed,) = [s for s in await _sessions_of(sessions, booking_id)]
+    assert failed.status == SessionStatus.FAILED and failed.started_at is None
+    assert (await load(sessions, Booking, booking_id)).status == BookingStatus.ACCEPTED
+    assert power.sent("off"), "the late ON is switched off again"
+    assert await orders(sessions) == []
+
+
+async def test_a_booking_being_started_is_neither_cancelled_nor_a_no_show(
+    sessions, world, power, control
+) -> None:
+    t = utcnow()
+    booking_id = await book(sessions, world.chargers[0], t + 5 * MINUTE, t + 65 * MINUTE)
+    async with sessions() as session:  # switched on in the grace before the window
+        await charging.begin_start(session, booking_id=booking_id, user_id=USER_A, rules=RULES)
+        error = await attempt(bookings.cancel(session, booking_id=booking_id, user_id=USER_A))
+        assert isinstance(error, DomainError) and error.key == "err.booking_started"
+        assert await charging.mark_no_shows(session, t + 2 * timedelta(hours=1)) == 0
+    assert (await load(sessions, Booking, booking_id)).status == BookingStatus.ACCEPTED
+
+
+async def test_stop_of_an_offline_plug_bills_to_when_it_was_last_heard(
+    sessions, world, power, control
+) -> None:
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    device = world.devices[0]
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    heard = started.started_at + timedelta(minutes=3)
+    power.heard[device] = heard
+    power.refuse_off = DeviceOffline  # it dropped off inside the offline grace
+    order, made = await control.stop(
+        started.id, actor=USER_A, at=started.started_at + timedelta(minutes=9)
+    )
+    assert made and order.ended_at == heard and order.minutes == 3
+
+
+async def test_an_off_discovered_on_reconnection_is_billed_to_the_last_contact(
+    sessions, world, power, control
+) -> None:
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    device = world.devices[0]
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    last_contact = started.started_at + timedelta(minutes=2)
+    found = started.started_at + timedelta(minutes=30)
+    power.on[device] = False
+    power.emit(PowerChanged(device, found, on=False, discovered=True, last_heard_at=last_contact))
+    await settle(control)
+    (order,) = await orders(sessions)
+    assert order.ended_at == last_contact and order.end_reason == "device_off"
+
+
+async def test_stop_switches_the_plug_the_session_started_even_after_an_edit(
+    sessions, world, power, control
+) -> None:
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    async with sessions() as session, transaction(session):  # an approved edit moves the plug
+        charger = await session.get(Charger, world.chargers[0])
+        charger.plug_id = "a-new-plug"
+    await control.stop(started.id, actor=USER_A)
+    assert power.sent("off", world.devices[0]) == [None]
+    assert power.sent("off", DeviceRef("tasmota", "a-new-plug")) == []
+
+
+async def test_an_admin_may_close_a_session_and_a_stranger_may_not(
+    sessions, world, power, control
+) -> None:
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    error = await attempt(control.stop(started.id, actor=424242))
+    assert isinstance(error, DomainError) and error.key == "err.not_your_session"
+    order, made = await control.stop(started.id, actor=424242, reason=EndReason.ADMIN, admin=True)
+    assert made and order.end_reason == "admin"
+
+
+async def _sessions_of(sessions, booking_id: int) -> list[ChargingSession]:
+    async with sessions() as session:
+        found = await session.scalars(
+            select(ChargingSession).where(ChargingSession.booking_id == booking_id)
+        )
+        return list(found.all())

@@ -486,8 +486,9 @@ async def test_bot_killed_mid_session_goes_on_with_one_order(
         assert plug.on  # the device keeps the power on (its failsafe is armed)
         second = await _bot_process(api, database_url, broker, tmp_path)
         after = api.last_message_id(RIDER)
-        await driver.press(RIDER, RIDER, started, "Status")
-        await driver.expect(RIDER, "Energy so far", after, timeout=30)
+        query = api.press_button(RIDER, RIDER, started["message_id"], "Status")
+        await api.wait_for_callback_answer(query, timeout=30)  # the new process starts up
+        await driver.expect(RIDER, "Energy so far", after, timeout=10)
         sessions, orders, _ = await rows(database_url)
         assert sessions[0].status == SessionStatus.CHARGING and not orders
 

@@ -42,10 +42,13 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("plug_driver", sa.String(length=16), nullable=False),
+        sa.Column("plug_id", sa.String(length=64), nullable=False),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("stop_requested_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("stopping_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("start_kwh", sa.Double(), nullable=True),
         sa.Column("last_kwh", sa.Double(), nullable=True),
@@ -67,6 +70,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_charging_sessions_status_charger", ["status", "charger_id"], unique=False
         )
+        batch_op.create_index("ix_charging_sessions_plug", ["plug_id", "status"], unique=False)
         batch_op.create_index(
             "uq_charging_sessions_active_charger",
             ["charger_id"],
@@ -123,6 +127,7 @@ def downgrade() -> None:
     op.drop_table("orders")
     with op.batch_alter_table("charging_sessions", schema=None) as batch_op:
         batch_op.drop_index("uq_charging_sessions_active_charger")
+        batch_op.drop_index("ix_charging_sessions_plug")
         batch_op.drop_index("ix_charging_sessions_status_charger")
         batch_op.drop_index(batch_op.f("ix_charging_sessions_booking_id"))
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test-suite: installs what the tests need on a fresh Debian machine (PostgreSQL,
-# mosquitto and Redis binaries; the tests start their own throwaway servers), prepares .venv,
+# mosquitto and Redis binaries, the tests start their own throwaway servers; Chromium for the
+# sandbox's browser tests), prepares .venv,
 # then runs pytest with the given arguments, e.g. `scripts/test.sh tests/test_x.py -q`.
 #
 # Set SKIP_APT=1 to never call apt-get. TEST_POSTGRES_URL / TEST_MQTT_URL / TEST_REDIS_URL
@@ -55,6 +56,25 @@ if [ "${#packages[@]}" -gt 0 ]; then
                 "${sudo[@]}" service "$svc" stop >/dev/null 2>&1 || true
             fi
         done
+    fi
+fi
+
+# The sandbox's browser tests drive Debian's Chromium; they are skipped (with the reason)
+# only when it cannot be installed, so a failure here does not stop the run.
+if ! [ -x /usr/bin/chromium ]; then
+    if [ -n "${SKIP_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
+        log "warning: no /usr/bin/chromium; not installing it (no apt-get or SKIP_APT set)"
+    else
+        sudo=()
+        if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+            if [ -t 0 ]; then sudo=(sudo); else sudo=(sudo -n); fi
+        fi
+        log "installing Debian packages: chromium fonts-noto-color-emoji (browser tests)"
+        if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends chromium fonts-noto-color-emoji; } >/dev/null 2>&1; then
+            log "warning: could not install chromium; the browser tests will be skipped"
+        fi
     fi
 fi
 

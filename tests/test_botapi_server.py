@@ -33,6 +33,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
+from aiohttp import web
 from PIL import Image
 
 from tests.botapi import FakeBotAPI, buttons, parse_html, plain, reply_buttons
@@ -462,6 +463,161 @@ async def test_commands_and_webhook(api: FakeBotAPI, bot: Bot) -> None:
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert (await bot.get_webhook_info()).url == ""
     assert await bot.log_out() is True
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class _Receiver:
+    """A webhook endpoint that records what it got and fails the first ``fail`` POSTs."""
+
+    def __init__(self, fail: int = 0, *, drop: int = 0) -> None:
+        self.fail = fail
+        self.drop = drop  # then this many connections closed without an answer
+        self.received: list[tuple[dict[str, object], str | None, str]] = []
+        self.attempts = 0
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.attempts += 1
+        body = await request.json()
+        secret = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
+        if self.fail > 0:
+            self.fail -= 1
+            return web.Response(status=500, text="boom")
+        if self.drop > 0:
+            self.drop -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=200)
+        self.received.append((body, secret, request.content_type))
+        return web.json_response({})
+
+    async def __aenter__(self) -> _Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def _until(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_webhook_delivery_in_order_with_secret_and_retries(api: FakeBotAPI, bot: Bot) -> None:
+    api.webhook_backoff = (0.05, 0.2)
+    async with _Receiver(fail=2, drop=1) as hook:
+        api.send_text(ANN, ANN, "queued before the webhook")
+        assert await bot.set_webhook(hook.url, secret_token="s3cr3t_TOKEN-1")
+        with pytest.raises(TelegramConflictError, match="webhook is active"):
+            await bot.get_updates()
+        api.send_text(ANN, ANN, "second")
+        api.send_location(ANN, ANN, 31.23, 121.47)
+        await _until(lambda: len(hook.received) == 3)
+        texts = [body["message"].get("text") for body, _, _ in hook.received]  # type: ignore[union-attr]
+        assert texts == ["queued before the webhook", "second", None]
+        assert [body["update_id"] for body, _, _ in hook.received] == [1, 2, 3]
+        assert {secret for _, secret, _ in hook.received} == {"s3cr3t_TOKEN-1"}
+        assert {content_type for _, _, content_type in hook.received} == {"application/json"}
+        # update 1 failed twice (500) and once on a dropped connection, with growing waits
+        first = [attempt for attempt in api.webhook_attempts if attempt[0] == 1]
+        assert [status for _, status, _ in first] == [500, 500, None, 200]
+        waits = [waited for _, _, waited in first]
+        assert waits[0] == 0 and 0 < waits[1] < waits[2] <= waits[3] <= 0.2
+        info = await bot.get_webhook_info()
+        assert info.url == hook.url
+        assert info.pending_update_count == 0
+        assert info.last_error_message and info.last_error_date
+        await api.wait_idle()
+
+        # deleteWebhook switches back: updates wait for getUpdates again
+        assert await bot.delete_webhook()
+        api.send_text(ANN, ANN, "after the webhook")
+        updates = await bot.get_updates(timeout=1)
+        assert [u.message.text for u in updates if u.message] == ["after the webhook"]
+        assert len(hook.received) == 3
+
+
+async def test_webhook_without_secret_and_a_poll_ended_by_set_webhook(
+    api: FakeBotAPI, bot: Bot
+) -> None:
+    async with _Receiver() as hook:
+        poll = asyncio.create_task(bot.get_updates(timeout=5))
+        await api.wait_for_poller()
+        assert await bot.set_webhook(hook.url)
+        with pytest.raises(TelegramConflictError, match="setWebhook"):
+            await poll
+        api.send_text(ANN, ANN, "hi")
+        await _until(lambda: len(hook.received) == 1)
+        assert hook.received[0][1] is None  # no secret header without a secret_token
+        with pytest.raises(TelegramBadRequest, match="HTTPS URL"):
+            await bot.set_webhook("ftp://example.com/hook")
+        assert await bot.set_webhook("")  # an empty URL removes the webhook, like Telegram
+        assert (await bot.get_webhook_info()).url == ""
+
+
+@pytest.mark.parametrize("in_background", [True, False], ids=["background", "in-reply"])
+async def test_aiogram_webhook_bot_end_to_end(
+    api: FakeBotAPI, bot: Bot, in_background: bool
+) -> None:
+    """aiogram's own webhook handler; without background handling it answers in the reply."""
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+
+    dp = Dispatcher()
+    replies = Router()
+
+    @replies.message(Command("inreply"))
+    async def in_reply(message: Message) -> object:
+        return message.answer(f"answered <b>in the reply</b>: {in_background}")
+
+    dp.include_routers(replies, make_router())
+    app = web.Application()
+    SimpleRequestHandler(
+        dp, bot, secret_token="hook-secret", handle_in_background=in_background
+    ).register(app, path="/tg")
+    setup_application(app, dp, bot=bot)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        assert await bot.set_webhook(f"http://{host}:{port}/tg", secret_token="hook-secret")
+        sent = api.send_text(ANN, ANN, "/start")
+        welcome = await api.wait_for_message(
+            ANN, lambda m: "Hello" in plain(m), after=sent["message_id"]
+        )
+        assert buttons(welcome) == [["🏓 Ping"], ["Docs"]]
+        query = api.press_button(ANN, ANN, welcome["message_id"], "Ping")
+        answer = await api.wait_for_callback_answer(query)
+        assert answer["text"] == "Pong!"
+        await api.wait_for_message(ANN, lambda m: plain(m) == "Pinged ✅")
+        api.send_text(ANN, ANN, "/inreply")
+        reply = await api.wait_for_message(
+            ANN, lambda m: plain(m) == f"answered in the reply: {in_background}"
+        )
+        assert reply["entities"][0]["type"] == "bold"
+        await api.wait_idle()
+        assert await bot.delete_webhook()
+    finally:
+        await runner.cleanup()
+    assert all(status == 200 for _, status, _ in api.webhook_attempts)
+    # the answer went back inside the webhook's reply, or as its own API call
+    direct_calls = [p for p in api.calls("sendMessage") if "in the reply" in str(p.get("text"))]
+    assert len(direct_calls) == 1
 
 
 def test_parse_html_matches_telegram() -> None:

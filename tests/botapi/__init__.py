@@ -1,9 +1,7 @@
-"""A local fake Telegram Bot API server for end-to-end tests of the bot.
+"""The local Bot API server for end-to-end tests: it lives in :mod:`sandbox.botapi`
+(the sandbox serves it too); re-exported here so tests import it from one place."""
 
-See :mod:`tests.botapi.server` for details; the public API is re-exported here.
-"""
-
-from .server import (
+from sandbox.botapi import (
     FakeBotAPI,
     HtmlParseError,
     Upload,

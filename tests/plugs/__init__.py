@@ -1,7 +1,5 @@
-"""Simulated smart plugs that speak the real MQTT protocols (for the bridge tests)."""
+"""Simulated smart plugs (they live in :mod:`sandbox.plugs`; re-exported for the tests)."""
 
-from tests.plugs.base import SimPlug
-from tests.plugs.shelly import SimShelly
-from tests.plugs.tasmota import SimTasmota
+from sandbox.plugs import SimPlug, SimShelly, SimTasmota
 
 __all__ = ["SimPlug", "SimShelly", "SimTasmota"]

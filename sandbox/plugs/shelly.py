@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from tests.plugs.base import SimPlug
+from sandbox.plugs.base import SimPlug
 
 
 class SimShelly(SimPlug):

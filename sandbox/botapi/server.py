@@ -1,9 +1,10 @@
-"""An in-process fake of the Telegram Bot API for end-to-end bot tests.
+"""A local, in-process Telegram Bot API server (the sandbox's Telegram, and the tests').
 
 ``FakeBotAPI`` is a real HTTP server (aiohttp) that speaks the Bot API wire
 protocol, so an unmodified aiogram ``Bot`` with
 ``AiohttpSession(api=TelegramAPIServer.from_base(server.url))`` talks to it exactly
-as it would talk to api.telegram.org, long-polling ``getUpdates`` included.
+as it would talk to api.telegram.org, long-polling ``getUpdates`` included. With a
+webhook set (``setWebhook``), updates are POSTed to its URL instead, as Telegram does.
 
 Tests play the users (``send_text``, ``press_button``, ...), which queues updates
 for the bot, and then inspect what the bot did (``history``, ``wait_for_message``,
@@ -21,6 +22,13 @@ Fidelity notes:
   parsed (the text is stored verbatim).
 * Errors use Telegram's status codes and descriptions, so aiogram raises the same
   exception classes (``TelegramBadRequest``, ``TelegramRetryAfter``, ...).
+* Webhooks: while a URL is set, each update is POSTed to it as a JSON body, one at a
+  time and in order, with ``X-Telegram-Bot-Api-Secret-Token`` when a ``secret_token``
+  was given. A non-2xx answer or a connection error is retried with exponential
+  backoff (``webhook_backoff``) and shows in ``getWebhookInfo``'s ``last_error_*``;
+  ``getUpdates`` answers 409 meanwhile, ``deleteWebhook`` switches back to polling.
+  A 2xx answer whose body is a Bot API call (``{"method": ...}``, JSON or form, as
+  aiogram's "reply into webhook" sends) is executed, like Telegram does.
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any, Self
+from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_request import FileField
 
@@ -700,6 +710,16 @@ class FakeBotAPI:
         self._closing = False
         self._runner: web.AppRunner | None = None
 
+        #: Webhook retry delays: (first, longest) seconds, doubling after each failure.
+        self.webhook_backoff: tuple[float, float] = (0.05, 5.0)
+        #: How long one webhook POST may take before it counts as failed.
+        self.webhook_timeout: float = 60.0
+        #: Every webhook POST attempt: (update_id, HTTP status or None on a
+        #: connection error, seconds waited before the attempt).
+        self.webhook_attempts: list[tuple[int, int | None, float]] = []
+        self._webhook_task: asyncio.Task[None] | None = None
+        self._webhook_error: JsonDict = {}
+
         handlers: dict[str, Callable[[JsonDict], Any]] = {
             "getMe": self._get_me,
             "logOut": self._ok,
@@ -750,6 +770,7 @@ class FakeBotAPI:
         """Stop the server; pending long polls return an empty result first."""
         self._closing = True
         self._notify()
+        await self._stop_webhook_delivery()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -1035,6 +1056,52 @@ class FakeBotAPI:
                 line += " (deleted)"
             lines.append(line)
         return "\n".join(lines) or "  (no messages)"
+
+    @property
+    def version(self) -> int:
+        """A counter that grows whenever a message is added, edited or deleted."""
+        return self._seq
+
+    async def wait_for_change(self, since: int, timeout: float) -> int:  # noqa: ASYNC109
+        """Wait until :attr:`version` differs from ``since`` (or ``timeout``); return it."""
+        deadline = time.monotonic() + timeout
+        while self._seq == since and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self._wait_change(remaining)
+        return self._seq
+
+    def keyboard_markup(self, chat_id: int) -> JsonDict | None:
+        """The reply keyboard markup the user currently sees in the chat, as the bot sent it."""
+        keyboard = self._chat(chat_id).keyboard
+        return copy.deepcopy(keyboard) if keyboard else None
+
+    def chat_info(self, chat_id: int) -> JsonDict:
+        """The Chat dict of a registered chat."""
+        return dict(self._chat(chat_id).info)
+
+    def user_info(self, user_id: int) -> JsonDict:
+        """The User dict of a registered user."""
+        return dict(self._user(user_id))
+
+    def store_photo(self, data: bytes) -> list[JsonDict]:
+        """Store an image as Telegram stores a photo; returns its ``PhotoSize`` list.
+
+        For data prepared outside a chat (a sandbox's demo listings): the bot can send
+        it by the ``file_id`` of the last (largest) size.
+        """
+        size = _image_size(data)
+        if size is None:
+            raise ValueError("not an image")
+        return self._store_photo(data, size)
+
+    def file_info(self, file_id: str) -> tuple[bytes, str]:
+        """Content and MIME type of a stored file."""
+        stored = self._files.get(file_id)
+        if stored is None:
+            raise KeyError(f"unknown file_id {file_id!r}")
+        return stored.data, stored.mime_type or "application/octet-stream"
 
     # ------------------------------------------------------------------ waiting
 
@@ -1610,6 +1677,12 @@ class FakeBotAPI:
         """Wait up to ``seconds`` for deliverable updates (the long poll)."""
         deadline = time.monotonic() + seconds
         while True:
+            if self._webhook.get("url"):
+                raise _ApiError(
+                    409,
+                    "Conflict: terminated by setWebhook request; "
+                    "use deleteWebhook to delete the webhook first",
+                )
             if generation != self._poll_generation:
                 raise _ApiError(
                     409,
@@ -1630,16 +1703,147 @@ class FakeBotAPI:
         return any(key in self._allowed_updates for key in update if key != "update_id")
 
     def _set_webhook(self, params: JsonDict) -> bool:
+        url = str(params.get("url") or "")
+        if not url:  # Telegram: an empty URL removes the webhook
+            return self._delete_webhook(params)
+        if not url.startswith(("http://", "https://")):
+            # Telegram wants HTTPS; a local server also takes http:// for local bots
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise _bad("secret token contains unallowed characters")
         self._webhook = {key: value for key, value in params.items() if key != "certificate"}
+        self._webhook_error = {}
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(allowed) or None
         if params.get("drop_pending_updates"):
             self._drop_pending_updates()
+        self._poll_generation += 1  # a running long poll ends with 409
+        self._touch()
+        if self._webhook_task is None or self._webhook_task.done():
+            self._webhook_task = asyncio.create_task(self._deliver_webhooks())
         return True
 
     def _delete_webhook(self, params: JsonDict) -> bool:
         self._webhook = {}
+        self._webhook_error = {}
         if params.get("drop_pending_updates"):
             self._drop_pending_updates()
+        self._touch()  # the delivery task sees no URL and ends
         return True
+
+    async def _stop_webhook_delivery(self) -> None:
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver_webhooks(self) -> None:
+        """POST queued updates to the webhook, in order, until the webhook is removed."""
+        first, longest = self.webhook_backoff
+        delay = 0.0
+        async with aiohttp.ClientSession() as http:
+            while not self._closing:
+                url = str(self._webhook.get("url") or "")
+                if not url:
+                    return
+                if self._allowed_updates is not None:
+                    self._updates = [u for u in self._updates if self._is_allowed(u)]
+                if not self._updates:
+                    delay = 0.0
+                    await self._wait_change(30)
+                    continue
+                update = self._updates[0]
+                if delay:
+                    await asyncio.sleep(delay)
+                    if self._webhook.get("url") != url or not self._updates:
+                        continue  # changed meanwhile: start over
+                    update = self._updates[0]
+                _status, error = await self._post_update(http, url, update, delay)
+                if error is None:
+                    delay = 0.0
+                    if self._updates and self._updates[0] is update:
+                        self._updates.pop(0)
+                    self._delivered_upto = max(self._delivered_upto, update["update_id"])
+                    self._touch()
+                else:
+                    self._webhook_error = {
+                        "last_error_date": int(time.time()),
+                        "last_error_message": error,
+                    }
+                    delay = min(longest, max(first, delay * 2))
+
+    async def _post_update(
+        self, http: aiohttp.ClientSession, url: str, update: JsonDict, waited: float
+    ) -> tuple[int | None, str | None]:
+        """One delivery attempt: (HTTP status, error message or None on success)."""
+        headers = {"Content-Type": "application/json"}
+        if secret := self._webhook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = str(secret)
+        self._inflight += 1
+        self._touch()
+        status: int | None = None
+        try:
+            async with http.post(
+                url,
+                data=json.dumps(update, ensure_ascii=False),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+            ) as response:
+                status = response.status
+                if not 200 <= status < 300:
+                    return status, f"Wrong response from the webhook: {status} {response.reason}"
+                await self._run_webhook_reply(response)
+                return status, None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return None, f"Connection failed: {type(exc).__name__}: {exc}".rstrip(": ")
+        finally:
+            self.webhook_attempts.append((update["update_id"], status, waited))
+            self._inflight -= 1
+            self._touch()
+
+    async def _run_webhook_reply(self, response: aiohttp.ClientResponse) -> None:
+        """Execute a Bot API call sent back as the webhook's answer (errors are dropped)."""
+        params: JsonDict = {}
+        uploads: dict[str, Upload] = {}
+        if response.content_type == "application/json":
+            with contextlib.suppress(ValueError):
+                body = await response.json(content_type=None)
+                if isinstance(body, dict):
+                    params.update(body)
+        elif response.content_type == "multipart/form-data":
+            reader = aiohttp.MultipartReader(response.headers, response.content)
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
+                    continue
+                if part.filename:
+                    data = bytes(await part.read(decode=True))
+                    content_type = part.headers.get("Content-Type", "application/octet-stream")
+                    uploads[part.name] = Upload(part.filename, content_type, data)
+                else:
+                    params[part.name] = _decode_value(part.name, await part.text())
+        elif response.content_type == "application/x-www-form-urlencoded":
+            for key, value in parse_qsl(await response.text()):
+                params[key] = _decode_value(key, value)
+        method = str(params.pop("method", "") or "")
+        if not method:
+            return
+        for key, value in list(params.items()):
+            if isinstance(value, str) and value.startswith("attach://"):
+                part_name = value.removeprefix("attach://")
+                if part_name in uploads:
+                    params[key] = uploads.pop(part_name)
+        params.update(uploads)
+        name, handler = self._methods.get(method.lower(), (method, None))
+        if handler is None or name in ("getUpdates", "setWebhook", "deleteWebhook"):
+            return
+        self.requests.append((name, params))
+        with contextlib.suppress(_ApiError):
+            result = handler(params)
+            if inspect.isawaitable(result):
+                await result
 
     def _drop_pending_updates(self) -> None:
         self._delivered_upto = self._last_update_id
@@ -1651,7 +1855,10 @@ class FakeBotAPI:
             "url": str(self._webhook.get("url", "")),
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
+            **self._webhook_error,
         }
+        if self._webhook.get("max_connections"):
+            info["max_connections"] = int(self._webhook["max_connections"])
         if allowed := self._webhook.get("allowed_updates"):
             info["allowed_updates"] = allowed
         return info

@@ -39,6 +39,11 @@ class SimPlug:
         self.connections = 0
         self.background: set[asyncio.Future[None]] = set()
 
+    @property
+    def online(self) -> bool:
+        """Connected to the broker (its last will says Online)."""
+        return self._ready.is_set()
+
     # -- meter -------------------------------------------------------------------------
     def energy_wh(self) -> float:
         now = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.plugs.base import SimPlug
+from sandbox.plugs.base import SimPlug
 
 
 class SimTasmota(SimPlug):

@@ -1,0 +1,24 @@
+"""A local Telegram Bot API server (used by the sandbox and by the tests).
+
+See :mod:`sandbox.botapi.server` for details; the public API is re-exported here.
+"""
+
+from .server import (
+    FakeBotAPI,
+    HtmlParseError,
+    Upload,
+    buttons,
+    parse_html,
+    plain,
+    reply_buttons,
+)
+
+__all__ = [
+    "FakeBotAPI",
+    "HtmlParseError",
+    "Upload",
+    "buttons",
+    "parse_html",
+    "plain",
+    "reply_buttons",
+]

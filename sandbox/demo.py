@@ -1,0 +1,175 @@
+"""The sandbox's demo world: its people, and a few approved shops around a city centre.
+
+The shops are submitted and approved through the product's own services, so the
+moderation group gets its review cards and the merchant the approval and the
+printable QR labels, as for any listing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import Listing
+from services import listings, users
+from services.listing_draft import ChargerDraft, ListingDraft
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    phone: str
+    language: str = "en"
+
+
+# People's Square, Shanghai (the default TIMEZONE is Asia/Shanghai)
+CENTRE = (31.2304, 121.4737)
+USER = Person(1001, "Lin", "8613800001001")
+MERCHANT = Person(2001, "Mia", "8613800002001")
+ADMINS = (Person(901, "Ada", "8613800000901"), Person(902, "Ben", "8613800000902"))
+GROUP_ID = -1001234567890
+GROUP_TITLE = "ChargeShare moderation"
+PEOPLE = (USER, MERCHANT, *ADMINS)
+
+EVERY_DAY = {str(day): [["00:00", "24:00"]] for day in range(7)}
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    name: str
+    address: str
+    latitude: float
+    longitude: float
+    area_m2: float
+    colour: tuple[int, int, int]
+    chargers: tuple[ChargerDraft, ...]
+
+
+def _charger(method: str, kinds: list[str], supply: str, price: str, unit: str, plug: str):
+    driver = "shelly" if plug.startswith("shelly") else "tasmota"
+    return ChargerDraft(
+        method=method,
+        device_kinds=kinds,
+        device_models="",
+        supply_kind=supply.split(" ", 1)[0],
+        supply_model=supply,
+        hours=dict(EVERY_DAY),
+        price_unit=unit,
+        price=price,
+        currency="CNY",
+        plug_driver=driver,
+        plug_id=plug,
+    )
+
+
+SHOPS = (
+    DemoShop(
+        "Volt Café",
+        "120 Nanjing West Rd",
+        31.2329,
+        121.4712,
+        45,
+        (214, 96, 60),
+        (
+            _charger(
+                "socket",
+                ["e_bike", "e_scooter"],
+                "Smart socket Sonoff",
+                "2.50",
+                "hour",
+                "tasmota_volt_1",
+            ),
+            _charger(
+                "usb", ["phone_laptop"], "USB hub Anker", "1.00", "hour", "shellyplugsg3-volt02"
+            ),
+        ),
+    ),
+    DemoShop(
+        "Bund Bike Hub",
+        "18 Zhongshan East 1st Rd",
+        31.2396,
+        121.4903,
+        80,
+        (52, 120, 200),
+        (_charger("socket", ["e_bike"], "Smart socket Nous", "3.00", "hour", "tasmota_bund_1"),),
+    ),
+    DemoShop(
+        "Xintiandi EV Point",
+        "181 Taicang Rd",
+        31.2203,
+        121.4751,
+        300,
+        (40, 150, 110),
+        (_charger("ac_slow", ["ev_car"], "Wallbox Pulsar", "1.80", "kwh", "shellypro1pm-xtd01"),),
+    ),
+)
+
+
+def storefront_png(name: str, colour: tuple[int, int, int]) -> bytes:
+    """A drawn storefront: a coloured facade with the shop's sign, a door and windows."""
+    width, height = 640, 420
+    image = Image.new("RGB", (width, height), (235, 238, 242))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((40, 60, width - 40, height - 30), fill=colour)
+    draw.rectangle((60, 80, width - 60, 150), fill=(250, 250, 245))
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    font_path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+    font = (
+        ImageFont.truetype(str(font_path), 40)
+        if font_path.exists()
+        else ImageFont.load_default(size=40)
+    )
+    text_width = draw.textlength(name, font=font)
+    draw.text(((width - text_width) / 2, 92), name, fill=(40, 40, 40), font=font)
+    draw.rectangle((270, 220, 370, height - 30), fill=(70, 55, 45))
+    for left in (80, 420):
+        draw.rectangle((left, 200, left + 140, 320), fill=(190, 225, 245))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def listing_draft(shop: DemoShop, photo_file_id: str) -> ListingDraft:
+    return ListingDraft(
+        contact_phone="+" + MERCHANT.phone,
+        shop_name=shop.name,
+        photo_file_id=photo_file_id,
+        area_m2=float(shop.area_m2),
+        latitude=shop.latitude,
+        longitude=shop.longitude,
+        address=shop.address,
+        chargers=[ChargerDraft(**vars(charger)) for charger in shop.chargers],
+    )
+
+
+async def seed(
+    sessions: async_sessionmaker[AsyncSession],
+    store_photo,  # (png bytes) -> file_id the bot can send
+) -> bool:
+    """Create the people and the approved demo shops, once; False when already there."""
+    async with sessions() as session:
+        if await session.scalar(select(func.count()).select_from(Listing)):
+            return False
+        for person in PEOPLE:
+            await users.touch(session, person.id, person.name, None, person.language)
+        for shop in SHOPS:
+            file_id = store_photo(storefront_png(shop.name, shop.colour))
+            revision = await listings.submit(
+                session,
+                merchant_id=MERCHANT.id,
+                draft=listing_draft(shop, file_id),
+                moderation_chat_id=GROUP_ID,
+            )
+            await listings.approve(
+                session,
+                revision_id=revision.id,
+                admin_id=ADMINS[0].id,
+                moderation_chat_id=GROUP_ID,
+            )
+    return True

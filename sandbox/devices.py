@@ -1,0 +1,145 @@
+"""Simulated smart plugs for every charger in the sandbox's database.
+
+Each charger's plug (a Tasmota topic or a Shelly device id, as the merchant entered
+it) gets a simulated device on the broker as soon as the charger exists, so a
+listing submitted in the web page can be charged at once after approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import Charger, Listing
+from sandbox.plugs import SimPlug, SimShelly, SimTasmota
+
+log = logging.getLogger(__name__)
+
+# what the simulated load draws, by charging method (W)
+WATTS = {"ac_slow": 7000.0, "dc_fast": 30000.0, "socket": 350.0, "usb": 45.0, "other": 500.0}
+
+
+@dataclass
+class ChargerView:
+    id: int
+    listing_id: int
+    shop: str
+    latitude: float | None
+    longitude: float | None
+    position: int
+    method: str
+    driver: str
+    plug_id: str
+    token: str
+
+
+class PlugFarm:
+    """Keeps one simulated plug per (driver, plug id) of the database's chargers."""
+
+    def __init__(
+        self,
+        mqtt_url: str,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        tele_period: float = 2.0,
+        interval: float = 1.0,
+    ) -> None:
+        self.mqtt_url = mqtt_url
+        self.sessions = sessions
+        self.tele_period = tele_period
+        self.interval = interval
+        self.plugs: dict[tuple[str, str], SimPlug] = {}
+        self.chargers: list[ChargerView] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def sync(self) -> None:
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Charger, Listing)
+                    .join(Listing, Charger.listing_id == Listing.id)
+                    .where(Charger.active, Listing.published)
+                    .order_by(Listing.id, Charger.position)
+                )
+            ).all()
+        self.chargers = [
+            ChargerView(
+                id=charger.id,
+                listing_id=listing.id,
+                shop=listing.shop_name or "",
+                latitude=listing.latitude,
+                longitude=listing.longitude,
+                position=charger.position,
+                method=charger.method,
+                driver=charger.plug_driver,
+                plug_id=charger.plug_id,
+                token=charger.qr_token,
+            )
+            for charger, listing in rows
+        ]
+        for view in self.chargers:
+            key = (view.driver, view.plug_id)
+            if key in self.plugs or not view.plug_id:
+                continue
+            cls = SimShelly if view.driver == "shelly" else SimTasmota
+            plug = cls(
+                self.mqtt_url,
+                view.plug_id,
+                watts=WATTS.get(view.method, 500.0),
+                tele_period=self.tele_period,
+            )
+            self.plugs[key] = plug
+            await plug.start()
+            log.info("simulated %s plug %s is online", view.driver, view.plug_id)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except Exception:  # a busy database now and then: try again shortly
+                log.exception("could not sync the simulated plugs")
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for plug in self.plugs.values():
+            with contextlib.suppress(Exception):
+                await plug.stop()
+
+    def plug(self, driver: str, plug_id: str) -> SimPlug | None:
+        return self.plugs.get((driver, plug_id))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The chargers with their plugs' live state, for the page."""
+        out = []
+        for view in self.chargers:
+            plug = self.plug(view.driver, view.plug_id)
+            out.append(
+                {
+                    "id": view.id,
+                    "listing_id": view.listing_id,
+                    "shop": view.shop,
+                    "number": view.position + 1,
+                    "method": view.method,
+                    "driver": view.driver,
+                    "plug_id": view.plug_id,
+                    "online": bool(plug and plug.online),
+                    "on": bool(plug and plug.on),
+                    "watts": (plug.watts if plug and plug.on else 0.0),
+                    "energy_kwh": round(plug.energy_wh() / 1000.0, 5) if plug else 0.0,
+                }
+            )
+        return out

@@ -1,0 +1,328 @@
+"""The sandbox's web page: three chat panes (a user, a merchant, the admins' group)
+over the local Bot API server, and the demo chargers with their QR labels and plugs.
+
+Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
+
+- ``GET  /api/state?v=N``   the three chats (long-polls while the version is N)
+- ``GET  /api/chargers``    chargers with their plugs' live relay state and energy
+- ``GET  /api/map``         the city centre and the shops, for the little maps
+- ``GET  /api/file/{id}``   a stored file (photos)
+- ``GET  /api/label/{id}``  a charger's QR label: the PNG the bot sent the merchant
+- ``POST /api/send``        text (``chat``, ``text``, optional ``actor``, ``reply_to``)
+- ``POST /api/photo``       multipart ``chat``, ``file``, optional ``caption``, ``actor``
+- ``POST /api/location``    ``chat``, ``latitude``, ``longitude``
+- ``POST /api/contact``     ``chat``: the acting person shares their own phone number
+- ``POST /api/press``       ``chat``, ``message_id``, ``data``: an inline button; waits
+  for the bot's callback answer and returns it
+- ``POST /api/scan``        ``charger_id``: decodes the label like a phone camera and
+  sends what the camera's link opens (``/start <token>``) as the user
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.callbacks import QrCb
+from sandbox import demo
+from sandbox.botapi import FakeBotAPI
+from sandbox.devices import PlugFarm
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+JsonDict = dict[str, Any]
+
+PANES: dict[str, JsonDict] = {
+    "user": {"chat": demo.USER.id, "actors": [demo.USER], "role": "User"},
+    "merchant": {"chat": demo.MERCHANT.id, "actors": [demo.MERCHANT], "role": "Merchant"},
+    "group": {"chat": demo.GROUP_ID, "actors": list(demo.ADMINS), "role": "Admins' group"},
+}
+
+
+def decode_qr(png: bytes) -> str | None:
+    """The text of the QR code in an image, as a phone's camera reads it."""
+    try:
+        import zxingcpp
+        from PIL import Image
+    except ImportError:  # pragma: no cover - zxing-cpp is a sandbox dependency
+        return None
+    codes = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return codes[0].text if codes else None
+
+
+class WebPage:
+    def __init__(
+        self,
+        api: FakeBotAPI,
+        farm: PlugFarm,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.api = api
+        self.farm = farm
+        self.sessions = sessions
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=20 * 1024 * 1024)
+        app.router.add_get("/", self.index)
+        app.router.add_static("/static/", STATIC)
+        app.router.add_get("/api/state", self.state)
+        app.router.add_get("/api/chargers", self.chargers)
+        app.router.add_get("/api/map", self.map_data)
+        app.router.add_get("/api/file/{file_id}", self.file)
+        app.router.add_get("/api/label/{charger_id}", self.label)
+        app.router.add_post("/api/send", self.send)
+        app.router.add_post("/api/photo", self.photo)
+        app.router.add_post("/api/location", self.location)
+        app.router.add_post("/api/contact", self.contact)
+        app.router.add_post("/api/press", self.press)
+        app.router.add_post("/api/scan", self.scan)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(
+            self.application(), access_log=None, handler_cancellation=True, shutdown_timeout=1
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _pane(name: str) -> JsonDict:
+        pane = PANES.get(name)
+        if pane is None:
+            raise web.HTTPBadRequest(text=f"unknown chat {name!r}")
+        return pane
+
+    def _actor(self, pane: JsonDict, raw: object) -> demo.Person:
+        actors: list[demo.Person] = pane["actors"]
+        if raw in (None, ""):
+            return actors[0]
+        for person in actors:
+            if str(person.id) == str(raw):
+                return person
+        raise web.HTTPBadRequest(text=f"{raw} cannot write in this chat")
+
+    @staticmethod
+    async def _body(request: web.Request) -> JsonDict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="expected a JSON body") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        return body
+
+    def _message_ref(self, message: JsonDict) -> JsonDict:
+        return {"message_id": message["message_id"]}
+
+    # -- pages --------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def state(self, request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("v", "-1"))
+        except ValueError:
+            since = -1
+        version = self.api.version
+        if since == version:
+            version = await self.api.wait_for_change(since, 20.0)
+        chats = {}
+        for name, pane in PANES.items():
+            chat_id = pane["chat"]
+            chats[name] = {
+                "id": chat_id,
+                "title": (
+                    demo.GROUP_TITLE if chat_id < 0 else self.api.user_info(chat_id)["first_name"]
+                ),
+                "role": pane["role"],
+                "actors": [{"id": p.id, "name": p.name} for p in pane["actors"]],
+                "messages": [m for m in self.api.history(chat_id) if not m.get("deleted")],
+                "keyboard": self.api.keyboard_markup(chat_id),
+            }
+        return web.json_response(
+            {
+                "version": version,
+                "bot": {"id": self.api.bot_id, "username": self.api.bot_username},
+                "chats": chats,
+            }
+        )
+
+    async def chargers(self, request: web.Request) -> web.Response:
+        items = self.farm.snapshot()
+        for item in items:
+            label = self._label_message(item["id"])
+            item["label"] = f"/api/label/{item['id']}?m={label['message_id']}" if label else None
+        return web.json_response({"chargers": items})
+
+    async def map_data(self, request: web.Request) -> web.Response:
+        shops: dict[int, JsonDict] = {}
+        for view in self.farm.chargers:
+            if view.latitude is not None and view.longitude is not None:
+                shops.setdefault(
+                    view.listing_id,
+                    {"name": view.shop, "latitude": view.latitude, "longitude": view.longitude},
+                )
+        return web.json_response(
+            {
+                "centre": {"latitude": demo.CENTRE[0], "longitude": demo.CENTRE[1]},
+                "shops": list(shops.values()),
+            }
+        )
+
+    async def file(self, request: web.Request) -> web.Response:
+        try:
+            data, mime = self.api.file_info(request.match_info["file_id"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        if data.startswith(b"\x89PNG"):
+            mime = "image/png"
+        return web.Response(body=data, content_type=mime, headers={"Cache-Control": "max-age=3600"})
+
+    # -- QR labels ----------------------------------------------------------------------
+    def _label_message(self, charger_id: int) -> JsonDict | None:
+        """The newest label the bot sent the merchant for that charger (its photo has
+        the "Renew this QR code" button that names the charger)."""
+        found = None
+        for message in self.api.bot_messages(demo.MERCHANT.id):
+            if "photo" not in message:
+                continue
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+                for button in row:
+                    data = button.get("callback_data") or ""
+                    if not data.startswith(QrCb.__prefix__ + ":"):
+                        continue
+                    try:
+                        payload = QrCb.unpack(data)
+                    except (ValueError, TypeError):
+                        continue
+                    if payload.action == "renew" and payload.ref == charger_id:
+                        found = message
+        return found
+
+    def _label_png(self, charger_id: int) -> bytes:
+        message = self._label_message(charger_id)
+        if message is None:
+            raise web.HTTPNotFound(text="the bot has not sent this charger's label yet")
+        data, _ = self.api.file_info(message["photo"][-1]["file_id"])
+        return data
+
+    async def label(self, request: web.Request) -> web.Response:
+        try:
+            charger_id = int(request.match_info["charger_id"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        return web.Response(body=self._label_png(charger_id), content_type="image/png")
+
+    async def scan(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        try:
+            charger_id = int(body.get("charger_id", 0))
+        except (TypeError, ValueError):
+            raise web.HTTPBadRequest(text="charger_id must be a number") from None
+        png = self._label_png(charger_id)
+        link = await asyncio.to_thread(decode_qr, png)
+        if link is None:
+            raise web.HTTPUnprocessableEntity(text="no QR code could be read from the label")
+        parts = urlsplit(link)
+        start = parse_qs(parts.query).get("start", [""])[0]
+        # the camera opens https://t.me/<bot>?start=<token>; Telegram sends "/start <token>"
+        text = f"/start {start}" if start else "/start"
+        message = self.api.send_text(demo.USER.id, demo.USER.id, text)
+        return web.json_response({"link": link, "text": text, **self._message_ref(message)})
+
+    # -- acting -------------------------------------------------------------------------
+    async def send(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        pane = self._pane(str(body.get("chat")))
+        person = self._actor(pane, body.get("actor"))
+        text = str(body.get("text") or "").strip()
+        if not text:
+            raise web.HTTPBadRequest(text="empty message")
+        reply_to = body.get("reply_to")
+        try:
+            message = self.api.send_text(
+                pane["chat"],
+                person.id,
+                text,
+                reply_to_message_id=int(reply_to) if reply_to else None,
+            )
+        except ValueError as error:
+            raise web.HTTPBadRequest(text=str(error)) from None
+        return web.json_response(self._message_ref(message))
+
+    async def photo(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        pane = self._pane(str(form.get("chat")))
+        person = self._actor(pane, form.get("actor"))
+        upload = form.get("file")
+        if upload is None or not hasattr(upload, "file"):
+            raise web.HTTPBadRequest(text="no file")
+        data = upload.file.read()
+        caption = str(form.get("caption") or "") or None
+        try:
+            message = self.api.send_photo(pane["chat"], person.id, data=data, caption=caption)
+        except ValueError as error:
+            raise web.HTTPBadRequest(text=str(error)) from None
+        return web.json_response(self._message_ref(message))
+
+    async def location(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        pane = self._pane(str(body.get("chat")))
+        person = self._actor(pane, body.get("actor"))
+        try:
+            latitude = float(body["latitude"])
+            longitude = float(body["longitude"])
+        except (KeyError, TypeError, ValueError):
+            raise web.HTTPBadRequest(text="latitude and longitude are required") from None
+        if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            raise web.HTTPBadRequest(text="not a place on Earth")
+        message = self.api.send_location(pane["chat"], person.id, latitude, longitude)
+        return web.json_response(self._message_ref(message))
+
+    async def contact(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        pane = self._pane(str(body.get("chat")))
+        person = self._actor(pane, body.get("actor"))
+        message = self.api.send_contact(
+            pane["chat"], person.id, person.phone, person.name, contact_user_id=person.id
+        )
+        return web.json_response(self._message_ref(message))
+
+    async def press(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        pane = self._pane(str(body.get("chat")))
+        person = self._actor(pane, body.get("actor"))
+        try:
+            message_id = int(body["message_id"])
+            data = str(body["data"])
+        except (KeyError, TypeError, ValueError):
+            raise web.HTTPBadRequest(text="message_id and data are required") from None
+        try:
+            query_id = self.api.press(pane["chat"], person.id, message_id, data)
+        except AssertionError as error:
+            raise web.HTTPBadRequest(text=str(error)) from None
+        try:
+            answer = await self.api.wait_for_callback_answer(query_id, timeout=10)
+        except AssertionError:
+            answer = {"text": None, "show_alert": False, "unanswered": True}
+        return web.json_response({"answer": answer})

@@ -1,0 +1,178 @@
+"""The offline sandbox without a browser: `python -m bot` without BOT_TOKEN starts it
+(with the embedded amqtt broker here), the token switch, and a charge driven through
+the page's JSON API on amqtt (the browser test uses mosquitto where it is installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from models.base import utcnow
+from sandbox import demo
+from sandbox.env import has_bot_token
+from sandbox.runner import Sandbox
+from services import bookings
+from services.bookings import BookingRules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bot_token_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    env_file = tmp_path / ".env"
+    assert not has_bot_token(env_file)  # no .env
+    env_file.write_text("BOT_TOKEN=\nSANDBOX_PORT=0\n")
+    assert not has_bot_token(env_file)  # empty
+    env_file.write_text("BOT_TOKEN=123456:replace-with-your-token\n")
+    assert not has_bot_token(env_file)  # .env.example's placeholder
+    env_file.write_text("BOT_TOKEN=42:real\n")
+    assert has_bot_token(env_file)
+    env_file.write_text("")
+    monkeypatch.setenv("BOT_TOKEN", "42:from-the-environment")
+    assert has_bot_token(env_file)
+
+
+async def test_python_m_bot_without_token_starts_the_sandbox(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() != "BOT_TOKEN"}
+    env |= {"PYTHONPATH": str(ROOT), "SANDBOX_PORT": "0", "SANDBOX_BROKER": "amqtt"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,  # no .env there; the demo database goes to tmp_path/data
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        url = ""
+        async with asyncio.timeout(90):
+            while not url:
+                line = (await process.stdout.readline()).decode()
+                assert line, "the sandbox exited:\n" + "".join(output)
+                output.append(line)
+                if line.strip().startswith("http://127.0.0.1:"):
+                    url = line.strip().rstrip("/")
+        assert any("amqtt" in line for line in output), "".join(output)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/") as response:
+                assert response.status == 200
+                assert "ChargeShare sandbox" in await response.text()
+            async with asyncio.timeout(30):
+                while True:
+                    async with http.get(url + "/api/chargers") as response:
+                        chargers = (await response.json())["chargers"]
+                    if len(chargers) == 4 and all(c["online"] and c["label"] for c in chargers):
+                        break
+                    await asyncio.sleep(0.2)
+        assert (tmp_path / "data" / "sandbox.db").exists()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            rest, _ = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+    assert process.returncode == 0, "".join(output) + rest.decode()
+    assert "Traceback" not in rest.decode()
+
+
+def charger_kind(method: str) -> str:
+    """A device kind the demo charger with that method fits."""
+    return {"usb": "phone_laptop", "ac_slow": "ev_car"}.get(method, "e_bike")
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    sandbox = Sandbox(
+        port=0,
+        database=tmp_path / "sandbox.db",
+        env_file=None,
+        broker="amqtt",
+        tele_period=0.3,
+        scheduler_interval_seconds=0.5,
+        device_confirm_seconds=5,
+    )
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -> None:
+    assert sandbox.broker is not None and sandbox.broker.kind == "amqtt"
+    assert sandbox.app is not None and sandbox.farm is not None
+    api = sandbox.api
+    charger = next(c for c in sandbox.farm.chargers if c.driver == "shelly")
+    # an accepted booking for now (the booking flow itself is clicked in the browser test)
+    now = utcnow()
+    async with sandbox.app.sessions() as session:
+        booking = await bookings.request(
+            session,
+            user_id=demo.USER.id,
+            charger_id=charger.id,
+            device_kind=charger_kind(charger.method),
+            device_model="",
+            start=now,
+            end=now + timedelta(hours=1),
+            rules=BookingRules(zone=sandbox.app.settings.zone),
+            now=now,
+        )
+        await bookings.accept(session, booking_id=booking.id, merchant_id=demo.MERCHANT.id, now=now)
+
+    async with aiohttp.ClientSession(base_url=sandbox.url) as http:
+
+        async def post(path: str, body: dict) -> dict:
+            async with http.post(path, json=body) as response:
+                assert response.status == 200, await response.text()
+                return await response.json()
+
+        async with asyncio.timeout(20):  # the bot sends the demo labels at start
+            while True:
+                async with http.get("/api/chargers") as response:
+                    listed = {c["id"]: c for c in (await response.json())["chargers"]}
+                if listed[charger.id]["label"]:
+                    break
+                await asyncio.sleep(0.2)
+
+        after = api.last_message_id(demo.USER.id)
+        scanned = await post("/api/scan", {"charger_id": charger.id})
+        assert scanned["link"] == f"https://t.me/{api.bot_username}?start={charger.token}"
+        assert scanned["text"] == f"/start {charger.token}"
+        card = await api.wait_for_message(
+            demo.USER.id, lambda m: "press Start" in m.get("text", ""), after=after
+        )
+        data = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        pressed = await post(
+            "/api/press", {"chat": "user", "message_id": card["message_id"], "data": data}
+        )
+        assert "Switching on" in pressed["answer"]["text"]
+        await api.wait_for_message(
+            demo.USER.id, lambda m: "Charging started" in m.get("text", ""), after=after
+        )
+        async with http.get("/api/chargers") as response:
+            state = {c["id"]: c for c in (await response.json())["chargers"]}[charger.id]
+        assert state["on"] and state["online"] and state["watts"] > 0
+
+        # the other panes' endpoints: a text, a location and a contact from the group
+        await post("/api/send", {"chat": "group", "actor": demo.ADMINS[1].id, "text": "/pending"})
+        await post("/api/location", {"chat": "user", "latitude": 31.23, "longitude": 121.47})
+        await post("/api/contact", {"chat": "merchant"})
+        async with http.post("/api/send", json={"chat": "group", "actor": demo.USER.id}) as r:
+            assert r.status == 400  # the user is not in the admins' group pane
+        async with http.get("/api/state?v=-1") as response:
+            state = await response.json()
+        assert {"user", "merchant", "group"} == set(state["chats"])
+        group = state["chats"]["group"]["messages"]
+        assert any(m.get("text") == "/pending" for m in group)

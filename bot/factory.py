@@ -7,7 +7,7 @@ from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.fsm.strategy import FSMStrategy
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from redis.asyncio import Redis
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import SqlStorage
 from bot.i18n import LANGUAGES, translator
+from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
@@ -66,7 +67,7 @@ def create_dispatcher(
         # several instances: a conversation and its per-user lock live in Redis, so
         # a user's next update may land on any instance
         storage = storage or RedisStorage(redis)
-        isolation = RedisEventIsolation(redis)
+        isolation = RenewedRedisEventIsolation(redis)
     else:
         isolation = SimpleEventIsolation()
     dp = Dispatcher(

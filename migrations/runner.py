@@ -4,6 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,8 +18,16 @@ def _config(connection: Connection) -> Config:
     return config
 
 
+# any constant: the key of the PostgreSQL advisory lock that migrations take
+_MIGRATION_LOCK = 0x43534D47
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several instances starting at once: one migrates, the others wait and
+            # then find the schema at head (SQLite serialises writers by itself)
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(lambda c: command.upgrade(_config(c), revision))
 
 

@@ -15,7 +15,10 @@ from models import OutboxMessage
 from models.base import utcnow
 from services.tx import transaction
 
-CLAIM_SECONDS = 60
+# a claim is a lease: short, so that the messages of an instance that died are
+# taken over within seconds; a batch is small enough to be sent well within it
+# (25 messages/s pacing), so a live sender does not lose its claim mid-batch
+CLAIM_SECONDS = 15
 MAX_ATTEMPTS = 12
 
 
@@ -24,7 +27,7 @@ def enqueue(session: AsyncSession, chat_id: int, kind: str, **payload: Any) -> N
 
 
 async def claim_due(
-    sessions: async_sessionmaker[AsyncSession], limit: int = 20
+    sessions: async_sessionmaker[AsyncSession], limit: int = 10
 ) -> list[OutboxMessage]:
     """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, oldest first.
 

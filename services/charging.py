@@ -596,6 +596,20 @@ async def open_sessions(session: AsyncSession) -> list[ChargingSession]:
     )
 
 
+async def recently_failed(session: AsyncSession, since: datetime) -> list[ChargingSession]:
+    """Starts given up since ``since``: their plug may have switched on late."""
+    return list(
+        (
+            await session.scalars(
+                select(ChargingSession).where(
+                    ChargingSession.status == SessionStatus.FAILED,
+                    ChargingSession.ended_at >= since,
+                )
+            )
+        ).all()
+    )
+
+
 async def charging_now(session: AsyncSession) -> list[ChargingSession]:
     return list(
         (

@@ -330,8 +330,14 @@ class ChargingControl:
         """After a start or a reconnection: compare every open session with its device."""
         async with self._sessions() as session:
             open_ = await charging.open_sessions(session)
+            # a process that died right after giving up a start may have left its plug
+            # on (a late confirmation); nothing else would tell us until it reports
+            failed = await charging.recently_failed(session, utcnow() - timedelta(hours=1))
         for item in open_:
             await self._locked(device_of(item), self._reconcile(device_of(item), item))
+        busy = {device_of(item) for item in open_}
+        for device in {device_of(item) for item in failed} - busy:
+            self._spawn(self._locked(device, self.reconcile_device(device)))
 
     async def reconcile_device(self, device: DeviceRef) -> None:
         running = await self._open_session_of(device)

@@ -1289,3 +1289,22 @@ async def _sessions_of(sessions, booking_id: int) -> list[ChargingSession]:
             select(ChargingSession).where(ChargingSession.booking_id == booking_id)
         )
         return list(found.all())
+
+
+async def test_reconnection_switches_off_a_plug_left_on_by_a_start_given_up(
+    sessions, world, power, control
+) -> None:
+    """A process died right after failing a start whose ON came late: the next
+    reconciliation finds the plug on with no session and switches it off."""
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    async with sessions() as session:
+        started = await charging.begin_start(
+            session, booking_id=booking_id, user_id=USER_A, rules=RULES
+        )
+        await charging.fail_start(session, session_id=started.id, why="no_confirm")
+    device = world.devices[0]
+    power.on[device] = True
+    await control.reconcile_all()
+    await settle(control)
+    assert power.sent("off", device) == [None]
+    assert await orders(sessions) == []

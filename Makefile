@@ -3,13 +3,17 @@ RUFF ?= $(if $(wildcard .venv/bin/ruff),.venv/bin/ruff,ruff)
 # Extra pytest arguments: make test ARGS='tests/test_x.py -q'
 ARGS ?=
 
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 run:
 	bash scripts/run.sh
 
 test:
 	bash scripts/test.sh $(ARGS)
+
+# The benchmarks (docs/benchmarks.md): make bench ARGS='--quick' or ARGS='--postgres'
+bench:
+	.venv/bin/python -m bench $(ARGS)
 
 lint:
 	$(RUFF) check . && $(RUFF) format --check .

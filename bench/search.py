@@ -1,5 +1,5 @@
-"""How long /find's query takes as the catalogue grows (issue #3; #7 grows this
-into the full bench). Prints figures, asserts nothing.
+"""How long /find's query takes as the catalogue grows (issue #3): figure 4 of
+the full bench (``python -m bench``) on its own. Prints figures, asserts nothing.
 
     .venv/bin/python -m bench.search [--listings 100000] [--queries 300] [--database-url URL]
 """
@@ -15,72 +15,9 @@ import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert
-
-from migrations.runner import upgrade
-from models import Charger, Listing, ListingStatus, User
+from bench.seed import CENTRE, CITY_KM, seed
 from models.db import create_engine, create_session_factory
 from services import search
-
-CENTRE = (31.2304, 121.4737)  # Shanghai
-CITY_KM = 30.0
-HOURS = {str(d): [["08:00", "22:00"]] for d in range(7)}
-
-
-async def seed(url: str, count: int) -> None:
-    engine = create_engine(url)
-    await upgrade(engine)
-    rng = random.Random(7)
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        await conn.execute(insert(User), [{"id": 1, "first_name": "bench", "created_at": now}])
-        for start in range(0, count, 5000):
-            rows = []
-            for i in range(start, min(count, start + 5000)):
-                lat = CENTRE[0] + rng.uniform(-1, 1) * CITY_KM / 111
-                lon = CENTRE[1] + rng.uniform(-1, 1) * CITY_KM / 95
-                rows.append(
-                    {
-                        "id": i + 1,
-                        "merchant_id": 1,
-                        "status": ListingStatus.APPROVED,
-                        "published": True,
-                        "paused": False,
-                        "shop_name": f"Shop {i}",
-                        "latitude": lat,
-                        "longitude": lon,
-                        "created_at": now,
-                        "area_m2": 30.0,
-                        "photo_file_id": "x",
-                    }
-                )
-            await conn.execute(insert(Listing), rows)
-            await conn.execute(
-                insert(Charger),
-                [
-                    {
-                        "id": r["id"],
-                        "listing_id": r["id"],
-                        "position": 0,
-                        "active": True,
-                        "method": "ac_slow",
-                        "device_kinds": ["e_bike"],
-                        "device_models": "",
-                        "supply_kind": "socket",
-                        "supply_model": "s",
-                        "hours": HOURS,
-                        "price_minor": 250,
-                        "price_unit": "hour",
-                        "currency": "CNY",
-                        "plug_driver": "tasmota",
-                        "plug_id": f"p{r['id']}",
-                        "qr_token": f"t{r['id']}",
-                        "created_at": now,
-                    }
-                    for r in rows
-                ],
-            )
-    await engine.dispose()
 
 
 async def measure(url: str, queries: int, radius_km: float) -> list[float]:
@@ -108,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listings", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--radius-km", type=float, default=2.0)
+    parser.add_argument("--radius-km", type=float, default=20.0, help="as /find asks")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

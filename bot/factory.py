@@ -70,8 +70,12 @@ def create_dispatcher(
         isolation = RenewedRedisEventIsolation(redis)
     else:
         isolation = SimpleEventIsolation()
+    if storage is None:
+        # the in-memory copy of conversations is only true while one process owns
+        # them: webhook mode without Redis may run as several instances
+        storage = SqlStorage(sessions, cache_size=0 if settings.webhook_url else 20_000)
     dp = Dispatcher(
-        storage=storage or SqlStorage(sessions),
+        storage=storage,
         # per chat and user, so an admin's reason in the group is their own
         fsm_strategy=FSMStrategy.USER_IN_CHAT,
         # one update at a time per user: a double press cannot race itself

@@ -1,6 +1,14 @@
 """aiogram FSM storage in the product's database, so a restart keeps every
-conversation where it was (the answers typed so far included)."""
+conversation where it was (the answers typed so far included).
 
+Writes go to the database at once; what was last read or written is also kept in
+memory (write-through), so the state aiogram looks up for every update, and the
+data a step reads before it writes, cost no query. One polling process owns its
+conversations (several instances use Redis instead), so the copy stays true.
+"""
+
+import copy
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,40 +19,59 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import FsmRecord
 from services.tx import transaction
 
+_Entry = tuple[str | None, dict[str, Any]]
+
 
 class SqlStorage(BaseStorage):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         key_builder: KeyBuilder | None = None,
+        cache_size: int = 20_000,
     ) -> None:
         self._sessions = sessions
         self._keys = key_builder or DefaultKeyBuilder(with_destiny=True)
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache_size = cache_size
 
     async def set_state(self, key: StorageKey, state: str | State | None = None) -> None:
         value = state.state if isinstance(state, State) else state
         await self._write(key, state=value)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        record = await self._read(key)
-        return record.state if record else None
+        return (await self._read(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         await self._write(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        record = await self._read(key)
-        return dict(record.data) if record and record.data else {}
+        return copy.deepcopy((await self._read(key))[1])
 
     async def close(self) -> None:
-        pass
+        self._cache.clear()
 
-    async def _read(self, key: StorageKey) -> FsmRecord | None:
+    def _remember(self, storage_key: str, entry: _Entry) -> None:
+        self._cache[storage_key] = entry
+        self._cache.move_to_end(storage_key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def _read(self, key: StorageKey) -> _Entry:
+        storage_key = self._keys.build(key)
+        entry = self._cache.get(storage_key)
+        if entry is not None:
+            self._cache.move_to_end(storage_key)
+            return entry
         async with self._sessions() as session:
-            return await session.get(FsmRecord, self._keys.build(key))
+            record = await session.get(FsmRecord, storage_key)
+            entry = (record.state, dict(record.data or {})) if record else (None, {})
+        self._remember(storage_key, entry)
+        return entry
 
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
+        # forgotten first: should the write fail, the next read asks the database
+        self._cache.pop(storage_key, None)
         async with self._sessions() as session, transaction(session):
             record = await session.get(FsmRecord, storage_key)
             state = values.get("state", record.state if record else None)
@@ -56,3 +83,4 @@ class SqlStorage(BaseStorage):
                 session.add(FsmRecord(key=storage_key, state=state, data=data))
             else:
                 record.state, record.data = state, data
+        self._remember(storage_key, (state, copy.deepcopy(dict(data or {}))))

@@ -54,6 +54,8 @@ class ShellyDriver:
             if text in ("true", "false"):
                 return [Update(dev, r, online=text == "true")]
             return []
+        if rest not in ("status/switch:0", "events/rpc"):
+            return []  # another family's topic (Tasmota's tele/…): its JSON is not parsed
         data = load_json(msg.payload)
         if rest == "status/switch:0":
             return _switch_update(dev, r, data)

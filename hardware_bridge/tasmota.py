@@ -59,6 +59,8 @@ class TasmotaDriver:
         if len(parts) != 3:
             return []
         prefix, dev, kind = parts
+        if prefix not in ("stat", "tele"):
+            return []  # another family's topic (a Shelly's <id>/events/rpc): not parsed
         r = msg.retain
         text = msg.payload.decode(errors="replace")
         if prefix == "stat" and kind == "POWER":

@@ -16,6 +16,7 @@ from models import Charger, Listing
 from services.windows import is_open, next_opening
 
 EARTH_KM = 6371.0088
+FIRST_REACH_KM = 1.0  # nearest(): the first box's half-width
 
 
 @dataclass(frozen=True)
@@ -63,38 +64,16 @@ async def nearest(
     Two steps: plain columns of every charger in the bounding box (no ORM objects,
     no JSON decoding unless a filter needs it), then full rows for the nearest only.
     """
-    south, north, west, east = bounding_box(lat, lon, radius_km)
-    rows = await session.execute(
-        select(
-            Listing.id,
-            Listing.latitude,
-            Listing.longitude,
-            Charger.id,
-            cast(Charger.device_kinds, String),
-            cast(Charger.hours, String),
-        )
-        .join(Charger, Charger.listing_id == Listing.id)
-        .where(
-            Listing.published.is_(True),
-            Listing.paused.is_(False),
-            Charger.active.is_(True),
-            Listing.latitude.between(south, north),
-            Listing.longitude.between(west, east),
-        )
-    )
-    wanted_kind = f'"{kind}"' if kind else None
-    candidates: dict[int, tuple[float, list[int]]] = {}
-    for listing_id, lat2, lon2, charger_id, kinds_json, hours_json in rows.all():
-        if wanted_kind and wanted_kind not in kinds_json:  # a JSON list of short codes
-            continue
-        if open_now and not is_open(json.loads(hours_json), now, zone):
-            continue
-        if listing_id not in candidates:
-            distance = distance_km(lat, lon, lat2, lon2)
-            if distance > radius_km:
-                continue
-            candidates[listing_id] = (distance, [])
-        candidates[listing_id][1].append(charger_id)
+    # A small box first, grown until it holds ``limit`` hits within its radius (any
+    # listing outside that circle is farther than each of them) or reaches
+    # ``radius_km``: in a dense city the nearest fifty are a few hundred metres
+    # away, and a 20 km box would read a third of the catalogue to find them.
+    reach = min(radius_km, FIRST_REACH_KM)
+    while True:
+        candidates = await _candidates(session, lat, lon, reach, kind, open_now, now, zone)
+        if len(candidates) >= limit or reach >= radius_km:
+            break
+        reach = min(radius_km, reach * 2)
     nearest_ids = sorted(candidates, key=lambda i: candidates[i][0])[:limit]
     if not nearest_ids:
         return []
@@ -128,6 +107,52 @@ async def nearest(
         )
         for i in nearest_ids
     ]
+
+
+async def _candidates(
+    session: AsyncSession,
+    lat: float,
+    lon: float,
+    radius_km: float,
+    kind: str | None,
+    open_now: bool,
+    now: datetime,
+    zone: ZoneInfo,
+) -> dict[int, tuple[float, list[int]]]:
+    """listing id → (distance, matching charger ids) for listings within ``radius_km``."""
+    south, north, west, east = bounding_box(lat, lon, radius_km)
+    rows = await session.execute(
+        select(
+            Listing.id,
+            Listing.latitude,
+            Listing.longitude,
+            Charger.id,
+            cast(Charger.device_kinds, String),
+            cast(Charger.hours, String),
+        )
+        .join(Charger, Charger.listing_id == Listing.id)
+        .where(
+            Listing.published.is_(True),
+            Listing.paused.is_(False),
+            Charger.active.is_(True),
+            Listing.latitude.between(south, north),
+            Listing.longitude.between(west, east),
+        )
+    )
+    wanted_kind = f'"{kind}"' if kind else None
+    candidates: dict[int, tuple[float, list[int]]] = {}
+    for listing_id, lat2, lon2, charger_id, kinds_json, hours_json in rows.all():
+        if wanted_kind and wanted_kind not in kinds_json:  # a JSON list of short codes
+            continue
+        if open_now and not is_open(json.loads(hours_json), now, zone):
+            continue
+        if listing_id not in candidates:
+            distance = distance_km(lat, lon, lat2, lon2)
+            if distance > radius_km:
+                continue
+            candidates[listing_id] = (distance, [])
+        candidates[listing_id][1].append(charger_id)
+    return candidates
 
 
 async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Listing]:

@@ -1,0 +1,145 @@
+"""The ChargeShare bot as the bench runs it: the product's App (python -m bot does
+the same), plus probes that only observe. Run by bench.run as a child process:
+
+    python -m bench.botproc CONFIG.json
+
+CONFIG names the settings and the file the probes' samples are written to at exit.
+The probes:
+- handler latency: from an update's arrival in the process (its getUpdates answer
+  parsed) to the first Bot API request made while handling it (the answer leaving);
+- MQTT: every message the bridge's client loop hands out is counted after the
+  bridge's own handler ran; Shelly NotifyStatus events carry the plug's send time
+  (params.ts), which gives the lag between publish and handling; the client's
+  incoming queue is sampled for the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.methods import GetUpdates
+
+CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("bench_update", default=None)
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.arrival: dict[int, float] = {}
+        self.answered: set[int] = set()
+        self.latency: list[tuple[float, float, str]] = []  # (arrival, ms, method)
+        self.handled: list[tuple[float, float]] = []  # (arrival, done)
+        self.mqtt_count = 0
+        self.mqtt_lag: list[tuple[float, float]] = []  # (monotonic, ms)
+        self.backlog: list[tuple[float, int, int]] = []  # (monotonic, queued, handled)
+
+    # -- Bot API requests -------------------------------------------------------------------
+    def request_middleware(self) -> BaseRequestMiddleware:
+        probe = self
+
+        class Stamp(BaseRequestMiddleware):
+            async def __call__(self, make_request: Any, bot: Bot, method: Any) -> Any:
+                if isinstance(method, GetUpdates):
+                    result = await make_request(bot, method)
+                    now = time.monotonic()
+                    for update in result:
+                        probe.arrival[update.update_id] = now
+                    return result
+                update_id = CURRENT.get()
+                if update_id is not None and update_id not in probe.answered:
+                    probe.answered.add(update_id)
+                    arrived = probe.arrival.get(update_id)
+                    if arrived is not None:
+                        now = time.monotonic()
+                        probe.latency.append(
+                            (arrived, (now - arrived) * 1000, type(method).__name__)
+                        )
+                return await make_request(bot, method)
+
+        return Stamp()
+
+    async def update_middleware(self, handler: Any, event: Any, data: dict[str, Any]) -> Any:
+        update_id = getattr(event, "update_id", None)
+        token = CURRENT.set(update_id)
+        try:
+            return await handler(event, data)
+        finally:
+            CURRENT.reset(token)
+            arrived = self.arrival.pop(update_id, None) if update_id is not None else None
+            if arrived is not None:
+                self.handled.append((arrived, time.monotonic()))
+            self.answered.discard(update_id)  # type: ignore[arg-type]
+
+    # -- MQTT -------------------------------------------------------------------------------
+    def on_mqtt(self, msg: Any) -> None:
+        self.mqtt_count += 1
+        if msg.topic.endswith("/events/rpc"):
+            try:
+                ts = json.loads(msg.payload)["params"]["ts"]
+            except (ValueError, KeyError, TypeError):
+                return
+            self.mqtt_lag.append((time.monotonic(), (time.time() - float(ts)) * 1000))
+
+    async def sample_backlog(self, client: Any) -> None:
+        while True:
+            inner = getattr(client, "_client", None)
+            queue = getattr(inner, "_queue", None)
+            queued = queue.qsize() if queue is not None else 0
+            self.backlog.append((time.monotonic(), queued, self.mqtt_count))
+            await asyncio.sleep(0.25)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency,
+            "handled": self.handled,
+            "mqtt_lag": self.mqtt_lag,
+            "backlog": self.backlog,
+        }
+
+
+async def main(config: dict[str, Any]) -> None:
+    from bot.app import App
+    from bot.settings import load_settings
+
+    settings = load_settings(_env_file=None, **config["settings"])
+    app = App(settings)
+    probe = Probe()
+    app.bot.session.middleware(probe.request_middleware())
+    # first of the outer middlewares, so the handled time covers all of them
+    app.dispatcher.update.outer_middleware._middlewares.insert(0, probe.update_middleware)
+    app.bridge.client.add_handler(probe.on_mqtt)  # after the bridge's own handler
+    sampler = asyncio.create_task(probe.sample_backlog(app.bridge.client))
+    try:
+        await app.run_polling(handle_signals=True)
+    finally:
+        sampler.cancel()
+        Path(config["out"]).write_text(json.dumps(probe.dump()))  # noqa: ASYNC240 - at exit
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="bot: %(levelname)s %(name)s: %(message)s")
+    with open(sys.argv[1]) as f:
+        config = json.load(f)
+    profile = os.environ.get("BENCH_PROFILE")  # a file: pyinstrument's report of the bot
+    if profile:
+        from pyinstrument import Profiler
+
+        mode = os.environ.get("BENCH_PROFILE_ASYNC", "disabled")  # "enabled": await time too
+        with Profiler(interval=0.001, async_mode=mode) as profiler:
+            asyncio.run(main(config))
+        Path(profile).write_text(
+            profiler.output_text(unicode=False, show_all=False)
+            + "\n\n"
+            + profiler.output_text(unicode=False, flat=True)
+        )
+    else:
+        asyncio.run(main(config))

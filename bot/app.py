@@ -26,6 +26,10 @@ from services.charging_control import ChargingControl
 
 log = logging.getLogger(__name__)
 
+OUTBOX_REQUEST_SECONDS = 10  # < services.outbox.CLAIM_SECONDS
+# updates handled at once: one may hold two pooled database connections
+CONCURRENT_UPDATES = (POOL_SIZE + MAX_OVERFLOW) // 2 - 1
+
 
 class App:
     """The running bot's parts, started and stopped together."""
@@ -40,7 +44,10 @@ class App:
         self.redis: Redis | None = (
             Redis.from_url(settings.redis_url) if settings.redis_url else None
         )
-        self.outbox = OutboxSender(self.bot, self.sessions, settings)
+        # its own HTTP session, with requests shorter than an outbox claim's lease, so a
+        # stalled send cannot outlive the claim and be sent again by another instance
+        self.outbox_bot: Bot = create_bot(settings, timeout=OUTBOX_REQUEST_SECONDS)
+        self.outbox = OutboxSender(self.outbox_bot, self.sessions, settings)
         self.bridge = Bridge(
             MqttClient(
                 settings.mqtt_url,
@@ -102,6 +109,7 @@ class App:
         if self.redis is not None:
             await self.redis.aclose()
         await self.bot.session.close()
+        await self.outbox_bot.session.close()
         await self.engine.dispose()
 
     async def run_polling(self, *, handle_signals: bool = True) -> None:
@@ -113,7 +121,7 @@ class App:
                 allowed_updates=self.dispatcher.resolve_used_update_types(),
                 handle_signals=handle_signals,
                 close_bot_session=False,
-                tasks_concurrency_limit=(POOL_SIZE + MAX_OVERFLOW) // 2 - 1,
+                tasks_concurrency_limit=CONCURRENT_UPDATES,
             )
         finally:
             with contextlib.suppress(Exception):
@@ -140,6 +148,7 @@ class App:
                 secret=settings.webhook_secret.get_secret_value(),
                 listen=settings.webhook_listen,
                 stop=self.stopping,
+                concurrency=CONCURRENT_UPDATES,
             )
         finally:
             with contextlib.suppress(Exception):

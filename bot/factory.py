@@ -38,13 +38,16 @@ PRIVATE_COMMANDS = (
 GROUP_COMMANDS = ("pending", "sessions", "cancel")
 
 
-def create_bot(settings: Settings) -> Bot:
+def create_bot(settings: Settings, *, timeout: float | None = None) -> Bot:
+    """``timeout``: per request (the outbox's bot keeps it under its claim's lease)."""
     api = (
         PRODUCTION
         if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
         else TelegramAPIServer.from_base(settings.telegram_api_url)
     )
-    session = AiohttpSession(api=api)
+    session = (
+        AiohttpSession(api=api) if timeout is None else AiohttpSession(api=api, timeout=timeout)
+    )
     session.middleware(NotModifiedIsSuccess())
     return Bot(
         token=settings.bot_token.get_secret_value(),

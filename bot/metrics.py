@@ -71,7 +71,7 @@ class Metrics:
 
 
 class MetricsMiddleware(BaseMiddleware):
-    """Outermost: counts every update and times its handling."""
+    """Counts every update and times its handling (from the first outer middleware on)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -86,9 +86,6 @@ class MetricsMiddleware(BaseMiddleware):
         started = time.perf_counter()
         try:
             return await handler(event, data)
-        except Exception:
-            self.metrics.errors.inc()
-            raise
-        finally:
+        finally:  # (errors are counted by handlers/errors.py, which sees every one)
             self.metrics.updates.labels(kind).inc()
             self.metrics.latency.labels(kind).observe(time.perf_counter() - started)

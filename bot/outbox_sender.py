@@ -76,6 +76,13 @@ class OutboxSender:
         """Send one message and record the result; returns a flood-control wait."""
         await self._pace()
         async with self._sessions() as session:
+            async with transaction(session):
+                still_ours = await outbox.renew_claim(session, message)
+            if not still_ours:  # our lease ran out and another instance took it
+                log.warning(
+                    "outbox %s: claim lost before sending; left to its new owner", message.id
+                )
+                return None
             outcome, retry_after = await self._render(session, message)
             async with transaction(session):
                 await outcome(session)

@@ -7,6 +7,7 @@ dies mid-update leaves it unanswered, so Telegram delivers it again to another.
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import signal
@@ -30,7 +31,20 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 class CheckedRequestHandler(SimpleRequestHandler):
     """aiogram's handler that also refuses a body that is not an Update (400),
-    instead of failing inside the dispatcher."""
+    compares the secret as bytes (a non-ASCII header is a 401, not a crash), and
+    handles at most ``concurrency`` updates at once (the database pool's size)."""
+
+    def __init__(self, *args: Any, concurrency: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        if not self.secret_token:
+            return True
+        return hmac.compare_digest(
+            telegram_secret_token.encode("utf-8", "surrogateescape"),
+            self.secret_token.encode(),
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         bot = await self.resolve_bot(request)
@@ -41,7 +55,8 @@ class CheckedRequestHandler(SimpleRequestHandler):
             update = Update.model_validate(body, context={"bot": bot})
         except (ValueError, ValidationError):
             return web.Response(status=400, text="Bad Request: the body is not an Update")
-        result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
+        async with self._slots:
+            result = await self.dispatcher.feed_webhook_update(bot, update, **self.data)
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
 
@@ -114,10 +129,11 @@ async def serve(
     secret: str,
     listen: str,
     stop: asyncio.Event,
+    concurrency: int,
 ) -> None:
     """Serve the webhook until ``stop`` is set (or SIGINT/SIGTERM)."""
     app = web.Application()
-    CheckedRequestHandler(dispatcher, bot, secret_token=secret).register(
+    CheckedRequestHandler(dispatcher, bot, secret_token=secret, concurrency=concurrency).register(
         app, path=urlsplit(url).path or "/"
     )
     probes.register(app)
@@ -133,6 +149,8 @@ async def serve(
         secret_token=secret,
         allowed_updates=dispatcher.resolve_used_update_types(),
         drop_pending_updates=False,
+        # Telegram opens at most this many calls at once (to the proxy, for all instances)
+        max_connections=concurrency * 2,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,6 +77,25 @@ async def claim_due(
         return list(rows)
 
 
+async def renew_claim(session: AsyncSession, message: OutboxMessage) -> bool:
+    """Extend our claim right before sending; False when it ran out and another
+    sender took the row (then we must not send it)."""
+    token = utcnow() + timedelta(seconds=CLAIM_SECONDS)
+    changed = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message.id,
+            OutboxMessage.claimed_until == message.claimed_until,
+            OutboxMessage.sent_at.is_(None),
+        )
+        .values(claimed_until=token)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    message.claimed_until = token
+    return True
+
+
 async def mark_sent(session: AsyncSession, message_id: int) -> None:
     await session.execute(
         update(OutboxMessage)

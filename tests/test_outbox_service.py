@@ -4,7 +4,7 @@ backoff, given up after too many attempts."""
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import OutboxMessage
 from models.base import utcnow
@@ -86,3 +86,21 @@ async def test_flood_control_does_not_count_as_an_attempt(sessions) -> None:
         await session.commit()
         stored = await session.get(OutboxMessage, message.id)
         assert stored.attempts == 0 and stored.failed_at is None
+
+
+async def test_a_sender_whose_claim_was_taken_over_does_not_send(sessions) -> None:
+    """A stalled sender's lease ran out and another instance claimed the row: the
+    first one's renewal before sending fails, so the message goes out once."""
+    from services.tx import transaction
+
+    async with sessions() as session, transaction(session):
+        outbox.enqueue(session, 42, "order", order_id=1)
+    (slow,) = await outbox.claim_due(sessions)
+    async with sessions() as session, transaction(session):  # its lease runs out…
+        await session.execute(
+            update(OutboxMessage).values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
+    (fast,) = await outbox.claim_due(sessions)  # …and another sender takes the row
+    async with sessions() as session, transaction(session):
+        assert await outbox.renew_claim(session, fast)
+        assert not await outbox.renew_claim(session, slow)

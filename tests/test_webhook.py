@@ -95,6 +95,7 @@ async def test_updates_arrive_by_webhook(webhook_app: tuple[App, str], api: Fake
     [
         ({}, b'{"update_id": 1, "message": null}', 401),  # no secret
         ({"X-Telegram-Bot-Api-Secret-Token": "wrong"}, b'{"update_id": 1}', 401),
+        ({"X-Telegram-Bot-Api-Secret-Token": "s3cret-é"}, b'{"update_id": 1}', 401),
         ({"X-Telegram-Bot-Api-Secret-Token": SECRET}, b"{not json", 400),
         ({"X-Telegram-Bot-Api-Secret-Token": SECRET}, b'{"hello": "world"}', 400),
         ({"X-Telegram-Bot-Api-Secret-Token": SECRET}, b"[1, 2, 3]", 400),

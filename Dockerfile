@@ -18,9 +18,11 @@ COPY migrations ./migrations
 COPY sandbox ./sandbox
 RUN pip install --no-cache-dir .
 
-# webhook mode listens here (WEBHOOK_LISTEN); /healthz and /readyz for the orchestrator
+# the default SQLite database lives here (a volume); PostgreSQL in docker-compose.yml
+RUN mkdir -p /app/data && chown nobody /app/data
+VOLUME /app/data
+# webhook mode listens here (WEBHOOK_LISTEN) and serves /healthz and /readyz, which
+# docker-compose.yml uses as the health check
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
 USER nobody
 CMD ["python", "-m", "bot"]

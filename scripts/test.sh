@@ -73,6 +73,8 @@ if ! [ -x /usr/bin/chromium ]; then
         if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
             "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
                 --no-install-recommends chromium fonts-noto-color-emoji; } >/dev/null 2>&1; then
+            # in CI the browser test must run: a missing browser fails the run
+            if [ -n "${CI:-}" ]; then die "could not install chromium (needed by the browser tests)"; fi
             log "warning: could not install chromium; the browser tests will be skipped"
         fi
     fi

@@ -51,7 +51,9 @@ class _Known:
 class Bridge:
     def __init__(self, client: MqttClient) -> None:
         self.client = client
-        src = f"chargeshare-{client.client_id}"
+        # Shelly replies to <src>/rpc: unique per instance, under one prefix the
+        # broker's ACL can grant the plugs (deploy/mosquitto.acl)
+        src = f"chargeshare/{client.client_id}"
         self.drivers: dict[str, Driver] = {
             "tasmota": TasmotaDriver(client.publish),
             "shelly": ShellyDriver(client.publish, src),

@@ -95,6 +95,7 @@ class Balancer:
 
     backends: list[str] = field(default_factory=list)
     hits: Counter = field(default_factory=Counter)
+    last: str = ""  # the backend that answered the latest call
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -121,6 +122,7 @@ class Balancer:
                     http.post(f"{backend}/tg", data=body, headers=headers) as response,
                 ):
                     self.hits[backend] += 1
+                    self.last = backend
                     return web.Response(status=response.status, body=await response.read())
             except aiohttp.ClientConnectionError:
                 continue  # dead or dying: the next one
@@ -287,8 +289,12 @@ async def test_lifecycle_across_two_instances_with_one_killed(
         started = await scan_and_start(driver, RIDER, token)
         assert plug.on
 
-        first.kill()  # mid-session and mid-wizard: the other instance carries on
-        await first.process.wait()
+        # kill the instance that handled the start, mid-session and mid-wizard: the
+        # other carries the session, the conversation and the messages owed on
+        victim = next(i for i in (first, second) if i.base == balancer.last)
+        survivor = second if victim is first else first
+        victim.kill()
+        await victim.process.wait()
         # an update the dead instance was handling is delivered again to the other,
         # once the per-user lock it held runs out (seconds, not a minute)
         after = api.last_message_id(OTHER)
@@ -318,6 +324,7 @@ async def test_lifecycle_across_two_instances_with_one_killed(
     assert [count(api, chat, "Order #") for chat in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
     # the steps landed on both instances
     assert all(balancer.hits[i.base] > 0 for i in (first, second)), balancer.hits
+    assert survivor.process.returncode is None
 
 
 async def test_due_work_happens_once_with_two_instances(
@@ -334,24 +341,42 @@ async def test_due_work_happens_once_with_two_instances(
     now = utcnow()
     plug = SimTasmota(broker.url, "plug_0")  # the seeded charger's plug
     await plug.start()
-    end = now + timedelta(seconds=8)
-    async with sessions() as session:  # a booking whose window is about to end
+    async with sessions() as session:  # a booking; its window is cut short once started
         booking = await bookings.request(
             session,
             user_id=OTHER_RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
             device_model="",
-            start=end - timedelta(minutes=20),
-            end=end,
+            start=now - timedelta(minutes=10),
+            end=now + timedelta(hours=1),
             rules=RULES,
-            now=end - timedelta(minutes=21),
+            now=now - timedelta(minutes=11),
         )
         await bookings.accept(
-            session, booking_id=booking.id, merchant_id=MERCHANT, now=end - timedelta(minutes=21)
+            session, booking_id=booking.id, merchant_id=MERCHANT, now=now - timedelta(minutes=11)
         )
+        # and one that nobody starts: a no-show when its window ends
+        missed = await bookings.request(
+            session,
+            user_id=RIDER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=now + timedelta(hours=2),
+            end=now + timedelta(hours=3),
+            rules=RULES,
+            now=now,
+        )
+        await bookings.accept(session, booking_id=missed.id, merchant_id=MERCHANT, now=now)
     await scan_and_start(driver, OTHER_RIDER, token)  # on either instance
     assert plug.on
+    async with sessions() as session, transaction(session):  # both windows end now
+        await session.execute(
+            update(Booking)
+            .where(Booking.id.in_((booking.id, missed.id)))
+            .values(end_at=utcnow() + timedelta(seconds=2))
+        )
     made = []
     async with sessions() as session:
         for hours in (1, 3, 5):  # three requests nobody answers
@@ -389,6 +414,7 @@ async def test_due_work_happens_once_with_two_instances(
             break
         await asyncio.sleep(0.1)
     await driver.expect(OTHER_RIDER, "the booked window ended", 0, timeout=20)
+    await driver.expect(MERCHANT, "no-show", 0, timeout=20)
     await driver.expect(GROUP, "Order #", 0, timeout=20)
     await api.wait_idle(quiet=1.5)
     async with sessions() as session:
@@ -406,3 +432,6 @@ async def test_due_work_happens_once_with_two_instances(
     assert orders == 1 and not plug.on
     assert count(api, OTHER_RIDER, "the booked window ended") == 1
     assert count(api, GROUP, "Order #") == 1
+    assert count(api, OTHER_RIDER, "in about 5 minutes") == 1  # the warning, once
+    assert count(api, RIDER, "did not start charging within your window") == 1
+    assert count(api, MERCHANT, "no-show") == 1

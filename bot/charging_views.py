@@ -130,39 +130,25 @@ def order_text(
     return text
 
 
-def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+def _row(t: Translator, ref: int, *buttons: tuple[str, str]) -> InlineKeyboardMarkup:
+    """One row of charging buttons: (label key, action) pairs acting on ``ref``."""
     builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.start_charging"), callback_data=ChargeCb(action="start", ref=booking_id)
-    )
+    for label, action in buttons:
+        builder.button(text=t(label), callback_data=ChargeCb(action=action, ref=ref))
     return builder.as_markup()
+
+
+def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+    return _row(t, booking_id, ("btn.start_charging", "start"))
 
 
 def running_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.charge_status"), callback_data=ChargeCb(action="status", ref=session_id)
-    )
-    builder.button(
-        text=t("btn.stop_charging"), callback_data=ChargeCb(action="stop", ref=session_id)
-    )
-    return builder.as_markup()
+    return _row(t, session_id, ("btn.charge_status", "status"), ("btn.stop_charging", "stop"))
 
 
 def confirm_stop_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.stop_yes"), callback_data=ChargeCb(action="stop_yes", ref=session_id)
-    )
-    builder.button(
-        text=t("btn.keep_charging"), callback_data=ChargeCb(action="keep", ref=session_id)
-    )
-    return builder.as_markup()
+    return _row(t, session_id, ("btn.stop_yes", "stop_yes"), ("btn.keep_charging", "keep"))
 
 
 def merchant_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.close_session"), callback_data=ChargeCb(action="stop", ref=session_id)
-    )
-    return builder.as_markup()
+    return _row(t, session_id, ("btn.close_session", "stop"))

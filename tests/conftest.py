@@ -1,5 +1,6 @@
 """Shared fixtures: real databases (SQLite and a throwaway PostgreSQL), migrated
-by Alembic exactly as the product does it."""
+by Alembic exactly as the product does it, and a real mosquitto per test module
+(tests may restart it, so modules do not share one)."""
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from migrations.runner import upgrade
 from models.db import create_engine, create_session_factory
-from tests.support.services import PostgresServer, start_postgres
+from tests.support.services import (
+    MosquittoServer,
+    PostgresServer,
+    start_mosquitto,
+    start_postgres,
+)
 
 _db_numbers = itertools.count(1)
 
@@ -19,6 +25,13 @@ _db_numbers = itertools.count(1)
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     server = start_postgres(tmp_path_factory.mktemp("postgres"))
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield server  # type: ignore[misc]
     server.stop()
 
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -28,13 +28,6 @@ from tests.plugs import SimPlug, SimShelly, SimTasmota
 from tests.support.services import MosquittoServer, start_mosquitto
 
 _n = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 async def make_bridge(url: str, name: str) -> Bridge:

@@ -9,7 +9,7 @@ import itertools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,20 +28,13 @@ from services.tx import transaction
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import GROUP, BotHarness, start_api
 from tests.plugs import SimPlug, SimShelly, SimTasmota
-from tests.support.services import MosquittoServer, start_mosquitto
+from tests.support.services import MosquittoServer
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, seed_listing
 from tests.test_flow_qr import decode
 
 _ids = itertools.count(1)
 ROOT = Path(__file__).resolve().parent.parent
 RULES = BookingRules(zone=ZoneInfo("Asia/Shanghai"))
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 @pytest.fixture
@@ -160,6 +153,18 @@ async def label_token(bot: BotHarness, url: str) -> tuple[int, str]:
     return charger_id, link.rsplit("=", 1)[1]
 
 
+async def ready_to_charge(
+    bot: BotHarness, url: str, broker: MosquittoServer, plugs: list[SimPlug], family: str
+) -> tuple[int, str, SimPlug]:
+    """An approved charger (its token read from the printed label), its simulated plug,
+    and the rider's accepted booking for the coming hour."""
+    charger_id, token = await label_token(bot, url)
+    plug = await plug_for(family, url, broker, charger_id, plugs)
+    now = utcnow()
+    await accepted_booking(url, charger_id, RIDER, now, now + timedelta(hours=1))
+    return charger_id, token, plug
+
+
 async def scan_and_start(bot: BotHarness, user: int, token: str) -> dict:
     card = await bot.say(user, f"/start {token}", "press Start")
     after = bot.api.last_message_id(user)
@@ -247,10 +252,7 @@ async def test_scan_start_status_stop_order(
 async def test_plug_that_never_confirms_bills_nothing_and_can_be_retried(
     bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
 ) -> None:
-    charger_id, token = await label_token(bot, database_url)
-    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
-    now = utcnow()
-    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    _, token, plug = await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
     plug.never_confirm = True
 
     card = await bot.say(RIDER, f"/start {token}", "press Start")
@@ -274,10 +276,7 @@ async def test_plug_offline_mid_session_closes_it_once(
     bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
 ) -> None:
     api = bot.api
-    charger_id, token = await label_token(bot, database_url)
-    plug = await plug_for("shelly", database_url, broker, charger_id, plugs)
-    now = utcnow()
-    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    _, token, plug = await ready_to_charge(bot, database_url, broker, plugs, "shelly")
     merchant_after = api.last_message_id(MERCHANT)
     await scan_and_start(bot, RIDER, token)
     dropped_at = utcnow()
@@ -302,10 +301,7 @@ async def test_plug_offline_mid_session_closes_it_once(
 async def test_broker_restart_mid_session(
     bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
 ) -> None:
-    charger_id, token = await label_token(bot, database_url)
-    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
-    now = utcnow()
-    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    _, token, plug = await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
     started = await scan_and_start(bot, RIDER, token)
     assert bot.app is not None
     client = bot.app.bridge.client
@@ -333,10 +329,7 @@ async def test_bot_restart_mid_session_goes_on_or_closes_once(
     bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
 ) -> None:
     api = bot.api
-    charger_id, token = await label_token(bot, database_url)
-    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
-    now = utcnow()
-    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    _, token, plug = await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
     started = await scan_and_start(bot, RIDER, token)
 
     await bot.restart()  # the plug stays on: the session goes on
@@ -512,10 +505,7 @@ async def test_merchant_closes_a_stuck_session_without_the_plug(
     """The plug stops answering but stays connected: the merchant's Close session ends
     the session anyway, billed up to the press, and says the plug did not confirm."""
     api = bot.api
-    charger_id, token = await label_token(bot, database_url)
-    plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
-    now = utcnow()
-    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    _, token, plug = await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
     merchant_after = api.last_message_id(MERCHANT)
     await scan_and_start(bot, RIDER, token)
     card = await bot.expect(MERCHANT, "Charging started: booking", merchant_after)

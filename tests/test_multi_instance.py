@@ -35,7 +35,6 @@ from tests.support.services import (
     MosquittoServer,
     PostgresServer,
     free_port,
-    start_mosquitto,
     start_redis,
 )
 from tests.test_flow_booking import OTHER_RIDER
@@ -49,13 +48,6 @@ LOGS.mkdir(exist_ok=True)
 SECRET = "multi-instance-secret"
 MERCHANT, RIDER, OTHER = 1001, 2001, 1002
 CHARGING_RULES = ChargingRules(zone=RULES.zone, platform_chat_id=GROUP)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ not an Update is refused and changes nothing; /healthz, /readyz and /metrics."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,17 +16,10 @@ from models import User
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import ADMINS, GROUP, start_api
-from tests.support.services import MosquittoServer, free_port, start_mosquitto
+from tests.support.services import MosquittoServer, free_port
 
 SECRET = "s3cret-Token_for-tests"
 USER = 3001
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 @pytest.fixture

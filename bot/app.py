@@ -47,7 +47,12 @@ class App:
         # its own HTTP session, with requests shorter than an outbox claim's lease, so a
         # stalled send cannot outlive the claim and be sent again by another instance
         self.outbox_bot: Bot = create_bot(settings, timeout=OUTBOX_REQUEST_SECONDS)
-        self.outbox = OutboxSender(self.outbox_bot, self.sessions, settings)
+        self.outbox = OutboxSender(
+            self.outbox_bot,
+            self.sessions,
+            settings,
+            rate_per_second=settings.outbox_rate_per_second,
+        )
         self.bridge = Bridge(
             MqttClient(
                 settings.mqtt_url,

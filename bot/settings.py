@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     device_offline_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
     # how often due work runs (expiry, warnings, window-end stops, no-shows)
     scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
+    # this instance's share of Telegram's ~30 messages/s per bot (divide by instances)
+    outbox_rate_per_second: float = Field(default=25.0, gt=0, le=30)
 
     @field_validator(
         "mqtt_username",

@@ -366,16 +366,27 @@ async def request_stop(
     *,
     session_id: int,
     actor: int | None,
-    reason: EndReason,
     at: datetime,
+    reason: EndReason | None = None,
     admin: bool = False,
 ) -> ChargingSession | None:
     """CHARGING → STOPPING: the session ends at ``at`` whatever the device does next.
-    None when it is no longer charging (stopped already, or by another path)."""
+    None when it is no longer charging (stopped already, or by another path).
+
+    Without ``reason`` it follows from who stops: the user, the merchant, or an admin
+    (``admin``: the actor is one of the platform's admins)."""
     async with transaction(session):
         charging = await get(session, session_id)
-        allowed = admin or actor in (charging.user_id, charging.merchant_id)
-        if actor is not None and not allowed:
+        if reason is None:
+            if actor == charging.user_id:
+                reason = EndReason.USER
+            elif actor == charging.merchant_id:
+                reason = EndReason.MERCHANT
+            elif admin:
+                reason = EndReason.ADMIN
+            else:
+                raise NotAllowed("err.not_your_session")
+        elif actor is not None and not (admin or actor in (charging.user_id, charging.merchant_id)):
             raise NotAllowed("err.not_your_session")
         return await _move(
             session,
@@ -489,20 +500,24 @@ async def finish(
 # -- timed work ------------------------------------------------------------------------
 
 
-async def ids(session: AsyncSession, *conditions: object, limit: int = 100) -> list[int]:
+async def due(
+    session: AsyncSession, *conditions: object, limit: int = 100
+) -> list[ChargingSession]:
+    """Sessions (with their booking) that match ``conditions``, oldest first."""
     query = (
-        select(ChargingSession.id)
+        select(ChargingSession)
         .join(Booking, Booking.id == ChargingSession.booking_id)
         .where(*conditions)  # type: ignore[arg-type]
         .order_by(ChargingSession.id)
         .limit(limit)
+        .execution_options(populate_existing=True)
     )
     return list((await session.scalars(query)).all())
 
 
 async def warn_due(session: AsyncSession, rules: ChargingRules, now: datetime) -> int:
     """Tell users whose window ends within ``warn_before``; once per session."""
-    due = await ids(
+    to_warn = await due(
         session,
         ChargingSession.status == SessionStatus.CHARGING,
         ChargingSession.warned_at.is_(None),
@@ -510,38 +525,41 @@ async def warn_due(session: AsyncSession, rules: ChargingRules, now: datetime) -
         Booking.end_at > now,
     )
     warned = 0
-    for session_id in due:
+    for charging in to_warn:
         async with transaction(session):
             changed = await session.execute(
                 update(ChargingSession)
-                .where(ChargingSession.id == session_id, ChargingSession.warned_at.is_(None))
+                .where(ChargingSession.id == charging.id, ChargingSession.warned_at.is_(None))
                 .values(warned_at=now)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-            charging = await get(session, session_id)
-            outbox.enqueue(session, charging.user_id, "session_warning", session_id=session_id)
+            outbox.enqueue(session, charging.user_id, "session_warning", session_id=charging.id)
             warned += 1
     return warned
 
 
-async def window_ended(session: AsyncSession, now: datetime) -> list[int]:
+async def window_ended(session: AsyncSession, now: datetime) -> list[ChargingSession]:
     """Sessions still charging after their window: to be stopped."""
-    return await ids(
+    return await due(
         session, ChargingSession.status == SessionStatus.CHARGING, Booking.end_at <= now
     )
 
 
-async def stale_starts(session: AsyncSession, rules: ChargingRules, now: datetime) -> list[int]:
-    return await ids(
+async def stale_starts(
+    session: AsyncSession, rules: ChargingRules, now: datetime
+) -> list[ChargingSession]:
+    return await due(
         session,
         ChargingSession.status == SessionStatus.STARTING,
         ChargingSession.requested_at <= now - rules.start_stale,
     )
 
 
-async def stale_stops(session: AsyncSession, now: datetime, older: timedelta) -> list[int]:
-    return await ids(
+async def stale_stops(
+    session: AsyncSession, now: datetime, older: timedelta
+) -> list[ChargingSession]:
+    return await due(
         session,
         ChargingSession.status == SessionStatus.STOPPING,
         ChargingSession.stopping_since <= now - older,

@@ -155,12 +155,13 @@ class ChargingControl:
         session_id: int,
         *,
         actor: int | None,
-        reason: EndReason = EndReason.USER,
+        reason: EndReason | None = None,
         at: datetime | None = None,
         admin: bool = False,
     ) -> tuple[Order | None, bool]:
         """Switch off and close the session; returns (the order, whether this call
-        made it). A session that was stopped already returns its order."""
+        made it). A session that was stopped already returns its order. Without
+        ``reason`` it follows from who stops (services.charging.request_stop)."""
         async with self._sessions() as session:
             stopping = await charging.request_stop(
                 session,
@@ -408,15 +409,14 @@ class ChargingControl:
             ended = await charging.window_ended(session, now)
             stale_starts = await charging.stale_starts(session, self.rules, now)
             stale_stops = await charging.stale_stops(session, now, STOP_STALE)
-            devices = await self._devices(session, ended + stale_starts + stale_stops)
-        for session_id in ended:  # at once, not one plug's confirmation after another
-            self._spawn(self._stop_at_window_end(session_id))
+        for item in ended:  # at once, not one plug's confirmation after another
+            self._spawn(self._stop_at_window_end(item.id, item.booking.end_at))
             done += 1
-        for session_id in stale_starts:
-            await self._fail_stale_start(devices[session_id], session_id)
+        for item in stale_starts:
+            await self._fail_stale_start(device_of(item), item.id)
             done += 1
-        for session_id in stale_stops:
-            await self._close_stopping(devices[session_id], session_id)
+        for item in stale_stops:
+            await self._close_stopping(device_of(item), item.id)
             done += 1
         async with self._sessions() as session:
             done += await charging.mark_no_shows(session, now)
@@ -439,12 +439,7 @@ class ChargingControl:
             self._changed()
         return done
 
-    async def _devices(self, session: AsyncSession, ids: list[int]) -> dict[int, DeviceRef]:
-        return {i: device_of(await charging.get(session, i)) for i in ids}
-
-    async def _stop_at_window_end(self, session_id: int) -> None:
-        async with self._sessions() as session:
-            end_at = (await charging.get(session, session_id)).booking.end_at
+    async def _stop_at_window_end(self, session_id: int, end_at: datetime) -> None:
         with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
             await self.stop(session_id, actor=None, reason=EndReason.WINDOW_END, at=end_at)
 

@@ -19,7 +19,7 @@ from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
-from bot.request_middlewares import NotModifiedIsSuccess
+from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess
 from bot.settings import Settings
 from handlers import build_root_router
 from services.charging_control import ChargingControl
@@ -48,6 +48,7 @@ def create_bot(settings: Settings, *, timeout: float | None = None) -> Bot:
     session = (
         AiohttpSession(api=api) if timeout is None else AiohttpSession(api=api, timeout=timeout)
     )
+    session.middleware(KeepResponseModels())
     session.middleware(NotModifiedIsSuccess())
     return Bot(
         token=settings.bot_token.get_secret_value(),

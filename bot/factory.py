@@ -74,10 +74,11 @@ def create_dispatcher(
         isolation = RenewedRedisEventIsolation(redis)
     else:
         isolation = SimpleEventIsolation()
+    # in-memory copies (conversations, users) are only true while one process owns
+    # them: webhook mode may run as several instances
+    cache_size = 0 if settings.webhook_url else 20_000
     if storage is None:
-        # the in-memory copy of conversations is only true while one process owns
-        # them: webhook mode without Redis may run as several instances
-        storage = SqlStorage(sessions, cache_size=0 if settings.webhook_url else 20_000)
+        storage = SqlStorage(sessions, cache_size=cache_size)
     dp = Dispatcher(
         storage=storage,
         # per chat and user, so an admin's reason in the group is their own
@@ -93,7 +94,7 @@ def create_dispatcher(
     dp.update.outer_middleware(
         DbSessionMiddleware(sessions, after=outbox_sender.wake if outbox_sender else None)
     )
-    dp.update.outer_middleware(UserContextMiddleware(settings.group_language))
+    dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))
     return dp
 

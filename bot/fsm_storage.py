@@ -14,6 +14,8 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StorageKey
+from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import FsmRecord
@@ -71,7 +73,9 @@ class SqlStorage(BaseStorage):
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
         # forgotten first: should the write fail, the next read asks the database
-        self._cache.pop(storage_key, None)
+        known = self._cache.pop(storage_key, None)
+        if known is not None and await self._write_known(storage_key, known, values):
+            return
         async with self._sessions() as session, transaction(session):
             record = await session.get(FsmRecord, storage_key)
             state = values.get("state", record.state if record else None)
@@ -84,3 +88,38 @@ class SqlStorage(BaseStorage):
             else:
                 record.state, record.data = state, data
         self._remember(storage_key, (state, copy.deepcopy(dict(data or {}))))
+
+    async def _write_known(self, storage_key: str, known: _Entry, values: dict[str, Any]) -> bool:
+        """A write whose current row the cache knows: one statement, no read first.
+
+        An empty entry has no row (rows left empty are deleted); writing what is
+        already there costs nothing. Returns False when the database disagrees
+        with the cache, for the caller to read and write instead.
+        """
+        state = values.get("state", known[0])
+        data = dict(values.get("data", known[1]) or {})
+        had_row, has_row = known != (None, {}), state is not None or bool(data)
+        where = FsmRecord.key == storage_key
+        if (state, data) != known:
+            if not has_row:
+                statement: Any = delete(FsmRecord).where(where)
+            elif had_row:
+                statement = update(FsmRecord).where(where).values(state=state, data=data)
+            else:
+                statement = insert(FsmRecord).values(key=storage_key, state=state, data=data)
+            try:
+                async with self._sessions() as session, transaction(session):
+                    try:
+                        result = await session.execute(statement)
+                    except IntegrityError as error:
+                        raise _CacheDisagrees from error  # a row the cache did not know of
+                    if had_row and result.rowcount != 1:
+                        raise _CacheDisagrees  # the row is gone
+            except _CacheDisagrees:
+                return False
+        self._remember(storage_key, (state, copy.deepcopy(data)))
+        return True
+
+
+class _CacheDisagrees(Exception):
+    """Rolls the one-statement write back; the caller reads and writes instead."""

@@ -38,10 +38,13 @@ class UserContextMiddleware(BaseMiddleware):
     """Injects ``user`` (our row) and ``t`` (a translator in their language).
 
     In groups the group's language is used, as one chat has many readers.
+    ``known_users``: how many users to keep in memory (0 when several instances
+    may write them).
     """
 
-    def __init__(self, group_language: str) -> None:
+    def __init__(self, group_language: str, known_users: int = 0) -> None:
         self._group_language = group_language
+        self._known = users.KnownUsers(known_users)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TgUser | None = data.get("event_from_user")
@@ -51,7 +54,12 @@ class UserContextMiddleware(BaseMiddleware):
             return await handler(event, data)
         session: AsyncSession = data["session"]
         user = await users.touch(
-            session, tg_user.id, tg_user.first_name, tg_user.username, tg_user.language_code
+            session,
+            tg_user.id,
+            tg_user.first_name,
+            tg_user.username,
+            tg_user.language_code,
+            self._known,
         )
         if session.in_transaction():
             # end the read: the connection goes back to the pool while the

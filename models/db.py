@@ -2,13 +2,13 @@
 
 import asyncio
 import sqlite3
+import time
 import weakref
 from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
 import aiosqlite
-
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 # An update may hold two connections at once (its session and the FSM
 # storage's); bot.app caps concurrent updates below half of this.
 POOL_SIZE, MAX_OVERFLOW = 10, 20
+BUSY_TIMEOUT_S = 30  # SQLite: how long a writer waits for another process's lock
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -37,7 +38,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     async def connect() -> aiosqlite.Connection:
         return await InlineConnection(
-            partial(sqlite3.connect, database, timeout=30, check_same_thread=False)
+            partial(sqlite3.connect, database, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         )
 
     engine = create_async_engine(url, async_creator=connect, **kwargs)
@@ -80,6 +81,10 @@ class InlineConnection(aiosqlite.Connection):
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
         return self._connect().__await__()  # no worker thread to start
 
+    def execute_now(self, sql: str) -> None:
+        """A statement with no result (BEGIN, PRAGMA), from sync code."""
+        self._conn.execute(sql)
+
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
     """Let a unit of work take SQLite's write lock at BEGIN.
@@ -101,13 +106,34 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
         # synced at checkpoints). Production with several instances uses PostgreSQL.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        inline: InlineConnection = conn.connection.driver_connection
+        if conn.get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+            inline.execute_now("BEGIN DEFERRED")
+            return
+        # Another process holding the write lock: wait for it on the event loop,
+        # not in SQLite's busy handler, which would freeze the loop (the calls run
+        # on its thread) and sleeps up to 100 ms between tries.
+        inline.execute_now("PRAGMA busy_timeout=0")
+        try:
+            deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.0005
+            while True:
+                try:
+                    inline.execute_now("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or (
+                        time.monotonic() > deadline
+                    ):
+                        raise
+                conn.connection.run_async(lambda _, pause=pause: asyncio.sleep(pause))
+                pause = min(pause * 2, 0.01)
+        finally:
+            inline.execute_now(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
 
 
 # One write gate per event loop and SQLite file, shared by every engine on it.
@@ -123,7 +149,8 @@ def write_gate(session: AsyncSession) -> asyncio.Lock | None:
     waits in SQLite's busy handler, which sleeps 1, 2, 5, ... up to 100 ms between
     tries, so under load a write waits long after the lock came free (the bench
     saw p99s of seconds). Queuing in the event loop first wakes the next writer
-    the moment the last one ends. Other processes still meet the busy timeout.
+    the moment the last one ends. Another process's lock is waited for in
+    ``BEGIN IMMEDIATE``'s retries (_make_sqlite_transactions_immediate).
     None on PostgreSQL, whose row locks need no gate.
     """
     bind = session.get_bind()

@@ -108,7 +108,7 @@ class ChargingControl:
     ) -> ChargingSession:
         """Power on for the user's booking and wait for the device; raises a refusal
         (a DomainError with the reason's key) when it cannot start. ``progress`` runs
-        once the start is accepted, before the wait for the device."""
+        once the start is accepted, while the command goes to the device."""
         async with self._sessions() as session:
             started = await charging.begin_start(
                 session, booking_id=booking_id, user_id=user_id, rules=self.rules
@@ -116,15 +116,20 @@ class ChargingControl:
             device = device_of(started)
             end_at = started.booking.end_at
         failsafe = int((end_at + FAILSAFE_SLACK - utcnow()).total_seconds())
-        if progress is not None:
-            try:
-                await progress()
-            except Exception:  # telling the user must not leave the session STARTING
-                log.warning("start progress message failed", exc_info=True)
-        try:
-            state = await self.power.power_on(
+        # the command leaves first; telling the user (a round trip to Telegram)
+        # goes on while the device switches, not before it
+        switching = asyncio.ensure_future(
+            self.power.power_on(
                 device, failsafe_seconds=max(failsafe, 60), timeout=self.confirm_timeout
             )
+        )
+        try:
+            if progress is not None:
+                try:
+                    await progress()
+                except Exception:  # telling the user must not leave the session STARTING
+                    log.warning("start progress message failed", exc_info=True)
+            state = await switching
         except BridgeError as error:
             log.info("start of session %s failed: %s", started.id, error)
             async with self._sessions() as session:
@@ -132,6 +137,9 @@ class ChargingControl:
             # a confirmation after we gave up must not leave the power on
             self._spawn(self._switch_off_quietly(device))
             raise InvalidInput(bridge_error_key(error)) from error
+        except BaseException:
+            switching.cancel()  # cancelled (shutdown): recovery closes the stale start
+            raise
         try:
             async with self._sessions() as session:
                 confirmed = await charging.confirm_start(

@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
@@ -13,17 +15,50 @@ def language_for(user: User | None, telegram_language: str | None) -> str:
     return "zh" if (telegram_language or "").lower().startswith("zh") else "en"
 
 
+class KnownUsers:
+    """The users this process saw last, so that an update from someone known costs
+    no query. Only true while this process is the only one writing users (one
+    polling process); ``size=0`` turns it off (several webhook instances)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._rows: OrderedDict[int, User] = OrderedDict()
+
+    def get(self, user_id: int) -> User | None:
+        user = self._rows.get(user_id)
+        if user is not None:
+            self._rows.move_to_end(user_id)
+        return user
+
+    def keep(self, user: User) -> None:
+        if self._size <= 0:
+            return
+        self._rows[user.id] = user
+        self._rows.move_to_end(user.id)
+        while len(self._rows) > self._size:
+            self._rows.popitem(last=False)
+
+
 async def touch(
     session: AsyncSession,
     user_id: int,
     first_name: str,
     username: str | None,
     telegram_language: str | None,
+    known: KnownUsers | None = None,
 ) -> User:
-    """Load the user, creating or refreshing their profile only when it changed."""
-    user = await session.get(User, user_id)
+    """Load the user, creating or refreshing their profile only when it changed.
+
+    A user from ``known`` is a row of an earlier session (detached): its columns
+    are current, as every write to users goes through this module and updates it.
+    """
     profile = (first_name, username, telegram_language)
+    user = known.get(user_id) if known is not None else None
+    if user is None:
+        user = await session.get(User, user_id)
     if user is not None and (user.first_name, user.username, user.telegram_language) == profile:
+        if known is not None:
+            known.keep(user)
         return user  # the common case: no write at all
     async with transaction(session):
         user = await session.get(User, user_id, populate_existing=True)
@@ -31,6 +66,8 @@ async def touch(
             user = User(id=user_id)
             session.add(user)
         user.first_name, user.username, user.telegram_language = profile
+    if known is not None:
+        known.keep(user)
     return user
 
 

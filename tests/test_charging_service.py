@@ -337,6 +337,36 @@ async def test_a_confirmed_start_starts_the_clock_at_the_confirmation(
         assert actions == ["start", "charging"]
 
 
+async def test_the_power_on_leaves_before_the_user_is_told(sessions, world, power, control) -> None:
+    """Telling the user (a round trip to Telegram) must not delay the command."""
+    start, end = open_window()
+    booking_id = await book(sessions, world.chargers[0], start, end)
+    seen_at_progress: list[int] = []
+
+    async def progress() -> None:
+        await asyncio.sleep(0)  # the command's task has had its turn
+        seen_at_progress.append(len(power.sent("on", world.devices[0])))
+        await asyncio.sleep(0.2)  # a slow message does not hold the start back
+
+    power.delay = 0.05
+    started = await control.start(booking_id, USER_A, progress=progress)
+    assert started.status == SessionStatus.CHARGING
+    assert seen_at_progress == [1]
+
+
+async def test_a_failed_progress_message_does_not_stop_the_start(
+    sessions, world, power, control
+) -> None:
+    start, end = open_window()
+    booking_id = await book(sessions, world.chargers[0], start, end)
+
+    async def progress() -> None:
+        raise RuntimeError("Telegram is down")
+
+    started = await control.start(booking_id, USER_A, progress=progress)
+    assert started.status == SessionStatus.CHARGING
+
+
 async def test_a_plug_without_a_meter_reading_keeps_none_never_zero(
     sessions, world, power, control
 ) -> None:

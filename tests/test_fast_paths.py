@@ -1,0 +1,208 @@
+"""The shortcuts that issue #7's profiling put in (docs/benchmarks.md): each must
+give the same answers as the long way, on SQLite and PostgreSQL, and fall back to
+it when what it remembers is not true any more."""
+
+import asyncio
+import gc
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
+from aiogram.methods import SendMessage
+from aiogram.methods.base import Response
+from aiogram.types import Message
+from sqlalchemy import delete, event, insert, select
+
+from bot.fsm_storage import SqlStorage
+from bot.request_middlewares import KeepResponseModels
+from models import FsmRecord, User
+from models.db import create_engine, create_session_factory
+from services import users
+from services.tx import transaction
+
+KEY = StorageKey(bot_id=1, chat_id=10, user_id=10)
+ROW = DefaultKeyBuilder(with_destiny=True).build(KEY)  # as SqlStorage names the row
+
+
+@contextmanager
+def statements(engine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (BEGIN and
+    COMMIT, which SQLite's engine sends on the driver, not counted)."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement.split()[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def stored(sessions) -> tuple[str | None, dict] | None:
+    async with sessions() as session:
+        record = await session.get(FsmRecord, ROW)
+        return None if record is None else (record.state, record.data)
+
+
+async def test_a_conversation_step_is_one_statement_when_the_state_is_known(
+    engine, sessions
+) -> None:
+    storage = SqlStorage(sessions)
+    assert await storage.get_state(KEY) is None  # aiogram reads it for every update
+    with statements(engine) as seen:
+        await storage.set_state(KEY, "Booking:kind")
+        await storage.set_data(KEY, {"listing": 7})
+        await storage.set_data(KEY, {"listing": 7})  # the same again: nothing to write
+        await storage.set_state(KEY, "Booking:model")
+    assert seen == ["INSERT", "UPDATE", "UPDATE"]
+    assert await stored(sessions) == ("Booking:model", {"listing": 7})
+    # a new storage (a restart) reads the same from the database
+    fresh = SqlStorage(sessions)
+    assert await fresh.get_state(KEY) == "Booking:model"
+    assert await fresh.get_data(KEY) == {"listing": 7}
+    with statements(engine) as seen:
+        await storage.set_state(KEY, None)
+        await storage.set_data(KEY, {})  # aiogram's clear(): nothing left, the row goes
+    assert seen == ["UPDATE", "DELETE"]
+    assert await stored(sessions) is None
+
+
+async def test_the_long_way_is_taken_when_the_database_disagrees(engine, sessions) -> None:
+    storage = SqlStorage(sessions)
+    assert await storage.get_state(KEY) is None  # remembered: no row
+    async with sessions() as session, transaction(session):  # a row behind its back
+        await session.execute(insert(FsmRecord).values(key=ROW, state="Old", data={"kept": 1}))
+    await storage.set_state(KEY, "New")  # the INSERT fails; read, then write
+    assert await stored(sessions) == ("New", {"kept": 1})
+    assert await storage.get_data(KEY) == {"kept": 1}
+
+    async with sessions() as session, transaction(session):  # and gone behind its back
+        await session.execute(delete(FsmRecord))
+    await storage.set_data(KEY, {"again": 2})  # the UPDATE finds no row; write anew
+    assert await stored(sessions) == (None, {"again": 2})
+
+
+async def test_without_a_cache_every_write_reads_first(engine, sessions) -> None:
+    storage = SqlStorage(sessions, cache_size=0)  # several webhook instances
+    await storage.set_state(KEY, "A")
+    with statements(engine) as seen:
+        await storage.set_state(KEY, "B")
+    assert seen == ["SELECT", "UPDATE"]
+    assert await storage.get_state(KEY) == "B"
+
+
+async def test_a_known_user_costs_no_query_and_follows_their_changes(engine, sessions) -> None:
+    known = users.KnownUsers(10)
+    async with sessions() as session:
+        first = await users.touch(session, 5, "Ann", None, "en", known)
+    with statements(engine) as seen:
+        async with sessions() as session:
+            again = await users.touch(session, 5, "Ann", None, "en", known)
+    assert seen == [] and again is first
+    async with sessions() as session:
+        await users.set_language(session, again, "zh")
+        renamed = await users.touch(session, 5, "Anna", "ann", "en", known)  # a new profile
+    assert (renamed.language, renamed.first_name) == ("zh", "Anna")
+    async with sessions() as session:
+        row = await session.get(User, 5)
+        assert (row.language, row.first_name, row.username) == ("zh", "Anna", "ann")
+    # off (size 0): every update reads the row
+    off = users.KnownUsers(0)
+    for _ in range(2):
+        with statements(engine) as seen:
+            async with sessions() as session:
+                await users.touch(session, 5, "Anna", "ann", "en", off)
+        assert seen == ["SELECT"]
+
+
+async def test_a_writer_waits_for_another_process_lock_without_freezing_the_loop(
+    tmp_path,
+) -> None:
+    """Another process (here a plain sqlite3 connection) holds SQLite's write lock:
+    our transaction waits for it on the event loop, which keeps running, and goes
+    through as soon as the lock is released."""
+    path = tmp_path / "x.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(User.metadata.create_all)
+        sessions = create_session_factory(engine)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        async def write() -> float:
+            async with sessions() as session, transaction(session):
+                session.add(User(id=1, first_name="x"))
+            return time.monotonic()
+
+        running = asyncio.create_task(ticker())
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        released = time.monotonic()
+        other.execute("COMMIT")
+        written = await asyncio.wait_for(writing, 5)
+        running.cancel()
+        assert ticks >= 20  # the loop ran all along (0.3 s / 5 ms = 60 at best)
+        assert written - released < 0.1  # retried within 10 ms steps
+        async with sessions() as session:
+            assert (await session.scalars(select(User.id))).all() == [1]
+        other.close()
+    finally:
+        await engine.dispose()
+
+
+async def test_writers_of_one_process_queue_on_one_gate_whatever_the_engine(tmp_path) -> None:
+    """Two engines on one file (the tests' and the bot's): a unit of work that
+    awaits something while it holds the write lock does not make the other one
+    fail or freeze the loop."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'y.db'}"
+    first, second = create_engine(url), create_engine(url)
+    try:
+        async with first.begin() as conn:
+            await conn.run_sync(User.metadata.create_all)
+        order: list[str] = []
+
+        async def slow() -> None:
+            async with create_session_factory(first)() as session, transaction(session):
+                session.add(User(id=1, first_name="slow"))
+                await session.flush()
+                order.append("slow holds the lock")
+                await asyncio.sleep(0.2)
+            order.append("slow done")
+
+        async def quick() -> None:
+            await asyncio.sleep(0.05)
+            async with create_session_factory(second)() as session, transaction(session):
+                session.add(User(id=2, first_name="quick"))
+            order.append("quick done")
+
+        await asyncio.gather(slow(), quick())
+        assert order == ["slow holds the lock", "slow done", "quick done"]
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_aiogram_response_models_survive_garbage_collection() -> None:
+    keep = KeepResponseModels()
+    method = SendMessage(chat_id=1, text="hi")
+
+    async def make_request(_bot, _method):
+        return None
+
+    await keep(make_request, None, method)  # type: ignore[arg-type]
+    kept = Response[Message]
+    gc.collect()
+    assert Response[Message] is kept  # not rebuilt (about 7 ms each) after a collection

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import SqlStorage
 from bot.i18n import LANGUAGES, translator
+from bot.inline_filters import inline_sync_filters
 from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
@@ -96,6 +97,7 @@ def create_dispatcher(
     )
     dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))
+    inline_sync_filters(dp)
     return dp
 
 

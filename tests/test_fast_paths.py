@@ -206,3 +206,58 @@ async def test_aiogram_response_models_survive_garbage_collection() -> None:
     kept = Response[Message]
     gc.collect()
     assert Response[Message] is kept  # not rebuilt (about 7 ms each) after a collection
+
+
+async def test_magic_and_state_filters_run_inline_with_the_same_results(monkeypatch) -> None:
+    from datetime import datetime
+
+    from aiogram import Bot, Dispatcher, F, Router
+    from aiogram.fsm.state import State, StatesGroup
+    from aiogram.types import Chat, Update
+    from aiogram.types import Message as TgMessage
+    from aiogram.types import User as TgUser
+
+    from bot.inline_filters import inline_sync_filters
+
+    class Form(StatesGroup):
+        step = State()
+
+    router = Router()
+    router.message.filter(F.chat.type == "private")  # a router-level magic filter
+    seen: list[str] = []
+
+    @router.message(Form.step, F.text.startswith("go "), F.text.as_("text"))
+    async def step(message: TgMessage, text: str) -> None:
+        seen.append(text)
+
+    dp = Dispatcher()
+    dp.include_router(router)
+    assert inline_sync_filters(dp) == 4
+    assert inline_sync_filters(dp) == 0  # once is enough
+
+    async def no_threads(*_args, **_kwargs):
+        raise AssertionError("a filter went to a thread")
+
+    monkeypatch.setattr("asyncio.to_thread", no_threads)
+    bot = Bot("42:TEST")
+    await dp.fsm.get_context(bot, chat_id=7, user_id=7).set_state(Form.step)
+
+    def update(n: int, text: str, chat_type: str = "private") -> Update:
+        return Update(
+            update_id=n,
+            message=TgMessage(
+                message_id=n,
+                date=datetime.now(),
+                chat=Chat(id=7, type=chat_type),
+                from_user=TgUser(id=7, is_bot=False, first_name="A"),
+                text=text,
+            ),
+        )
+
+    await dp.feed_update(bot, update(1, "go home"))
+    await dp.feed_update(bot, update(2, "stay"))  # the magic filter says no
+    await dp.feed_update(bot, update(3, "go group", "group"))  # the router's filter says no
+    await dp.fsm.get_context(bot, chat_id=7, user_id=7).set_state(None)
+    await dp.feed_update(bot, update(4, "go later"))  # the state filter says no
+    assert seen == ["go home"]
+    await bot.session.close()

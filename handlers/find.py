@@ -80,7 +80,7 @@ async def _page(
     if not point:
         return t("find.expired"), None
     now = utcnow()
-    hits: list[Hit] = await search.nearest(
+    ranked = await search.nearest(
         session,
         point[0],
         point[1],
@@ -89,9 +89,9 @@ async def _page(
         kind=cb.kind or None,
         open_now=cb.open_now,
     )
-    pages = max(1, (len(hits) + PAGE - 1) // PAGE)
+    pages = max(1, (len(ranked) + PAGE - 1) // PAGE)
     page = min(max(cb.page, 0), pages - 1)
-    shown = hits[page * PAGE : (page + 1) * PAGE]
+    shown: list[Hit] = await search.load(session, ranked[page * PAGE : (page + 1) * PAGE])
     builder = InlineKeyboardBuilder()
     for i, hit in enumerate(shown, start=page * PAGE + 1):
         builder.button(
@@ -129,12 +129,12 @@ async def _page(
     )
     sizes.append(2)
     builder.adjust(*sizes)
-    if not hits:
+    if not ranked:
         return t("find.none"), builder.as_markup()
     lines = [
         hit_line(t, i, hit, settings.zone, now) for i, hit in enumerate(shown, page * PAGE + 1)
     ]
-    header = t("find.header", count=len(hits), page=page + 1, pages=pages)
+    header = t("find.header", count=len(ranked), page=page + 1, pages=pages)
     return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
 
 

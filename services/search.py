@@ -1,9 +1,10 @@
 """Finding the nearest chargers: a bounding box on the indexed latitude and
 longitude columns narrows the rows in SQL; exact distances are computed only for
-the few rows inside it."""
+the few rows inside it, and full rows are read only for the page shown."""
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -17,6 +18,15 @@ from services.windows import is_open, next_opening
 
 EARTH_KM = 6371.0088
 FIRST_REACH_KM = 1.0  # nearest(): the first box's half-width
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A listing found, before its rows are read: /find shows a page of them."""
+
+    listing_id: int
+    charger_ids: list[int]  # active chargers that match the filters
+    distance_km: float
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,10 @@ async def nearest(
     open_now: bool = False,
     radius_km: float = 20.0,
     limit: int = 50,
-) -> list[Hit]:
-    """Public, unpaused listings within ``radius_km``, nearest first (at most ``limit``).
-
-    Two steps: plain columns of every charger in the bounding box (no ORM objects,
-    no JSON decoding unless a filter needs it), then full rows for the nearest only.
+) -> list[Ranked]:
+    """Public, unpaused listings within ``radius_km``, nearest first (at most ``limit``):
+    plain columns only (no ORM objects, no JSON decoding unless a filter needs it);
+    ``load`` reads the full rows of the ones shown.
     """
     # A small box first, grown until it holds ``limit`` hits within its radius (any
     # listing outside that circle is farther than each of them) or reaches
@@ -75,38 +84,45 @@ async def nearest(
             break
         reach = min(radius_km, reach * 2)
     nearest_ids = sorted(candidates, key=lambda i: candidates[i][0])[:limit]
-    if not nearest_ids:
+    return [Ranked(i, candidates[i][1], candidates[i][0]) for i in nearest_ids]
+
+
+async def load(session: AsyncSession, ranked: Sequence[Ranked]) -> list[Hit]:
+    """The full rows of ``ranked`` (a page of ``nearest``'s answer), in its order.
+
+    A listing or charger gone since (deleted) is left out."""
+    if not ranked:
         return []
     listings = {
         listing.id: listing
         for listing in (
             await session.scalars(
                 select(Listing)
-                .where(Listing.id.in_(nearest_ids))
+                .where(Listing.id.in_([r.listing_id for r in ranked]))
                 .options(raiseload(Listing.chargers))
             )
         ).all()
     }
-    charger_ids = [c for i in nearest_ids for c in candidates[i][1]]
     chargers = {
         charger.id: charger
         for charger in (
             await session.scalars(
                 select(Charger)
-                .where(Charger.id.in_(charger_ids))
+                .where(Charger.id.in_([c for r in ranked for c in r.charger_ids]))
                 .options(raiseload(Charger.listing))
-                .order_by(Charger.position)
             )
         ).all()
     }
-    return [
-        Hit(
-            listings[i],
-            sorted((chargers[c] for c in candidates[i][1]), key=lambda c: c.position),
-            candidates[i][0],
-        )
-        for i in nearest_ids
-    ]
+    hits = []
+    for r in ranked:
+        found = sorted((chargers[c] for c in r.charger_ids if c in chargers), key=_position)
+        if r.listing_id in listings and found:
+            hits.append(Hit(listings[r.listing_id], found, r.distance_km))
+    return hits
+
+
+def _position(charger: Charger) -> int:
+    return charger.position
 
 
 async def _candidates(

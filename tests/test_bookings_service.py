@@ -214,8 +214,10 @@ async def test_cancel_before_start(sessions, charger_id) -> None:
 
 async def test_paused_listing_cannot_be_booked_and_search(sessions, charger_id) -> None:
     async with sessions() as session:
-        hits = await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE)
+        ranked = await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE)
+        hits = await search.load(session, ranked)  # the full rows of those shown
         assert [h.listing.shop_name for h in hits] == ["Volt Café"]
+        assert [h.listing.id for h in hits] == [r.listing_id for r in ranked]
         assert hits[0].distance_km < 0.2 and search.opening(hits[0], NOW, ZONE) == (True, None)
         assert (
             await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE, kind="ev_car")

@@ -55,12 +55,12 @@ ensure_venv() {
     local stamp
     stamp="$venv/.installed-$(sha256_of "$REPO_ROOT/pyproject.toml")"
     if [ ! -e "$stamp" ]; then
-        log "installing the project and its test dependencies into .venv (pip install -e '.[test]')"
+        log "installing the project with its test and bench dependencies into .venv (pip install -e '.[test,bench]')"
         local pip_log="$venv/pip-install.log"
         if ! (cd "$REPO_ROOT" && "$VENV_PY" -m pip install --quiet --disable-pip-version-check \
-                -e '.[test]') >"$pip_log" 2>&1; then
+                -e '.[test,bench]') >"$pip_log" 2>&1; then
             tail -n 40 "$pip_log" >&2
-            die "pip install -e '.[test]' failed (full output: $pip_log)"
+            die "pip install -e '.[test,bench]' failed (full output: $pip_log)"
         fi
         rm -f "$venv"/.installed-*
         touch "$stamp"

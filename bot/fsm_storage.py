@@ -8,7 +8,6 @@ conversations (several instances use Redis instead), so the copy stays true.
 """
 
 import copy
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import FsmRecord
+from services.lru import Lru
 from services.tx import transaction
 
 _Entry = tuple[str | None, dict[str, Any]]
@@ -33,8 +33,7 @@ class SqlStorage(BaseStorage):
     ) -> None:
         self._sessions = sessions
         self._keys = key_builder or DefaultKeyBuilder(with_destiny=True)
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: Lru[str, _Entry] = Lru(cache_size)
 
     async def set_state(self, key: StorageKey, state: str | State | None = None) -> None:
         value = state.state if isinstance(state, State) else state
@@ -53,16 +52,12 @@ class SqlStorage(BaseStorage):
         self._cache.clear()
 
     def _remember(self, storage_key: str, entry: _Entry) -> None:
-        self._cache[storage_key] = entry
-        self._cache.move_to_end(storage_key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(storage_key, entry)
 
     async def _read(self, key: StorageKey) -> _Entry:
         storage_key = self._keys.build(key)
         entry = self._cache.get(storage_key)
         if entry is not None:
-            self._cache.move_to_end(storage_key)
             return entry
         async with self._sessions() as session:
             record = await session.get(FsmRecord, storage_key)
@@ -73,7 +68,7 @@ class SqlStorage(BaseStorage):
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
         # forgotten first: should the write fail, the next read asks the database
-        known = self._cache.pop(storage_key, None)
+        known = self._cache.pop(storage_key)
         if known is not None and await self._write_known(storage_key, known, values):
             return
         async with self._sessions() as session, transaction(session):

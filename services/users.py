@@ -1,8 +1,7 @@
-from collections import OrderedDict
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
+from services.lru import Lru
 from services.tx import transaction
 
 LANGUAGES = ("en", "zh")
@@ -15,28 +14,13 @@ def language_for(user: User | None, telegram_language: str | None) -> str:
     return "zh" if (telegram_language or "").lower().startswith("zh") else "en"
 
 
-class KnownUsers:
+class KnownUsers(Lru[int, User]):
     """The users this process saw last, so that an update from someone known costs
     no query. Only true while this process is the only one writing users (one
     polling process); ``size=0`` turns it off (several webhook instances)."""
 
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._rows: OrderedDict[int, User] = OrderedDict()
-
-    def get(self, user_id: int) -> User | None:
-        user = self._rows.get(user_id)
-        if user is not None:
-            self._rows.move_to_end(user_id)
-        return user
-
     def keep(self, user: User) -> None:
-        if self._size <= 0:
-            return
-        self._rows[user.id] = user
-        self._rows.move_to_end(user.id)
-        while len(self._rows) > self._size:
-            self._rows.popitem(last=False)
+        self.put(user.id, user)
 
 
 async def touch(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,9 @@ class Message:
 
 MessageHandler = Callable[[Message], Awaitable[None] | None]
 ConnectHook = Callable[[], Awaitable[None]]
+
+
+STOP_WAIT_S = 15.0  # longer than aiomqtt's own disconnect timeout (10 s)
 
 
 class MqttClient:
@@ -62,6 +64,7 @@ class MqttClient:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._bg: set[asyncio.Task[object]] = set()
 
     # -- registration ------------------------------------------------------------------
@@ -84,6 +87,7 @@ class MqttClient:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.client_id}")
 
     async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109
@@ -91,10 +95,17 @@ class MqttClient:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # aiomqtt's exit waits up to its timeout (10 s) for the broker to confirm
+            # the DISCONNECT, and when that times out it raises MqttError in place of
+            # the cancellation: the loop then ends on the flag, not on the cancel
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+            if not task.done():
+                log.warning("mqtt client %s did not stop in %ss", self.client_id, STOP_WAIT_S)
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("mqtt client %s stopped with %r", self.client_id, task.exception())
         for t in list(self._bg):
             t.cancel()
         self._connected.clear()
@@ -102,7 +113,7 @@ class MqttClient:
 
     async def _run(self) -> None:
         delay = self.backoff_initial
-        while True:
+        while not self._stopping:
             client = aiomqtt.Client(
                 self.host,
                 self.port,
@@ -134,6 +145,8 @@ class MqttClient:
                             except Exception:
                                 log.exception("mqtt handler failed on %s", msg.topic)
             except aiomqtt.MqttError as exc:
+                if self._stopping:
+                    return
                 log.warning("mqtt connection lost (%s); retrying in %.1fs", exc, delay)
             finally:
                 self._connected.clear()

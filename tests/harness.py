@@ -57,7 +57,7 @@ class BotHarness:
         if self.app is None or self._task is None:
             return
         with contextlib.suppress(RuntimeError):  # polling may already be stopped
-            await self.app.dispatcher.stop_polling()
+            await asyncio.wait_for(self.app.dispatcher.stop_polling(), 20)
         await asyncio.wait_for(self._task, 20)
         self.app = self._task = None
 

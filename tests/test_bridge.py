@@ -268,3 +268,27 @@ async def test_two_bridges_do_not_kick_each_other(broker: MosquittoServer) -> No
         await plug.stop()
         for br in (a, b, c):
             await br.stop()
+
+
+async def test_stop_ends_the_client_even_when_aiomqtt_swallows_the_cancel(
+    broker: MosquittoServer, monkeypatch
+) -> None:
+    """aiomqtt's exit raises MqttError in place of the cancellation when the broker
+    does not confirm the DISCONNECT in time; stop() must still end the client, and
+    the client must not connect again."""
+    client = MqttClient(broker.url, "stopper", backoff_initial=0.05)
+    client.subscribe("stopper/#")
+    await client.start()
+    await client.wait_connected(5)
+    original = aiomqtt.Client.__aexit__
+
+    async def timed_out(self, *exc_info):
+        await original(self, *exc_info)
+        raise aiomqtt.MqttError("Operation timed out")
+
+    monkeypatch.setattr(aiomqtt.Client, "__aexit__", timed_out)
+    began = time.monotonic()
+    await asyncio.wait_for(client.stop(), 5)
+    assert time.monotonic() - began < 2
+    await asyncio.sleep(0.3)  # longer than the back-off: no new connection
+    assert client.connections == 1 and not client.connected

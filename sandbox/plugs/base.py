@@ -121,8 +121,11 @@ class SimPlug:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await task
+            # bounded: aiomqtt's exit alone may wait 10 s for the broker's goodbye
+            await asyncio.wait({task}, timeout=15)
+            if task.done() and not task.cancelled():
+                with contextlib.suppress(aiomqtt.MqttError):
+                    task.result()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         fut = asyncio.ensure_future(coro)

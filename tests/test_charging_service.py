@@ -99,25 +99,21 @@ class FakeSwitch:
         failsafe_seconds: int | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> PlugState:
-        self.commands.append(("on", device, failsafe_seconds))
-        await asyncio.sleep(self.delay)
-        if self.before_confirm is not None:
-            await self.before_confirm()
-        self._raise(self.refuse_on, device)
-        self.on[device] = True
-        self.heard[device] = utcnow()
-        if self.echo:
-            self.emit(PowerChanged(device, on=True))
-        return self.known(device)
+        return await self._switch(device, True, failsafe_seconds)
 
     async def power_off(self, device: DeviceRef, timeout: float = 10.0) -> PlugState:  # noqa: ASYNC109
-        self.commands.append(("off", device, None))
+        return await self._switch(device, False, None)
+
+    async def _switch(self, device: DeviceRef, on: bool, failsafe: int | None) -> PlugState:
+        self.commands.append(("on" if on else "off", device, failsafe))
         await asyncio.sleep(self.delay)
-        self._raise(self.refuse_off, device)
-        self.on[device] = False
+        if on and self.before_confirm is not None:
+            await self.before_confirm()
+        self._raise(self.refuse_on if on else self.refuse_off, device)
+        self.on[device] = on
         self.heard[device] = utcnow()
         if self.echo:
-            self.emit(PowerChanged(device, on=False))
+            self.emit(PowerChanged(device, on=on))
         return self.known(device)
 
     async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState:  # noqa: ASYNC109

@@ -625,12 +625,10 @@ def _int_param(params: Mapping[str, Any], name: str, default: int | None = None)
 
 
 def _float_param(params: Mapping[str, Any], name: str) -> float:
-    value = params.get(name)
-    if value is None or value == "":
-        raise _bad(f"{name} is empty")
+    value = _str_param(params, name)
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise _bad(f"invalid {name} specified") from None
 
 

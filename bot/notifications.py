@@ -1,16 +1,19 @@
 """Rendering and delivering the outbox's messages (the bot's side of the port).
 
 Messages are rendered when they are sent, from the current database state and
-in the recipient's language, so a card posted late still shows the truth.
+in the recipient's language, so a card posted late still shows the truth. Each
+Bot API call goes through ``ctx.part`` under a key of its own (bot/parts.py), so
+a message of several calls is delivered part by part, each part once.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import charging_views, keyboards
@@ -19,6 +22,7 @@ from bot.booking_views import reason_text as booking_reason_text
 from bot.callbacks import FindCb
 from bot.charging_views import clock
 from bot.i18n import Html, Translator, translator
+from bot.parts import Part, send_now
 from bot.qr_labels import send_labels
 from bot.settings import Settings
 from bot.views import fit, listing_text, reason_text, status_line, when
@@ -46,6 +50,7 @@ class Context:
     session: AsyncSession
     settings: Settings
     t: Translator
+    part: Part
 
 
 Renderer = Callable[[Context, OutboxMessage], Awaitable[None]]
@@ -82,26 +87,42 @@ async def send_review_card(
     t: Translator,
     revision_id: int,
     chat_id: int,
+    part: Part = send_now,
 ) -> None:
-    """Post the card (photo with every field, or photo then text when too long)."""
+    """Post the card (photo with every field, or photo then text when too long).
+
+    The card is recorded with the part that posts it, so a retry after the
+    photo alone went out posts the text once and still records the card.
+    """
     revision = await listings.get_revision(session, revision_id)
     text = review_card_text(t, revision, settings)
     markup = review_markup(t, revision)
     photo = revision.data.get("photo_file_id")
-    # room for the decision line a refresh adds (a typed reason is up to 500)
-    if len(text) + 650 <= CAPTION_LIMIT:
-        sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
-        is_photo = True
-    else:
-        await bot.send_photo(chat_id, photo)
-        sent = await bot.send_message(chat_id, text, reply_markup=markup)
-        is_photo = False
-    await listings.record_card(session, revision_id, chat_id, sent.message_id, is_photo)
+    # room for the decision line a refresh adds (a typed reason is up to 500), which
+    # also keeps the choice the same when a retry renders the card again
+    is_photo = len(text) + 650 <= CAPTION_LIMIT
+
+    async def post_card() -> None:
+        if is_photo:
+            sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
+        else:
+            sent = await bot.send_message(chat_id, text, reply_markup=markup)
+        await listings.record_card(session, revision_id, chat_id, sent.message_id, is_photo)
+
+    if not is_photo:
+        await part("photo", lambda: bot.send_photo(chat_id, photo))
+    await part("card", post_card)
 
 
 async def _review_card(ctx: Context, message: OutboxMessage) -> None:
     await send_review_card(
-        ctx.bot, ctx.session, ctx.settings, ctx.t, message.payload["revision_id"], message.chat_id
+        ctx.bot,
+        ctx.session,
+        ctx.settings,
+        ctx.t,
+        message.payload["revision_id"],
+        message.chat_id,
+        ctx.part,
     )
 
 
@@ -111,46 +132,42 @@ async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
         return  # the card itself is not out yet; it will be rendered current
     text = review_card_text(ctx.t, revision, ctx.settings)
     markup = review_markup(ctx.t, revision)
-    try:
-        if revision.card_is_photo:
-            await ctx.bot.edit_message_caption(
-                chat_id=revision.card_chat_id,
-                message_id=revision.card_message_id,
-                caption=text,
-                reply_markup=markup,
-            )
-        else:
-            await ctx.bot.edit_message_text(
-                text,
-                chat_id=revision.card_chat_id,
-                message_id=revision.card_message_id,
-                reply_markup=markup,
-            )
-    except TelegramBadRequest as error:
-        if not is_not_modified(error):
-            raise
+    chat_id, message_id = revision.card_chat_id, revision.card_message_id
+
+    async def edit() -> None:
+        try:
+            if revision.card_is_photo:
+                await ctx.bot.edit_message_caption(
+                    chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup
+                )
+            else:
+                await ctx.bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+        except TelegramBadRequest as error:
+            if not is_not_modified(error):
+                raise
+
+    await ctx.part("edit", edit)
 
 
 async def _listing_approved(ctx: Context, message: OutboxMessage) -> None:
     revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
     name = revision.data.get("shop_name") or ""
-    await ctx.bot.send_message(
-        message.chat_id, ctx.t("merchant.approved", shop=name, id=revision.listing_id)
-    )
+    text = ctx.t("merchant.approved", shop=name, id=revision.listing_id)
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
 async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
     revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t(
-            "merchant.rejected",
-            shop=revision.data.get("shop_name") or "",
-            id=revision.listing_id,
-            reason=reason_text(ctx.t, revision.reason),
-        ),
-        reply_markup=keyboards.edit_rejected(ctx.t, revision.listing_id),
+    text = ctx.t(
+        "merchant.rejected",
+        shop=revision.data.get("shop_name") or "",
+        id=revision.listing_id,
+        reason=reason_text(ctx.t, revision.reason),
     )
+    markup = keyboards.edit_rejected(ctx.t, revision.listing_id)
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
 async def _booking(ctx: Context, message: OutboxMessage):
@@ -167,50 +184,54 @@ async def _booking(ctx: Context, message: OutboxMessage):
 async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
     booking, _listing, text = await _booking(ctx, message)
     user = await ctx.session.get(User, booking.user_id)
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t(
-            "booking.request_merchant",
-            name=user.first_name if user else "",
-            body=text,
-            until=when(booking.respond_by, ctx.settings.zone),
-        ),
-        # a request delivered late (cancelled or expired meanwhile) gets no buttons
-        reply_markup=keyboards.booking_decision(ctx.t, booking.id)
-        if booking.status == BookingStatus.REQUESTED
-        else None,
+    request = ctx.t(
+        "booking.request_merchant",
+        name=user.first_name if user else "",
+        body=text,
+        until=when(booking.respond_by, ctx.settings.zone),
     )
+    # a request delivered late (cancelled or expired meanwhile) gets no buttons
+    markup = (
+        keyboards.booking_decision(ctx.t, booking.id)
+        if booking.status == BookingStatus.REQUESTED
+        else None
+    )
+    await ctx.part(
+        "text", lambda: ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
+    )
+
+
+async def send_place(bot: Bot, chat_id: int, listing: Listing) -> Message:
+    """The shop on a map: a venue, or a plain location when it has no address
+    (Telegram refuses a venue without a title or an address)."""
+    latitude, longitude = listing.latitude, listing.longitude
+    assert latitude is not None and longitude is not None
+    title, address = (listing.shop_name or "").strip(), (listing.address or "").strip()
+    if title and address:
+        return await bot.send_venue(chat_id, latitude, longitude, title=title, address=address)
+    return await bot.send_location(chat_id, latitude, longitude)
 
 
 async def _booking_accepted(ctx: Context, message: OutboxMessage) -> None:
+    """The decision first, then where to go: each part on its own, so a place
+    Telegram refuses cannot hold back the text, nor a retry repeat the place."""
     booking, listing, text = await _booking(ctx, message)
-    assert listing.latitude is not None and listing.longitude is not None
-    await ctx.bot.send_venue(
-        message.chat_id,
-        listing.latitude,
-        listing.longitude,
-        title=listing.shop_name or "",
-        address=listing.address or "",
-    )
     charger = booking.charger
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t(
-            "booking.accepted_user",
-            body=text,
-            supply=f"{charger.supply_kind} / {charger.supply_model}",
-        ),
+    accepted = ctx.t(
+        "booking.accepted_user", body=text, supply=f"{charger.supply_kind} / {charger.supply_model}"
     )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, accepted))
+    await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 
 async def _booking_rejected(ctx: Context, message: OutboxMessage) -> None:
     booking, _listing, text = await _booking(ctx, message)
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t(
-            "booking.rejected_user", body=text, reason=booking_reason_text(ctx.t, booking.reason)
-        ),
-        reply_markup=find_again(ctx.t),
+    rejected = ctx.t(
+        "booking.rejected_user", body=text, reason=booking_reason_text(ctx.t, booking.reason)
+    )
+    markup = find_again(ctx.t)
+    await ctx.part(
+        "text", lambda: ctx.bot.send_message(message.chat_id, rejected, reply_markup=markup)
     )
 
 
@@ -219,8 +240,9 @@ def _simple(
 ) -> Renderer:
     async def render_simple(ctx: Context, message: OutboxMessage) -> None:
         _booking_row, _listing, text = await _booking(ctx, message)
-        await ctx.bot.send_message(
-            message.chat_id, ctx.t(key, body=text), reply_markup=markup(ctx.t) if markup else None
+        body, buttons = ctx.t(key, body=text), markup(ctx.t) if markup else None
+        await ctx.part(
+            "text", lambda: ctx.bot.send_message(message.chat_id, body, reply_markup=buttons)
         )
 
     return render_simple
@@ -241,7 +263,13 @@ def find_again(t: Translator) -> InlineKeyboardMarkup:
 async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
     """The printable labels of a listing's public chargers, after an approval."""
     await send_labels(
-        ctx.bot, ctx.session, message.chat_id, ctx.t, message.payload["listing_id"], message.chat_id
+        ctx.bot,
+        ctx.session,
+        message.chat_id,
+        ctx.t,
+        message.payload["listing_id"],
+        message.chat_id,
+        ctx.part,
     )
 
 
@@ -261,22 +289,22 @@ async def _session_started(ctx: Context, message: OutboxMessage) -> None:
     assert current.started_at is not None
     user = await ctx.session.get(User, current.user_id)
     zone, now = ctx.settings.zone, current.started_at
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t(
-            "charge.merchant_started",
-            booking=current.booking_id,
-            shop=listing.shop_name or "",
-            charger=charger_title(ctx.t, charger),
-            name=user.first_name if user else str(current.user_id),
-            start=clock(current.started_at, zone, now),
-            end=clock(current.booking.end_at, zone, now),
-        ),
-        # a late delivery (the session ended meanwhile) has no button to press
-        reply_markup=charging_views.merchant_buttons(ctx.t, current.id)
-        if current.status == SessionStatus.CHARGING
-        else None,
+    text = ctx.t(
+        "charge.merchant_started",
+        booking=current.booking_id,
+        shop=listing.shop_name or "",
+        charger=charger_title(ctx.t, charger),
+        name=user.first_name if user else str(current.user_id),
+        start=clock(current.started_at, zone, now),
+        end=clock(current.booking.end_at, zone, now),
     )
+    # a late delivery (the session ended meanwhile) has no button to press
+    markup = (
+        charging_views.merchant_buttons(ctx.t, current.id)
+        if current.status == SessionStatus.CHARGING
+        else None
+    )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
 async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
@@ -284,18 +312,15 @@ async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
     if current.status != SessionStatus.CHARGING:
         return  # stopped before the warning went out: nothing to warn about
     end = clock(current.booking.end_at, ctx.settings.zone, current.booking.end_at)
-    await ctx.bot.send_message(
-        message.chat_id,
-        ctx.t("charge.warning", end=end),
-        reply_markup=charging_views.running_buttons(ctx.t, current.id),
-    )
+    text = ctx.t("charge.warning", end=end)
+    markup = charging_views.running_buttons(ctx.t, current.id)
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
 async def _session_start_failed(ctx: Context, message: OutboxMessage) -> None:
     _current, _charger, listing = await _charging(ctx, message)
-    await ctx.bot.send_message(
-        message.chat_id, ctx.t("charge.start_failed", shop=listing.shop_name or "")
-    )
+    text = ctx.t("charge.start_failed", shop=listing.shop_name or "")
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
 async def _order(ctx: Context, message: OutboxMessage) -> None:
@@ -305,12 +330,10 @@ async def _order(ctx: Context, message: OutboxMessage) -> None:
     listing = await ctx.session.get(Listing, charger.listing_id)
     assert listing is not None
     audience = message.payload.get("audience", "user")
-    await ctx.bot.send_message(
-        message.chat_id,
-        charging_views.order_text(
-            ctx.t, order, charger, listing, ctx.settings.zone, parties=audience == "platform"
-        ),
+    text = charging_views.order_text(
+        ctx.t, order, charger, listing, ctx.settings.zone, parties=audience == "platform"
     )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
 RENDERERS: dict[str, Renderer] = {
@@ -335,7 +358,11 @@ RENDERERS: dict[str, Renderer] = {
 
 
 async def render(
-    bot: Bot, session: AsyncSession, settings: Settings, message: OutboxMessage
+    bot: Bot,
+    session: AsyncSession,
+    settings: Settings,
+    message: OutboxMessage,
+    part: Part = send_now,
 ) -> None:
     renderer = RENDERERS.get(message.kind)
     if renderer is None:
@@ -345,4 +372,4 @@ async def render(
     else:
         user = await session.get(User, message.chat_id)
         language = users.language_for(user, user.telegram_language if user else None)
-    await renderer(Context(bot, session, settings, translator(language)), message)
+    await renderer(Context(bot, session, settings, translator(language), part), message)

@@ -1,5 +1,7 @@
 """Background delivery of the outbox: retries network errors and 429s, gives up
-on messages Telegram will never accept, and sends each message once."""
+on messages Telegram will never accept, and sends each message once: a message
+of several parts part by part, each part once, a refused part not holding back
+the others."""
 
 import asyncio
 import logging
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.background import Loop
 from bot.notifications import render
+from bot.parts import Send
 from bot.settings import Settings
 from models import OutboxMessage
 from services import outbox
@@ -73,27 +76,32 @@ class OutboxSender:
         return len(batch)
 
     async def _deliver(self, message: OutboxMessage) -> float | None:
-        """Send one message and record the result; returns a flood-control wait."""
-        await self._pace()
+        """Send one message part by part and record the result; returns a
+        flood-control wait."""
         async with self._sessions() as session:
-            async with transaction(session):
-                still_ours = await outbox.renew_claim(session, message)
-            if not still_ours:  # our lease ran out and another instance took it
+            parts = _Parts(self, session, message)
+            try:
+                outcome, retry_after = await self._render(session, message, parts)
+            except ClaimLost:  # our lease ran out and another instance took it
                 log.warning(
-                    "outbox %s: claim lost before sending; left to its new owner", message.id
+                    "outbox %s: claim lost (another sender took the row); left to it", message.id
                 )
                 return None
-            outcome, retry_after = await self._render(session, message)
             async with transaction(session):
                 await outcome(session)
         return retry_after
 
     async def _render(
-        self, session: AsyncSession, message: OutboxMessage
+        self, session: AsyncSession, message: OutboxMessage, parts: "_Parts"
     ) -> tuple[Callable[[AsyncSession], Awaitable[None]], float | None]:
-        """Send one message; return how to record the result."""
+        """Send the parts still owed; return how to record the result.
+
+        A part Telegram refuses (400) is settled as failed by ``parts`` and the
+        others go on; an error here ends this attempt, and the parts already
+        settled stay settled, so the retry sends only the rest.
+        """
         try:
-            await render(self._bot, session, self._settings, message)
+            await render(self._bot, session, self._settings, message, parts)
         except TelegramRetryAfter as error:
             log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
             return partial(
@@ -125,13 +133,61 @@ class OutboxSender:
             # blocked by the user, chat gone, bad content: retrying cannot help
             log.error("outbox %s (%s) undeliverable: %s", message.id, message.kind, error)
             return partial(outbox.mark_failed, message_id=message.id, error=str(error)), None
+        except ClaimLost:
+            raise
         except Exception as error:
             log.exception("outbox %s (%s) failed", message.id, message.kind)
             return partial(outbox.mark_retry, message=message, error=repr(error)), None
-        return partial(outbox.mark_sent, message_id=message.id), None
+        refused = parts.refused()
+        if refused is not None and outbox.PART_SENT not in message.parts_done.values():
+            return partial(outbox.mark_failed, message_id=message.id, error=refused), None
+        return partial(outbox.mark_sent, message_id=message.id, error=refused), None
 
     async def _pace(self) -> None:
         wait = self._last_send + self._interval - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_send = time.monotonic()
+
+
+class ClaimLost(Exception):
+    """Our claim on a row ran out and another sender took it: send nothing more."""
+
+
+class _Parts:
+    """The parts of one outbox row (bot/parts.py): each sent at most once, in
+    its own turn of the pacing, and recorded right after Telegram answered."""
+
+    def __init__(self, sender: OutboxSender, session: AsyncSession, message: OutboxMessage):
+        self._sender = sender
+        self._session = session
+        self._message = message
+
+    async def __call__(self, key: str, send: Send) -> None:
+        message = self._message
+        if key in message.parts_done:  # settled on an earlier attempt
+            return
+        await self._sender._pace()
+        async with transaction(self._session):
+            if not await outbox.renew_claim(self._session, message):
+                raise ClaimLost
+        try:
+            await send()
+        except TelegramBadRequest as error:
+            # this part can never be sent (bad content): give it up, not the others
+            log.error("outbox %s (%s) part %s refused: %s", message.id, message.kind, key, error)
+            outcome = f"{outbox.PART_FAILED}{error}"
+        else:
+            outcome = outbox.PART_SENT
+        async with transaction(self._session):
+            if not await outbox.mark_part(self._session, message, key, outcome):
+                raise ClaimLost
+
+    def refused(self) -> str | None:
+        """Which parts were given up and why, if any were."""
+        failed = [
+            f"{key}: {outcome.removeprefix(outbox.PART_FAILED)}"
+            for key, outcome in self._message.parts_done.items()
+            if outcome != outbox.PART_SENT
+        ]
+        return "; ".join(failed) or None

@@ -7,7 +7,7 @@ work, so it runs in a thread.
 
 import asyncio
 import io
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import qrcode
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import QrCb
 from bot.i18n import Translator
+from bot.parts import Part, send_now
 from models import Charger, Listing
 from services import listings
 
@@ -93,9 +94,17 @@ async def send_label(
 
 
 async def send_labels(
-    bot: Bot, session: AsyncSession, chat_id: int, t: Translator, listing_id: int, merchant_id: int
+    bot: Bot,
+    session: AsyncSession,
+    chat_id: int,
+    t: Translator,
+    listing_id: int,
+    merchant_id: int,
+    part: Part = send_now,
 ) -> int:
+    """One label per public charger, each a part of its own (keyed by the charger,
+    which keeps its id across edits), so a retry sends only the labels still owed."""
     listing, chargers = await listings.active_chargers(session, listing_id, merchant_id)
     for charger in chargers:
-        await send_label(bot, chat_id, t, listing, charger)
+        await part(f"label:{charger.id}", partial(send_label, bot, chat_id, t, listing, charger))
     return len(chargers)

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -11,7 +11,10 @@ class OutboxMessage(Base):
     """A message owed to someone, written in the transaction that caused it.
 
     The sender renders it at delivery time (in the recipient's language) from
-    ``kind`` and ``payload`` and marks it sent; failures are retried.
+    ``kind`` and ``payload`` and marks it sent; failures are retried. A message
+    of several Bot API calls (a text and a location, a photo and a card, a label
+    per charger) records each part as it is settled in ``parts_done``, so a
+    retry sends only the parts still owed.
     """
 
     __tablename__ = "outbox"
@@ -29,3 +32,7 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # part key -> "sent", or "failed: <reason>" when Telegram refused it for good
+    parts_done: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )

@@ -20,6 +20,9 @@ from services.tx import transaction
 # (25 messages/s pacing), so a live sender does not lose its claim mid-batch
 CLAIM_SECONDS = 15
 MAX_ATTEMPTS = 12
+# the settled parts of a message (``parts_done``): sent, or refused for good and why
+PART_SENT = "sent"
+PART_FAILED = "failed: "
 
 
 def enqueue(session: AsyncSession, chat_id: int, kind: str, **payload: Any) -> None:
@@ -96,11 +99,32 @@ async def renew_claim(session: AsyncSession, message: OutboxMessage) -> bool:
     return True
 
 
-async def mark_sent(session: AsyncSession, message_id: int) -> None:
+async def mark_part(session: AsyncSession, message: OutboxMessage, key: str, outcome: str) -> bool:
+    """Record one part of a message as settled (``PART_SENT``, or ``PART_FAILED``
+    and the reason when Telegram refused it for good), so no retry sends it
+    again; False when our claim ran out and another sender took the row."""
+    done = {**message.parts_done, key: outcome[:300]}
+    changed = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message.id,
+            OutboxMessage.claimed_until == message.claimed_until,
+            OutboxMessage.sent_at.is_(None),
+        )
+        .values(parts_done=done)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    message.parts_done = done
+    return True
+
+
+async def mark_sent(session: AsyncSession, message_id: int, error: str | None = None) -> None:
+    """Done; ``error`` says which parts Telegram refused, when some were."""
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
-        .values(sent_at=utcnow(), claimed_until=None, last_error=None)
+        .values(sent_at=utcnow(), claimed_until=None, last_error=error[:1000] if error else None)
     )
 
 

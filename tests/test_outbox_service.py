@@ -104,3 +104,27 @@ async def test_a_sender_whose_claim_was_taken_over_does_not_send(sessions) -> No
     async with sessions() as session, transaction(session):
         assert await outbox.renew_claim(session, fast)
         assert not await outbox.renew_claim(session, slow)
+
+
+async def test_parts_are_recorded_only_by_the_claim_holder(sessions) -> None:
+    """Each settled part of a message is kept across retries; a sender whose claim
+    another took over records nothing (the new owner decides)."""
+    from services.tx import transaction
+
+    async with sessions() as session, transaction(session):
+        outbox.enqueue(session, 42, "booking_accepted", booking_id=1)
+    (slow,) = await outbox.claim_due(sessions)
+    assert slow.parts_done == {}
+    async with sessions() as session, transaction(session):
+        assert await outbox.mark_part(session, slow, "text", outbox.PART_SENT)
+        await outbox.mark_retry(session, slow, "429", 1, count_attempt=False)
+    async with sessions() as session, transaction(session):
+        await session.execute(update(OutboxMessage).values(due_at=utcnow()))
+    (fast,) = await outbox.claim_due(sessions)
+    assert fast.parts_done == {"text": "sent"}  # the retry sends only the rest
+    async with sessions() as session, transaction(session):
+        assert not await outbox.mark_part(session, slow, "place", outbox.PART_SENT)
+        assert await outbox.mark_part(session, fast, "place", "failed: Bad Request")
+    async with sessions() as session:
+        stored = await session.get(OutboxMessage, fast.id)
+        assert stored.parts_done == {"text": "sent", "place": "failed: Bad Request"}

@@ -61,7 +61,9 @@ class BookCb(CallbackData, prefix="bk"):
 
 
 class BookingCb(CallbackData, prefix="bg"):
-    action: Literal["confirm", "drop", "accept", "reject", "reason", "other", "back", "cancel"]
+    action: Literal[
+        "confirm", "drop", "accept", "reject", "reason", "other", "back", "cancel", "open"
+    ]
     booking_id: Id = 0
     code: BookingRejectCode = ""
 

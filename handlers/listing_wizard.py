@@ -616,6 +616,7 @@ async def submit(
             moderation_chat_id=settings.moderation_chat_id,
             listing_id=wiz.listing_id,
             submission_key=wiz.submission_key,
+            max_under_review=settings.max_listings_under_review,
         )
     except DomainError as error:
         params = dict(error.params)

@@ -421,3 +421,44 @@ async def test_a_capped_user_is_told_at_book_and_the_merchant_hears_nothing(
     card = await bot.expect(RIDER, "Book charger 1", after)
     answer = await bot.press(RIDER, RIDER, card, "Book charger 1")
     assert answer.get("show_alert") and "3 booking requests waiting" in answer["text"], answer
+
+
+async def test_the_local_bot_api_server_enforces_telegrams_limits(api: FakeBotAPI) -> None:
+    """What the paging tests rely on: the server refuses what Telegram refuses."""
+    from aiogram import Bot
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.exceptions import TelegramBadRequest
+    from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="x", callback_data=data)]]
+        )
+
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api.url))
+    bot = Bot(api.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    try:
+        # text: 4096 characters after entity parsing (tags do not count)
+        sent = await bot.send_message(RIDER, "<b>" + "界" * 4096 + "</b>")
+        with pytest.raises(TelegramBadRequest, match="message is too long"):
+            await bot.send_message(RIDER, "x" * 4097)
+        with pytest.raises(TelegramBadRequest, match="message is too long"):
+            await bot.edit_message_text("y" * 4097, chat_id=RIDER, message_id=sent.message_id)
+        # captions: 1024
+        photo = api.send_photo(RIDER, RIDER)["photo"][-1]["file_id"]
+        await bot.send_photo(RIDER, photo, caption="c" * 1024)
+        with pytest.raises(TelegramBadRequest, match="caption is too long"):
+            await bot.send_photo(RIDER, photo, caption="c" * 1025)
+        with pytest.raises(TelegramBadRequest, match="caption is too long"):
+            await bot.send_photo(
+                RIDER, BufferedInputFile(api.file_bytes(photo), "p.png"), caption="c" * 1025
+            )
+        # callback data: 64 bytes (not characters)
+        await bot.send_message(RIDER, "ok", reply_markup=keyboard("d" * 64))
+        for data in ("d" * 65, "界" * 22):
+            with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+                await bot.send_message(RIDER, "no", reply_markup=keyboard(data))
+    finally:
+        await bot.session.close()

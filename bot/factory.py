@@ -13,7 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import SqlStorage
+from bot.fsm_storage import DestinyKeyBuilder, SqlStorage
 from bot.i18n import LANGUAGES, translator
 from bot.inline_filters import inline_sync_filters
 from bot.isolation import RenewedRedisEventIsolation
@@ -71,7 +71,7 @@ def create_dispatcher(
     if redis is not None:
         # several instances: a conversation and its per-user lock live in Redis, so
         # a user's next update may land on any instance
-        storage = storage or RedisStorage(redis)
+        storage = storage or RedisStorage(redis, key_builder=DestinyKeyBuilder())
         isolation = RenewedRedisEventIsolation(redis)
     else:
         isolation = SimpleEventIsolation()

@@ -9,10 +9,16 @@ conversations (several instances use Redis instead), so the copy stays true.
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from aiogram.fsm.state import State
-from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StorageKey
+from aiogram.fsm.storage.base import (
+    DEFAULT_DESTINY,
+    BaseStorage,
+    DefaultKeyBuilder,
+    KeyBuilder,
+    StorageKey,
+)
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -118,3 +124,20 @@ class SqlStorage(BaseStorage):
 
 class _CacheDisagrees(Exception):
     """Rolls the one-statement write back; the caller reads and writes instead."""
+
+
+class DestinyKeyBuilder(KeyBuilder):
+    """aiogram's Redis keys with the destiny named only when it is not the default.
+
+    A conversation's keys stay what they were (an upgrade loses none), and a
+    record of another destiny (the listing wizard's draft) gets a key of its own
+    (one part more, so the two never meet).
+    """
+
+    def __init__(self) -> None:
+        self._plain = DefaultKeyBuilder()
+        self._with_destiny = DefaultKeyBuilder(with_destiny=True)
+
+    def build(self, key: StorageKey, part: Literal["data", "state", "lock"] | None = None) -> str:
+        builder = self._plain if key.destiny == DEFAULT_DESTINY else self._with_destiny
+        return builder.build(key, part)

@@ -35,7 +35,9 @@ class DbSessionMiddleware(BaseMiddleware):
 
 
 class UserContextMiddleware(BaseMiddleware):
-    """Injects ``user`` (our row) and ``t`` (a translator in their language).
+    """Injects ``user`` (a plain ``UserProfile``, never an ORM row), ``t`` (a
+    translator in their language) and ``known_users`` (the cache, which
+    ``users.set_language`` keeps current).
 
     In groups the group's language is used, as one chat has many readers.
     ``known_users``: how many users to keep in memory (0 when several instances
@@ -49,6 +51,7 @@ class UserContextMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TgUser | None = data.get("event_from_user")
         chat = data.get("event_chat")
+        data["known_users"] = self._known
         if tg_user is None:
             data["t"] = translator(self._group_language)
             return await handler(event, data)

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
     # this instance's share of Telegram's ~30 messages/s per bot (divide by instances)
     outbox_rate_per_second: float = Field(default=25.0, gt=0, le=30)
+    # booking requests of one user that may wait for a merchant's answer at once
+    max_open_bookings_per_user: int = Field(default=3, ge=1, le=100)
+    # listings of one merchant that may wait for review at once
+    max_listings_under_review: int = Field(default=3, ge=1, le=100)
 
     @field_validator(
         "mqtt_username",

@@ -7,20 +7,22 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKeyboardRemove
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
+from bot import keyboards, paging
 from bot.booking_views import booking_text, money, tariff_text, window_text
-from bot.callbacks import BookCb, BookingCb
-from bot.i18n import Html, Translator, all_variants, keys_by_label
+from bot.callbacks import BookCb, BookingCb, PageCb
+from bot.i18n import Translator, all_variants, keys_by_label
 from bot.settings import Settings
-from models import BookingStatus, Listing
+from bot.views import fit
+from models import Booking, BookingStatus, Listing
 from models.base import utcnow
 from services import bookings
 from services.bookings import BookingRules, estimate_minor
 from services.errors import DomainError, InvalidInput
+from services.paging import Page
 from services.windows import parse_window
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
@@ -34,7 +36,11 @@ class BookForm(StatesGroup):
 
 
 def rules(settings: Settings) -> BookingRules:
-    return BookingRules(zone=settings.zone, response_minutes=settings.booking_response_minutes)
+    return BookingRules(
+        zone=settings.zone,
+        response_minutes=settings.booking_response_minutes,
+        max_open_requests=settings.max_open_bookings_per_user,
+    )
 
 
 async def error_text(t: Translator, error: DomainError, settings: Settings) -> str:
@@ -55,9 +61,14 @@ async def start_booking(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
+    settings: Settings,
 ) -> None:
     try:
         charger = await bookings.bookable_charger(session, callback_data.charger_id)
+        # said now rather than after every question (the request checks it again)
+        await bookings.check_request_limits(
+            session, query.from_user.id, None, None, None, rules(settings)
+        )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return
@@ -138,6 +149,10 @@ async def when(
         data = await state.get_data()
         charger = await bookings.bookable_charger(session, data["charger_id"])
         await bookings.check_window(session, charger, start, end, now, rules(settings))
+        assert message.from_user is not None
+        await bookings.check_request_limits(
+            session, message.from_user.id, charger.id, start, end, rules(settings)
+        )
     except InvalidInput as error:
         await message.answer(await error_text(t, error, settings))
         return
@@ -195,11 +210,17 @@ async def confirm(
             end=datetime.fromisoformat(data["end"]),
             rules=rules(settings),
         )
-    except DomainError as error:
+    except InvalidInput as error:  # the window: another one may do
         await query.answer()
         await query.message.answer(await error_text(t, error, settings))
         await state.set_state(BookForm.when)
         await query.message.answer(t("booking.ask_when"))
+        return
+    except DomainError as error:  # the charger is gone, too many requests, …
+        await state.clear()
+        await query.answer()
+        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(t(error.key, **error.params))
         return
     await state.clear()
     await query.answer(t("booking.sent_alert"))
@@ -213,44 +234,115 @@ async def stale_confirm(query: CallbackQuery, t: Translator) -> None:
     await query.answer(t("err.stale_button"), show_alert=True)
 
 
+BOOKINGS_PAGE = 10
+_LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
+
+
+async def _bookings_view(
+    session: AsyncSession, t: Translator, settings: Settings, person: int, of: str, number: int
+) -> tuple[Page[Booking], str, InlineKeyboardMarkup | None]:
+    """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
+    a line each, and a button that opens the booking with what can be done to it."""
+    if of == "mine":
+        page = await bookings.page_of_user(session, person, number, BOOKINGS_PAGE)
+    else:
+        page = await bookings.page_of_merchant(session, person, number, BOOKINGS_PAGE)
+    lines = []
+    for booking in page.items:
+        listing = await session.get(Listing, booking.charger.listing_id)
+        lines.append(
+            t(
+                "booking.line",
+                id=booking.id,
+                shop=listing.shop_name if listing else "",
+                window=window_text(booking.start_at, booking.end_at, settings.zone),
+                status=t(f"booking.status_{booking.status.value}"),
+            )
+        )
+    header = t("booking.list_header", title=t(_LISTS[of]), page=paging.counter(t, page))
+    builder = InlineKeyboardBuilder()
+    for booking in page.items:
+        builder.button(
+            text=f"#{booking.id}", callback_data=BookingCb(action="open", booking_id=booking.id)
+        )
+    builder.adjust(5)
+    markup = paging.with_nav(t, of, page, builder.as_markup())
+    return page, fit(header + "\n" + "\n".join(lines)), markup
+
+
 async def my_bookings(
     message: Message, session: AsyncSession, t: Translator, settings: Settings
 ) -> None:
+    """One paged message per role the person has: their bookings, their chargers'."""
     assert message.from_user is not None
-    mine = await bookings.of_user(session, message.from_user.id)
-    incoming = await bookings.of_merchant(session, message.from_user.id)
-    if not mine and not incoming:
+    views = []
+    for of in _LISTS:
+        page, text, markup = await _bookings_view(session, t, settings, message.from_user.id, of, 0)
+        if page.total:
+            views.append((text, markup))
+    await session.commit()  # no transaction left open while Telegram answers
+    if not views:
         await message.answer(t("booking.none"))
+    for text, markup in views:
+        await message.answer(text, reply_markup=markup)
+
+
+async def bookings_page(
+    query: CallbackQuery,
+    callback_data: PageCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    _, text, markup = await _bookings_view(
+        session, t, settings, query.from_user.id, callback_data.of, callback_data.page
+    )
+    await session.commit()
+    await query.answer()
+    if isinstance(query.message, Message):
+        await keyboards.edit_text_safely(query.message, text, markup)
+
+
+async def open_booking(
+    query: CallbackQuery,
+    callback_data: BookingCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    """A booking of the list as its own message, with Cancel (its user) or Accept
+    and Reject (its merchant) while they apply."""
+    try:
+        booking = await bookings.get(session, callback_data.booking_id)
+    except DomainError as error:
+        await query.answer(t(error.key, **error.params), show_alert=True)
         return
-    now = utcnow()
-    for title, rows, role in (
-        (t("booking.mine"), mine, "user"),
-        (t("booking.incoming"), incoming, "merchant"),
-    ):
-        if not rows:
-            continue
-        await message.answer(Html(f"<b>{title}</b>"))
-        for booking in rows[:10]:
-            listing = await session.get(Listing, booking.charger.listing_id)
-            builder = InlineKeyboardBuilder()
-            if role == "user" and booking.status in bookings.OPEN and booking.start_at > now:
-                builder.button(
-                    text=t("btn.cancel_booking"),
-                    callback_data=BookingCb(action="cancel", booking_id=booking.id),
-                )
-            if role == "merchant" and booking.status == BookingStatus.REQUESTED:
-                builder.button(
-                    text=t("btn.accept"),
-                    callback_data=BookingCb(action="accept", booking_id=booking.id),
-                )
-                builder.button(
-                    text=t("btn.reject"),
-                    callback_data=BookingCb(action="reject", booking_id=booking.id),
-                )
-            await message.answer(
-                booking_text(t, booking, settings.zone, listing.shop_name if listing else ""),
-                reply_markup=builder.as_markup() if builder.buttons else None,
-            )
+    presser = query.from_user.id
+    if presser not in (booking.user_id, booking.merchant_id):
+        await query.answer(t("err.not_your_booking"), show_alert=True)
+        return
+    listing = await session.get(Listing, booking.charger.listing_id)
+    text = booking_text(t, booking, settings.zone, listing.shop_name if listing else "")
+    builder = InlineKeyboardBuilder()
+    cancellable = booking.status in bookings.OPEN and booking.start_at > utcnow()
+    if presser == booking.user_id and cancellable:
+        builder.button(
+            text=t("btn.cancel_booking"),
+            callback_data=BookingCb(action="cancel", booking_id=booking.id),
+        )
+    if presser == booking.merchant_id and booking.status == BookingStatus.REQUESTED:
+        builder.button(
+            text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking.id)
+        )
+        builder.button(
+            text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking.id)
+        )
+    await session.commit()
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            text, reply_markup=builder.as_markup() if builder.buttons else None
+        )
 
 
 async def cancel_booking(
@@ -291,5 +383,7 @@ def build_router() -> Router:
         stale_confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
     )
     router.message.register(my_bookings, Command("bookings"))
+    router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(_LISTS))))
+    router.callback_query.register(open_booking, BookingCb.filter(F.action == "open"))
     router.callback_query.register(cancel_booking, BookingCb.filter(F.action == "cancel"))
     return router

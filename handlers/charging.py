@@ -7,10 +7,12 @@ from datetime import datetime
 from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import ChargeCb
+from bot import paging
+from bot.callbacks import ChargeCb, PageCb
 from bot.charging_views import (
     confirm_stop_buttons,
     merchant_buttons,
@@ -21,9 +23,10 @@ from bot.charging_views import (
     started_text,
     status_text,
 )
-from bot.i18n import Translator
+from bot.i18n import Html, Translator
 from bot.keyboards import edit_text_safely
 from bot.settings import Settings
+from bot.views import fit
 from handlers.moderation import IsAdmin
 from hardware_bridge.port import PlugState
 from models import Charger, ChargingSession, Listing, SessionStatus
@@ -251,24 +254,57 @@ async def _status(
     return status_text(t, fresh, charger, listing, plug, settings.zone, utcnow())
 
 
+SESSIONS_PAGE = 5
+
+
+async def _sessions_view(
+    session: AsyncSession, t: Translator, settings: Settings, number: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """One page of the sessions charging now, each with its Close button."""
+    page = await sessions_svc.running_page(session, number, SESSIONS_PAGE)
+    if not page.items:
+        return t("charge.admin_none"), None
+    now = utcnow()
+    blocks = []
+    builder = InlineKeyboardBuilder()
+    for current in page.items:
+        charger, listing = await _place(session, current)
+        status = status_text(t, current, charger, listing, _unknown_plug(now), settings.zone, now)
+        blocks.append(t("charge.admin_line", user=str(current.user_id), body=Html(status)))
+        builder.button(
+            text=t("btn.close_session_n", id=current.id),
+            callback_data=ChargeCb(action="stop", ref=current.id),
+        )
+    builder.adjust(2)
+    header = t("charge.admin_header", count=page.total, page=paging.counter(t, page))
+    markup = paging.with_nav(t, "sessions", page, builder.as_markup())
+    return fit(header + "\n\n" + "\n\n".join(blocks)), markup
+
+
 async def running_sessions(
     message: Message, session: AsyncSession, t: Translator, settings: Settings
 ) -> None:
-    """/sessions in the moderation group: what runs now, each with Close session
-    (for a stuck plug or a session nobody can stop otherwise)."""
-    running = await sessions_svc.charging_now(session)
-    if not running:
-        await message.answer(t("charge.admin_none"))
-        return
-    now = utcnow()
-    for current in running[:20]:
-        charger, listing = await _place(session, current)
-        text = status_text(t, current, charger, listing, _unknown_plug(now), settings.zone, now)
-        await message.answer(
-            t("charge.admin_line", user=str(current.user_id), body=text),
-            reply_markup=merchant_buttons(t, current.id),
-        )
+    """/sessions in the moderation group: what runs now, a page at a time in one
+    message, each with Close session (for a stuck plug or a session nobody can
+    stop otherwise). One message, not one per session: a group takes about 20
+    messages a minute."""
+    text, markup = await _sessions_view(session, t, settings, 0)
+    await session.commit()  # no transaction left open while Telegram answers
+    await message.answer(text, reply_markup=markup)
+
+
+async def sessions_page(
+    query: CallbackQuery,
+    callback_data: PageCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    text, markup = await _sessions_view(session, t, settings, callback_data.page)
     await session.commit()
+    await query.answer()
+    if isinstance(query.message, Message):
+        await edit_text_safely(query.message, text, markup)
 
 
 def _unknown_plug(now: datetime) -> PlugState:
@@ -278,7 +314,9 @@ def _unknown_plug(now: datetime) -> PlugState:
 def build_admin_router(moderation_chat_id: int) -> Router:
     router = Router(name="charging_admin")
     router.message.filter(F.chat.id == moderation_chat_id)
+    router.callback_query.filter(F.message.chat.id == moderation_chat_id)
     router.message.register(running_sessions, Command("sessions"), IsAdmin())
+    router.callback_query.register(sessions_page, PageCb.filter(F.of == "sessions"), IsAdmin())
     return router
 
 

@@ -6,12 +6,19 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from bot.i18n import Translator
+from handlers.listing_wizard import in_wizard
 
 
 async def cancel(message: Message, state: FSMContext, t: Translator) -> None:
+    """Leave what the person is doing. A listing's draft is never dropped here
+    (it has a key of its own): leaving the wizard keeps it for /newlisting; only
+    the wizard's own "Cancel" discards it."""
     current = await state.get_state()
     await state.clear()
-    key = "cancel.done" if current else "cancel.nothing"
+    if in_wizard(current):
+        key = "cancel.draft_kept"
+    else:
+        key = "cancel.done" if current else "cancel.nothing"
     await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
 
 

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards
 from bot.callbacks import LanguageCb
 from bot.i18n import LANGUAGES, Translator, translator
-from models import User
 from services import users
+from services.users import KnownUsers, UserProfile
 
 
 async def choose_language(message: Message, t: Translator) -> None:
@@ -17,9 +17,13 @@ async def choose_language(message: Message, t: Translator) -> None:
 
 
 async def set_language(
-    query: CallbackQuery, callback_data: LanguageCb, user: User, session: AsyncSession
+    query: CallbackQuery,
+    callback_data: LanguageCb,
+    user: UserProfile,
+    session: AsyncSession,
+    known_users: KnownUsers,
 ) -> None:
-    await users.set_language(session, user, callback_data.code)
+    await users.set_language(session, user, callback_data.code, known_users)
     t = translator(callback_data.code)
     await query.answer(t("language.saved"))
     if isinstance(query.message, Message):

@@ -3,13 +3,19 @@
 Every step validates its answer where it is given; a wrong answer is explained
 and the same question asked again, with nothing typed before lost (the FSM
 data lives in the database). "Back" goes one step back, "Keep" keeps what was
-there, /cancel or "Cancel" leaves. The end is a summary: Submit / Edit / Cancel.
-Editing an existing listing (from /listings) starts at that summary.
+there. The end is a summary: Submit / Edit / Cancel. Editing an existing
+listing (from /listings) starts at that summary.
+
+The answers (the draft) are kept under a storage key of their own (aiogram's
+``destiny``), not in the conversation's data: other flows (/find, a booking, a
+merchant's typed reason) clear or overwrite the conversation, never the draft.
+Only the wizard's "Cancel", "Start over" or a submission discard it; /cancel
+leaves the wizard with the draft kept, and /newlisting offers to continue it.
 """
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiogram import F, Router
@@ -84,9 +90,22 @@ HOURS_SHORTCUTS = ("hours.shortcut_daily", "hours.shortcut_always", "hours.short
 NEXT, STAY = "next", "stay"
 
 
+DRAFT_DESTINY = "listing_draft"
+_WIZARD_STATE = f"{ListingForm.__name__}:"
+
+
+def in_wizard(state_name: str | None) -> bool:
+    return bool(state_name and state_name.startswith(_WIZARD_STATE))
+
+
+def _drafts(state: FSMContext) -> FSMContext:
+    """The same person and chat's draft: a key of its own in the same storage."""
+    return FSMContext(storage=state.storage, key=replace(state.key, destiny=DRAFT_DESTINY))
+
+
 @dataclass
 class Wizard:
-    """The wizard's FSM data, typed."""
+    """The wizard's draft and where it stands, typed."""
 
     draft: ListingDraft
     ci: int = 0  # index of the charger being filled in
@@ -94,10 +113,10 @@ class Wizard:
     listing_id: int | None = None  # set when editing an existing listing
     summary_id: int | None = None  # the summary message whose buttons are current
     submission_key: str | None = None  # one per summary shown: Submit acts once
+    step: str = "contact"  # the question last asked, where "Continue" goes back to
 
     @classmethod
-    async def load(cls, state: FSMContext) -> "Wizard":
-        data = await state.get_data()
+    def _of(cls, data: dict[str, Any]) -> "Wizard":
         return cls(
             draft=ListingDraft.from_dict(data.get("draft", {})),
             ci=data.get("ci", 0),
@@ -105,14 +124,38 @@ class Wizard:
             listing_id=data.get("listing_id"),
             summary_id=data.get("summary_id"),
             submission_key=data.get("submission_key"),
+            step=data.get("step", "contact"),
         )
 
+    @classmethod
+    async def stored(cls, state: FSMContext) -> "Wizard | None":
+        """The kept draft, if there is one."""
+        data = await _drafts(state).get_data()
+        if not data:
+            # a wizard begun before drafts had their own key kept them in the
+            # conversation's data
+            current = await state.get_state()
+            if not in_wizard(current):
+                return None
+            data = await state.get_data()
+            if "draft" not in data:
+                return None
+            data = {**data, "step": _step_of(current)}
+        return cls._of(data)
+
+    @classmethod
+    async def load(cls, state: FSMContext) -> "Wizard":
+        return await cls.stored(state) or cls(draft=ListingDraft())
+
     async def save(self, state: FSMContext) -> None:
-        await state.set_data({
+        await _drafts(state).set_data({
             "draft": self.draft.to_dict(), "ci": self.ci, "mode": self.mode,
             "listing_id": self.listing_id, "summary_id": self.summary_id,
-            "submission_key": self.submission_key,
+            "submission_key": self.submission_key, "step": self.step,
         })  # fmt: skip
+
+    def has_answers(self) -> bool:
+        return self.listing_id is not None or self.draft != ListingDraft()
 
     @property
     def charger(self) -> ChargerDraft:
@@ -121,6 +164,14 @@ class Wizard:
     def add_charger(self) -> None:
         self.draft.chargers.append(ChargerDraft())
         self.ci = len(self.draft.chargers) - 1
+
+
+async def discard(state: FSMContext) -> None:
+    """Drop the draft, and leave the wizard if the conversation is in it (not the
+    flow the person went on to, when they submit or cancel an older summary)."""
+    await _drafts(state).clear()
+    if in_wizard(await state.get_state()):
+        await state.clear()
 
 
 def _label(key: str) -> set[str]:
@@ -226,6 +277,7 @@ def prompt(
 async def ask(
     message: Message, step: str, wiz: Wizard, state: FSMContext, t: Translator, settings: Settings
 ) -> None:
+    wiz.step = step
     await wiz.save(state)
     if step == "summary":
         await show_summary(message, wiz, state, t)
@@ -236,7 +288,7 @@ async def ask(
 
 
 async def show_summary(message: Message, wiz: Wizard, state: FSMContext, t: Translator) -> None:
-    wiz.mode = "new"
+    wiz.mode, wiz.step = "new", "summary"
     await state.set_state(ListingForm.summary)
     await message.answer(t("summary.intro"), reply_markup=ReplyKeyboardRemove())
     sent = await message.answer(
@@ -467,15 +519,14 @@ KEEPABLE = frozenset(SHOP_FIELDS) - {"address"} | frozenset(CHARGER_FIELDS)
 async def new_listing(
     message: Message, state: FSMContext, t: Translator, settings: Settings
 ) -> None:
-    current = await state.get_state()
-    if current and current.startswith("ListingForm:"):
+    kept = await Wizard.stored(state)
+    if kept is not None and kept.has_answers():
         # never throw away answers silently: continue, or start over on purpose
         await message.answer(t("wizard.resume"), reply_markup=keyboards.resume_or_restart(t))
         return
     await state.clear()
-    wiz = Wizard(draft=ListingDraft())
     await message.answer(t("wizard.intro"))
-    await ask(message, "contact", wiz, state, t, settings)
+    await ask(message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
 
 
 async def resume_or_restart(
@@ -487,11 +538,12 @@ async def resume_or_restart(
 ) -> None:
     await query.answer()
     assert isinstance(query.message, Message)
-    current = await state.get_state()
-    if callback_data.action == "resume" and current and current.startswith("ListingForm:"):
-        wiz = await Wizard.load(state)
-        await ask(query.message, _step_of(current), wiz, state, t, settings)
+    kept = await Wizard.stored(state)
+    if callback_data.action == "resume" and kept is not None:
+        step = kept.step if kept.step == "summary" or kept.step in PARSERS else "contact"
+        await ask(query.message, step, kept, state, t, settings)
         return
+    await discard(state)
     await state.clear()
     await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
 
@@ -527,7 +579,7 @@ async def answer(message: Message, state: FSMContext, t: Translator, settings: S
 
 async def cancel_wizard(message: Message, state: FSMContext, t: Translator) -> None:
     wiz = await Wizard.load(state)
-    await state.clear()
+    await discard(state)
     key = "wizard.cancelled_edit" if wiz.listing_id else "wizard.cancelled"
     await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
 
@@ -536,9 +588,10 @@ async def cancel_wizard(message: Message, state: FSMContext, t: Translator) -> N
 
 
 async def _summary_guard(query: CallbackQuery, state: FSMContext, t: Translator) -> Wizard | None:
-    """The summary's buttons act only on the latest summary of this conversation."""
+    """The summary's buttons act only on the latest summary of the kept draft
+    (also after the person went on to another flow meanwhile)."""
     wiz = await Wizard.load(state)
-    if query.message is None or query.message.message_id != wiz.summary_id:
+    if query.message is None or query.message.message_id != wiz.summary_id or wiz.step != "summary":
         await query.answer(t("err.stale_button"), show_alert=True)
         return None
     return wiz
@@ -563,6 +616,7 @@ async def submit(
             moderation_chat_id=settings.moderation_chat_id,
             listing_id=wiz.listing_id,
             submission_key=wiz.submission_key,
+            max_under_review=settings.max_listings_under_review,
         )
     except DomainError as error:
         params = dict(error.params)
@@ -570,7 +624,7 @@ async def submit(
             params["fields"] = missing_text(t, wiz.draft)
         await query.answer(t(error.key, **params), show_alert=True)
         return
-    await state.clear()
+    await discard(state)
     await query.answer(t("wizard.submitted_alert"))
     await query.message.edit_reply_markup(reply_markup=None)
     await query.message.answer(t("wizard.submitted", id=revision.listing_id))
@@ -670,12 +724,11 @@ async def start_edit(
     An unfinished listing or another edit is not thrown away for it: the
     merchant is asked to finish or cancel that first.
     """
-    current = await state.get_state()
-    if current and current.startswith("ListingForm:"):
-        wiz = await Wizard.load(state)
-        if wiz.listing_id != listing_id or current != ListingForm.summary.state:
-            await message.answer(t("wizard.busy"), reply_markup=keyboards.resume_or_restart(t))
-            return
+    kept = await Wizard.stored(state)
+    elsewhere = kept is not None and (kept.listing_id != listing_id or kept.step != "summary")
+    if elsewhere and kept is not None and kept.has_answers():
+        await message.answer(t("wizard.busy"), reply_markup=keyboards.resume_or_restart(t))
+        return
     await state.clear()
     wiz = Wizard(draft=draft, listing_id=listing_id)
     await show_summary(message, wiz, state, t)
@@ -694,19 +747,15 @@ def build_router() -> Router:
         StateFilter(*(getattr(ListingForm, step) for step in PARSERS)),
         ~F.text.startswith("/"),  # a command mid-wizard is a command, not an answer
     )
+    # the summary's buttons: _summary_guard checks them against the kept draft, so
+    # they work whatever flow the conversation went on to since
+    router.callback_query.register(submit, WizardCb.filter(F.action == "submit"))
+    router.callback_query.register(cancel_from_summary, WizardCb.filter(F.action == "cancel"))
     router.callback_query.register(
-        submit, ListingForm.summary, WizardCb.filter(F.action == "submit")
+        toggle_edit_menu, WizardCb.filter(F.action.in_({"edit", "back"}))
     )
     router.callback_query.register(
-        cancel_from_summary, ListingForm.summary, WizardCb.filter(F.action == "cancel")
-    )
-    router.callback_query.register(
-        toggle_edit_menu, ListingForm.summary, WizardCb.filter(F.action.in_({"edit", "back"}))
-    )
-    router.callback_query.register(
-        edit_part,
-        ListingForm.summary,
-        WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"})),
+        edit_part, WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"}))
     )
     router.callback_query.register(stale_wizard_button, WizardCb.filter())
     return router

@@ -11,15 +11,21 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import BaseFilter, Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, ForceReply, Message, TelegramObject
+from aiogram.types import (
+    CallbackQuery,
+    ForceReply,
+    InlineKeyboardMarkup,
+    Message,
+    TelegramObject,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.callbacks import ReviewCb
+from bot import keyboards, paging
+from bot.callbacks import PageCb, ReviewCb
 from bot.i18n import Translator
 from bot.notifications import is_not_modified, send_review_card
 from bot.settings import Settings
-from bot.views import when
+from bot.views import fit, when
 from services import listings
 from services.errors import DomainError
 from services.listings import Decision, DecisionResult
@@ -41,6 +47,8 @@ def build_router(moderation_chat_id: int) -> Router:
     router.callback_query.filter(F.message.chat.id == moderation_chat_id)
 
     router.message.register(pending, Command("pending"), IsAdmin())
+    router.callback_query.register(pending_page, PageCb.filter(F.of == "pending"), IsAdmin())
+    router.callback_query.register(not_an_admin, PageCb.filter(F.of == "pending"))
     router.message.register(
         typed_reason, RejectForm.reason, IsAdmin(), F.text, ~F.text.startswith("/")
     )
@@ -206,13 +214,16 @@ async def typed_reason(
     await message.reply(t("review.rejected_reply", id=revision_id))
 
 
-async def pending(
-    message: Message, session: AsyncSession, t: Translator, settings: Settings
-) -> None:
-    waiting = await listings.pending_revisions(session)
-    if not waiting:
-        await message.answer(t("review.none_pending"))
-        return
+PENDING_PAGE = 10
+
+
+async def _pending_view(
+    session: AsyncSession, t: Translator, settings: Settings, number: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """One page of what waits for review: a line and a card button for each."""
+    page = await listings.pending_page(session, number, PENDING_PAGE)
+    if not page.items:
+        return t("review.none_pending"), None
     lines = [
         t(
             "review.pending_line",
@@ -220,12 +231,35 @@ async def pending(
             shop=r.data.get("shop_name") or "—",
             when=when(r.submitted_at, settings.zone),
         )
-        for r in waiting
+        for r in page.items
     ]
-    await message.answer(
-        t("review.pending_header", count=len(waiting)) + "\n" + "\n".join(lines),
-        reply_markup=keyboards.show_cards([r.id for r in waiting][:30], t),
+    header = t("review.pending_header", count=page.total, page=paging.counter(t, page))
+    markup = paging.with_nav(
+        t, "pending", page, keyboards.show_cards([r.id for r in page.items], t)
     )
+    return fit(header + "\n" + "\n".join(lines)), markup
+
+
+async def pending(
+    message: Message, session: AsyncSession, t: Translator, settings: Settings
+) -> None:
+    text, markup = await _pending_view(session, t, settings, 0)
+    await session.commit()  # no transaction left open while Telegram answers
+    await message.answer(text, reply_markup=markup)
+
+
+async def pending_page(
+    query: CallbackQuery,
+    callback_data: PageCb,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
+    text, markup = await _pending_view(session, t, settings, callback_data.page)
+    await session.commit()
+    await query.answer()
+    if isinstance(query.message, Message):
+        await keyboards.edit_text_safely(query.message, text, markup)
 
 
 async def show_card(

@@ -3,11 +3,11 @@
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.callbacks import ListingCb
+from bot import keyboards, paging
+from bot.callbacks import ListingCb, PageCb
 from bot.i18n import Html, Translator
 from bot.settings import Settings
 from bot.views import fit, listing_text, reason_text
@@ -33,22 +33,39 @@ def _name(item: ListingOverview) -> str:
     return item.latest.data.get("shop_name") or f"#{item.listing.id}"
 
 
+LIST_PAGE = 10
+
+
 async def _send_list(
-    message: Message, session: AsyncSession, user_id: int, t: Translator, edit: bool = False
+    message: Message,
+    session: AsyncSession,
+    user_id: int,
+    t: Translator,
+    edit: bool = False,
+    number: int = 0,
 ) -> None:
-    items = await listings.overview(session, user_id)
-    if not items:
+    """One page of the merchant's listings: a line and a button for each."""
+    page = await listings.overview_page(session, user_id, number, LIST_PAGE)
+    markup: InlineKeyboardMarkup | None
+    if not page.items:
         text, markup = t("listings.empty"), None
     else:
         lines = [
-            t("listings.line", id=i.listing.id, name=_name(i), status=_status(t, i)) for i in items
+            t("listings.line", id=i.listing.id, name=_name(i), status=_status(t, i))
+            for i in page.items
         ]
-        text = t("listings.header") + "\n" + "\n".join(lines)
-        markup = keyboards.listing_list(
-            t, [(i.listing.id, f"#{i.listing.id} {_name(i)}") for i in items]
+        text = fit(t("listings.header", page=paging.counter(t, page)) + "\n" + "\n".join(lines))
+        markup = paging.with_nav(
+            t,
+            "listings",
+            page,
+            keyboards.listing_list(
+                t, [(i.listing.id, f"#{i.listing.id} {_name(i)}") for i in page.items]
+            ),
         )
+    await session.commit()  # no transaction left open while Telegram answers
     if edit:
-        await message.edit_text(text, reply_markup=markup)
+        await keyboards.edit_text_safely(message, text, markup)
     else:
         await message.answer(text, reply_markup=markup)
 
@@ -56,6 +73,16 @@ async def _send_list(
 async def my_listings(message: Message, session: AsyncSession, t: Translator) -> None:
     assert message.from_user is not None
     await _send_list(message, session, message.from_user.id, t)
+
+
+async def listings_page(
+    query: CallbackQuery, callback_data: PageCb, session: AsyncSession, t: Translator
+) -> None:
+    await query.answer()
+    if isinstance(query.message, Message):
+        await _send_list(
+            query.message, session, query.from_user.id, t, edit=True, number=callback_data.page
+        )
 
 
 def _detail(t: Translator, item: ListingOverview) -> Html:
@@ -124,4 +151,5 @@ def build_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(my_listings, Command("listings"))
     router.callback_query.register(listing_action, ListingCb.filter())
+    router.callback_query.register(listings_page, PageCb.filter(F.of == "listings"))
     return router

@@ -11,14 +11,15 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Booking, BookingStatus, Charger, ChargingSession, Listing
+from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.paging import Page, page_of
 from services.tx import transaction
 from services.windows import Interval, fits_hours, free_windows
 
@@ -35,6 +36,8 @@ OPEN = (BookingStatus.REQUESTED, BookingStatus.ACCEPTED)
 class BookingRules:
     zone: ZoneInfo
     response_minutes: int = 15
+    # requests of one user waiting for a merchant's answer at once (None: no limit)
+    max_open_requests: int | None = None
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:
@@ -122,6 +125,7 @@ async def request(
 ) -> Booking:
     now = now or utcnow()
     async with transaction(session):
+        await check_request_limits(session, user_id, charger_id, start, end, rules, lock=True)
         charger = await bookable_charger(session, charger_id)
         if device_kind not in charger.device_kinds:
             raise InvalidInput("err.device_kind")
@@ -154,6 +158,51 @@ async def request(
         audit.record(session, "booking", booking.id, "request", user_id, None, "requested")
         outbox.enqueue(session, listing.merchant_id, "booking_request", booking_id=booking.id)
     return booking
+
+
+async def check_request_limits(
+    session: AsyncSession,
+    user_id: int,
+    charger_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    rules: BookingRules,
+    *,
+    lock: bool = False,
+) -> None:
+    """Refuse a request past the user's cap of open requests, or one that repeats
+    (or overlaps) their own open booking of the same charger.
+
+    ``lock`` (inside the request's transaction): the user's row is locked first
+    (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises the whole unit), so that a
+    double press cannot pass the count twice. Without it, an early check (when
+    Book is pressed) that saves the person typing a request bound to fail.
+    """
+    if lock:
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    if rules.max_open_requests is not None:
+        waiting = await session.scalar(
+            select(func.count())
+            .select_from(Booking)
+            .where(Booking.user_id == user_id, Booking.status == BookingStatus.REQUESTED)
+        )
+        if (waiting or 0) >= rules.max_open_requests:
+            raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
+    if charger_id is None or start is None or end is None:
+        return
+    mine = await session.scalar(
+        select(Booking.id)
+        .where(
+            Booking.user_id == user_id,
+            Booking.charger_id == charger_id,
+            Booking.status.in_(OPEN),
+            Booking.start_at < end,
+            Booking.end_at > start,
+        )
+        .limit(1)
+    )
+    if mine is not None:
+        raise InvalidInput("err.booking_repeat", id=mine)
 
 
 async def _locked(session: AsyncSession, booking_id: int) -> Booking:
@@ -292,27 +341,25 @@ async def get(session: AsyncSession, booking_id: int) -> Booking:
     return booking
 
 
-async def of_user(session: AsyncSession, user_id: int, limit: int = 20) -> list[Booking]:
-    return list(
-        (
-            await session.scalars(
-                select(Booking)
-                .where(Booking.user_id == user_id)
-                .order_by(Booking.start_at.desc())
-                .limit(limit)
-            )
-        ).all()
+async def page_of_user(
+    session: AsyncSession, user_id: int, number: int, size: int
+) -> Page[Booking]:
+    """One page of the user's bookings, the latest window first."""
+    statement = (
+        select(Booking)
+        .where(Booking.user_id == user_id)
+        .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
+    return await page_of(session, statement, number, size)
 
 
-async def of_merchant(session: AsyncSession, merchant_id: int, limit: int = 20) -> list[Booking]:
-    return list(
-        (
-            await session.scalars(
-                select(Booking)
-                .where(Booking.merchant_id == merchant_id)
-                .order_by(Booking.start_at.desc())
-                .limit(limit)
-            )
-        ).all()
+async def page_of_merchant(
+    session: AsyncSession, merchant_id: int, number: int, size: int
+) -> Page[Booking]:
+    """One page of the bookings of the merchant's chargers, the latest window first."""
+    statement = (
+        select(Booking)
+        .where(Booking.merchant_id == merchant_id)
+        .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
+    return await page_of(session, statement, number, size)

@@ -33,6 +33,7 @@ from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, billing, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.paging import Page, page_of
 from services.tx import transaction
 
 
@@ -670,3 +671,14 @@ async def chargers_of_plug(session: AsyncSession, driver: str, plug_id: str) -> 
             )
         ).all()
     )
+
+
+async def running_page(session: AsyncSession, number: int, size: int) -> Page[ChargingSession]:
+    """One page of the sessions charging now, the oldest start first."""
+    statement = (
+        select(ChargingSession)
+        .where(ChargingSession.status == SessionStatus.CHARGING)
+        .order_by(ChargingSession.started_at, ChargingSession.id)
+        .execution_options(populate_existing=True)
+    )
+    return await page_of(session, statement, number, size)

@@ -10,14 +10,15 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus
+from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus, User
 from models.base import utcnow
 from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.listing_draft import ChargerDraft, ListingDraft, price_minor
+from services.paging import Page, page_of
 from services.tx import transaction
 
 # preset rejection reasons; stored as "preset:<code>" and translated per reader
@@ -60,11 +61,14 @@ async def submit(
     moderation_chat_id: int,
     listing_id: int | None = None,
     submission_key: str | None = None,
+    max_under_review: int | None = None,
 ) -> ListingRevision:
     """Create a listing (or a new version of one) and send it to review.
 
     With a ``submission_key``, submitting the same summary again (a double press,
     a restart between the commit and the reply) returns the first revision.
+    ``max_under_review``: how many of the merchant's listings may wait for review
+    at once (None: no limit).
     """
     draft.validate_complete()
     async with transaction(session):
@@ -74,6 +78,7 @@ async def submit(
             )
             if done is not None:
                 return done
+        await check_review_cap(session, merchant_id, listing_id, max_under_review)
         if listing_id is None:
             listing = Listing(merchant_id=merchant_id, status=ListingStatus.PENDING)
             session.add(listing)
@@ -128,6 +133,32 @@ async def submit(
         )
         outbox.enqueue(session, moderation_chat_id, "review_card", revision_id=revision.id)
     return revision
+
+
+async def check_review_cap(
+    session: AsyncSession, merchant_id: int, listing_id: int | None, cap: int | None
+) -> None:
+    """Refuse a submission past ``cap`` listings under review (an edit of a listing
+    already under review replaces its version, so it never counts twice).
+
+    Called inside the submission's transaction, after the merchant's row is locked
+    (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises the whole unit), so two
+    submissions at once cannot both pass the count.
+    """
+    if cap is None:
+        return
+    await session.execute(select(User.id).where(User.id == merchant_id).with_for_update())
+    under_review = await session.scalar(
+        select(func.count())
+        .select_from(Listing)
+        .where(
+            Listing.merchant_id == merchant_id,
+            Listing.status == ListingStatus.PENDING,
+            Listing.id != (listing_id or 0),
+        )
+    )
+    if (under_review or 0) >= cap:
+        raise InvalidInput("err.too_many_under_review", max=cap)
 
 
 async def approve(
@@ -221,8 +252,16 @@ async def set_paused(
     return listing
 
 
-async def overview(session: AsyncSession, merchant_id: int) -> list[ListingOverview]:
-    """The merchant's listings, each with its latest submitted version."""
+async def overview_page(
+    session: AsyncSession, merchant_id: int, number: int, size: int
+) -> Page[ListingOverview]:
+    """One page of the merchant's listings, each with its latest submitted version."""
+    page = await page_of(session, _overview(merchant_id), number, size, rows=True)
+    items = [ListingOverview(listing, revision) for listing, revision in page.items]
+    return Page(items, page.total, page.number, page.pages, page.size)
+
+
+def _overview(merchant_id: int) -> Select[tuple[Listing, ListingRevision]]:
     latest_numbers = (
         select(ListingRevision.listing_id, func.max(ListingRevision.number).label("number"))
         .join(Listing, Listing.id == ListingRevision.listing_id)
@@ -230,7 +269,7 @@ async def overview(session: AsyncSession, merchant_id: int) -> list[ListingOverv
         .group_by(ListingRevision.listing_id)
         .subquery()
     )
-    rows = await session.execute(
+    return (
         select(Listing, ListingRevision)
         .join(ListingRevision, ListingRevision.listing_id == Listing.id)
         .join(
@@ -240,7 +279,6 @@ async def overview(session: AsyncSession, merchant_id: int) -> list[ListingOverv
         )
         .order_by(Listing.id)
     )
-    return [ListingOverview(listing, revision) for listing, revision in rows.all()]
 
 
 async def owned_overview(
@@ -268,6 +306,16 @@ async def pending_revisions(session: AsyncSession) -> list[ListingRevision]:
             )
         ).all()
     )
+
+
+async def pending_page(session: AsyncSession, number: int, size: int) -> Page[ListingRevision]:
+    """One page of what waits for review, oldest first."""
+    statement = (
+        select(ListingRevision)
+        .where(ListingRevision.status == RevisionStatus.PENDING)
+        .order_by(ListingRevision.submitted_at, ListingRevision.id)
+    )
+    return await page_of(session, statement, number, size)
 
 
 async def get_revision(session: AsyncSession, revision_id: int) -> ListingRevision:

@@ -1,3 +1,14 @@
+"""The people who write to the bot: their profile, and the language they read.
+
+What leaves this module is a frozen ``UserProfile`` (plain values), never the ORM
+row: a row kept past its session (the in-process cache below, a handler's
+parameter) is expired by a rollback of any later unit of work that loaded it,
+and then fails on every attribute access (DetachedInstanceError).
+"""
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
@@ -7,19 +18,37 @@ from services.tx import transaction
 LANGUAGES = ("en", "zh")
 
 
-def language_for(user: User | None, telegram_language: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    id: int
+    first_name: str
+    username: str | None
+    telegram_language: str | None
+    language: str | None  # chosen with /language; None: follow the Telegram app
+
+    @classmethod
+    def of(cls, row: User) -> "UserProfile":
+        return cls(row.id, row.first_name, row.username, row.telegram_language, row.language)
+
+
+class _HasLanguage(Protocol):
+    @property
+    def language(self) -> str | None: ...
+
+
+def language_for(user: _HasLanguage | None, telegram_language: str | None) -> str:
     """The person's choice, else their Telegram app's language, else English."""
     if user is not None and user.language in LANGUAGES:
         return user.language
     return "zh" if (telegram_language or "").lower().startswith("zh") else "en"
 
 
-class KnownUsers(Lru[int, User]):
+class KnownUsers(Lru[int, UserProfile]):
     """The users this process saw last, so that an update from someone known costs
     no query. Only true while this process is the only one writing users (one
     polling process); ``size=0`` turns it off (several webhook instances)."""
 
-    def keep(self, user: User) -> None:
+    def keep(self, user: UserProfile) -> None:
         self.put(user.id, user)
 
 
@@ -30,36 +59,52 @@ async def touch(
     username: str | None,
     telegram_language: str | None,
     known: KnownUsers | None = None,
-) -> User:
-    """Load the user, creating or refreshing their profile only when it changed.
+) -> UserProfile:
+    """The user's profile, creating or refreshing their row only when it changed.
 
-    A user from ``known`` is a row of an earlier session (detached): its columns
-    are current, as every write to users goes through this module and updates it.
+    ``known`` is current: every write to users goes through this module, which
+    updates it after the write commits (a write that fails leaves it as it was).
     """
-    profile = (first_name, username, telegram_language)
     user = known.get(user_id) if known is not None else None
     if user is None:
-        user = await session.get(User, user_id)
-    if user is not None and (user.first_name, user.username, user.telegram_language) == profile:
+        row = await session.get(User, user_id)
+        user = UserProfile.of(row) if row is not None else None
+    if user is not None and (user.first_name, user.username, user.telegram_language) == (
+        first_name,
+        username,
+        telegram_language,
+    ):
         if known is not None:
             known.keep(user)
         return user  # the common case: no write at all
     async with transaction(session):
-        user = await session.get(User, user_id, populate_existing=True)
-        if user is None:
-            user = User(id=user_id)
-            session.add(user)
-        user.first_name, user.username, user.telegram_language = profile
+        row = await session.get(User, user_id, populate_existing=True)
+        if row is None:
+            row = User(id=user_id)
+            session.add(row)
+        row.first_name, row.username, row.telegram_language = (
+            first_name,
+            username,
+            telegram_language,
+        )
+        await session.flush()
+        user = UserProfile.of(row)
     if known is not None:
         known.keep(user)
     return user
 
 
-async def set_language(session: AsyncSession, user: User, language: str) -> None:
+async def set_language(
+    session: AsyncSession, user: UserProfile, language: str, known: KnownUsers | None = None
+) -> UserProfile:
+    """Store the person's choice; returns their profile with it (also in ``known``)."""
     if language not in LANGUAGES:
         raise ValueError(language)
     async with transaction(session):
         stored = await session.get(User, user.id, populate_existing=True)
         if stored is not None:
             stored.language = language
-    user.language = language
+    chosen = replace(user, language=language)
+    if known is not None:
+        known.keep(chosen)
+    return chosen

@@ -104,7 +104,7 @@ async def test_a_known_user_costs_no_query_and_follows_their_changes(engine, ses
             again = await users.touch(session, 5, "Ann", None, "en", known)
     assert seen == [] and again is first
     async with sessions() as session:
-        await users.set_language(session, again, "zh")
+        await users.set_language(session, again, "zh", known)
         renamed = await users.touch(session, 5, "Anna", "ann", "en", known)  # a new profile
     assert (renamed.language, renamed.first_name) == ("zh", "Anna")
     async with sessions() as session:

@@ -132,9 +132,11 @@ async def test_find_book_reject_book_again_accept(bot: BotHarness, database_url:
     refusal = await book(bot, OTHER_RIDER, "tomorrow 10:00-12:00", "already accepted")
     assert "Free windows that day" in plain(refusal) and "11:00" in plain(refusal)
 
-    # the rider cancels from /bookings; the merchant is told
-    await bot.say(RIDER, "/bookings", "Your bookings")
-    mine = await bot.expect(RIDER, "Cancel this booking", 0)
+    # the rider cancels from /bookings (a number opens the booking); the merchant is told
+    listed = await bot.say(RIDER, "/bookings", "Your bookings")
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, listed, "#2")
+    mine = await bot.expect(RIDER, "Cancel this booking", after)
     after = api.last_message_id(MERCHANT)
     answer = await bot.press(RIDER, RIDER, mine, "Cancel this booking")
     assert "cancelled" in answer["text"]

@@ -47,7 +47,10 @@ class App:
         )
         # its own HTTP session, with requests shorter than an outbox claim's lease, so a
         # stalled send cannot outlive the claim and be sent again by another instance
-        self.outbox_bot: Bot = create_bot(settings, timeout=OUTBOX_REQUEST_SECONDS)
+        # (and no waiting out of 429s inside a request: the sender reschedules the row)
+        self.outbox_bot: Bot = create_bot(
+            settings, timeout=OUTBOX_REQUEST_SECONDS, wait_out_flood_control=False
+        )
         self.outbox = OutboxSender(
             self.outbox_bot,
             self.sessions,

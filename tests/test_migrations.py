@@ -20,6 +20,7 @@ TABLES = {
     "bookings",
     "charging_sessions",
     "orders",
+    "handled_updates",
     "alembic_version",
 }
 
@@ -31,7 +32,7 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert tables >= TABLES
-        assert await current_heads(engine) == {"0003"}
+        assert await current_heads(engine) == {"0004"}
 
         await downgrade(engine, "base")
         async with engine.connect() as conn:
@@ -40,7 +41,7 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         assert await current_heads(engine) == set()
 
         await upgrade(engine)  # and back again: downgrade left nothing behind
-        assert await current_heads(engine) == {"0003"}
+        assert await current_heads(engine) == {"0004"}
     finally:
         await engine.dispose()
 

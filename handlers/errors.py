@@ -1,11 +1,12 @@
 """The last line: an error in a handler is logged, and the person is told that
 what they typed is kept (the FSM data lives in the database).
 
-A call that Telegram refused for now (flood control past the bounded wait, a
+A message that Telegram refused for now (flood control past the bounded wait, a
 network or server error) is no such error: what the handler did stands (often a
 committed change), so "please try again" would be wrong, and Telegram would
 refuse it as well. The refused message is kept in the outbox instead and arrives
-when Telegram takes it (bot/owed.py).
+when Telegram takes it (bot/owed.py). (A call that cannot be made later, such as
+a callback's answer, is reported as before.)
 """
 
 import logging
@@ -31,21 +32,15 @@ async def on_error(
     error = event.exception
     if metrics is not None:
         metrics.errors.inc()
-    if isinstance(error, REFUSED_FOR_NOW):
-        kept = False
-        if owed is not None and bot is not None:
-            try:
-                kept = await owed.keep(bot, error.method, error)
-            except Exception:  # the error report itself must never raise
-                log.exception("could not keep the refused call")
-        log.warning(
-            "update %s: Telegram refused %s (%s); %s",
-            event.update.update_id,
-            type(error.method).__name__,
-            error,
-            "kept in the outbox" if kept else "it cannot be made later",
-        )
-        return True
+    if isinstance(error, REFUSED_FOR_NOW) and owed is not None and bot is not None:
+        try:
+            kept = await owed.keep(bot, error.method, error)
+        except Exception:  # the error report itself must never raise
+            log.exception("could not keep the refused call")
+            kept = False
+        if kept:
+            log.warning("update %s: a refused call is kept: %s", event.update.update_id, error)
+            return True
     log.exception("update %s failed", event.update.update_id, exc_info=error)
     update = event.update
     user = update.event.from_user if hasattr(update.event, "from_user") else None

@@ -21,8 +21,9 @@ RUN pip install --no-cache-dir .
 # the default SQLite database lives here (a volume); PostgreSQL in docker-compose.yml
 RUN mkdir -p /app/data && chown nobody /app/data
 VOLUME /app/data
-# webhook mode listens here (WEBHOOK_LISTEN) and serves /healthz and /readyz, which
-# docker-compose.yml uses as the health check
+# webhook mode listens here (WEBHOOK_LISTEN) and serves /healthz, which
+# docker-compose.yml uses as the health check; /readyz and /metrics are on
+# METRICS_LISTEN (docker-compose.yml: 8081, inside its network only)
 EXPOSE 8080
 USER nobody
 CMD ["python", "-m", "bot"]

@@ -18,6 +18,7 @@ from bot.metrics import Metrics
 from bot.outbox_sender import OutboxSender
 from bot.scheduler import Scheduler
 from bot.settings import Settings
+from bot.update_claims import RedisUpdateClaims, SqlUpdateClaims, UpdateClaims
 from hardware_bridge.bridge import Bridge
 from hardware_bridge.mqtt import MqttClient
 from migrations.runner import upgrade
@@ -47,7 +48,10 @@ class App:
         )
         # its own HTTP session, with requests shorter than an outbox claim's lease, so a
         # stalled send cannot outlive the claim and be sent again by another instance
-        self.outbox_bot: Bot = create_bot(settings, timeout=OUTBOX_REQUEST_SECONDS)
+        # (and no waiting out of 429s inside a request: the sender reschedules the row)
+        self.outbox_bot: Bot = create_bot(
+            settings, timeout=OUTBOX_REQUEST_SECONDS, wait_out_flood_control=False
+        )
         self.outbox = OutboxSender(
             self.outbox_bot,
             self.sessions,
@@ -139,7 +143,8 @@ class App:
                 await self.close()
 
     async def run_webhook(self) -> None:
-        """Serve WEBHOOK_URL's path on WEBHOOK_LISTEN until ``stopping`` is set."""
+        """Serve WEBHOOK_URL's path on WEBHOOK_LISTEN (probes and metrics on
+        METRICS_LISTEN) until ``stopping`` is set."""
         settings = self.settings
         assert settings.webhook_url and settings.webhook_secret
         try:
@@ -151,6 +156,12 @@ class App:
                 mqtt_reconnects=lambda: self.bridge.client.reconnects,
                 redis=self.redis,
             )
+            # a repeated delivery of an update acts once, whichever instance gets it
+            claims: UpdateClaims = (
+                RedisUpdateClaims(self.redis, namespace=str(self.bot.id))
+                if self.redis is not None
+                else SqlUpdateClaims(self.sessions)
+            )
             await webhook.serve(
                 self.bot,
                 self.dispatcher,
@@ -158,8 +169,10 @@ class App:
                 url=settings.webhook_url,
                 secret=settings.webhook_secret.get_secret_value(),
                 listen=settings.webhook_listen,
+                metrics_listen=settings.metrics_listen,
                 stop=self.stopping,
                 concurrency=CONCURRENT_UPDATES,
+                claims=claims,
             )
         finally:
             with contextlib.suppress(Exception):

@@ -20,7 +20,8 @@ from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
-from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess
+from bot.owed import OwedCalls
+from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess, WaitOutFloodControl
 from bot.settings import Settings
 from handlers import build_root_router
 from services.charging_control import ChargingControl
@@ -39,8 +40,13 @@ PRIVATE_COMMANDS = (
 GROUP_COMMANDS = ("pending", "sessions", "cancel")
 
 
-def create_bot(settings: Settings, *, timeout: float | None = None) -> Bot:
-    """``timeout``: per request (the outbox's bot keeps it under its claim's lease)."""
+def create_bot(
+    settings: Settings, *, timeout: float | None = None, wait_out_flood_control: bool = True
+) -> Bot:
+    """``timeout``: per request (the outbox's bot keeps it under its claim's lease).
+    ``wait_out_flood_control``: a 429 is waited out and retried within the call; the
+    outbox's bot does without, as it reschedules the message itself (a wait inside
+    the request would outlast its claim)."""
     api = (
         PRODUCTION
         if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
@@ -51,6 +57,8 @@ def create_bot(settings: Settings, *, timeout: float | None = None) -> Bot:
     )
     session.middleware(KeepResponseModels())
     session.middleware(NotModifiedIsSuccess())
+    if wait_out_flood_control:
+        session.middleware(WaitOutFloodControl())
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -80,6 +88,7 @@ def create_dispatcher(
     cache_size = 0 if settings.webhook_url else 20_000
     if storage is None:
         storage = SqlStorage(sessions, cache_size=cache_size)
+    wake = outbox_sender.wake if outbox_sender else None
     dp = Dispatcher(
         storage=storage,
         # per chat and user, so an admin's reason in the group is their own
@@ -89,12 +98,12 @@ def create_dispatcher(
         settings=settings,
         charging=charging,
         metrics=metrics,
+        # replies Telegram refuses for now go to the outbox (handlers/errors.py)
+        owed=OwedCalls(sessions, wake),
     )
     if metrics is not None:
         dp.update.outer_middleware(MetricsMiddleware(metrics))
-    dp.update.outer_middleware(
-        DbSessionMiddleware(sessions, after=outbox_sender.wake if outbox_sender else None)
-    )
+    dp.update.outer_middleware(DbSessionMiddleware(sessions, after=wake))
     dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))
     inline_sync_filters(dp)

@@ -22,6 +22,8 @@ from bot.booking_views import reason_text as booking_reason_text
 from bot.callbacks import FindCb
 from bot.charging_views import clock
 from bot.i18n import Html, Translator, translator
+from bot.owed import KIND as OWED_CALL
+from bot.owed import replay
 from bot.parts import Part, send_now
 from bot.qr_labels import send_labels
 from bot.settings import Settings
@@ -336,7 +338,12 @@ async def _order(ctx: Context, message: OutboxMessage) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
+async def _owed_call(ctx: Context, message: OutboxMessage) -> None:
+    await replay(ctx.bot, message)  # a reply Telegram refused at the time (bot/owed.py)
+
+
 RENDERERS: dict[str, Renderer] = {
+    OWED_CALL: _owed_call,
     "session_started": _session_started,
     "session_warning": _session_warning,
     "session_start_failed": _session_start_failed,

@@ -1,5 +1,7 @@
 """Middlewares around every Bot API request the bot makes."""
 
+import asyncio
+import logging
 from typing import Any, ClassVar
 
 from aiogram import Bot
@@ -7,11 +9,13 @@ from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.methods import EditMessageCaption, EditMessageReplyMarkup, EditMessageText
 from aiogram.methods.base import Response, TelegramMethod, TelegramType
 
 _EDITS = (EditMessageText, EditMessageCaption, EditMessageReplyMarkup)
+
+log = logging.getLogger(__name__)
 
 
 class KeepResponseModels(BaseRequestMiddleware):
@@ -57,3 +61,40 @@ class NotModifiedIsSuccess(BaseRequestMiddleware):
                 result: Any = True
                 return result
             raise
+
+
+class WaitOutFloodControl(BaseRequestMiddleware):
+    """Honours flood control (429 with ``retry_after``) on every call: waits as long
+    as Telegram asks and tries again, at most ``retries`` times and ``max_wait``
+    seconds in all, so a handler never hangs for minutes; past that the error goes
+    up (handlers/errors.py then keeps a refused message in the outbox).
+
+    Only 429s are retried: Telegram did not execute the call. A network error is
+    not, since the call may have gone through and a retried send would duplicate.
+    """
+
+    def __init__(self, *, retries: int = 2, max_wait: float = 10.0) -> None:
+        self.retries = retries
+        self.max_wait = max_wait
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        waited = 0.0
+        attempt = 0
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                wait = float(error.retry_after)
+                if attempt >= self.retries or waited + wait > self.max_wait:
+                    raise
+                attempt += 1
+                waited += wait
+                log.warning(
+                    "flood control on %s: retry %s in %ss", method.__api_method__, attempt, wait
+                )
+                await asyncio.sleep(wait)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0:8080"
+    # webhook mode: /healthz, /readyz and /metrics, kept off the public listener
+    metrics_listen: str | None = "127.0.0.1:8081"
     sandbox_port: int = Field(default=8088, ge=0, le=65535)
     timezone: str = "Asia/Shanghai"
     # the moderation group is one chat for many people: one language for it
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
         "redis_url",
         "webhook_url",
         "webhook_secret",
+        "metrics_listen",
         mode="before",
     )
     @classmethod
@@ -120,9 +123,11 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
-    @field_validator("webhook_listen")
+    @field_validator("webhook_listen", "metrics_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("expected host:port, e.g. 0.0.0.0:8080")
@@ -139,6 +144,11 @@ class Settings(BaseSettings):
             r"[A-Za-z0-9_-]{1,256}", self.webhook_secret.get_secret_value()
         ):
             raise ValueError("WEBHOOK_SECRET may only have A-Z, a-z, 0-9, _ and - (1-256)")
+        if self.metrics_listen and self.metrics_listen == self.webhook_listen:
+            raise ValueError(
+                "METRICS_LISTEN must differ from WEBHOOK_LISTEN: probes and metrics are "
+                "kept off the public listener"
+            )
         return self
 
     @property

@@ -15,6 +15,7 @@ from bot import keyboards, paging
 from bot.booking_views import booking_text, money, tariff_text, window_text
 from bot.callbacks import BookCb, BookingCb, PageCb
 from bot.i18n import Translator, all_variants, keys_by_label
+from bot.owed import OwedCalls
 from bot.settings import Settings
 from bot.views import fit
 from models import Booking, BookingStatus, Listing
@@ -191,6 +192,7 @@ async def confirm(
     session: AsyncSession,
     t: Translator,
     settings: Settings,
+    owed: OwedCalls,
 ) -> None:
     assert isinstance(query.message, Message)
     if callback_data.action == "drop":
@@ -223,11 +225,15 @@ async def confirm(
         await query.message.answer(t(error.key, **error.params))
         return
     await state.clear()
+    # the booking is committed: its confirmation comes first and reaches the rider even
+    # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
+    await owed.deliver(
+        query.message.answer(
+            t("booking.sent", id=booking.id, minutes=settings.booking_response_minutes)
+        )
+    )
     await query.answer(t("booking.sent_alert"))
     await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(
-        t("booking.sent", id=booking.id, minutes=settings.booking_response_minutes)
-    )
 
 
 async def stale_confirm(query: CallbackQuery, t: Translator) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards
 from bot.callbacks import BookingCb
 from bot.i18n import Translator
+from bot.owed import OwedCalls
 from handlers.booking import status_params
 from services import bookings
 from services.bookings import REJECT_PRESETS
@@ -28,7 +29,11 @@ async def _refuse(query: CallbackQuery, t: Translator, error: DomainError) -> No
 
 
 async def accept(
-    query: CallbackQuery, callback_data: BookingCb, session: AsyncSession, t: Translator
+    query: CallbackQuery,
+    callback_data: BookingCb,
+    session: AsyncSession,
+    t: Translator,
+    owed: OwedCalls,
 ) -> None:
     try:
         booking = await bookings.accept(
@@ -37,10 +42,12 @@ async def accept(
     except DomainError as error:
         await _refuse(query, t, error)
         return
+    # committed: the merchant's confirmation first, kept for later if Telegram refuses it
+    if isinstance(query.message, Message):
+        await owed.deliver(query.message.reply(t("booking.accepted_merchant", id=booking.id)))
     await query.answer(t("booking.accepted_alert"))
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
-        await query.message.reply(t("booking.accepted_merchant", id=booking.id))
 
 
 async def reject_menu(
@@ -98,7 +105,7 @@ async def other(
 
 
 async def typed_reason(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, owed: OwedCalls
 ) -> None:
     booking_id = (await state.get_data()).get("booking_id")
     assert message.from_user is not None
@@ -117,7 +124,7 @@ async def typed_reason(
         await message.answer(t(error.key, **status_params(t, error)))
         return
     await state.clear()
-    await message.answer(t("booking.rejected_reply", id=booking_id))
+    await owed.deliver(message.answer(t("booking.rejected_reply", id=booking_id)))
 
 
 def build_router() -> Router:

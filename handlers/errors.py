@@ -1,24 +1,47 @@
 """The last line: an error in a handler is logged, and the person is told that
-what they typed is kept (the FSM data lives in the database)."""
+what they typed is kept (the FSM data lives in the database).
+
+A message that Telegram refused for now (flood control past the bounded wait, a
+network or server error) is no such error: what the handler did stands (often a
+committed change), so "please try again" would be wrong, and Telegram would
+refuse it as well. The refused message is kept in the outbox instead and arrives
+when Telegram takes it (bot/owed.py). (A call that cannot be made later, such as
+a callback's answer, is reported as before.)
+"""
 
 import logging
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
 from bot.i18n import Translator, translator
 from bot.metrics import Metrics
+from bot.owed import REFUSED_FOR_NOW, OwedCalls
 
 log = logging.getLogger(__name__)
 
 
 async def on_error(
-    event: ErrorEvent, t: Translator | None = None, metrics: Metrics | None = None
+    event: ErrorEvent,
+    t: Translator | None = None,
+    metrics: Metrics | None = None,
+    owed: OwedCalls | None = None,
+    bot: Bot | None = None,
 ) -> bool:
-    log.exception("update %s failed", event.update.update_id, exc_info=event.exception)
+    error = event.exception
     if metrics is not None:
         metrics.errors.inc()
+    if isinstance(error, REFUSED_FOR_NOW) and owed is not None and bot is not None:
+        try:
+            kept = await owed.keep(bot, error.method, error)
+        except Exception:  # the error report itself must never raise
+            log.exception("could not keep the refused call")
+            kept = False
+        if kept:
+            log.warning("update %s: a refused call is kept: %s", event.update.update_id, error)
+            return True
+    log.exception("update %s failed", event.update.update_id, exc_info=error)
     update = event.update
     user = update.event.from_user if hasattr(update.event, "from_user") else None
     if t is None:  # the error came before our middleware chose the language

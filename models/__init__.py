@@ -9,6 +9,7 @@ from models.booking import Booking
 from models.charging import ChargingSession, EndReason, Order, SessionStatus
 from models.enums import BookingStatus, ListingStatus, RevisionStatus
 from models.fsm import FsmRecord
+from models.handled_update import HandledUpdate
 from models.listing import Charger, Listing, ListingRevision
 from models.outbox import OutboxMessage
 from models.user import User
@@ -22,6 +23,7 @@ __all__ = [
     "ChargingSession",
     "EndReason",
     "FsmRecord",
+    "HandledUpdate",
     "Listing",
     "ListingRevision",
     "ListingStatus",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from sandbox.web import WebPage
 
 log = logging.getLogger(__name__)
 
-TOKEN = "123456:SANDBOX-offline-token"
+TOKEN_PREFIX = "123456:SANDBOX-"  # + a random part per run: web pages cannot guess it
 BOT_USERNAME = "chargeshare_sandbox_bot"
 DEFAULT_DATABASE = Path("data/sandbox.db")
 
@@ -59,7 +60,8 @@ class Sandbox:
         self.env_file = env_file
         self.tele_period = tele_period
         self.overrides = settings
-        self.api = FakeBotAPI(token=TOKEN, bot_username=BOT_USERNAME, bot_id=123456)
+        self.token = TOKEN_PREFIX + secrets.token_urlsafe(16)
+        self.api = FakeBotAPI(token=self.token, bot_username=BOT_USERNAME, bot_id=123456)
         self.api.bot_user["first_name"] = "ChargeShare"
         self.broker: Broker | None = None
         self.app: App | None = None
@@ -92,7 +94,7 @@ class Sandbox:
             "webhook_url": "",
             **self.overrides,
             # what makes it the sandbox
-            "bot_token": TOKEN,
+            "bot_token": self.token,
             "telegram_api_url": api.url,
             "mqtt_url": self.broker.url,
             "moderation_chat_id": demo.GROUP_ID,

@@ -16,6 +16,13 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
   for the bot's callback answer and returns it
 - ``POST /api/scan``        ``charger_id``: decodes the label like a phone camera and
   sends what the camera's link opens (``/start <token>``) as the user
+
+Only the page itself may drive it, not another web page open in the same browser:
+every request must name this server as its ``Host`` (a loopback name and the port;
+a foreign name is DNS rebinding), and a POST must come from the page's own origin
+(``Origin``, ``Sec-Fetch-Site``) with a JSON body (multipart for the photo), which
+a foreign page cannot send without the browser asking first (CORS), and we never
+say yes.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from sandbox.devices import PlugFarm
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+JSON = "application/json"
 JsonDict = dict[str, Any]
 
 PANES: dict[str, JsonDict] = {
@@ -69,11 +77,12 @@ class WebPage:
         self.farm = farm
         self.sessions = sessions
         self.url = ""
+        self._hosts: set[str] = set()  # the Host values that name this server
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=20 * 1024 * 1024)
+        app = web.Application(client_max_size=20 * 1024 * 1024, middlewares=[self._own_page_only])
         app.router.add_get("/", self.index)
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/state", self.state)
@@ -98,11 +107,33 @@ class WebPage:
         await site.start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self.url = f"http://{bound_host}:{bound_port}"
+        names = {"127.0.0.1", "localhost", "[::1]", host, bound_host}
+        self._hosts = {f"{name}:{bound_port}" for name in names}
+        if bound_port == 80:  # a browser leaves the default port out
+            self._hosts |= names
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # -- who may drive the page ---------------------------------------------------------
+    @web.middleware
+    async def _own_page_only(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.host.lower() not in self._hosts:  # DNS rebinding: a foreign name
+            raise web.HTTPForbidden(text=f"unknown host {request.host!r}: use {self.url}")
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("Origin")
+            site = request.headers.get("Sec-Fetch-Site")
+            # (a browser sends both; other programs, like the tests, need neither)
+            if origin is not None and origin.lower().removeprefix("http://") not in self._hosts:
+                raise web.HTTPForbidden(text="only the sandbox's own page may do this")
+            if site is not None and site not in ("same-origin", "none"):
+                raise web.HTTPForbidden(text="only the sandbox's own page may do this")
+            expected = "multipart/form-data" if request.path == "/api/photo" else JSON
+            if request.content_type != expected:
+                raise web.HTTPUnsupportedMediaType(text=f"expected a {expected} body")
+        return await handler(request)
 
     # -- helpers ------------------------------------------------------------------------
     @staticmethod

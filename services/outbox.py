@@ -29,6 +29,14 @@ def enqueue(session: AsyncSession, chat_id: int, kind: str, **payload: Any) -> N
     session.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload))
 
 
+def enqueue_later(
+    session: AsyncSession, chat_id: int, kind: str, delay_seconds: float, payload: dict[str, Any]
+) -> None:
+    """``enqueue``, due only after ``delay_seconds`` (e.g. Telegram's ``retry_after``)."""
+    due = utcnow() + timedelta(seconds=max(0.0, delay_seconds))
+    session.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload, due_at=due))
+
+
 async def claim_due(
     sessions: async_sessionmaker[AsyncSession], limit: int = 10
 ) -> list[OutboxMessage]:

@@ -20,6 +20,7 @@ TABLES = {
     "bookings",
     "charging_sessions",
     "orders",
+    "handled_updates",
     "alembic_version",
 }
 

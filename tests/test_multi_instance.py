@@ -7,6 +7,7 @@ running happens once."""
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 
 from models import AuditEntry, Booking, BookingStatus, Charger, Order
@@ -128,7 +130,8 @@ class Balancer:
 @dataclass
 class Instance:
     name: str
-    base: str
+    base: str  # the webhook's listener
+    monitor: str  # the probes' and metrics' listener
     process: asyncio.subprocess.Process
 
     async def ready(self, timeout: float = 40.0) -> None:  # noqa: ASYNC109
@@ -138,7 +141,7 @@ class Instance:
                 if self.process.returncode is not None:
                     raise AssertionError(f"instance {self.name} exited: {self.process.returncode}")
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{self.base}/readyz") as response:
+                    async with http.get(f"{self.monitor}/readyz") as response:
                         if response.status == 200:
                             return
                 await asyncio.sleep(0.1)
@@ -160,11 +163,13 @@ class Instance:
 async def start_instance(
     name: str, api: FakeBotAPI, database: str, redis_url: str, broker: str, balancer: Balancer
 ) -> Instance:
-    port = free_port()
+    port, monitor_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("BOT_", "DATABASE_", "MQTT_", "TELEGRAM_", "WEBHOOK_", "REDIS_"))
+        if not k.startswith(
+            ("BOT_", "DATABASE_", "MQTT_", "TELEGRAM_", "WEBHOOK_", "REDIS_", "METRICS_")
+        )
     }
     env |= {
         "BOT_TOKEN": api.token,
@@ -175,6 +180,7 @@ async def start_instance(
         "WEBHOOK_URL": balancer.url,
         "WEBHOOK_SECRET": SECRET,
         "WEBHOOK_LISTEN": f"127.0.0.1:{port}",
+        "METRICS_LISTEN": f"127.0.0.1:{monitor_port}",
         "MODERATION_CHAT_ID": str(GROUP),
         "ADMIN_IDS": ",".join(map(str, ADMINS)),
         "SCHEDULER_INTERVAL_SECONDS": "0.3",
@@ -190,7 +196,9 @@ async def start_instance(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=open(LOGS / f"instance-{name}.log", "wb"),  # noqa: ASYNC230, SIM115
     )
-    instance = Instance(name, f"http://127.0.0.1:{port}", process)
+    instance = Instance(
+        name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{monitor_port}", process
+    )
     balancer.backends.append(instance.base)
     return instance
 
@@ -199,6 +207,11 @@ async def start_instance(
 async def cluster(
     api: FakeBotAPI, database: str, redis_url: str, broker: MosquittoServer
 ) -> AsyncIterator[tuple[Balancer, list[Instance]]]:
+    # each test has a Telegram of its own, whose update ids start again from 1: forget
+    # the last test's (conversations, and the update ids the instances handled)
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
     balancer = Balancer()
     await balancer.start()
     instances = [
@@ -427,3 +440,38 @@ async def test_due_work_happens_once_with_two_instances(
     assert count(api, OTHER_RIDER, "in about 5 minutes") == 1  # the warning, once
     assert count(api, RIDER, "did not start charging within your window") == 1
     assert count(api, MERCHANT, "no-show") == 1
+
+
+async def test_an_update_delivered_to_both_instances_acts_once(
+    cluster: tuple[Balancer, list[Instance]], api: FakeBotAPI
+) -> None:
+    """Telegram delivers an update again when it missed the answer; the repeat may land
+    on the other instance, even while the first is still handling it (issue #12)."""
+    _balancer, (first, second) = cluster
+    body = json.dumps(
+        {
+            "update_id": 900_001,
+            "message": {
+                "message_id": 900_001,
+                "date": 0,
+                "chat": {"id": RIDER, "type": "private"},
+                "from": {"id": RIDER, "is_bot": False, "first_name": "Ravi"},
+                "text": "/help",
+            },
+        }
+    )
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    after = api.last_message_id(RIDER)
+
+    async def deliver(instance: Instance) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{instance.base}/tg", data=body, headers=headers) as response,
+        ):
+            return response.status
+
+    assert await asyncio.gather(deliver(first), deliver(second), deliver(first)) == [200] * 3
+    assert await deliver(second) == 200  # and once more, well after
+    await api.wait_idle(quiet=0.5)
+    answers = [m for m in api.bot_messages(RIDER) if m["message_id"] > after]
+    assert len(answers) == 1, [plain(m) for m in answers]

@@ -1,10 +1,12 @@
 """The offline sandbox without a browser: `python -m bot` without BOT_TOKEN starts it
-(with the embedded amqtt broker here), the token switch, and a charge driven through
-the page's JSON API on amqtt (the browser test uses mosquitto where it is installed)."""
+(with the embedded amqtt broker here), the token switch, a charge driven through
+the page's JSON API on amqtt (the browser test uses mosquitto where it is installed),
+and that no other web page can drive the page's API (issue #12)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -17,8 +19,10 @@ import pytest
 
 from models.base import utcnow
 from sandbox import demo
+from sandbox.botapi import FakeBotAPI
 from sandbox.env import has_bot_token
 from sandbox.runner import Sandbox
+from sandbox.web import WebPage
 from services import bookings
 from services.bookings import BookingRules
 
@@ -176,3 +180,82 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
         assert {"user", "merchant", "group"} == set(state["chats"])
         group = state["chats"]["group"]["messages"]
         assert any(m.get("text") == "/pending" for m in group)
+
+
+# -- only the page itself may drive it (issue #12) ----------------------------------------
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[tuple[WebPage, FakeBotAPI]]:
+    """The page's server alone, over a local Bot API server with the demo people."""
+    api = FakeBotAPI()
+    await api.start()
+    for person in demo.PEOPLE:
+        api.add_user(person.id, person.name, language_code=person.language)
+    api.add_group(demo.GROUP_ID, demo.GROUP_TITLE)
+    web = WebPage(api, farm=None, sessions=None)  # type: ignore[arg-type]
+    await web.start("127.0.0.1", 0)
+    yield web, api
+    await web.stop()
+    await api.stop()
+
+
+SEND = json.dumps({"chat": "user", "text": "/start"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "status"),
+    [
+        # what a form or fetch() on any other web page can send without asking (CORS)
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, SEND, 403),
+        ({"Content-Type": "text/plain"}, SEND, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "chat=user&text=hi", 415),
+        # JSON from another page (the browser would ask first; and says who asks)
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, SEND, 403),
+        ({"Content-Type": "application/json", "Origin": "null"}, SEND, 403),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, SEND, 403),
+        # a foreign name for this machine: DNS rebinding
+        ({"Content-Type": "application/json", "Host": "evil.example"}, SEND, 403),
+    ],
+)
+async def test_other_web_pages_cannot_drive_it(
+    page: tuple[WebPage, FakeBotAPI], headers: dict[str, str], data: str, status: int
+) -> None:
+    web, api = page
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{web.url}/api/send", data=data, headers=headers) as response:
+            assert response.status == status, await response.text()
+        form = aiohttp.FormData({"chat": "user"})
+        form.add_field("file", b"\x89PNG", filename="x.png", content_type="image/png")
+        async with http.post(
+            f"{web.url}/api/photo", data=form, headers={"Origin": "http://evil.example"}
+        ) as response:
+            assert response.status == 403
+    assert api.history(demo.USER.id) == []  # nothing was sent
+
+
+async def test_a_foreign_host_reads_nothing(page: tuple[WebPage, FakeBotAPI]) -> None:
+    web, _api = page
+    port = web.url.rsplit(":", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}"):
+            async with http.get(f"{web.url}/api/state", headers={"Host": host}) as response:
+                assert response.status == 403, host
+
+
+async def test_the_page_itself_may(page: tuple[WebPage, FakeBotAPI]) -> None:
+    web, api = page
+    port = web.url.rsplit(":", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            headers = {
+                "Host": host,
+                "Origin": f"http://{host}",
+                "Sec-Fetch-Site": "same-origin",
+                "Content-Type": "application/json",
+            }
+            async with http.post(f"{web.url}/api/send", data=SEND, headers=headers) as response:
+                assert response.status == 200, await response.text()
+            async with http.get(f"{web.url}/api/state", headers={"Host": host}) as response:
+                assert response.status == 200
+    assert [m["text"] for m in api.history(demo.USER.id)] == ["/start", "/start"]

@@ -1,22 +1,26 @@
 """Webhook mode (issue #6): the local Bot API server delivers updates by POST to the
 bot's webhook; a call without the secret, with a wrong one, or with a body that is
-not an Update is refused and changes nothing; /healthz, /readyz and /metrics."""
+not an Update (also one nested too deeply, or too large) is refused and changes
+nothing; an update delivered twice acts once (issue #12); /healthz on the public
+listener, /readyz and /metrics only on the metrics listener."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from bot.app import App
-from bot.settings import load_settings
+from bot.settings import SettingsError, load_settings
 from models import User
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import ADMINS, GROUP, start_api
-from tests.support.services import MosquittoServer, free_port
+from tests.support.services import MosquittoServer, free_port, start_redis
 
 SECRET = "s3cret-Token_for-tests"
 USER = 3001
@@ -29,11 +33,28 @@ async def api() -> AsyncIterator[FakeBotAPI]:
     await server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def store() -> str:
+    """Where handled update ids are kept: the database (no REDIS_URL) or Redis."""
+    return "database"
+
+
 @pytest.fixture
 async def webhook_app(
-    api: FakeBotAPI, tmp_path, broker: MosquittoServer
+    api: FakeBotAPI, tmp_path, broker: MosquittoServer, request: pytest.FixtureRequest, store: str
 ) -> AsyncIterator[tuple[App, str]]:
-    port = free_port()
+    port, monitor_port = free_port(), free_port()
+    if store == "redis":  # this test's Telegram starts its update ids from 1 again
+        redis = Redis.from_url(request.getfixturevalue("redis_url"))
+        await redis.flushdb()
+        await redis.aclose()
     settings = load_settings(
         bot_token=api.token,
         telegram_api_url=api.url,
@@ -44,6 +65,8 @@ async def webhook_app(
         webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
         webhook_secret=SECRET,
         webhook_listen=f"127.0.0.1:{port}",
+        metrics_listen=f"127.0.0.1:{monitor_port}",
+        redis_url=request.getfixturevalue("redis_url") if store == "redis" else None,
         _env_file=None,
     )
     app = App(settings)
@@ -61,6 +84,12 @@ async def webhook_app(
     yield app, base
     app.stopping.set()
     await asyncio.wait_for(task, 20)
+
+
+def monitor(app: App) -> str:
+    """The base URL of the probes' and metrics' own listener."""
+    assert app.settings.metrics_listen
+    return f"http://{app.settings.metrics_listen}"
 
 
 async def users(app: App) -> int:
@@ -117,20 +146,20 @@ async def test_forged_or_malformed_calls_are_refused(
 
 
 async def test_probes_and_metrics(webhook_app: tuple[App, str], api: FakeBotAPI) -> None:
-    _app, base = webhook_app
+    app, _base = webhook_app
     api.send_text(USER, USER, "/help")
     await api.wait_for_message(USER, timeout=10)
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/healthz") as response:
+    async with aiohttp.ClientSession(base_url=monitor(app)) as http:
+        async with http.get("/healthz") as response:
             assert response.status == 200
         for _ in range(100):  # the broker connection comes up in the background
-            async with http.get(f"{base}/readyz") as response:
+            async with http.get("/readyz") as response:
                 checks = await response.json()
                 if response.status == 200:
                     break
             await asyncio.sleep(0.05)
         assert checks == {"database": "ok", "mqtt": "ok"}
-        async with http.get(f"{base}/metrics") as response:
+        async with http.get("/metrics") as response:
             assert response.status == 200
             text = await response.text()
     assert 'chargeshare_updates_total{type="message"}' in text
@@ -140,11 +169,103 @@ async def test_probes_and_metrics(webhook_app: tuple[App, str], api: FakeBotAPI)
     assert "chargeshare_mqtt_reconnections" in text
 
 
+async def test_the_public_listener_serves_only_the_webhook_and_healthz(
+    webhook_app: tuple[App, str],
+) -> None:
+    _app, base = webhook_app
+    async with aiohttp.ClientSession(base_url=base) as http:
+        async with http.get("/healthz") as response:  # the proxy's health check
+            assert response.status == 200 and await response.text() == "ok"
+        for path in ("/metrics", "/readyz"):
+            async with http.get(path) as response:
+                assert response.status == 404, path
+
+
 async def test_readyz_says_what_is_down(
     webhook_app: tuple[App, str], broker: MosquittoServer
 ) -> None:
-    app, base = webhook_app
+    app, _base = webhook_app
     await app.bridge.client.stop()  # as if the broker were unreachable
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as response:
+    async with aiohttp.ClientSession() as http, http.get(f"{monitor(app)}/readyz") as response:
         assert response.status == 503
         assert (await response.json())["mqtt"] == "down"
+
+
+# -- hostile and careless callers (issue #12) ----------------------------------------------
+
+
+def a_message(update_id: int, text: str, user: int = USER) -> bytes:
+    return json.dumps(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": 0,
+                "chat": {"id": user, "type": "private"},
+                "from": {"id": user, "is_bot": False, "first_name": "Wen"},
+                "text": text,
+            },
+        }
+    ).encode()
+
+
+async def post(base: str, body: bytes) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/telegram/hook",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+        ) as response,
+    ):
+        return response.status
+
+
+async def test_a_body_nested_too_deeply_is_refused(webhook_app: tuple[App, str]) -> None:
+    app, base = webhook_app
+    deep = 100_000
+    body = b'{"update_id": 7, "message": ' + b"[" * deep + b"]" * deep + b"}"
+    before = await users(app)
+    assert await post(base, body) == 400
+    assert await users(app) == before
+
+
+async def test_a_body_too_large_is_refused(webhook_app: tuple[App, str], api: FakeBotAPI) -> None:
+    app, base = webhook_app
+    before = await users(app)
+    stranger = 4343
+    assert await post(base, a_message(8, "/start " + "x" * 600_000, stranger)) == 413
+    assert await post(base, a_message(9, "/help", stranger)) == 200  # the same, small: fine
+    assert await users(app) == before + 1
+
+
+@pytest.mark.parametrize("store", ["database", "redis"])
+async def test_an_update_delivered_twice_acts_once(
+    webhook_app: tuple[App, str], api: FakeBotAPI
+) -> None:
+    _app, base = webhook_app
+    # again after it was answered (Telegram missed the answer), then twice at once
+    assert await post(base, a_message(11, "/help")) == 200
+    assert await post(base, a_message(11, "/help")) == 200
+    assert await asyncio.gather(
+        post(base, a_message(12, "/start")), post(base, a_message(12, "/start"))
+    ) == [200, 200]
+    await api.wait_idle()
+    replies = [plain(m) for m in api.bot_messages(USER)]
+    assert len(replies) == 2, replies  # one /help, one /start
+    assert await post(base, a_message(13, "/help")) == 200  # a new update is handled
+    await api.wait_for_message(USER, after=2, timeout=10)
+
+
+def test_metrics_are_never_on_the_public_listener() -> None:
+    common = {
+        "bot_token": "42:TOKEN",
+        "moderation_chat_id": GROUP,
+        "webhook_url": "https://bot.example.com/tg",
+        "webhook_secret": SECRET,
+        "_env_file": None,
+    }
+    with pytest.raises(SettingsError, match="METRICS_LISTEN must differ from WEBHOOK_LISTEN"):
+        load_settings(**common, webhook_listen="0.0.0.0:8080", metrics_listen="0.0.0.0:8080")
+    assert load_settings(**common).metrics_listen == "127.0.0.1:8081"  # loopback by default
+    assert load_settings(**common, metrics_listen="").metrics_listen is None  # off

@@ -592,6 +592,7 @@ class _Failure:
     description: str
     retry_after: int | None
     remaining: int
+    chat_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -1204,25 +1205,28 @@ class FakeBotAPI:
         description: str = "Too Many Requests: retry after 1",
         retry_after: int | None = 1,
         times: int = 1,
+        chat_id: int | None = None,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` (case-insensitive) fail.
+        """Make the next ``times`` calls of ``method`` (case-insensitive) fail;
+        with ``chat_id``, only the calls to that chat.
 
         The failure is answered like Telegram does (HTTP status = ``error_code``,
         ``parameters.retry_after`` when given), without executing the method.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
-        failure = _Failure(error_code, description, retry_after, times)
+        failure = _Failure(error_code, description, retry_after, times, chat_id)
         self._failures.setdefault(method.lower(), []).append(failure)
 
-    def _take_failure(self, method: str) -> _ApiError | None:
-        queue = self._failures.get(method.lower())
-        if not queue:
+    def _take_failure(self, method: str, params: JsonDict) -> _ApiError | None:
+        queue = self._failures.get(method.lower(), [])
+        chat = params.get("chat_id")
+        failure = next((f for f in queue if f.chat_id is None or str(f.chat_id) == str(chat)), None)
+        if failure is None:
             return None
-        failure = queue[0]
         failure.remaining -= 1
         if failure.remaining <= 0:
-            queue.pop(0)
+            queue.remove(failure)
         return _ApiError(failure.error_code, failure.description, failure.retry_after)
 
     # ------------------------------------------------------------------ HTTP layer
@@ -1251,7 +1255,7 @@ class FakeBotAPI:
         if handler is None:
             error = _ApiError(404, "Not Found: method not found")
             return web.json_response(error.body(), status=404)
-        if (failure := self._take_failure(name)) is not None:
+        if (failure := self._take_failure(name, params)) is not None:
             return web.json_response(failure.body(), status=failure.error_code)
 
         if not polling:

@@ -108,7 +108,20 @@ async def test_submit_refuses_another_listings_plug(sessions: Sessions) -> None:
 
     # topics are case-sensitive in MQTT, and the other driver is another topic
     await submit(sessions, B, shop("tasmota_a2"))
-    await submit(sessions, B, shop("tasmota_A2", driver="shelly"))
+    theirs = await submit(sessions, B, shop("tasmota_A2", driver="shelly"))
+    assert await approve(sessions, theirs.id) == Decision.DONE
+
+    # an edit of B's approved listing may not take A's plug either
+    async with sessions() as session:
+        latest = (await listings.owned_overview(session, theirs.listing_id, B)).latest
+    edit = ListingDraft.from_dict(latest.data)
+    edit.chargers[0].plug_driver = "tasmota"
+    with pytest.raises(InvalidInput) as error:
+        await submit(sessions, B, edit, listing_id=theirs.listing_id)
+    assert error.value.key == "err.plug_taken"
+    async with sessions() as session:
+        listing = await session.get(Listing, theirs.listing_id)
+        assert listing is not None and listing.status == ListingStatus.APPROVED
 
 
 async def test_one_draft_cannot_name_a_plug_twice(sessions: Sessions) -> None:

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -396,8 +396,9 @@ def _plug_taken(conflict: PlugConflict, *, for_admin: bool = False) -> InvalidIn
     return InvalidInput("err.plug_taken", n=conflict.charger, plug=conflict.plug_id)
 
 
-def _plug_filter(keys: set[tuple[str, str]]) -> ColumnElement[bool]:
-    return or_(*(and_(Charger.plug_driver == d, Charger.plug_id == p) for d, p in sorted(keys)))
+# written bare, as the unique index's own predicate: both databases then find the
+# rows through that index (SQLite matches a partial index's terms as written)
+_ACTIVE_CHARGER = text("chargers.active")
 
 
 async def plug_conflicts(
@@ -421,13 +422,16 @@ async def plug_conflicts(
     if not wanted:
         return []
     query = select(Charger.plug_driver, Charger.plug_id, Charger.listing_id).where(
-        Charger.active.is_(True), _plug_filter(set(wanted))
+        _ACTIVE_CHARGER,
+        Charger.plug_driver.in_(sorted({driver for driver, _ in wanted})),
+        Charger.plug_id.in_(sorted({plug for _, plug in wanted})),
     )
     if listing_id is not None:
         query = query.where(Charger.listing_id != listing_id)
     found = [
         PlugConflict(wanted[(driver, plug)], driver, plug, other, public=True)
         for driver, plug, other in (await session.execute(query.order_by(Charger.id))).all()
+        if (driver, plug) in wanted  # the IN lists also pair one's driver with another's id
     ]
     if pending:
         for revision in await _pending_revisions_except(session, listing_id):

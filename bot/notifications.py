@@ -7,7 +7,7 @@ a message of several calls is delivered part by part, each part once.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -27,7 +27,7 @@ from bot.owed import replay
 from bot.parts import Part, send_now
 from bot.qr_labels import send_labels
 from bot.settings import Settings
-from bot.views import fit, listing_text, reason_text, status_line, when
+from bot.views import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
 from models import (
     BookingStatus,
     Charger,
@@ -40,6 +40,7 @@ from models import (
 )
 from services import bookings, charging, listings, users
 from services.listing_draft import ListingDraft
+from services.listings import PlugConflict
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def is_not_modified(error: TelegramBadRequest) -> bool:
     return "message is not modified" in error.message
 
 
-def review_card_text(t: Translator, revision, settings: Settings) -> Html:
+def review_card_text(
+    t: Translator, revision, settings: Settings, conflicts: Sequence[PlugConflict] = ()
+) -> Html:
     draft = ListingDraft.from_dict(revision.data)
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
     return fit(
@@ -73,7 +76,9 @@ def review_card_text(t: Translator, revision, settings: Settings) -> Html:
             ),
             merchant=str(revision.listing.merchant_id),
             body=listing_text(t, draft),
-            status=status_line(t, revision, settings.zone),
+            status=Html(
+                status_line(t, revision, settings.zone) + plug_conflicts_text(t, conflicts)
+            ),
         )
     )
 
@@ -97,7 +102,8 @@ async def send_review_card(
     photo alone went out posts the text once and still records the card.
     """
     revision = await listings.get_revision(session, revision_id)
-    text = review_card_text(t, revision, settings)
+    conflicts = await listings.revision_plug_conflicts(session, revision)
+    text = review_card_text(t, revision, settings, conflicts)
     markup = review_markup(t, revision)
     photo = revision.data.get("photo_file_id")
     # room for the decision line a refresh adds (a typed reason is up to 500), which
@@ -132,7 +138,8 @@ async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
     revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
     if revision.card_message_id is None or revision.card_chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
-    text = review_card_text(ctx.t, revision, ctx.settings)
+    conflicts = await listings.revision_plug_conflicts(ctx.session, revision)
+    text = review_card_text(ctx.t, revision, ctx.settings, conflicts)
     markup = review_markup(ctx.t, revision)
     chat_id, message_id = revision.card_chat_id, revision.card_message_id
 

@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.listing_draft import CURRENCIES
+
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 
@@ -33,9 +35,12 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     # the moderation group is one chat for many people: one language for it
     group_language: Literal["en", "zh"] = "en"
-    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    # the default currency of prices: one of those a price may have
+    currency: str = "CNY"
     # how long a merchant has to answer a booking request (never past its start)
     booking_response_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # how far ahead a booking may start
+    booking_horizon_days: int = Field(default=30, ge=1, le=366)
     # where finished orders are logged for the platform; the moderation group when unset
     orders_chat_id: int | None = None
     # a user may switch on this many minutes before the booked window
@@ -105,6 +110,14 @@ class Settings(BaseSettings):
                 "use sqlite+aiosqlite://… or postgresql+asyncpg://… (an async driver), "
                 f"not {backend}+{driver}"
             )
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in CURRENCIES:
+            raise ValueError(f"expected one of {', '.join(CURRENCIES)}")
         return value
 
     @field_validator("timezone")

@@ -2,6 +2,7 @@
 the merchant's listing view. Everything typed by a person is escaped."""
 
 import html
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -9,6 +10,7 @@ from bot.i18n import Html, Translator
 from models import ListingRevision
 from services.hours import Hours, format_hours
 from services.listing_draft import ChargerDraft, ListingDraft
+from services.listings import PlugConflict
 
 DAY_KEYS = tuple(f"day.{d}" for d in range(7))
 
@@ -94,6 +96,26 @@ def status_line(t: Translator, revision: ListingRevision, zone: ZoneInfo) -> Htm
         when=when(revision.decided_at, zone),
         reason=reason_text(t, revision.reason),
     )
+
+
+# a few lines fit the room a photo caption keeps for the decision line
+MAX_CONFLICT_LINES = 3
+
+
+def plug_conflicts_text(t: Translator, conflicts: Sequence[PlugConflict]) -> Html:
+    """The review card's warning: a charger whose plug another listing names."""
+    lines = [
+        t.html(
+            "review.plug_conflict_public" if c.public else "review.plug_conflict_pending",
+            n=c.charger,
+            plug=f"{t('driver.' + c.plug_driver)} {c.plug_id}",
+            listing=c.listing_id,
+        )
+        for c in conflicts[:MAX_CONFLICT_LINES]
+    ]
+    if len(conflicts) > MAX_CONFLICT_LINES:
+        lines.append(t.html("review.plug_conflict_more", count=len(conflicts) - MAX_CONFLICT_LINES))
+    return Html("".join(f"\n{line}" for line in lines))
 
 
 MESSAGE_LIMIT = 4096

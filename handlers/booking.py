@@ -24,6 +24,7 @@ from services import bookings
 from services.bookings import BookingRules, estimate_minor
 from services.errors import DomainError, InvalidInput
 from services.paging import Page
+from services.text import clean
 from services.windows import parse_window
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
@@ -41,6 +42,7 @@ def rules(settings: Settings) -> BookingRules:
         zone=settings.zone,
         response_minutes=settings.booking_response_minutes,
         max_open_requests=settings.max_open_bookings_per_user,
+        horizon_days=settings.booking_horizon_days,
     )
 
 
@@ -119,9 +121,10 @@ async def kind(message: Message, state: FSMContext, session: AsyncSession, t: Tr
 async def model(message: Message, state: FSMContext, t: Translator) -> None:
     if await _cancelled(message, state, t):
         return
-    text = " ".join((message.text or "").split())
-    if not text or len(text) > 100:
-        await message.answer(t("err.text_length", min=1, max=100))
+    try:  # a NUL or a broken character would fail the booking later, on PostgreSQL
+        text = clean(message.text, max_len=100)
+    except DomainError as error:
+        await message.answer(t(error.key, **error.params))
         return
     await state.update_data(model="" if text in all_variants("btn.skip") else text)
     await state.set_state(BookForm.when)

@@ -18,6 +18,7 @@ from handlers.booking import status_params
 from services import bookings
 from services.bookings import REJECT_PRESETS
 from services.errors import DomainError
+from services.text import TEXT_ERRORS
 
 
 class RejectBookingForm(StatesGroup):
@@ -117,7 +118,7 @@ async def typed_reason(
             reason=message.text or "",
         )
     except DomainError as error:
-        if error.key == "err.reason_length":
+        if error.key in TEXT_ERRORS:
             await message.answer(t(error.key, **error.params))
             return  # stay: type it again
         await state.clear()

@@ -54,6 +54,7 @@ from services.listing_draft import (
     parse_price,
     parse_text,
 )
+from services.text import clean
 
 
 class ListingForm(StatesGroup):
@@ -463,7 +464,9 @@ def _supply_model(message: Message, wiz: Wizard, t: Translator, s: Settings) -> 
 
 
 def _hours(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
-    wiz.charger.hours = parse_hours(_text(message, "err.hours_format"))
+    # one clause a line is allowed, so line breaks stay
+    text = clean(_text(message, "err.hours_format"), max_len=1000, multiline=True)
+    wiz.charger.hours = parse_hours(text)
     return NEXT
 
 
@@ -548,7 +551,13 @@ async def resume_or_restart(
     await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
 
 
-async def answer(message: Message, state: FSMContext, t: Translator, settings: Settings) -> None:
+async def answer(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    t: Translator,
+    settings: Settings,
+) -> None:
     step = _step_of(await state.get_state())
     wiz = await Wizard.load(state)
     text = (message.text or "").strip()
@@ -567,6 +576,8 @@ async def answer(message: Message, state: FSMContext, t: Translator, settings: S
         return
     try:
         outcome = PARSERS[step](message, wiz, t, settings)
+        if step == "plug_id":  # checkable here: not another charger's plug
+            await listings.check_plug(session, wiz.draft, wiz.ci, wiz.listing_id)
     except InvalidInput as error:
         # the draft in storage is untouched: only a successful parse is saved
         await message.answer(t(error.key, **error.params))

@@ -270,14 +270,20 @@ async def show_card(
     t: Translator,
     settings: Settings,
 ) -> None:
-    """Post a pending listing's card again (e.g. the old one scrolled away)."""
-    await query.answer()
+    """Post a pending listing's card again (e.g. the old one scrolled away).
+
+    A callback query takes one answer: a refusal must be that answer, not a
+    second one after an empty answer (Telegram refuses it, so no alert showed).
+    """
     try:
-        await send_review_card(
-            bot, session, settings, t, callback_data.revision_id, settings.moderation_chat_id
-        )
+        await listings.get_revision(session, callback_data.revision_id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
+        return
+    await query.answer()
+    await send_review_card(
+        bot, session, settings, t, callback_data.revision_id, settings.moderation_chat_id
+    )
 
 
 async def not_an_admin(query: CallbackQuery, t: Translator) -> None:

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -51,10 +51,26 @@ class Listing(Base):
     )
 
 
+# a plug switches one charger's power: two active chargers on one (driver, plug
+# id) would switch each other off (services.listings checks it first; this is
+# the last guard, also against two approvals racing)
+ACTIVE_PLUG_INDEX = "uq_chargers_active_plug"
+
+
 class Charger(Base):
     """One supply device with its own QR token and smart plug."""
 
     __tablename__ = "chargers"
+    __table_args__ = (
+        Index(
+            ACTIVE_PLUG_INDEX,
+            "plug_driver",
+            "plug_id",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)

@@ -20,6 +20,7 @@ from models.charging import ACTIVE_SESSION
 from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.paging import Page, page_of
+from services.text import clean_reason
 from services.tx import transaction
 from services.windows import Interval, fits_hours, free_windows
 
@@ -38,6 +39,8 @@ class BookingRules:
     response_minutes: int = 15
     # requests of one user waiting for a merchant's answer at once (None: no limit)
     max_open_requests: int | None = None
+    # how far ahead a window may start (BOOKING_HORIZON_DAYS)
+    horizon_days: int = 30
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:
@@ -83,7 +86,8 @@ async def check_window(
     now: datetime,
     rules: BookingRules,
 ) -> None:
-    """Refuse a window that is past, empty, too long, outside the hours, or taken.
+    """Refuse a window that is past, empty, too long, too far ahead, outside the
+    hours, or taken.
 
     A refusal carries the free windows of that day, so the user can pick one.
     """
@@ -93,6 +97,8 @@ async def check_window(
         raise InvalidInput("err.window_past")
     if end - start < MIN_BOOKING or end - start > MAX_BOOKING:
         raise InvalidInput("err.window_length")
+    if start > now + timedelta(days=rules.horizon_days):
+        raise InvalidInput("err.window_far", days=rules.horizon_days)
     day = start.astimezone(rules.zone).date()
     if not fits_hours(charger.hours, start, end, rules.zone):
         raise InvalidInput("err.window_hours", **await _free(session, charger, day, now, rules))
@@ -264,9 +270,7 @@ async def accept(
 async def reject(
     session: AsyncSession, *, booking_id: int, merchant_id: int, reason: str
 ) -> Booking:
-    reason = reason.strip()
-    if not reason or len(reason) > 500:
-        raise InvalidInput("err.reason_length", max=500)
+    reason = clean_reason(reason)
     async with transaction(session):
         booking = await _locked(session, booking_id)
         if booking.merchant_id != merchant_id:

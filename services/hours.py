@@ -31,6 +31,10 @@ _ZH_DAYS = "一二三四五六日"
 
 _TIME = r"(\d{1,2}):(\d{2})"
 _WINDOW = re.compile(_TIME + r"\s*(?:-|–|—|~|～|to|至|到)\s*" + _TIME)
+# clauses end at ";" or a line break, or at a comma between a window and a day
+# ("Mon 20:00-02:00, Tue 01:00-03:00"); "Sat, Sun" and "08:00-12:00, 14:00-18:00"
+# stay one clause
+_CLAUSE_BREAK = re.compile(r"[;；\n]+|(?<=\d)\s*[,，]\s*(?=[^\d\s])")
 _DAY_PART = re.compile(r"^(?P<days>.*?)\s*(?=\d{1,2}:\d{2})", re.S)
 
 
@@ -98,7 +102,7 @@ def parse_hours(text: str) -> Hours:
     if text.lower() in {"24/7", "24h", "always", "全天", "全天候", "24小时"}:
         return {str(d): [["00:00", "24:00"]] for d in ALL_DAYS}
     result: dict[int, list[tuple[int, int]]] = {}
-    clauses = [c for c in re.split(r"[;；\n]+", text) if c.strip()]
+    clauses = [c for c in _CLAUSE_BREAK.split(text) if c.strip()]
     if not clauses:
         raise InvalidInput("err.hours_format")
     for clause in clauses:
@@ -123,7 +127,25 @@ def parse_hours(text: str) -> Hours:
                 raise InvalidInput("err.hours_overlap", value=f"{_fmt(s1)}-{_fmt(e1)}")
         # the windows are kept even for days that wrap, in order
         result[day] = windows
+    _refuse_overlap_past_midnight(result)
     return {str(d): [[_fmt(s), _fmt(e)] for s, e in result[d]] for d in sorted(result)}
+
+
+def _refuse_overlap_past_midnight(days: dict[int, list[tuple[int, int]]]) -> None:
+    """A window that runs past midnight (``Mon 20:00-02:00``) holds the next
+    day's early hours (Tuesday 00:00-02:00, Sunday's into Monday's): no window
+    of that next day may start before it ends."""
+    for day, windows in days.items():
+        for start, end in windows:
+            if end >= start:
+                continue
+            for next_start, next_end in days.get((day + 1) % 7, []):
+                if next_start < end:
+                    raise InvalidInput(
+                        "err.hours_overlap_night",
+                        value=f"{_fmt(start)}-{_fmt(end)}",
+                        other=f"{_fmt(next_start)}-{_fmt(next_end)}",
+                    )
 
 
 def format_hours(hours: Hours, day_names: Sequence[str], closed: str) -> str:

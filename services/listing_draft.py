@@ -11,12 +11,14 @@ from typing import Any
 
 from services.errors import InvalidInput
 from services.hours import Hours
+from services.text import clean
 
 CHARGING_METHODS = ("ac_slow", "dc_fast", "socket", "usb", "other")
 DEVICE_KINDS = ("ev_car", "e_bike", "e_scooter", "phone_laptop", "other")
 PRICE_UNITS = ("hour", "kwh")
 PLUG_DRIVERS = ("tasmota", "shelly")
-CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "SGD")  # all with 2 minor digits
+# the only currencies a price may have (also the CURRENCY setting): all with 2 minor digits
+CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "SGD")
 _CURRENCY_SIGNS = {"¥": "CNY", "￥": "CNY", "元": "CNY", "$": "USD", "€": "EUR", "£": "GBP"}
 
 MAX_CHARGERS = 10  # keeps a summary and a review card within one message
@@ -56,6 +58,13 @@ class ChargerDraft:
             if getattr(self, name) is None
         ] + ([] if self.device_kinds else ["device_kinds"])
 
+    @property
+    def plug_key(self) -> tuple[str, str] | None:
+        """(driver, plug id): what the bridge addresses, so one charger's only."""
+        if self.plug_driver is None or not self.plug_id:
+            return None
+        return self.plug_driver, self.plug_id
+
 
 @dataclass
 class ListingDraft:
@@ -93,25 +102,45 @@ class ListingDraft:
             raise InvalidInput("err.draft_incomplete", fields=", ".join(missing))
         if len(self.chargers) > MAX_CHARGERS:
             raise InvalidInput("err.too_many_chargers", max=MAX_CHARGERS)
+        twice = self.plug_used_twice()
+        if twice is not None:
+            first, second = twice
+            charger = self.chargers[second]
+            raise InvalidInput(
+                "err.plug_twice", n=first + 1, other=second + 1, plug=charger.plug_id or ""
+            )
+
+    def plug_used_twice(self, index: int | None = None) -> tuple[int, int] | None:
+        """The first two chargers (0-based) that name the same plug, if any; with
+        ``index``, only a pair that includes that charger."""
+        seen: dict[tuple[str, str], int] = {}
+        for i, charger in enumerate(self.chargers):
+            key = charger.plug_key
+            if key is None:
+                continue
+            if key in seen and index in (None, i, seen[key]):
+                return seen[key], i
+            seen.setdefault(key, i)
+        return None
 
 
 def parse_phone(text: str) -> str:
-    cleaned = re.sub(r"[\s\-().]", "", text.strip())
-    if not re.fullmatch(r"\+?\d{5,17}", cleaned):
+    cleaned = re.sub(r"[\s\-().]", "", clean(text, max_len=1000, min_len=0))
+    if not re.fullmatch(r"\+?[0-9]{5,17}", cleaned):
         raise InvalidInput("err.phone")
     return cleaned
 
 
 def parse_text(text: str | None, *, max_len: int, min_len: int = 1) -> str:
-    value = " ".join((text or "").split())
-    if not (min_len <= len(value) <= max_len):
-        raise InvalidInput("err.text_length", min=min_len, max=max_len)
-    return value
+    """A single-line free-text answer (shop name, address, models …), cleaned."""
+    return clean(text, max_len=max_len, min_len=min_len)
 
 
 def parse_area(text: str) -> float:
-    cleaned = text.strip().lower().replace("m²", "").replace("m2", "").replace("平方米", "")
-    cleaned = cleaned.replace("平米", "").replace(",", ".").strip()
+    cleaned = clean(text, max_len=1000, min_len=0).lower()
+    for unit in ("m²", "m2", "平方米", "平米"):
+        cleaned = cleaned.replace(unit, "")
+    cleaned = cleaned.replace(",", ".").strip()
     try:
         value = float(cleaned)
     except ValueError:
@@ -122,17 +151,25 @@ def parse_area(text: str) -> float:
 
 
 def parse_price(text: str, default_currency: str) -> tuple[str, str]:
-    """``2.5``, ``2.50 CNY``, ``¥2.5`` → (``"2.50"``, currency)."""
-    cleaned = text.strip().upper().replace(",", ".")
-    currency = default_currency
+    """``2.5``, ``2.50 CNY``, ``¥2.5`` → (``"2.50"``, currency).
+
+    A sign and a code (or two signs) that name different currencies, e.g.
+    ``$3 CNY``, are refused rather than one of them silently winning.
+    """
+    cleaned = clean(text, max_len=1000, min_len=0).upper().replace(",", ".")
+    named: dict[str, str] = {}  # currency → how it was written
     for sign, code in _CURRENCY_SIGNS.items():
         if sign in cleaned:
-            cleaned, currency = cleaned.replace(sign, ""), code
+            cleaned = cleaned.replace(sign, "")
+            named.setdefault(code, sign)
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Z]{3})?\s*", cleaned)
     if not match:
         raise InvalidInput("err.price", currency=default_currency)
     if match.group(2):
-        currency = match.group(2)
+        named.setdefault(match.group(2), match.group(2))
+    if len(named) > 1:
+        raise InvalidInput("err.currency_conflict", written=", ".join(named.values()))
+    currency = next(iter(named), default_currency)
     if currency not in CURRENCIES:
         raise InvalidInput("err.currency", currencies=", ".join(CURRENCIES))
     try:
@@ -145,11 +182,22 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
 
 
 def parse_plug_id(text: str, driver: str) -> str:
-    """A Tasmota topic or a Shelly device id: one MQTT topic level, no wildcards."""
-    value = text.strip()
+    """A Tasmota topic or a Shelly device id: one MQTT topic level, no wildcards.
+
+    MQTT topics are case-sensitive, and so is a Tasmota topic: it is kept as
+    typed (``tasmota_3A1F2C`` and ``tasmota_3a1f2c`` are two plugs). A Shelly
+    Gen2 device id (its default topic prefix) is always lower case (model and
+    MAC in hex), while apps and labels often print the MAC in upper case, so it
+    is lower-cased: typed either way it names the one device.
+    """
+    error = "err.plug_id_tasmota" if driver == "tasmota" else "err.plug_id_shelly"
+    try:
+        value = clean(text, max_len=64)
+    except InvalidInput:
+        raise InvalidInput(error) from None
     if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,64}", value):
-        raise InvalidInput("err.plug_id_tasmota" if driver == "tasmota" else "err.plug_id_shelly")
-    return value
+        raise InvalidInput(error)
+    return value.lower() if driver == "shelly" else value
 
 
 def parse_coordinates(latitude: float, longitude: float) -> tuple[float, float]:

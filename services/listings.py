@@ -10,7 +10,8 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus, User
@@ -19,6 +20,7 @@ from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.listing_draft import ChargerDraft, ListingDraft, price_minor
 from services.paging import Page, page_of
+from services.text import clean_reason
 from services.tx import transaction
 
 # preset rejection reasons; stored as "preset:<code>" and translated per reader
@@ -40,6 +42,17 @@ class DecisionResult:
 class ListingOverview:
     listing: Listing
     latest: ListingRevision
+
+
+@dataclass(frozen=True)
+class PlugConflict:
+    """A charger of a draft whose plug another listing names too."""
+
+    charger: int  # the draft's charger, 1-based as the summary numbers them
+    plug_driver: str
+    plug_id: str
+    listing_id: int  # the other listing
+    public: bool  # the other listing's approved charger; else its version under review
 
 
 def new_qr_token() -> str:
@@ -79,6 +92,9 @@ async def submit(
             if done is not None:
                 return done
         await check_review_cap(session, merchant_id, listing_id, max_under_review)
+        taken = await plug_conflicts(session, draft, listing_id)
+        if taken:
+            raise _plug_taken(taken[0])
         if listing_id is None:
             listing = Listing(merchant_id=merchant_id, status=ListingStatus.PENDING)
             session.add(listing)
@@ -164,11 +180,35 @@ async def check_review_cap(
 async def approve(
     session: AsyncSession, *, revision_id: int, admin_id: int, moderation_chat_id: int
 ) -> DecisionResult:
+    """Publish a version; refused (and left pending) when one of its plugs is
+    another listing's by now, also when that listing was approved a moment ago
+    in a transaction that raced this one (the database's unique index then
+    refuses the second, and the whole decision is rolled back)."""
+    try:
+        return await _approve(session, revision_id, admin_id, moderation_chat_id)
+    except IntegrityError:
+        revision = await _revision(session, revision_id)
+        draft = ListingDraft.from_dict(revision.data)
+        taken = [c for c in await plug_conflicts(session, draft, revision.listing_id) if c.public]
+        if not taken:
+            raise
+        raise _plug_taken(taken[0], for_admin=True) from None
+
+
+async def _approve(
+    session: AsyncSession, revision_id: int, admin_id: int, moderation_chat_id: int
+) -> DecisionResult:
     async with transaction(session):
         revision = await _decide(session, revision_id, admin_id, RevisionStatus.APPROVED, None)
         if revision is None:
             return DecisionResult(Decision.ALREADY_DECIDED, await _revision(session, revision_id))
         listing = revision.listing
+        draft = ListingDraft.from_dict(revision.data)
+        # a version sent before these checks existed may break them: it stays pending
+        draft.validate_complete()
+        taken = await plug_conflicts(session, draft, listing.id)
+        if taken:
+            raise _plug_taken(taken[0], for_admin=True)
         await session.execute(
             update(ListingRevision)
             .where(
@@ -178,7 +218,6 @@ async def approve(
             )
             .values(status=RevisionStatus.SUPERSEDED)
         )
-        draft = ListingDraft.from_dict(revision.data)
         await _publish(session, listing, draft)
         # the stored version now knows its chargers' ids, for the next edit
         revision.data = draft.to_dict()
@@ -197,6 +236,9 @@ async def approve(
         outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
         outbox.enqueue(session, listing.merchant_id, "listing_approved", revision_id=revision.id)
         outbox.enqueue(session, listing.merchant_id, "qr_labels", listing_id=listing.id)
+        # the cards of other versions under review with one of these plugs now say so
+        for other in await _pending_with_plugs(session, draft, listing.id):
+            outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=other)
     return DecisionResult(Decision.DONE, revision)
 
 
@@ -208,9 +250,7 @@ async def reject(
     reason: str,
     moderation_chat_id: int,
 ) -> DecisionResult:
-    reason = reason.strip()
-    if not reason or len(reason) > 500:
-        raise InvalidInput("err.reason_length", max=500)
+    reason = clean_reason(reason)
     async with transaction(session):
         revision = await _decide(session, revision_id, admin_id, RevisionStatus.REJECTED, reason)
         if revision is None:
@@ -376,7 +416,12 @@ async def _publish(session: AsyncSession, listing: Listing, draft: ListingDraft)
             await session.scalars(select(Charger).where(Charger.listing_id == listing.id))
         ).all()
     }
-    kept: set[int] = set()
+    # every charger is off the plug index first, then each comes back with its
+    # final plug: a plug moved between this listing's chargers, or taken over
+    # from a removed one, never meets itself in the unique index on the way
+    for charger in existing.values():
+        charger.active = False
+    await session.flush()
     for position, charger_draft in enumerate(draft.chargers):
         charger = existing.get(charger_draft.id) if charger_draft.id else None
         if charger is None:
@@ -385,11 +430,108 @@ async def _publish(session: AsyncSession, listing: Listing, draft: ListingDraft)
         _copy_charger(charger, charger_draft, position)
         await session.flush()
         charger_draft.id = charger.id
-        kept.add(charger.id)
-    for charger_id, charger in existing.items():
-        if charger_id not in kept:
-            charger.active = False
     await session.refresh(listing, ["chargers"])
+
+
+def _plug_taken(conflict: PlugConflict, *, for_admin: bool = False) -> InvalidInput:
+    if for_admin:
+        return InvalidInput(
+            "err.plug_taken_review",
+            n=conflict.charger,
+            plug=conflict.plug_id,
+            listing=conflict.listing_id,
+        )
+    return InvalidInput("err.plug_taken", n=conflict.charger, plug=conflict.plug_id)
+
+
+# written bare, as the unique index's own predicate: both databases then find the
+# rows through that index (SQLite matches a partial index's terms as written)
+_ACTIVE_CHARGER = text("chargers.active")
+
+
+async def plug_conflicts(
+    session: AsyncSession,
+    draft: ListingDraft,
+    listing_id: int | None = None,
+    *,
+    pending: bool = False,
+) -> list[PlugConflict]:
+    """The draft's chargers whose plug another listing's active charger has
+    (with ``pending``, also one of another listing's versions under review).
+
+    A plug belongs to one charger: two chargers on one plug would switch each
+    other's power. The listing's own chargers (``listing_id``) do not count, so
+    an edit keeps its plugs; a removed (inactive) charger's plug is free.
+    """
+    wanted: dict[tuple[str, str], int] = {}  # plug → the first charger with it
+    for number, charger in enumerate(draft.chargers, 1):
+        if charger.plug_key is not None:
+            wanted.setdefault(charger.plug_key, number)
+    if not wanted:
+        return []
+    query = select(Charger.plug_driver, Charger.plug_id, Charger.listing_id).where(
+        _ACTIVE_CHARGER,
+        Charger.plug_driver.in_(sorted({driver for driver, _ in wanted})),
+        Charger.plug_id.in_(sorted({plug for _, plug in wanted})),
+    )
+    if listing_id is not None:
+        query = query.where(Charger.listing_id != listing_id)
+    found = [
+        PlugConflict(wanted[(driver, plug)], driver, plug, other, public=True)
+        for driver, plug, other in (await session.execute(query.order_by(Charger.id))).all()
+        if (driver, plug) in wanted  # the IN lists also pair one's driver with another's id
+    ]
+    if pending:
+        for revision in await _pending_revisions_except(session, listing_id):
+            for other in ListingDraft.from_dict(revision.data).chargers:
+                key = other.plug_key
+                if key is not None and key in wanted:
+                    found.append(PlugConflict(wanted[key], *key, revision.listing_id, public=False))
+    return sorted(found, key=lambda c: (c.charger, not c.public, c.listing_id))
+
+
+async def check_plug(
+    session: AsyncSession, draft: ListingDraft, index: int, listing_id: int | None = None
+) -> None:
+    """The plug just typed for charger ``index`` (0-based): refused when another
+    charger of the draft, or another listing's active charger, has it."""
+    twice = draft.plug_used_twice(index)
+    if twice is not None:
+        other = twice[0] if twice[1] == index else twice[1]
+        raise InvalidInput("err.plug_twice_step", other=other + 1)
+    charger = draft.chargers[index]
+    if await plug_conflicts(session, ListingDraft(chargers=[charger]), listing_id):
+        raise InvalidInput("err.plug_taken_step", plug=charger.plug_id or "")
+
+
+async def _pending_revisions_except(
+    session: AsyncSession, listing_id: int | None
+) -> list[ListingRevision]:
+    query = select(ListingRevision).where(ListingRevision.status == RevisionStatus.PENDING)
+    if listing_id is not None:
+        query = query.where(ListingRevision.listing_id != listing_id)
+    return list((await session.scalars(query.order_by(ListingRevision.id))).all())
+
+
+async def _pending_with_plugs(
+    session: AsyncSession, draft: ListingDraft, listing_id: int
+) -> list[int]:
+    keys = {c.plug_key for c in draft.chargers if c.plug_key}
+    return [
+        revision.id
+        for revision in await _pending_revisions_except(session, listing_id)
+        if keys & {c.plug_key for c in ListingDraft.from_dict(revision.data).chargers}
+    ]
+
+
+async def revision_plug_conflicts(
+    session: AsyncSession, revision: ListingRevision
+) -> list[PlugConflict]:
+    """What the review card warns about while the version waits for a decision."""
+    if revision.status != RevisionStatus.PENDING:
+        return []
+    draft = ListingDraft.from_dict(revision.data)
+    return await plug_conflicts(session, draft, revision.listing_id, pending=True)
 
 
 def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:

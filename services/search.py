@@ -4,6 +4,7 @@ the few rows inside it, and full rows are read only for the page shown."""
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from models import Charger, Listing
+from services.errors import InvalidInput
+from services.text import clean
 from services.windows import is_open, next_opening
 
 EARTH_KM = 6371.0088
@@ -172,8 +175,17 @@ async def _candidates(
 
 
 async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Listing]:
-    """Listings whose address or shop name contains the words (no geocoder offline)."""
-    pattern = f"%{text.strip()}%"
+    """Listings whose address or shop name contains the words (no geocoder offline).
+
+    The text is cleaned as every typed answer is (a NUL would fail the query on
+    PostgreSQL); text that cleaning refuses matches nothing. ``%`` and ``_`` are
+    searched for as themselves, not as wildcards.
+    """
+    try:
+        words = clean(text, max_len=200)
+    except InvalidInput:
+        return []
+    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", words) + "%"
     return list(
         (
             await session.scalars(
@@ -181,7 +193,8 @@ async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Lis
                 .where(
                     Listing.published.is_(True),
                     Listing.paused.is_(False),
-                    Listing.address.ilike(pattern) | Listing.shop_name.ilike(pattern),
+                    Listing.address.ilike(pattern, escape="\\")
+                    | Listing.shop_name.ilike(pattern, escape="\\"),
                 )
                 .limit(limit)
             )

@@ -197,6 +197,7 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
             latitude=31.2300 + i * 0.0009,
             longitude=121.4737,
         )
+        draft.chargers[0].plug_id = f"tasmota_shop{i}"  # a plug is one charger's only
         if i == 6:
             draft.chargers[0].device_kinds = ["ev_car"]
         async with sessions() as session:

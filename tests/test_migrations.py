@@ -1,12 +1,14 @@
 """Alembic migrations on SQLite and PostgreSQL: up to head, down to base, and
 the models match what the migrations build (no forgotten revision)."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from migrations.runner import current_heads, downgrade, upgrade
 from models import Base
+from models.base import utcnow
 from models.db import create_engine
 
 TABLES = {
@@ -57,5 +59,46 @@ async def test_models_match_migrations(database_url: str) -> None:
                 )
             )
         assert diff == [], f"models and migrations differ; add a revision: {diff}"
+    finally:
+        await engine.dispose()
+
+
+async def test_one_charger_per_plug_names_the_plugs_shared_before_it(database_url: str) -> None:
+    """0005's unique index cannot be built over chargers that share a plug: the
+    upgrade stops and names them rather than choosing which merchant keeps it."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine, "0004")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO users (id, first_name, created_at) VALUES (1, 'a', :now)"),
+                {"now": utcnow()},
+            )
+            for listing_id in (1, 2):
+                await conn.execute(
+                    text(
+                        "INSERT INTO listings (id, merchant_id, status, published, paused, "
+                        "created_at) VALUES (:id, 1, 'approved', true, false, :now)"
+                    ),
+                    {"id": listing_id, "now": utcnow()},
+                )
+            for listing_id in (1, 2):
+                await conn.execute(
+                    text(
+                        "INSERT INTO chargers (listing_id, position, active, method, "
+                        "device_kinds, device_models, supply_kind, supply_model, hours, "
+                        "price_minor, price_unit, currency, plug_driver, plug_id, qr_token, "
+                        "created_at) VALUES (:id, 0, true, 'socket', '[]', '', 's', 's', '{}', "
+                        "100, 'hour', 'CNY', 'tasmota', 'tasmota_A1', :token, :now)"
+                    ),
+                    {"id": listing_id, "token": f"t{listing_id}", "now": utcnow()},
+                )
+        with pytest.raises(RuntimeError, match=r"tasmota 'tasmota_A1': chargers 1, 2"):
+            await upgrade(engine)
+        assert await current_heads(engine) == {"0004"}  # nothing half-done
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE chargers SET active = false WHERE id = 2"))
+        await upgrade(engine)
+        assert await current_heads(engine) == {"0006"}
     finally:
         await engine.dispose()

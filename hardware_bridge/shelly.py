@@ -90,7 +90,9 @@ class ShellyDriver:
         data = load_json(msg.payload)
         if rest == "status/switch:0":
             return _switch_update(dev, r, data)
-        if rest == "events/rpc" and isinstance(data, dict) and data.get("method") == "NotifyStatus":
+        # NotifyStatus: what changed; NotifyFullStatus: everything, sent on connecting
+        notify = ("NotifyStatus", "NotifyFullStatus")
+        if rest == "events/rpc" and isinstance(data, dict) and data.get("method") in notify:
             params = data.get("params")
             return (
                 _switch_update(dev, r, params.get("switch:0")) if isinstance(params, dict) else []

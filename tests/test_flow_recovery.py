@@ -166,7 +166,7 @@ async def test_killed_right_after_the_power_on(
         assert sessions[0].started_at is None and sessions[0].end_reason == "device_off"
         assert booked[0].status == BookingStatus.ACCEPTED and not plug.on
     ready = await serving
-    assert told - spawned < 20, f"{told - spawned:.1f}s after the restart"
+    assert told - spawned < 30, f"{told - spawned:.1f}s after the restart"
     assert told - ready < PROMPT, f"{told - ready:.1f}s after the new process served"
     assert _power_commands(plug, True) == 1  # nobody switched it on again
 
@@ -217,7 +217,7 @@ async def test_killed_right_after_the_power_off(
     told = time.monotonic()
     assert "stopped by the user" in plain(order)
     ready = await serving
-    assert told - spawned < 20, f"{told - spawned:.1f}s after the restart"
+    assert told - spawned < 30, f"{told - spawned:.1f}s after the restart"
     assert told - ready < PROMPT, f"{told - ready:.1f}s after the new process served"
     assert not plug.on
     # sent again only to the plug that had not switched off

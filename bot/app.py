@@ -79,9 +79,12 @@ class App:
             ),
             confirm_timeout=settings.device_confirm_seconds,
             offline_grace=settings.device_offline_grace_seconds,
+            start_give_up=timedelta(seconds=settings.start_give_up_seconds),
+            stop_give_up=timedelta(seconds=settings.stop_give_up_seconds),
             on_change=self.outbox.wake,
         )
-        # after every (re)connection: compare open sessions with their plugs
+        # after every (re)connection: compare open sessions with their plugs, and finish
+        # the starts and stops a dead process left from their plugs' answers
         self.bridge.client.add_connect_hook(self.charging.reconcile_all)
         self.scheduler = Scheduler(
             self.sessions,

@@ -326,6 +326,18 @@ async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
+async def _session_running(ctx: Context, message: OutboxMessage) -> None:
+    """A start that recovery found confirmed by the plug: the user learns it runs."""
+    current, charger, listing = await _charging(ctx, message)
+    if current.status != SessionStatus.CHARGING:
+        return  # it ended meanwhile: the order says the rest
+    await ctx.bot.send_message(
+        message.chat_id,
+        charging_views.started_text(ctx.t, current, charger, listing, ctx.settings.zone),
+        reply_markup=charging_views.running_buttons(ctx.t, current.id),
+    )
+
+
 async def _session_start_failed(ctx: Context, message: OutboxMessage) -> None:
     _current, _charger, listing = await _charging(ctx, message)
     text = ctx.t("charge.start_failed", shop=listing.shop_name or "")
@@ -354,6 +366,7 @@ RENDERERS: dict[str, Renderer] = {
     "session_started": _session_started,
     "session_warning": _session_warning,
     "session_start_failed": _session_start_failed,
+    "session_running": _session_running,
     "order": _order,
     "booking_no_show": _simple("charge.no_show_merchant"),
     "booking_no_show_user": _simple("charge.no_show_user", find_again),

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # how long a plug may be offline before its session is closed (a broker restart
     # makes every plug look offline for a moment)
     device_offline_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # the last resort for a start or stop left unfinished (the bot died or lost the
+    # broker mid-way) whose plug does not answer when asked: after this long since Start
+    # was pressed the start fails (nothing billed) and the plug is switched off; after
+    # this long since Stop was taken in hand the session is closed unconfirmed. A plug
+    # that answers decides at once (at start-up, on reconnection, or at the next run)
+    start_give_up_seconds: float = Field(default=60.0, gt=0, le=3600)
+    stop_give_up_seconds: float = Field(default=30.0, gt=0, le=3600)
     # how often due work runs (expiry, warnings, window-end stops, no-shows)
     scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
     # this instance's share of Telegram's ~30 messages/s per bot (divide by instances)
@@ -145,6 +152,18 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("expected host:port, e.g. 0.0.0.0:8080")
         return value
+
+    @model_validator(mode="after")
+    def _give_up_after_confirm(self) -> "Settings":
+        # a live start or stop waits DEVICE_CONFIRM_SECONDS for its plug: the last
+        # resort must not end it while it still waits
+        for name in ("start_give_up_seconds", "stop_give_up_seconds"):
+            if getattr(self, name) <= self.device_confirm_seconds:
+                raise ValueError(
+                    f"{name.upper()} must be longer than DEVICE_CONFIRM_SECONDS "
+                    f"({self.device_confirm_seconds:g})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> "Settings":

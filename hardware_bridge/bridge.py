@@ -51,12 +51,12 @@ class _Known:
 class Bridge:
     def __init__(self, client: MqttClient) -> None:
         self.client = client
-        # Shelly replies to <src>/rpc: unique per instance, under one prefix the
-        # broker's ACL can grant the plugs (deploy/mosquitto.acl)
-        src = f"chargeshare/{client.client_id}"
+        # Shelly replies to chargeshare/<device id>/<client id>/rpc: one topic per plug
+        # and instance, which the broker's ACL lets only that plug write
+        # (deploy/mosquitto.acl)
         self.drivers: dict[str, Driver] = {
             "tasmota": TasmotaDriver(client.publish),
-            "shelly": ShellyDriver(client.publish, src),
+            "shelly": ShellyDriver(client.publish, client.client_id),
         }
         self._known: dict[DeviceRef, _Known] = {}
         # since when the current broker connection is up: a device not heard since

@@ -1,9 +1,19 @@
-"""Shelly Gen2+ driver: JSON-RPC over MQTT, switch:0."""
+"""Shelly Gen2+ driver: JSON-RPC over MQTT, switch:0.
+
+A Shelly answers a request on ``<src>/rpc``, with its own device id in the reply's
+``src`` and the request's ``src`` in ``dst``. Each command's ``src`` here is
+``chargeshare/<device id>/<instance>``, so each plug answers on a topic of its own that
+the broker's ACL can reserve for it (``pattern write chargeshare/%u/+/rpc``). A reply is
+taken only when its topic names the device, its ``src`` is that device, and its id is
+one still waiting for that device; ids are random, so a client that cannot read the
+requests cannot guess one.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +22,10 @@ from hardware_bridge.mqtt import Message
 
 Publish = Callable[[str, str], Awaitable[None]]
 
+REPLY_PREFIX = "chargeshare"
+# a request unanswered this long is forgotten (a dead plug must not grow the table)
+PENDING_SECONDS = 120.0
+
 
 def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
     if not isinstance(status, dict):
@@ -19,7 +33,11 @@ def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
     on = status.get("output")
     energy = None
     aenergy = status.get("aenergy")
-    if isinstance(aenergy, dict) and isinstance(aenergy.get("total"), int | float):
+    if (
+        isinstance(aenergy, dict)
+        and isinstance(aenergy.get("total"), int | float)
+        and not isinstance(aenergy.get("total"), bool)
+    ):
         energy = float(aenergy["total"]) / 1000.0  # Wh → kWh
     if not isinstance(on, bool):
         on = None
@@ -31,22 +49,35 @@ def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
 class ShellyDriver:
     family = "shelly"
 
-    def __init__(self, publish: Publish, src: str) -> None:
+    def __init__(self, publish: Publish, instance: str) -> None:
+        if not instance or any(c in instance for c in "/+#"):
+            raise ValueError(f"not usable in an MQTT topic level: {instance!r}")
         self._publish = publish
-        self.src = src  # unique per bridge instance: replies come to <src>/rpc
-        self.filters = ["+/online", "+/events/rpc", "+/status/switch:0", f"{src}/rpc"]
-        self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[str, str]] = {}  # rpc id → (device, method)
+        self.instance = instance  # unique per bridge: the last level before /rpc
+        self.filters = [
+            "+/online",
+            "+/events/rpc",
+            "+/status/switch:0",
+            f"{REPLY_PREFIX}/+/{instance}/rpc",
+        ]
+        # rpc id → (device, method, when sent)
+        self._pending: dict[str, tuple[str, str, float]] = {}
+
+    def src_for(self, device_id: str) -> str:
+        return f"{REPLY_PREFIX}/{device_id}/{self.instance}"
 
     async def _rpc(self, device_id: str, method: str, params: dict[str, Any]) -> None:
-        rpc_id = next(self._ids)
-        self._pending[rpc_id] = (device_id, method)
-        body = {"id": rpc_id, "src": self.src, "method": method, "params": params}
+        now = time.monotonic()
+        for old in [k for k, (_, _, at) in self._pending.items() if at < now - PENDING_SECONDS]:
+            del self._pending[old]
+        rpc_id = secrets.token_hex(8)  # 64 random bits; JSON-RPC allows a string id
+        self._pending[rpc_id] = (device_id, method, now)
+        body = {"id": rpc_id, "src": self.src_for(device_id), "method": method, "params": params}
         await self._publish(f"{device_id}/rpc", json.dumps(body))
 
     def parse(self, msg: Message) -> list[Update]:
         r = msg.retain
-        if msg.topic == f"{self.src}/rpc":
+        if msg.topic.startswith(f"{REPLY_PREFIX}/"):
             return self._reply(msg)
         dev, _, rest = msg.topic.partition("/")
         if rest == "online":
@@ -59,22 +90,31 @@ class ShellyDriver:
         data = load_json(msg.payload)
         if rest == "status/switch:0":
             return _switch_update(dev, r, data)
-        if rest == "events/rpc" and isinstance(data, dict) and data.get("method") == "NotifyStatus":
-            params = data.get("params") or {}
-            return _switch_update(dev, r, params.get("switch:0"))
+        # NotifyStatus: what changed; NotifyFullStatus: everything, sent on connecting
+        notify = ("NotifyStatus", "NotifyFullStatus")
+        if rest == "events/rpc" and isinstance(data, dict) and data.get("method") in notify:
+            params = data.get("params")
+            return (
+                _switch_update(dev, r, params.get("switch:0")) if isinstance(params, dict) else []
+            )
         return []
 
     def _reply(self, msg: Message) -> list[Update]:
+        parts = msg.topic.split("/")
+        if len(parts) != 4 or parts[2] != self.instance or parts[3] != "rpc" or msg.retain:
+            return []  # another instance's replies, or a retained (replayed) one
+        dev = parts[1]
         data = load_json(msg.payload)
-        if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+        if not isinstance(data, dict) or data.get("src") != dev:
             return []
-        pending = self._pending.pop(data["id"], None)
-        if pending is None:
-            return []
-        dev, method = pending
-        result = data.get("result")
+        rpc_id = data.get("id")
+        pending = self._pending.get(rpc_id) if isinstance(rpc_id, str) else None
+        if pending is None or pending[0] != dev:
+            return []  # not an id we are waiting for from this device
+        del self._pending[rpc_id]
+        method = pending[1]
         if method == "Switch.GetStatus":
-            return _switch_update(dev, False, result)
+            return _switch_update(dev, False, data.get("result"))
         # Switch.Set answers only {"was_on": …}: the new output is confirmed by NotifyStatus
         # or by a Switch.GetStatus that the bridge sends when that is slow to come.
         return []

@@ -30,14 +30,33 @@ def _onoff(value: object) -> bool | None:
     return None
 
 
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _total(obj: object, *path: str) -> float | None:
+    """ENERGY.Total in kWh; a meter that splits it by phase (a list, or an object of
+    phases) gives the device's total as their sum."""
     for key in path:
         if not isinstance(obj, dict):
             return None
         obj = obj.get(key)
-    if isinstance(obj, int | float) and not isinstance(obj, bool):
-        return float(obj)
-    return None
+    parts = list(obj.values()) if isinstance(obj, dict) else obj
+    if isinstance(parts, list):
+        numbers = [_number(p) for p in parts]
+        if not numbers or None in numbers:
+            return None
+        return float(sum(n for n in numbers if n is not None))
+    return _number(obj)
+
+
+def _power(data: object) -> bool | None:
+    """The first relay's state in a JSON reply (POWER, or POWER1 on a multi-relay)."""
+    if not isinstance(data, dict):
+        return None
+    return _onoff(data.get("POWER", data.get("POWER1")))
 
 
 class TasmotaDriver:
@@ -64,19 +83,19 @@ class TasmotaDriver:
         r = msg.retain
         text = msg.payload.decode(errors="replace")
         if prefix == "stat" and kind == "POWER":
-            on = _onoff(text)
+            # plain ON/OFF, or (SetOption4 1) the JSON reply {"POWER":"ON"} on this topic
+            on = _power(load_json(msg.payload)) if text.startswith("{") else _onoff(text)
             return [] if on is None else [Update(dev, r, on=on)]
         if prefix == "tele" and kind == "LWT":
-            if text == "Online":
-                return [Update(dev, r, online=True)]
-            if text == "Offline":
-                return [Update(dev, r, online=False)]
+            will = text.strip().lower()  # "Online"/"Offline" unless a build renamed them
+            if will in ("online", "offline"):
+                return [Update(dev, r, online=will == "online")]
             return []
         data = load_json(msg.payload)
         if not isinstance(data, dict):
             return []
         if kind in ("RESULT", "STATE"):
-            on = _onoff(data.get("POWER", data.get("POWER1")))
+            on = _power(data)
             return [] if on is None else [Update(dev, r, on=on)]
         if kind == "SENSOR":
             total = _total(data, "ENERGY", "Total")

@@ -45,8 +45,6 @@ class ChargingRules:
     # a user may start this long before the booked window
     grace_before: timedelta = timedelta(minutes=10)
     warn_before: timedelta = timedelta(minutes=5)
-    # a start not confirmed within this long is left for recovery to fail
-    start_stale: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -257,14 +255,21 @@ async def _move(
 
 
 async def confirm_start(
-    session: AsyncSession, *, session_id: int, at: datetime, energy_kwh: float | None
+    session: AsyncSession,
+    *,
+    session_id: int,
+    at: datetime,
+    energy_kwh: float | None,
+    notify_user: bool = False,
 ) -> ChargingSession | None:
     """The device confirmed power on: the clock starts at ``at``.
 
     Only while the booking is still ACCEPTED and its window open: a confirmation
     that comes after the window's end (or after a no-show or a cancel) fails the
     start instead (InvalidInput, once the FAILED state is committed), and the caller
-    switches the plug off again. None when recovery failed the start meanwhile."""
+    switches the plug off again. None when another path moved the session meanwhile.
+    ``notify_user``: nobody is waiting on the Start button's answer (recovery found the
+    plug on), so the user is told by a message that charging runs, or that it failed."""
     async with transaction(session):
         charging = await _move(
             session,
@@ -303,8 +308,14 @@ async def confirm_start(
                 )
             )
             audit.record(session, "session", session_id, "failed", None, "starting", "failed")
+            if notify_user:
+                outbox.enqueue(
+                    session, charging.user_id, "session_start_failed", session_id=session_id
+                )
         else:
             outbox.enqueue(session, charging.merchant_id, "session_started", session_id=session_id)
+            if notify_user:
+                outbox.enqueue(session, charging.user_id, "session_running", session_id=session_id)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charging
@@ -547,23 +558,21 @@ async def window_ended(session: AsyncSession, now: datetime) -> list[ChargingSes
     )
 
 
-async def stale_starts(
-    session: AsyncSession, rules: ChargingRules, now: datetime
-) -> list[ChargingSession]:
+async def stale_starts(session: AsyncSession, before: datetime) -> list[ChargingSession]:
+    """Starts pressed before ``before`` and still waiting for the device."""
     return await due(
         session,
         ChargingSession.status == SessionStatus.STARTING,
-        ChargingSession.requested_at <= now - rules.start_stale,
+        ChargingSession.requested_at <= before,
     )
 
 
-async def stale_stops(
-    session: AsyncSession, now: datetime, older: timedelta
-) -> list[ChargingSession]:
+async def stale_stops(session: AsyncSession, before: datetime) -> list[ChargingSession]:
+    """Stops taken in hand before ``before`` and still waiting for the device."""
     return await due(
         session,
         ChargingSession.status == SessionStatus.STOPPING,
-        ChargingSession.stopping_since <= now - older,
+        ChargingSession.stopping_since <= before,
     )
 
 

@@ -10,6 +10,18 @@ The order of steps is what makes it safe:
 - whatever the device does by itself (off, offline) closes a CHARGING session
   at the last moment it was known to be on.
 A plug that is on with no session of ours is switched off.
+
+A start or a stop that no live process waits on any more (its process died, or
+lost the broker) is finished from the plug's answer: at start-up and after each
+reconnection its plug is asked at once, and the scheduler's tick asks again until
+it answers. STARTING + on: the device confirmed it, so it is CHARGING from the
+answer (the merchant and the user are told; past the window's end it fails and is
+switched off); STARTING + off: FAILED, nothing billed, the user told at once.
+STOPPING + off: the order is made at once (billed to when Stop was asked);
+STOPPING + on: the power-off is sent again and the order made on its confirmation.
+Only a plug that does not answer waits for the last resort (``start_give_up``,
+``stop_give_up``): the start fails and the plug is switched off; the stop is closed
+unconfirmed.
 """
 
 from __future__ import annotations
@@ -51,8 +63,14 @@ FAILSAFE_SLACK = timedelta(minutes=2)
 # meter readings while charging are written at most this often per session
 SEEN_WRITE_SECONDS = 30.0
 SEEN_EVERY = timedelta(seconds=SEEN_WRITE_SECONDS)
-# a STOPPING session this old was left by a process that died while stopping
-STOP_STALE = timedelta(seconds=30)
+# a start or stop may still be in the hands of the process that began it for its
+# confirmation timeout and this much more (a stop also reads the meter after the
+# power-off); only then is it finished from the plug's answer by anyone else
+IN_FLIGHT_SLACK = timedelta(seconds=5)
+# how long a question to a plug about an unfinished start or stop waits for the answer
+ASK_SECONDS = 3.0
+# plugs asked at once when open sessions are compared with their devices
+RECONCILE_AT_ONCE = 50
 _NOW_KNOWN = object()  # _last_on: ask the bridge what it knows now
 
 
@@ -79,12 +97,19 @@ class ChargingControl:
         confirm_timeout: float = 10.0,
         offline_grace: float = 60.0,
         silent_after: timedelta = timedelta(minutes=15),
+        start_give_up: timedelta = timedelta(seconds=60),
+        stop_give_up: timedelta = timedelta(seconds=30),
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self.power = power
         self.rules = rules
         self.confirm_timeout = confirm_timeout
+        # the last resort for a start or stop whose plug does not answer (counted from
+        # Start pressed / Stop taken in hand); a plug that answers decides at once
+        self.start_give_up = start_give_up
+        self.stop_give_up = stop_give_up
+        self.in_flight = timedelta(seconds=confirm_timeout) + IN_FLIGHT_SLACK
         # how long a plug may be offline before its session is closed (at the last
         # moment it was heard), and how long it may stay silent before it is asked
         self.offline_grace = offline_grace
@@ -95,6 +120,10 @@ class ChargingControl:
         self._seen_written: dict[int, float] = {}
         self._locks: dict[DeviceRef, asyncio.Lock] = {}
         self._checking: set[DeviceRef] = set()
+        # sessions this process is starting or stopping right now (never settled from
+        # outside), and those whose plug is being asked about an unfinished step
+        self._busy: set[int] = set()
+        self._settling: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         power.on_event(self.on_event)
 
@@ -115,6 +144,19 @@ class ChargingControl:
             )
             device = device_of(started)
             end_at = started.booking.end_at
+        self._busy.add(started.id)
+        try:
+            return await self._start(started, device, end_at, progress)
+        finally:
+            self._busy.discard(started.id)
+
+    async def _start(
+        self,
+        started: ChargingSession,
+        device: DeviceRef,
+        end_at: datetime,
+        progress: Callable[[], Awaitable[None]] | None,
+    ) -> ChargingSession:
         failsafe = int((end_at + FAILSAFE_SLACK - utcnow()).total_seconds())
         # the command leaves first; telling the user (a round trip to Telegram)
         # goes on while the device switches, not before it
@@ -133,7 +175,11 @@ class ChargingControl:
         except BridgeError as error:
             log.info("start of session %s failed: %s", started.id, error)
             async with self._sessions() as session:
-                await charging.fail_start(session, session_id=started.id, why="no_confirm")
+                failed = await charging.fail_start(session, session_id=started.id, why="no_confirm")
+            if not failed:  # another instance found the plug on and confirmed it meanwhile
+                running = await self._running(started.id)
+                if running is not None:
+                    return self._adopt(device, running)
             # a confirmation after we gave up must not leave the power on
             self._spawn(self._switch_off_quietly(device))
             raise InvalidInput(bridge_error_key(error)) from error
@@ -148,15 +194,28 @@ class ChargingControl:
         except DomainError:  # the window ended (or the booking closed) meanwhile
             self._spawn(self._switch_off_quietly(device))
             raise
-        if confirmed is None:  # recovery gave up on it meanwhile: it must not run
-            self._spawn(self._switch_off_quietly(device))
+        if confirmed is None:
+            # another instance confirmed it from the plug's answer: it runs
+            running = await self._running(started.id)
+            if running is not None:
+                return self._adopt(device, running)
+            self._spawn(self._switch_off_quietly(device))  # recovery gave up on it
             raise InvalidInput("err.start_not_confirmed")
+        return self._adopt(device, confirmed)
+
+    def _adopt(self, device: DeviceRef, confirmed: ChargingSession) -> ChargingSession:
+        """A session just confirmed: its readings are recorded from now on."""
         self._charging[device] = confirmed.id
         self._changed()
         # a fresh meter total (Tasmota reports only every TelePeriod); without one at
         # the start the first reading that comes is taken, never a zero
         self._spawn(self._read_meter(device, confirmed.id))
         return confirmed
+
+    async def _running(self, session_id: int) -> ChargingSession | None:
+        async with self._sessions() as session:
+            current = await charging.get(session, session_id)
+        return current if current.status == SessionStatus.CHARGING else None
 
     async def stop(
         self,
@@ -192,9 +251,24 @@ class ChargingControl:
             device = device_of(stopping)
         return await self._close_stopping(device, session_id), True
 
-    async def _close_stopping(self, device: DeviceRef, session_id: int) -> Order | None:
+    async def _close_stopping(
+        self, device: DeviceRef, session_id: int, *, must_confirm: bool = False
+    ) -> Order | None:
+        """Switch off and close a STOPPING session (``must_confirm``: only when the
+        plug confirms; else it stays STOPPING for the last resort)."""
+        self._busy.add(session_id)
+        try:
+            return await self._close_stopping_now(device, session_id, must_confirm)
+        finally:
+            self._busy.discard(session_id)
+
+    async def _close_stopping_now(
+        self, device: DeviceRef, session_id: int, must_confirm: bool
+    ) -> Order | None:
         self._forget(device, session_id)
         confirmed, offline, kwh = await self._power_off(device)
+        if must_confirm and not confirmed:
+            return None
         ended_at = None  # when Stop was asked for
         async with self._sessions() as session:
             if offline:  # it dropped off before the Stop: bill to when it was last heard
@@ -336,14 +410,32 @@ class ChargingControl:
 
     # -- reconciliation --------------------------------------------------------------------
     async def reconcile_all(self) -> None:
-        """After a start or a reconnection: compare every open session with its device."""
+        """After a start or a reconnection: compare every open session with its device,
+        all plugs asked at once. A start or stop that no live process can still be
+        waiting on is finished from its plug's answer now; a younger one is left to
+        the process that began it (the tick asks once it is not)."""
         async with self._sessions() as session:
             open_ = await charging.open_sessions(session)
             # a process that died right after giving up a start may have left its plug
             # on (a late confirmation); nothing else would tell us until it reports
             failed = await charging.recently_failed(session, utcnow() - timedelta(hours=1))
+        now = utcnow()
+        work: list[Coroutine[Any, Any, None]] = []
         for item in open_:
-            await self._locked(device_of(item), self._reconcile(device_of(item), item))
+            device = device_of(item)
+            if item.status == SessionStatus.CHARGING:
+                work.append(self._locked(device, self._reconcile(device, item)))
+            elif self._unattended(item, now):
+                work.append(self._settle(device, item.id, give_up=self._given_up(item, now)))
+        sem = asyncio.Semaphore(RECONCILE_AT_ONCE)
+
+        async def bounded(job: Coroutine[Any, Any, None]) -> None:
+            async with sem:
+                await job
+
+        for result in await asyncio.gather(*map(bounded, work), return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("reconciling a session failed", exc_info=result)
         busy = {device_of(item) for item in open_}
         for device in {device_of(item) for item in failed} - busy:
             self._spawn(self._locked(device, self.reconcile_device(device)))
@@ -356,18 +448,115 @@ class ChargingControl:
                     if (await self.power.state(device, timeout=3)).on:
                         await self._switch_off_quietly(device)
             return
-        await self._reconcile(device, running)
+        if running.status == SessionStatus.CHARGING:
+            await self._reconcile(device, running)
+        elif self._unattended(running, utcnow()):
+            # not here: the caller holds the device's lock, which settling takes
+            self._spawn(self._settle(device, running.id, give_up=False))
+
+    def _unattended(self, item: ChargingSession, now: datetime) -> bool:
+        """A start or stop that no live process can still be waiting on (its own
+        confirmation timeout has passed), nor this one."""
+        if item.id in self._busy:
+            return False
+        since = item.requested_at if item.status == SessionStatus.STARTING else item.stopping_since
+        return since is None or since <= now - self.in_flight
+
+    def _given_up(self, item: ChargingSession, now: datetime) -> bool:
+        """Past the last resort: a plug that does not answer now fails the start, or
+        closes the stop unconfirmed."""
+        if item.status == SessionStatus.STARTING:
+            return item.requested_at <= now - self.start_give_up
+        since = item.stopping_since or item.stop_requested_at
+        return since is None or since <= now - self.stop_give_up
+
+    async def _settle(self, device: DeviceRef, session_id: int, *, give_up: bool) -> None:
+        """Finish a start or stop that nobody waits on from its plug's answer (one
+        question per session at a time; the tick asks again until the last resort)."""
+        if session_id in self._busy or session_id in self._settling:
+            return
+        self._settling.add(session_id)
+        try:
+            await self._locked(device, self._settle_now(device, session_id, give_up))
+        finally:
+            self._settling.discard(session_id)
+
+    async def _settle_now(self, device: DeviceRef, session_id: int, give_up: bool) -> None:
+        async with self._sessions() as session:
+            current = await charging.get(session, session_id)
+        if current.status not in (SessionStatus.STARTING, SessionStatus.STOPPING):
+            return  # finished meanwhile by another path
+        state: PlugState | None
+        try:
+            state = await self.power.state(device, timeout=ASK_SECONDS)
+        except BridgeError as error:  # no answer (offline, silent, broker down)
+            log.info("session %s: %s did not answer (%s)", session_id, device, error)
+            state = None
+        if state is not None and state.on is None:
+            state = None  # it said nothing about its relay
+        if current.status == SessionStatus.STARTING:
+            await self._settle_start(device, current, state, give_up)
+        else:
+            await self._settle_stop(device, current, state, give_up)
+
+    async def _settle_start(
+        self, device: DeviceRef, current: ChargingSession, state: PlugState | None, give_up: bool
+    ) -> None:
+        if state is not None and state.on:
+            # the power-on arrived, its confirmation was lost with the process that sent
+            # it: the device confirms it now, and the clock starts at this answer
+            log.info("session %s: %s found on: charging from now", current.id, device)
+            try:
+                async with self._sessions() as session:
+                    confirmed = await charging.confirm_start(
+                        session,
+                        session_id=current.id,
+                        at=state.at,
+                        energy_kwh=state.energy_kwh,
+                        notify_user=True,
+                    )
+            except DomainError:  # the window is over: FAILED, the user is told
+                self._changed()
+                await self._switch_off_quietly(device)
+                return
+            if confirmed is not None:
+                self._adopt(device, confirmed)
+        elif state is not None:
+            # off: the power-on never arrived (or the plug refused it)
+            log.info("session %s: %s found off: the start failed", current.id, device)
+            async with self._sessions() as session:
+                failed = await charging.fail_start(
+                    session, session_id=current.id, why="device_off", notify_user=True
+                )
+            if failed:
+                self._changed()
+        elif give_up:
+            await self._fail_stale_start(device, current.id)
+
+    async def _settle_stop(
+        self, device: DeviceRef, current: ChargingSession, state: PlugState | None, give_up: bool
+    ) -> None:
+        if state is not None and state.on is False:
+            # the power-off arrived, its confirmation was lost: the order, at once
+            self._forget(device, current.id)
+            async with self._sessions() as session:
+                await charging.finish(
+                    session,
+                    session_id=current.id,
+                    rules=self.rules,
+                    end_kwh=state.energy_kwh,
+                    power_off_confirmed=True,
+                    from_status=(SessionStatus.STOPPING,),
+                )
+            self._changed()
+        elif state is not None or give_up:
+            # still on (the power-off was lost): switch off again, and close on its
+            # confirmation; the last resort closes even without one
+            await self._close_stopping(device, current.id, must_confirm=not give_up)
 
     async def _reconcile(self, device: DeviceRef, running: ChargingSession) -> None:
+        """A CHARGING session: does its plug still run it?"""
         now = utcnow()
-        if running.status == SessionStatus.STARTING:
-            if running.requested_at <= now - self.rules.start_stale:
-                await self._fail_stale_start(device, running.id)
-            return
-        if running.status == SessionStatus.STOPPING:
-            if running.stop_requested_at and running.stop_requested_at <= now - STOP_STALE:
-                await self._close_stopping(device, running.id)
-            return
         # the answer itself is a live message: when the plug says OFF, it was last known
         # on before the question, not at the answer
         heard_before = self.power.known(device).heard_at
@@ -415,17 +604,16 @@ class ChargingControl:
         async with self._sessions() as session:
             done += await charging.warn_due(session, self.rules, now)
             ended = await charging.window_ended(session, now)
-            stale_starts = await charging.stale_starts(session, self.rules, now)
-            stale_stops = await charging.stale_stops(session, now, STOP_STALE)
+            unattended = await charging.stale_starts(session, now - self.in_flight)
+            unattended += await charging.stale_stops(session, now - self.in_flight)
         for item in ended:  # at once, not one plug's confirmation after another
             self._spawn(self._stop_at_window_end(item.id, item.booking.end_at))
             done += 1
-        for item in stale_starts:
-            await self._fail_stale_start(device_of(item), item.id)
-            done += 1
-        for item in stale_stops:
-            await self._close_stopping(device_of(item), item.id)
-            done += 1
+        for item in unattended:  # their plugs asked at once; each decides when it answers
+            if self._unattended(item, now) and item.id not in self._settling:
+                self._spawn(
+                    self._settle(device_of(item), item.id, give_up=self._given_up(item, now))
+                )
         async with self._sessions() as session:
             done += await charging.mark_no_shows(session, now)
             running = await charging.charging_now(session)

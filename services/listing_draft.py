@@ -181,6 +181,12 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
     return str(amount.quantize(Decimal("0.01"))), currency
 
 
+# The broker's ACL (deploy/mosquitto.acl) gives each plug's account, named as the plug,
+# the topics under its name: a plug named like one of these prefixes would reach every
+# plug's topics (stat/… of all Tasmota plugs, or the bots' chargeshare/… replies).
+RESERVED_PLUG_IDS = frozenset({"cmnd", "stat", "tele", "chargeshare"})
+
+
 def parse_plug_id(text: str, driver: str) -> str:
     """A Tasmota topic or a Shelly device id: one MQTT topic level, no wildcards.
 
@@ -197,6 +203,8 @@ def parse_plug_id(text: str, driver: str) -> str:
         raise InvalidInput(error) from None
     if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,64}", value):
         raise InvalidInput(error)
+    if value.lower() in RESERVED_PLUG_IDS:
+        raise InvalidInput("err.plug_id_reserved", id=value)
     return value.lower() if driver == "shelly" else value
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from hardware_bridge.port import (
     BridgeError,
@@ -56,6 +56,7 @@ PLATFORM_CHAT = -100777
 RULES = ChargingRules(zone=ZONE, platform_chat_id=PLATFORM_CHAT)
 BOOKING_RULES = BookingRules(zone=ZONE, response_minutes=15)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 # -- a plug that does what the test tells it -------------------------------------------
@@ -903,6 +904,7 @@ async def test_tick_stops_at_the_window_end(sessions, world, power, control) -> 
 
 
 async def test_tick_fails_a_start_that_was_never_confirmed(sessions, world, power, control) -> None:
+    """The last resort: a start left past START_GIVE_UP whose plug does not answer."""
     t = utcnow()
     stale = await book(sessions, world.chargers[0], t - 10 * MINUTE, t + 50 * MINUTE)
     fresh = await book(sessions, world.chargers[1], t - 10 * MINUTE, t + 50 * MINUTE, USER_B)
@@ -911,22 +913,26 @@ async def test_tick_fails_a_start_that_was_never_confirmed(sessions, world, powe
             session, booking_id=stale, user_id=USER_A, rules=RULES, now=t - 2 * MINUTE
         )
         new = await charging.begin_start(session, booking_id=fresh, user_id=USER_B, rules=RULES)
+    power.refuse_state = NotConfirmed
 
-    assert await control.tick() == 1
+    await control.tick()
+    await settle(control)
     failed = await load(sessions, ChargingSession, old.id)
     assert failed.status == SessionStatus.FAILED and failed.end_reason == "stale"
     assert await notes(sessions, "session_start_failed") == [(USER_A, {"session_id": old.id})]
     assert power.sent("off", world.devices[0]) == [None]
     assert (await load(sessions, Booking, stale)).status == BookingStatus.ACCEPTED
+    # the fresh one may still be waited on by the process that began it: not even asked
     assert (await load(sessions, ChargingSession, new.id)).status == SessionStatus.STARTING
-    assert power.sent("off", world.devices[1]) == []
+    assert power.sent("off", world.devices[1]) == [] and world.devices[1] not in power.state_calls
     # a confirmation that arrives after that cannot bring it back
     async with sessions() as session:
         assert (
             await charging.confirm_start(session, session_id=old.id, at=utcnow(), energy_kwh=1.0)
             is None
         )
-    assert await control.tick() == 0
+    await control.tick()
+    await settle(control)
     assert len(await notes(sessions, "session_start_failed")) == 1
 
 
@@ -1158,6 +1164,7 @@ async def test_after_a_restart_a_session_left_stopping_ends_when_stop_was_asked(
             session, session_id=session_id, actor=USER_A, reason=EndReason.USER, at=asked
         )
     assert stopping.status == SessionStatus.STOPPING
+    await _left_since(sessions, session_id, asked)
 
     plug = FakeSwitch()
     plug.on[device], plug.energy[device] = True, 1.2
@@ -1178,25 +1185,219 @@ async def test_after_a_restart_a_session_left_stopping_ends_when_stop_was_asked(
     assert len(await notes(sessions, "order")) == 3
 
 
-async def test_after_a_restart_a_stale_start_fails(sessions, world) -> None:
+async def _left_since(sessions, session_id: int, at: datetime) -> None:
+    """The process that began the stop died at ``at`` (long past its own timeout)."""
+    async with sessions() as session, transaction(session):
+        await session.execute(
+            update(ChargingSession)
+            .where(ChargingSession.id == session_id)
+            .values(stopping_since=at)
+        )
+
+
+async def _left_starting(sessions, world, ago: timedelta, window_end: timedelta = 50 * MINUTE):
+    """A STARTING session whose process died ``ago`` after sending the power-on."""
     t = utcnow()
-    device = world.devices[0]
-    booking_id = await book(sessions, world.chargers[0], t - 10 * MINUTE, t + 50 * MINUTE)
+    booking_id = await book(sessions, world.chargers[0], t - 20 * MINUTE, t + window_end)
     async with sessions() as session:
         starting = await charging.begin_start(
-            session, booking_id=booking_id, user_id=USER_A, rules=RULES, now=t - 3 * MINUTE
+            session, booking_id=booking_id, user_id=USER_A, rules=RULES, now=t - ago
         )
+    return booking_id, starting.id
+
+
+async def test_after_a_restart_a_start_whose_plug_is_on_runs_from_the_answer(
+    sessions, world
+) -> None:
+    """The power-on arrived, its confirmation died with the process: the plug's answer
+    confirms it, the clock starts at the answer, both sides are told."""
+    booking_id, session_id = await _left_starting(sessions, world, 3 * MINUTE)
+    device = world.devices[0]
     plug = FakeSwitch()
-    plug.on[device] = True  # the late confirmation switched it on
+    plug.on[device], plug.energy[device] = True, 7.5
+    restarted = new_control(sessions, plug)
+    asked = utcnow()
+    try:
+        await restarted.reconcile_all()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    running = await load(sessions, ChargingSession, session_id)
+    assert running.status == SessionStatus.CHARGING and running.start_kwh == 7.5
+    assert asked <= running.started_at <= utcnow()
+    assert (await load(sessions, Booking, booking_id)).status == BookingStatus.CHARGING
+    assert await notes(sessions, "session_started") == [(MERCHANT, {"session_id": session_id})]
+    assert await notes(sessions, "session_running") == [(USER_A, {"session_id": session_id})]
+    assert plug.state_calls[0] == device and plug.sent("off") == []
+
+
+async def test_after_a_restart_a_start_found_on_past_its_window_is_switched_off(
+    sessions, world
+) -> None:
+    _, session_id = await _left_starting(sessions, world, 5 * MINUTE, window_end=-MINUTE)
+    device = world.devices[0]
+    plug = FakeSwitch()
+    plug.on[device] = True
     restarted = new_control(sessions, plug)
     try:
         await restarted.reconcile_all()
+        await settle(restarted)
     finally:
         await restarted.close()
-    assert (await load(sessions, ChargingSession, starting.id)).status == SessionStatus.FAILED
-    assert plug.sent("off", device) == [None]
-    assert await notes(sessions, "session_start_failed") == [(USER_A, {"session_id": starting.id})]
+    failed = await load(sessions, ChargingSession, session_id)
+    assert failed.status == SessionStatus.FAILED and failed.started_at is None
+    assert plug.sent("off", device) == [None] and plug.on[device] is False
+    assert await notes(sessions, "session_start_failed") == [(USER_A, {"session_id": session_id})]
+    assert await notes(sessions, "session_running") == [] and await orders(sessions) == []
+
+
+async def test_after_a_restart_a_start_whose_plug_is_off_fails_at_once(sessions, world) -> None:
+    """Not 60 seconds later: the plug's "off" is the answer."""
+    booking_id, session_id = await _left_starting(sessions, world, 10 * SECOND)
+    device = world.devices[0]
+    plug = FakeSwitch()
+    plug.on[device] = False  # the power-on never arrived
+    restarted = new_control(sessions, plug)
+    try:
+        await restarted.reconcile_all()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    failed = await load(sessions, ChargingSession, session_id)
+    assert failed.status == SessionStatus.FAILED and failed.end_reason == "device_off"
+    assert await notes(sessions, "session_start_failed") == [(USER_A, {"session_id": session_id})]
     assert (await load(sessions, Booking, booking_id)).status == BookingStatus.ACCEPTED
+    assert plug.sent("off") == [] and await orders(sessions) == []
+
+
+async def test_after_a_restart_a_start_whose_plug_is_silent_waits_for_the_last_resort(
+    sessions, world
+) -> None:
+    _, session_id = await _left_starting(sessions, world, 10 * SECOND)
+    device = world.devices[0]
+    plug = FakeSwitch()
+    plug.refuse_state = NotConfirmed
+    restarted = ChargingControl(
+        sessions, plug, RULES, confirm_timeout=1.0, start_give_up=timedelta(seconds=20)
+    )
+    try:
+        await restarted.reconcile_all()
+        await settle(restarted)
+        assert plug.state_calls == [device]  # asked at once, no answer: still waiting
+        assert (await load(sessions, ChargingSession, session_id)).status == (
+            SessionStatus.STARTING
+        )
+        await restarted.tick()  # asked again at each run
+        await settle(restarted)
+        assert plug.state_calls == [device, device] and plug.sent("off") == []
+
+        restarted.start_give_up = timedelta(seconds=5)  # now past the last resort
+        await restarted.tick()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    failed = await load(sessions, ChargingSession, session_id)
+    assert failed.status == SessionStatus.FAILED and failed.end_reason == "stale"
+    assert plug.sent("off", device) == [None]
+    assert len(await notes(sessions, "session_start_failed")) == 1
+
+
+async def test_a_start_still_in_flight_elsewhere_is_not_asked_about(sessions, world) -> None:
+    """Another instance sent the power-on a moment ago and waits for the plug: a
+    reconnecting instance leaves it alone until that one's timeout is over."""
+    _, session_id = await _left_starting(sessions, world, SECOND)
+    plug = FakeSwitch()
+    restarted = new_control(sessions, plug)  # confirm_timeout 1 s: in flight for 6 s
+    try:
+        await restarted.reconcile_all()
+        await restarted.tick()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    assert plug.state_calls == [] and plug.commands == []
+    assert (await load(sessions, ChargingSession, session_id)).status == SessionStatus.STARTING
+
+
+async def test_a_start_confirmed_elsewhere_from_the_plug_runs_here_too(
+    sessions, world, power, control
+) -> None:
+    """Our power-on was slow; meanwhile another instance found the plug on and
+    confirmed it: our start does not switch the plug off, it returns the session."""
+    booking_id = await book(sessions, world.chargers[0], *open_window())
+    device = world.devices[0]
+
+    async def another_instance_confirms() -> None:
+        async with sessions() as session:
+            running = await charging.active_session(session, charger_id=world.chargers[0])
+            await charging.confirm_start(
+                session, session_id=running.id, at=utcnow(), energy_kwh=None, notify_user=True
+            )
+
+    power.before_confirm = another_instance_confirms
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    assert started.status == SessionStatus.CHARGING and power.on[device] is True
+    assert power.sent("off") == []
+    assert (await load(sessions, Booking, booking_id)).status == BookingStatus.CHARGING
+
+
+async def _left_stopping(sessions, world, ago: timedelta) -> tuple[int, datetime]:
+    t = utcnow()
+    booking_id = await book(sessions, world.chargers[0], t - 40 * MINUTE, t + 20 * MINUTE)
+    session_id = await charging_since(sessions, booking_id, t - 30 * MINUTE, 1.0)
+    asked = t - ago
+    async with sessions() as session:
+        await charging.request_stop(
+            session, session_id=session_id, actor=USER_A, reason=EndReason.USER, at=asked
+        )
+    await _left_since(sessions, session_id, asked)
+    return session_id, asked
+
+
+async def test_after_a_restart_a_stop_whose_plug_is_off_is_ordered_at_once(sessions, world) -> None:
+    session_id, asked = await _left_stopping(sessions, world, 10 * SECOND)
+    device = world.devices[0]
+    plug = FakeSwitch()
+    plug.on[device], plug.energy[device] = False, 1.25  # the power-off did arrive
+    restarted = new_control(sessions, plug)
+    try:
+        await restarted.reconcile_all()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    (order,) = await orders(sessions)
+    assert order.session_id == session_id and order.ended_at == asked
+    assert order.energy_kwh == Decimal("0.250") and plug.commands == []
+    closed = await load(sessions, ChargingSession, session_id)
+    assert closed.status == SessionStatus.COMPLETED and closed.power_off_confirmed is True
+
+
+async def test_after_a_restart_a_stop_whose_plug_is_silent_waits_for_the_last_resort(
+    sessions, world
+) -> None:
+    session_id, asked = await _left_stopping(sessions, world, 10 * SECOND)
+    device = world.devices[0]
+    plug = FakeSwitch()
+    plug.on[device] = True
+    plug.refuse_state = NotConfirmed
+    plug.refuse_off = NotConfirmed
+    restarted = ChargingControl(
+        sessions, plug, RULES, confirm_timeout=1.0, stop_give_up=timedelta(seconds=20)
+    )
+    try:
+        await restarted.reconcile_all()
+        await settle(restarted)
+        assert plug.state_calls == [device] and await orders(sessions) == []
+        restarted.stop_give_up = timedelta(seconds=5)
+        await restarted.tick()
+        await settle(restarted)
+    finally:
+        await restarted.close()
+    (order,) = await orders(sessions)
+    assert order.ended_at == asked
+    closed = await load(sessions, ChargingSession, session_id)
+    assert closed.status == SessionStatus.COMPLETED and closed.power_off_confirmed is False
+    assert plug.sent("off", device) == [None]
 
 
 # -- races and restarts that were once wrong -----------------------------------------

@@ -50,6 +50,11 @@ async def _run(env: dict[str, str], cwd: Path) -> tuple[int, str]:
             "DATABASE_URL",
         ),
         ({"BOT_TOKEN": "1:x", "MODERATION_CHAT_ID": "group"}, "MODERATION_CHAT_ID"),
+        # the last resort must not end a start that still waits for its plug
+        (
+            {"BOT_TOKEN": "1:x", "MODERATION_CHAT_ID": "-1", "STOP_GIVE_UP_SECONDS": "8"},
+            "STOP_GIVE_UP_SECONDS must be longer than DEVICE_CONFIRM_SECONDS (10)",
+        ),
     ],
 )
 async def test_bad_setting_stops_with_one_clear_line(

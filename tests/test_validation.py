@@ -113,6 +113,11 @@ def test_plug_id_and_text_and_coordinates() -> None:
     for bad in ("a/b", "plug#1", "with space", ""):
         with pytest.raises(InvalidInput):
             parse_plug_id(bad, "shelly")
+    # as an MQTT account (deploy/mosquitto.acl) these would reach every plug's topics
+    for reserved in ("stat", "tele", "cmnd", "chargeshare", "Stat"):
+        with pytest.raises(InvalidInput) as refused:
+            parse_plug_id(reserved, "tasmota")
+        assert refused.value.key == "err.plug_id_reserved"
     assert parse_text("  Volt   Café ", max_len=64) == "Volt Café"
     with pytest.raises(InvalidInput):
         parse_text("x" * 65, max_len=64)

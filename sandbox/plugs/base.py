@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -24,10 +24,15 @@ class SimPlug:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 1883
+        # a broker with per-plug accounts (deploy/mosquitto.acl): mqtt://user:pass@host
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
         self.device_id = device_id
         self.watts = watts
         self.tele_period = tele_period
         self.never_confirm = False
+        # connected (its will says online) but hung: answers nothing, reports nothing
+        self.silent = False
         self.on = False
         self._wh = 0.0
         self._since = time.monotonic()
@@ -72,6 +77,8 @@ class SimPlug:
                 self.host,
                 self.port,
                 identifier=f"sim-{self.device_id}",
+                username=self.username,
+                password=self.password,
                 keepalive=5,
                 will=aiomqtt.Will(self.will_topic, self.will_payload, qos=1, retain=True),
             )
@@ -87,7 +94,8 @@ class SimPlug:
                         async for m in client.messages:
                             payload = m.payload if isinstance(m.payload, bytes) else b""
                             self.commands.append((str(m.topic), payload, bool(m.retain)))
-                            await self.handle(str(m.topic), payload)
+                            if not self.silent:
+                                await self.handle(str(m.topic), payload)
                     finally:
                         tele.cancel()
             except aiomqtt.MqttError:
@@ -99,6 +107,8 @@ class SimPlug:
     async def _telemetry(self) -> None:
         while True:
             await asyncio.sleep(self.tele_period)
+            if self.silent:
+                continue
             with contextlib.suppress(aiomqtt.MqttError):
                 await self.telemetry()
 

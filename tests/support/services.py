@@ -929,9 +929,10 @@ class MosquittoServer(_ProcessServer):
     env_var = "TEST_MQTT_URL"
     scheme = "mqtt"
 
-    def __init__(self, binary: str, base_dir: Path) -> None:
+    def __init__(self, binary: str, base_dir: Path, extra_config: str = "") -> None:
         super().__init__(binary, base_dir, "mosquitto-")
         self.config_path = self.workdir / "mosquitto.conf"
+        self.extra_config = extra_config
 
     def _command(self) -> list[str]:
         self.config_path.write_text(
@@ -941,7 +942,7 @@ class MosquittoServer(_ProcessServer):
             "persistence false\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-            "connection_messages true\n"
+            "connection_messages true\n" + self.extra_config
         )
         return [self.binary, "-c", str(self.config_path)]
 
@@ -953,10 +954,15 @@ class ExternalMosquitto(_ExternalServer):
     default_port = 1883
 
 
-def start_mosquitto(base_dir: Path) -> MosquittoServer | ExternalMosquitto:
-    """Start a throwaway mosquitto broker (or use ``TEST_MQTT_URL``)."""
+def start_mosquitto(
+    base_dir: Path, *, extra_config: str = ""
+) -> MosquittoServer | ExternalMosquitto:
+    """Start a throwaway mosquitto broker (or use ``TEST_MQTT_URL``).
+
+    ``extra_config`` (lines appended to mosquitto.conf, e.g. ``acl_file``) always starts
+    a private broker: an existing one cannot take our settings."""
     env_url = os.environ.get("TEST_MQTT_URL")
-    if env_url:
+    if env_url and not extra_config:
         return ExternalMosquitto(env_url)
     binary = _which("mosquitto", MOSQUITTO_FALLBACKS)
     if binary is None:
@@ -965,7 +971,7 @@ def start_mosquitto(base_dir: Path) -> MosquittoServer | ExternalMosquitto:
         )
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
-    server = MosquittoServer(binary, base_dir)
+    server = MosquittoServer(binary, base_dir, extra_config)
     _register(server)
     try:
         server._start(same_port=False)

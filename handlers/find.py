@@ -14,6 +14,7 @@ from bot import keyboards
 from bot.booking_views import hit_line, listing_card
 from bot.callbacks import BookCb, FindCb
 from bot.i18n import Translator, all_variants
+from bot.notifications import send_place
 from bot.settings import Settings
 from models import Charger, Listing
 from models.base import utcnow
@@ -200,14 +201,7 @@ async def show_map(
     if listing is None:
         return
     await query.answer()
-    assert listing.latitude is not None and listing.longitude is not None
-    await bot.send_venue(
-        query.from_user.id,
-        listing.latitude,
-        listing.longitude,
-        title=listing.shop_name or "",
-        address=listing.address or "",
-    )
+    await send_place(bot, query.from_user.id, listing)  # a location when there is no address
 
 
 async def _public_listing(

@@ -9,6 +9,7 @@ and then fails on every attribute access (DetachedInstanceError).
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
@@ -77,18 +78,27 @@ async def touch(
         if known is not None:
             known.keep(user)
         return user  # the common case: no write at all
-    async with transaction(session):
-        row = await session.get(User, user_id, populate_existing=True)
-        if row is None:
-            row = User(id=user_id)
-            session.add(row)
-        row.first_name, row.username, row.telegram_language = (
-            first_name,
-            username,
-            telegram_language,
-        )
-        await session.flush()
-        user = UserProfile.of(row)
+    for attempt in (1, 2):
+        try:
+            async with transaction(session):
+                row = await session.get(User, user_id, populate_existing=True)
+                if row is None:
+                    row = User(id=user_id)
+                    session.add(row)
+                row.first_name, row.username, row.telegram_language = (
+                    first_name,
+                    username,
+                    telegram_language,
+                )
+                await session.flush()
+                user = UserProfile.of(row)
+            break
+        except IntegrityError:
+            # a first message in a group and in private at once (two updates, two
+            # locks): the other one created the row first; read it and update it
+            session.expunge_all()
+            if attempt == 2:
+                raise
     if known is not None:
         known.keep(user)
     return user

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import Booking, BookingStatus, Charger, User
+from models import Booking, BookingStatus, Charger, Listing, User
 from models.base import utcnow
 from models.db import create_engine, create_session_factory
 from services import bookings, listings
@@ -226,3 +226,28 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
     answer = await bot.press(RIDER, RIDER, page, "Shop 6")
     assert answer["show_alert"] and "not available right now" in answer["text"]
     await engine.dispose()
+
+
+async def test_show_on_map_without_an_address_sends_a_location(
+    bot: BotHarness, database_url: str
+) -> None:
+    """Telegram refuses a venue without an address: the map is a plain location then."""
+    api = bot.api
+    await seed_listing(bot, database_url)
+    engine = create_engine(database_url)
+    async with create_session_factory(engine)() as session, transaction(session):
+        await session.execute(update(Listing).values(address=""))
+    await engine.dispose()
+    await bot.say(RIDER, "/find", "Where are you")
+    after = api.last_message_id(RIDER)
+    api.send_location(RIDER, RIDER, 31.2310, 121.4740)
+    results = await bot.expect(RIDER, "near you (page 1/1)", after)
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, results, "1. Volt Café")
+    card = await bot.expect(RIDER, "Show on map", after)
+    after = api.last_message_id(RIDER)
+    answer = await bot.press(RIDER, RIDER, card, "Show on map")
+    assert not answer.get("show_alert")
+    place = await api.wait_for_message(RIDER, lambda m: "location" in m, after=after)
+    assert place["location"]["latitude"] == pytest.approx(31.2304, abs=0.01)
+    assert not api.calls("sendVenue")

@@ -103,3 +103,23 @@ async def test_a_failed_conversation_write_leaves_the_cache_as_the_database(sess
     assert await storage.get_data(key) == {"charger_id": 1}
     assert await storage.get_state(key) == "Booking:when"
     assert await SqlStorage(sessions).get_data(key) == {"charger_id": 1}
+
+
+async def test_two_first_updates_of_a_new_user_at_once_both_get_their_profile(sessions) -> None:
+    """A new user's first message in the group and in private arrive together: two
+    updates under two locks both find no row; the one that loses the insert reads
+    the winner's row instead of failing the update (seen on PostgreSQL)."""
+    import asyncio
+
+    async def first_update(user_id: int, name: str) -> users.UserProfile:
+        async with sessions() as session:
+            return await users.touch(session, user_id, name, None, "en")
+
+    for user_id in range(5001, 5011):  # a race: ten new users, two updates each
+        one, two = await asyncio.gather(
+            first_update(user_id, "Lin"), first_update(user_id, "Lin L.")
+        )
+        assert one.id == two.id == user_id
+    async with sessions() as session:
+        row = await session.get(User, 5001)
+        assert row is not None and row.first_name in ("Lin", "Lin L.")

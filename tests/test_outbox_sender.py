@@ -54,7 +54,7 @@ def settings(api: FakeBotAPI, database_url: str) -> Settings:
 
 @pytest.fixture
 async def bot(settings: Settings) -> AsyncIterator[Bot]:
-    bot = create_bot(settings, timeout=10)
+    bot = create_bot(settings, timeout=10, wait_out_flood_control=False)  # as App makes it
     yield bot
     await bot.session.close()
 

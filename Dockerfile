@@ -11,6 +11,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
+COPY ui ./ui
 COPY services ./services
 COPY models ./models
 COPY hardware_bridge ./hardware_bridge

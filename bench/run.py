@@ -257,8 +257,8 @@ def message(s: Sent) -> bool:
 def ours(
     api: BenchAPI, load: Load, user: int, merchants: dict[int, int], seed_: int
 ) -> Callable[[], Awaitable[None]]:
-    from bot.callbacks import BookingCb
-    from bot.i18n import translator
+    from ui.callbacks import BookingCb
+    from ui.i18n import translator
 
     t = translator("en")
     e_bike, intro = t("kind.e_bike"), t("booking.summary_intro")

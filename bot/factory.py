@@ -14,17 +14,17 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import DestinyKeyBuilder, SqlStorage
-from bot.i18n import LANGUAGES, translator
 from bot.inline_filters import inline_sync_filters
 from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
-from bot.owed import OwedCalls
 from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess, WaitOutFloodControl
 from bot.settings import Settings
 from handlers import build_root_router
 from services.charging_control import ChargingControl
+from ui.i18n import LANGUAGES, translator
+from ui.owed import OwedCalls
 
 PRIVATE_COMMANDS = (
     "start",

@@ -8,8 +8,8 @@ from aiogram.types import TelegramObject
 from aiogram.types import User as TgUser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import translator
 from services import users
+from ui.i18n import translator
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 

@@ -21,12 +21,12 @@ from aiogram.exceptions import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.background import Loop
-from bot.notifications import render
-from bot.parts import Send
 from bot.settings import Settings
 from models import OutboxMessage
 from services import outbox
 from services.tx import transaction
+from ui.notifications import render
+from ui.parts import Send
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ClaimLost(Exception):
 
 
 class _Parts:
-    """The parts of one outbox row (bot/parts.py): each sent at most once, in
+    """The parts of one outbox row (ui/parts.py): each sent at most once, in
     its own turn of the pacing, and recorded right after Telegram answered."""
 
     def __init__(self, sender: OutboxSender, session: AsyncSession, message: OutboxMessage):

@@ -11,13 +11,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKey
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards, paging
-from bot.booking_views import booking_text, money, tariff_text, window_text
-from bot.callbacks import BookCb, BookingCb, PageCb
-from bot.i18n import Translator, all_variants, keys_by_label
-from bot.owed import OwedCalls
 from bot.settings import Settings
-from bot.views import fit
 from models import Booking, BookingStatus, Listing
 from models.base import utcnow
 from services import bookings
@@ -26,6 +20,12 @@ from services.errors import DomainError, InvalidInput
 from services.paging import Page
 from services.text import clean
 from services.windows import parse_window
+from ui import keyboards, paging
+from ui.callbacks import BookCb, BookingCb, PageCb
+from ui.i18n import Translator, all_variants, keys_by_label
+from ui.owed import OwedCalls
+from ui.views.booking import booking_text, money, tariff_text, window_text
+from ui.views.listing import fit
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
 

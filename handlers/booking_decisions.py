@@ -10,15 +10,15 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.callbacks import BookingCb
-from bot.i18n import Translator
-from bot.owed import OwedCalls
 from handlers.booking import status_params
 from services import bookings
 from services.bookings import REJECT_PRESETS
 from services.errors import DomainError
 from services.text import TEXT_ERRORS
+from ui import keyboards
+from ui.callbacks import BookingCb
+from ui.i18n import Translator
+from ui.owed import OwedCalls
 
 
 class RejectBookingForm(StatesGroup):

@@ -11,9 +11,19 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import paging
-from bot.callbacks import ChargeCb, PageCb
-from bot.charging_views import (
+from bot.settings import Settings
+from handlers.moderation import IsAdmin
+from hardware_bridge.port import PlugState
+from models import Charger, ChargingSession, Listing, SessionStatus
+from models.base import utcnow
+from services import charging as sessions_svc
+from services.charging_control import ChargingControl
+from services.errors import DomainError
+from ui import paging
+from ui.callbacks import ChargeCb, PageCb
+from ui.i18n import Html, Translator
+from ui.keyboards import edit_text_safely
+from ui.views.charging import (
     confirm_stop_buttons,
     merchant_buttons,
     refusal,
@@ -23,17 +33,7 @@ from bot.charging_views import (
     started_text,
     status_text,
 )
-from bot.i18n import Html, Translator
-from bot.keyboards import edit_text_safely
-from bot.settings import Settings
-from bot.views import fit
-from handlers.moderation import IsAdmin
-from hardware_bridge.port import PlugState
-from models import Charger, ChargingSession, Listing, SessionStatus
-from models.base import utcnow
-from services import charging as sessions_svc
-from services.charging_control import ChargingControl
-from services.errors import DomainError
+from ui.views.listing import fit
 
 # after these the same booking can be started again at once
 RETRYABLE = {"err.device_offline", "err.start_not_confirmed", "err.bridge_down"}

@@ -5,8 +5,8 @@ from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
-from bot.i18n import Translator
 from handlers.listing_wizard import in_wizard
+from ui.i18n import Translator
 
 
 async def cancel(message: Message, state: FSMContext, t: Translator) -> None:

@@ -5,7 +5,7 @@ A message that Telegram refused for now (flood control past the bounded wait, a
 network or server error) is no such error: what the handler did stands (often a
 committed change), so "please try again" would be wrong, and Telegram would
 refuse it as well. The refused message is kept in the outbox instead and arrives
-when Telegram takes it (bot/owed.py). (A call that cannot be made later, such as
+when Telegram takes it (ui/owed.py). (A call that cannot be made later, such as
 a callback's answer, is reported as before.)
 """
 
@@ -15,9 +15,9 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
-from bot.i18n import Translator, translator
 from bot.metrics import Metrics
-from bot.owed import REFUSED_FOR_NOW, OwedCalls
+from ui.i18n import Translator, translator
+from ui.owed import REFUSED_FOR_NOW, OwedCalls
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,17 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.booking_views import hit_line, listing_card
-from bot.callbacks import BookCb, FindCb
-from bot.i18n import Translator, all_variants
-from bot.notifications import send_place
 from bot.settings import Settings
 from models import Charger, Listing
 from models.base import utcnow
 from services import search
 from services.listing_draft import DEVICE_KINDS
 from services.search import Hit
+from ui import keyboards
+from ui.callbacks import BookCb, FindCb
+from ui.i18n import Translator, all_variants
+from ui.notifications import send_place
+from ui.views.booking import hit_line, listing_card
 
 PAGE = 5
 

@@ -5,11 +5,11 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.callbacks import LanguageCb
-from bot.i18n import LANGUAGES, Translator, translator
 from services import users
 from services.users import KnownUsers, UserProfile
+from ui import keyboards
+from ui.callbacks import LanguageCb
+from ui.i18n import LANGUAGES, Translator, translator
 
 
 async def choose_language(message: Message, t: Translator) -> None:

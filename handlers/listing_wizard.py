@@ -31,11 +31,7 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
-from bot.callbacks import WizardCb
-from bot.i18n import Translator, all_variants, keys_by_label
 from bot.settings import Settings
-from bot.views import fit, listing_text
 from services import listings
 from services.errors import DomainError, InvalidInput
 from services.hours import parse_hours
@@ -55,6 +51,10 @@ from services.listing_draft import (
     parse_text,
 )
 from services.text import clean
+from ui import keyboards
+from ui.callbacks import WizardCb
+from ui.i18n import Translator, all_variants, keys_by_label
+from ui.views.listing import fit, listing_text
 
 
 class ListingForm(StatesGroup):

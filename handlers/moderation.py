@@ -20,15 +20,15 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards, paging
-from bot.callbacks import PageCb, ReviewCb
-from bot.i18n import Translator
-from bot.notifications import is_not_modified, send_review_card
 from bot.settings import Settings
-from bot.views import fit, when
 from services import listings
 from services.errors import DomainError
 from services.listings import Decision, DecisionResult
+from ui import keyboards, paging
+from ui.callbacks import PageCb, ReviewCb
+from ui.i18n import Translator
+from ui.notifications import is_not_modified, send_review_card
+from ui.views.listing import fit, when
 
 
 class RejectForm(StatesGroup):

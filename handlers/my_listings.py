@@ -6,17 +6,17 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards, paging
-from bot.callbacks import ListingCb, PageCb
-from bot.i18n import Html, Translator
 from bot.settings import Settings
-from bot.views import fit, listing_text, reason_text
 from handlers.listing_wizard import start_edit
 from models import ListingStatus
 from services import listings
 from services.errors import DomainError
 from services.listing_draft import ListingDraft
 from services.listings import ListingOverview
+from ui import keyboards, paging
+from ui.callbacks import ListingCb, PageCb
+from ui.i18n import Html, Translator
+from ui.views.listing import fit, listing_text, reason_text
 
 
 def _status(t: Translator, item: ListingOverview) -> str:

@@ -6,12 +6,12 @@ from aiogram.types import CallbackQuery
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import QrCb
-from bot.i18n import Translator
-from bot.qr_labels import send_label, send_labels
 from models import Listing
 from services import listings
 from services.errors import DomainError
+from ui.callbacks import QrCb
+from ui.i18n import Translator
+from ui.qr_labels import send_label, send_labels
 
 
 async def labels(

@@ -37,10 +37,10 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.callbacks import QrCb
 from sandbox import demo
 from sandbox.botapi import FakeBotAPI
 from sandbox.devices import PlugFarm
+from ui.callbacks import QrCb
 
 log = logging.getLogger(__name__)
 

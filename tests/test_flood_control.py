@@ -13,13 +13,13 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage
 from aiogram.types import ReplyKeyboardRemove
 from sqlalchemy import select
 
-from bot.owed import KIND, as_payload
 from bot.request_middlewares import WaitOutFloodControl
 from models import OutboxMessage
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import BotHarness, start_api
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, book, seed_listing
+from ui.owed import KIND, as_payload
 
 SORRY = "something went wrong"
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from bot.i18n import LANGUAGES, Html, Translator, catalog
 from services.hours import parse_hours
+from ui.i18n import LANGUAGES, Html, Translator, catalog
 
 TAGS = ("<b>", "</b>", "<i>", "</i>", "<code>", "</code>")
 HOURS_SHORTCUTS = ("hours.shortcut_daily", "hours.shortcut_always", "hours.shortcut_weekdays")

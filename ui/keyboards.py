@@ -11,10 +11,10 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import BookingCb, LanguageCb, ListingCb, QrCb, ReviewCb, WizardCb
-from bot.i18n import Translator
 from services.bookings import REJECT_PRESETS as BOOKING_REJECT_PRESETS
 from services.listings import REJECT_PRESETS
+from ui.callbacks import BookingCb, LanguageCb, ListingCb, QrCb, ReviewCb, WizardCb
+from ui.i18n import Translator
 
 
 def reply(

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Html, Translator
 from models import ListingRevision
 from services.hours import Hours, format_hours
 from services.listing_draft import ChargerDraft, ListingDraft
 from services.listings import PlugConflict
+from ui.i18n import Html, Translator
 
 DAY_KEYS = tuple(f"day.{d}" for d in range(7))
 

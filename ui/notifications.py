@@ -2,7 +2,7 @@
 
 Messages are rendered when they are sent, from the current database state and
 in the recipient's language, so a card posted late still shows the truth. Each
-Bot API call goes through ``ctx.part`` under a key of its own (bot/parts.py), so
+Bot API call goes through ``ctx.part`` under a key of its own (ui/parts.py), so
 a message of several calls is delivered part by part, each part once.
 """
 
@@ -16,18 +16,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import charging_views, keyboards
-from bot.booking_views import booking_text, charger_title
-from bot.booking_views import reason_text as booking_reason_text
-from bot.callbacks import FindCb
-from bot.charging_views import clock
-from bot.i18n import Html, Translator, translator
-from bot.owed import KIND as OWED_CALL
-from bot.owed import replay
-from bot.parts import Part, send_now
-from bot.qr_labels import send_labels
 from bot.settings import Settings
-from bot.views import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
 from models import (
     BookingStatus,
     Charger,
@@ -41,6 +30,18 @@ from models import (
 from services import bookings, charging, listings, users
 from services.listing_draft import ListingDraft
 from services.listings import PlugConflict
+from ui import keyboards
+from ui.callbacks import FindCb
+from ui.i18n import Html, Translator, translator
+from ui.owed import KIND as OWED_CALL
+from ui.owed import replay
+from ui.parts import Part, send_now
+from ui.qr_labels import send_labels
+from ui.views import charging as charging_views
+from ui.views.booking import booking_text, charger_title
+from ui.views.booking import reason_text as booking_reason_text
+from ui.views.charging import clock
+from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +359,7 @@ async def _order(ctx: Context, message: OutboxMessage) -> None:
 
 
 async def _owed_call(ctx: Context, message: OutboxMessage) -> None:
-    await replay(ctx.bot, message)  # a reply Telegram refused at the time (bot/owed.py)
+    await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
 
 RENDERERS: dict[str, Renderer] = {

@@ -7,9 +7,9 @@ message of at most a page of items, so it stays far inside Telegram's limits
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import PageCb
-from bot.i18n import Translator
 from services.paging import Page
+from ui.callbacks import PageCb
+from ui.i18n import Translator
 
 
 def counter(t: Translator, page: Page[object]) -> str:

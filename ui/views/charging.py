@@ -6,13 +6,13 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.booking_views import charger_title, money, tariff_text, window_text
-from bot.callbacks import ChargeCb
-from bot.i18n import Html, Translator
 from hardware_bridge.port import PlugState
 from models import Charger, ChargingSession, Listing, Order
 from services.charging import Scan, running_bill
 from services.errors import DomainError
+from ui.callbacks import ChargeCb
+from ui.i18n import Html, Translator
+from ui.views.booking import charger_title, money, tariff_text, window_text
 
 
 def clock(moment: datetime, zone: ZoneInfo, now: datetime) -> str:

@@ -18,11 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import QrCb
-from bot.i18n import Translator
-from bot.parts import Part, send_now
 from models import Charger, Listing
 from services import listings
+from ui.callbacks import QrCb
+from ui.i18n import Translator
+from ui.parts import Part, send_now
 
 # Fonts with Chinese glyphs first (Debian: fonts-wqy-microhei, fonts-noto-cjk);
 # a label without one still has a valid code, only CJK names show as boxes.

@@ -1,4 +1,4 @@
-"""Translations: English and Simplified Chinese catalogs in ``bot/locales/*.toml``.
+"""Translations: English and Simplified Chinese catalogs in ``ui/locales/*.toml``.
 
 A text is looked up by key and formatted with named parameters. Parameters are
 HTML-escaped (the bot sends HTML), except values wrapped in ``Html`` that we

@@ -3,11 +3,11 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Html, Translator
-from bot.views import fit, hours_text
 from models import Booking, Charger, Listing
 from services.bookings import REJECT_PRESETS
 from services.search import Hit, opening
+from ui.i18n import Html, Translator
+from ui.views.listing import fit, hours_text
 
 
 def money(minor: int | None, currency: str) -> str:

@@ -20,7 +20,7 @@ from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
 from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess, WaitOutFloodControl
-from bot.settings import Settings
+from bot.settings import Settings, ui_config
 from handlers import build_root_router
 from services.charging_control import ChargingControl
 from ui.i18n import LANGUAGES, translator
@@ -95,7 +95,7 @@ def create_dispatcher(
         fsm_strategy=FSMStrategy.USER_IN_CHAT,
         # one update at a time per user: a double press cannot race itself
         events_isolation=isolation,
-        settings=settings,
+        config=ui_config(settings),
         charging=charging,
         metrics=metrics,
         # replies Telegram refuses for now go to the outbox (handlers/errors.py)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import ChargingSession, OutboxMessage, SessionStatus
+from services.errors import DomainError
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
@@ -71,7 +72,9 @@ class Metrics:
 
 
 class MetricsMiddleware(BaseMiddleware):
-    """Counts every update and times its handling (from the first outer middleware on)."""
+    """Counts every update, times its handling (from the first outer middleware on)
+    and counts the updates whose handling raised (aiogram's error handlers, in
+    handlers/errors.py, see the error after this middleware let it through)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -86,6 +89,11 @@ class MetricsMiddleware(BaseMiddleware):
         started = time.perf_counter()
         try:
             return await handler(event, data)
-        finally:  # (errors are counted by handlers/errors.py, which sees every one)
+        except DomainError:
+            raise  # a refusal said to the person (handlers/errors.py), not an error
+        except Exception:
+            self.metrics.errors.inc()
+            raise
+        finally:
             self.metrics.updates.labels(kind).inc()
             self.metrics.latency.labels(kind).observe(time.perf_counter() - started)

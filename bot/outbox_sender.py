@@ -21,7 +21,7 @@ from aiogram.exceptions import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.background import Loop
-from bot.settings import Settings
+from bot.settings import Settings, ui_config
 from models import OutboxMessage
 from services import outbox
 from services.tx import transaction
@@ -43,7 +43,7 @@ class OutboxSender:
     ) -> None:
         self._bot = bot
         self._sessions = sessions
-        self._settings = settings
+        self._config = ui_config(settings)
         # stay under Telegram's ~30 messages/s per bot by pacing, not by hoping
         self._interval = 1.0 / rate_per_second
         self._last_send = 0.0
@@ -101,7 +101,7 @@ class OutboxSender:
         settled stay settled, so the retry sends only the rest.
         """
         try:
-            await render(self._bot, session, self._settings, message, parts)
+            await render(self._bot, session, self._config, message, parts)
         except TelegramRetryAfter as error:
             log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
             return partial(

@@ -9,7 +9,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.bookings import BookingRules
 from services.listing_draft import CURRENCIES
+from ui.config import Config
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
@@ -190,6 +192,24 @@ class Settings(BaseSettings):
     @property
     def platform_chat_id(self) -> int:
         return self.orders_chat_id if self.orders_chat_id is not None else self.moderation_chat_id
+
+
+def ui_config(settings: Settings) -> Config:
+    """The plain values handlers and ui need (they never see the environment)."""
+    return Config(
+        zone=settings.zone,
+        admin_ids=settings.admin_ids,
+        moderation_chat_id=settings.moderation_chat_id,
+        group_language=settings.group_language,
+        currency=settings.currency,
+        booking_rules=BookingRules(
+            zone=settings.zone,
+            response_minutes=settings.booking_response_minutes,
+            max_open_requests=settings.max_open_bookings_per_user,
+            horizon_days=settings.booking_horizon_days,
+        ),
+        max_listings_under_review=settings.max_listings_under_review,
+    )
 
 
 class SettingsError(Exception):

@@ -11,17 +11,17 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKey
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from models import Booking, BookingStatus, Listing
 from models.base import utcnow
 from services import bookings
-from services.bookings import BookingRules, estimate_minor
+from services.bookings import estimate_minor
 from services.errors import DomainError, InvalidInput
 from services.paging import Page
 from services.text import clean
 from services.windows import parse_window
 from ui import keyboards, paging
 from ui.callbacks import BookCb, BookingCb, PageCb
+from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
 from ui.views.booking import booking_text, money, tariff_text, window_text
@@ -37,20 +37,11 @@ class BookForm(StatesGroup):
     confirm = State()
 
 
-def rules(settings: Settings) -> BookingRules:
-    return BookingRules(
-        zone=settings.zone,
-        response_minutes=settings.booking_response_minutes,
-        max_open_requests=settings.max_open_bookings_per_user,
-        horizon_days=settings.booking_horizon_days,
-    )
-
-
-async def error_text(t: Translator, error: DomainError, settings: Settings) -> str:
+async def error_text(t: Translator, error: DomainError, config: Config) -> str:
     params = dict(error.params)
     if "free" in params:
         windows = [
-            window_text(datetime.fromisoformat(s), datetime.fromisoformat(e), settings.zone)
+            window_text(datetime.fromisoformat(s), datetime.fromisoformat(e), config.zone)
             for s, e in params.pop("free")
         ]
         free = "\n".join(f"• {w}" for w in windows) or t("booking.no_free")
@@ -64,13 +55,13 @@ async def start_booking(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     try:
         charger = await bookings.bookable_charger(session, callback_data.charger_id)
         # said now rather than after every question (the request checks it again)
         await bookings.check_request_limits(
-            session, query.from_user.id, None, None, None, rules(settings)
+            session, query.from_user.id, None, None, None, config.booking_rules
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -137,7 +128,7 @@ async def model(message: Message, state: FSMContext, t: Translator) -> None:
 
 
 async def when(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
 ) -> None:
     if await _cancelled(message, state, t):
         return
@@ -149,16 +140,16 @@ async def when(
             start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
             end = start + timedelta(hours=QUICK_HOURS[quick])
         else:
-            start, end = parse_window(text, now, settings.zone)
+            start, end = parse_window(text, now, config.zone)
         data = await state.get_data()
         charger = await bookings.bookable_charger(session, data["charger_id"])
-        await bookings.check_window(session, charger, start, end, now, rules(settings))
+        await bookings.check_window(session, charger, start, end, now, config.booking_rules)
         assert message.from_user is not None
         await bookings.check_request_limits(
-            session, message.from_user.id, charger.id, start, end, rules(settings)
+            session, message.from_user.id, charger.id, start, end, config.booking_rules
         )
     except InvalidInput as error:
-        await message.answer(await error_text(t, error, settings))
+        await message.answer(await error_text(t, error, config))
         return
     except DomainError as error:
         await state.clear()
@@ -178,7 +169,7 @@ async def when(
             shop=listing.shop_name if listing else "",
             device=t(f"kind.{data['kind']}"),
             model=data.get("model") or t("view.any_model"),
-            window=window_text(start, end, settings.zone),
+            window=window_text(start, end, config.zone),
             tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
             estimate=money(estimate, charger.currency)
             if estimate is not None
@@ -194,7 +185,7 @@ async def confirm(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     owed: OwedCalls,
 ) -> None:
     assert isinstance(query.message, Message)
@@ -213,11 +204,11 @@ async def confirm(
             device_model=data.get("model", ""),
             start=datetime.fromisoformat(data["start"]),
             end=datetime.fromisoformat(data["end"]),
-            rules=rules(settings),
+            rules=config.booking_rules,
         )
     except InvalidInput as error:  # the window: another one may do
         await query.answer()
-        await query.message.answer(await error_text(t, error, settings))
+        await query.message.answer(await error_text(t, error, config))
         await state.set_state(BookForm.when)
         await query.message.answer(t("booking.ask_when"))
         return
@@ -232,7 +223,7 @@ async def confirm(
     # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
     await owed.deliver(
         query.message.answer(
-            t("booking.sent", id=booking.id, minutes=settings.booking_response_minutes)
+            t("booking.sent", id=booking.id, minutes=config.booking_rules.response_minutes)
         )
     )
     await query.answer(t("booking.sent_alert"))
@@ -248,7 +239,7 @@ _LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
 
 
 async def _bookings_view(
-    session: AsyncSession, t: Translator, settings: Settings, person: int, of: str, number: int
+    session: AsyncSession, t: Translator, config: Config, person: int, of: str, number: int
 ) -> tuple[Page[Booking], str, InlineKeyboardMarkup | None]:
     """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
     a line each, and a button that opens the booking with what can be done to it."""
@@ -264,7 +255,7 @@ async def _bookings_view(
                 "booking.line",
                 id=booking.id,
                 shop=listing.shop_name if listing else "",
-                window=window_text(booking.start_at, booking.end_at, settings.zone),
+                window=window_text(booking.start_at, booking.end_at, config.zone),
                 status=t(f"booking.status_{booking.status.value}"),
             )
         )
@@ -280,13 +271,13 @@ async def _bookings_view(
 
 
 async def my_bookings(
-    message: Message, session: AsyncSession, t: Translator, settings: Settings
+    message: Message, session: AsyncSession, t: Translator, config: Config
 ) -> None:
     """One paged message per role the person has: their bookings, their chargers'."""
     assert message.from_user is not None
     views = []
     for of in _LISTS:
-        page, text, markup = await _bookings_view(session, t, settings, message.from_user.id, of, 0)
+        page, text, markup = await _bookings_view(session, t, config, message.from_user.id, of, 0)
         if page.total:
             views.append((text, markup))
     await session.commit()  # no transaction left open while Telegram answers
@@ -301,10 +292,10 @@ async def bookings_page(
     callback_data: PageCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     _, text, markup = await _bookings_view(
-        session, t, settings, query.from_user.id, callback_data.of, callback_data.page
+        session, t, config, query.from_user.id, callback_data.of, callback_data.page
     )
     await session.commit()
     await query.answer()
@@ -317,7 +308,7 @@ async def open_booking(
     callback_data: BookingCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     """A booking of the list as its own message, with Cancel (its user) or Accept
     and Reject (its merchant) while they apply."""
@@ -331,7 +322,7 @@ async def open_booking(
         await query.answer(t("err.not_your_booking"), show_alert=True)
         return
     listing = await session.get(Listing, booking.charger.listing_id)
-    text = booking_text(t, booking, settings.zone, listing.shop_name if listing else "")
+    text = booking_text(t, booking, config.zone, listing.shop_name if listing else "")
     builder = InlineKeyboardBuilder()
     cancellable = booking.status in bookings.OPEN and booking.start_at > utcnow()
     if presser == booking.user_id and cancellable:

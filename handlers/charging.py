@@ -11,7 +11,6 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from handlers.moderation import IsAdmin
 from hardware_bridge.port import PlugState
 from models import Charger, ChargingSession, Listing, SessionStatus
@@ -21,6 +20,7 @@ from services.charging_control import ChargingControl
 from services.errors import DomainError
 from ui import paging
 from ui.callbacks import ChargeCb, PageCb
+from ui.config import Config
 from ui.i18n import Html, Translator
 from ui.keyboards import edit_text_safely
 from ui.views.charging import (
@@ -44,7 +44,7 @@ async def scanned(
     command: CommandObject,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     charging: ChargingControl,
 ) -> None:
     assert message.from_user is not None
@@ -58,14 +58,14 @@ async def scanned(
             now=now,
         )
     except DomainError as error:
-        await message.answer(refusal(t, error, settings.zone, now))
+        await message.answer(refusal(t, error, config.zone, now))
         return
     if scan.running is not None:  # scanned again while charging: show where it stands
-        text = await _status(session, t, settings, charging, scan.running)
+        text = await _status(session, t, config, charging, scan.running)
         await session.commit()  # no transaction left open while Telegram answers
         await message.answer(text, reply_markup=running_buttons(t, scan.running.id))
         return
-    text = scan_card(t, scan, settings.zone)
+    text = scan_card(t, scan, config.zone)
     await session.commit()
     await message.answer(text, reply_markup=start_button(t, scan.booking.id))
 
@@ -75,7 +75,7 @@ async def start_pressed(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     charging: ChargingControl,
 ) -> None:
     booking_id = callback_data.ref  # begin_start checks whose it is
@@ -90,14 +90,14 @@ async def start_pressed(
     try:
         started = await charging.start(booking_id, query.from_user.id, progress=switching)
     except DomainError as error:
-        text = refusal(t, error, settings.zone, utcnow())
+        text = refusal(t, error, config.zone, utcnow())
         if error.key not in RETRYABLE:  # refused before anything was sent
             await query.answer(text, show_alert=True)
         elif isinstance(message, Message):
             await edit_text_safely(message, text, start_button(t, booking_id))
         return
     charger, listing = await _place(session, started)
-    text = started_text(t, started, charger, listing, settings.zone)
+    text = started_text(t, started, charger, listing, config.zone)
     await session.commit()
     try:
         if not isinstance(message, Message):
@@ -115,13 +115,13 @@ async def status_pressed(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t, settings)
+    current = await _session_for(query, callback_data, session, t, config)
     if current is None:
         return
-    text = await _status(session, t, settings, charging, current)
+    text = await _status(session, t, config, charging, current)
     await session.commit()
     await query.answer()
     if isinstance(query.message, Message):
@@ -138,10 +138,10 @@ async def stop_pressed(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     """First press: ask to confirm (a stop cannot be undone)."""
-    current = await _session_for(query, callback_data, session, t, settings)
+    current = await _session_for(query, callback_data, session, t, config)
     if current is None:
         return
     await query.answer()
@@ -169,10 +169,10 @@ async def stop_confirmed(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t, settings, closed_ok=True)
+    current = await _session_for(query, callback_data, session, t, config, closed_ok=True)
     if current is None:
         return
     await session.commit()
@@ -183,15 +183,15 @@ async def stop_confirmed(
     presser = query.from_user.id
     try:  # the end reason (user, merchant, admin) follows from who pressed
         order, made = await charging.stop(
-            current.id, actor=presser, admin=presser in settings.admin_ids
+            current.id, actor=presser, admin=presser in config.admin_ids
         )
     except DomainError as error:
-        text = refusal(t, error, settings.zone, utcnow())
+        text = refusal(t, error, config.zone, utcnow())
     else:
         if order is None or not made:
             text = t("charge.already_ended", order=order.id if order else "—")
         else:
-            end = order.ended_at.astimezone(settings.zone).strftime("%H:%M")
+            end = order.ended_at.astimezone(config.zone).strftime("%H:%M")
             unconfirmed = order.session.power_off_confirmed is False
             text = t("charge.stopped_unconfirmed" if unconfirmed else "charge.stopped", end=end)
     if message is not None:
@@ -212,7 +212,7 @@ async def _session_for(
     callback_data: ChargeCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     *,
     closed_ok: bool = False,
 ) -> ChargingSession | None:
@@ -221,7 +221,7 @@ async def _session_for(
     current = await session.get(ChargingSession, callback_data.ref, populate_existing=True)
     allowed = current is not None and (
         query.from_user.id in (current.user_id, current.merchant_id)
-        or query.from_user.id in settings.admin_ids
+        or query.from_user.id in config.admin_ids
     )
     if current is None or not allowed:
         await query.answer(t("err.not_your_session"), show_alert=True)
@@ -245,20 +245,20 @@ async def _place(session: AsyncSession, current: ChargingSession) -> tuple[Charg
 async def _status(
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     charging: ChargingControl,
     current: ChargingSession,
 ) -> str:
     fresh, plug = await charging.status(current.id)
     charger, listing = await _place(session, fresh)
-    return status_text(t, fresh, charger, listing, plug, settings.zone, utcnow())
+    return status_text(t, fresh, charger, listing, plug, config.zone, utcnow())
 
 
 SESSIONS_PAGE = 5
 
 
 async def _sessions_view(
-    session: AsyncSession, t: Translator, settings: Settings, number: int
+    session: AsyncSession, t: Translator, config: Config, number: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """One page of the sessions charging now, each with its Close button."""
     page = await sessions_svc.running_page(session, number, SESSIONS_PAGE)
@@ -269,7 +269,7 @@ async def _sessions_view(
     builder = InlineKeyboardBuilder()
     for current in page.items:
         charger, listing = await _place(session, current)
-        status = status_text(t, current, charger, listing, _unknown_plug(now), settings.zone, now)
+        status = status_text(t, current, charger, listing, _unknown_plug(now), config.zone, now)
         blocks.append(t("charge.admin_line", user=str(current.user_id), body=Html(status)))
         builder.button(
             text=t("btn.close_session_n", id=current.id),
@@ -282,13 +282,13 @@ async def _sessions_view(
 
 
 async def running_sessions(
-    message: Message, session: AsyncSession, t: Translator, settings: Settings
+    message: Message, session: AsyncSession, t: Translator, config: Config
 ) -> None:
     """/sessions in the moderation group: what runs now, a page at a time in one
     message, each with Close session (for a stuck plug or a session nobody can
     stop otherwise). One message, not one per session: a group takes about 20
     messages a minute."""
-    text, markup = await _sessions_view(session, t, settings, 0)
+    text, markup = await _sessions_view(session, t, config, 0)
     await session.commit()  # no transaction left open while Telegram answers
     await message.answer(text, reply_markup=markup)
 
@@ -298,9 +298,9 @@ async def sessions_page(
     callback_data: PageCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
-    text, markup = await _sessions_view(session, t, settings, callback_data.page)
+    text, markup = await _sessions_view(session, t, config, callback_data.page)
     await session.commit()
     await query.answer()
     if isinstance(query.message, Message):

@@ -15,7 +15,6 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import ErrorEvent
 
-from bot.metrics import Metrics
 from ui.i18n import Translator, translator
 from ui.owed import REFUSED_FOR_NOW, OwedCalls
 
@@ -25,13 +24,10 @@ log = logging.getLogger(__name__)
 async def on_error(
     event: ErrorEvent,
     t: Translator | None = None,
-    metrics: Metrics | None = None,
     owed: OwedCalls | None = None,
     bot: Bot | None = None,
 ) -> bool:
     error = event.exception
-    if metrics is not None:
-        metrics.errors.inc()
     if isinstance(error, REFUSED_FOR_NOW) and owed is not None and bot is not None:
         try:
             kept = await owed.keep(bot, error.method, error)

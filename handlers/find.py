@@ -10,7 +10,6 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from models import Charger, Listing
 from models.base import utcnow
 from services import search
@@ -18,6 +17,7 @@ from services.listing_draft import DEVICE_KINDS
 from services.search import Hit
 from ui import keyboards
 from ui.callbacks import BookCb, FindCb
+from ui.config import Config
 from ui.i18n import Translator, all_variants
 from ui.notifications import send_place
 from ui.views.booking import hit_line, listing_card
@@ -44,7 +44,7 @@ async def find_again(query: CallbackQuery, state: FSMContext, t: Translator) -> 
 
 
 async def where(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
 ) -> None:
     if message.text and message.text.strip() in all_variants("btn.cancel"):
         await state.clear()
@@ -54,7 +54,7 @@ async def where(
         await state.clear()
         await state.update_data(find_at=[message.location.latitude, message.location.longitude])
         await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
-        text, markup = await _page(session, state, t, settings, FindCb(action="page"))
+        text, markup = await _page(session, state, t, config, FindCb(action="page"))
         await message.answer(text, reply_markup=markup)
         return
     if message.text and len(message.text.strip()) >= 2:
@@ -68,14 +68,14 @@ async def where(
         await message.answer(
             t("find.address_near", shop=point.shop_name or ""), reply_markup=ReplyKeyboardRemove()
         )
-        text, markup = await _page(session, state, t, settings, FindCb(action="page"))
+        text, markup = await _page(session, state, t, config, FindCb(action="page"))
         await message.answer(text, reply_markup=markup)
         return
     await message.answer(t("find.ask"))
 
 
 async def _page(
-    session: AsyncSession, state: FSMContext, t: Translator, settings: Settings, cb: FindCb
+    session: AsyncSession, state: FSMContext, t: Translator, config: Config, cb: FindCb
 ):
     point = (await state.get_data()).get("find_at")
     if not point:
@@ -86,7 +86,7 @@ async def _page(
         point[0],
         point[1],
         now=now,
-        zone=settings.zone,
+        zone=config.zone,
         kind=cb.kind or None,
         open_now=cb.open_now,
     )
@@ -132,9 +132,7 @@ async def _page(
     builder.adjust(*sizes)
     if not ranked:
         return t("find.none"), builder.as_markup()
-    lines = [
-        hit_line(t, i, hit, settings.zone, now) for i, hit in enumerate(shown, page * PAGE + 1)
-    ]
+    lines = [hit_line(t, i, hit, config.zone, now) for i, hit in enumerate(shown, page * PAGE + 1)]
     header = t("find.header", count=len(ranked), page=page + 1, pages=pages)
     return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
 
@@ -145,7 +143,7 @@ async def page(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     if callback_data.action == "kind":  # cycle through the device kinds
         order = ["", *DEVICE_KINDS]
@@ -155,7 +153,7 @@ async def page(
             else ""
         )
         callback_data = callback_data.model_copy(update={"kind": nxt, "action": "page"})
-    text, markup = await _page(session, state, t, settings, callback_data)
+    text, markup = await _page(session, state, t, config, callback_data)
     await query.answer()
     if isinstance(query.message, Message):
         await keyboards.edit_text_safely(query.message, text, markup)

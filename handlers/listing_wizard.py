@@ -31,7 +31,6 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from services import listings
 from services.errors import DomainError, InvalidInput
 from services.hours import parse_hours
@@ -53,6 +52,7 @@ from services.listing_draft import (
 from services.text import clean
 from ui import keyboards
 from ui.callbacks import WizardCb
+from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.views.listing import fit, listing_text
 
@@ -213,7 +213,7 @@ def _current(step: str, wiz: Wizard) -> Any:
 
 
 def prompt(
-    step: str, wiz: Wizard, t: Translator, settings: Settings
+    step: str, wiz: Wizard, t: Translator, config: Config
 ) -> tuple[str, ReplyKeyboardMarkup]:
     keep = step in KEEPABLE and _current(step, wiz) is not None
     nav = _nav(t, keep=keep, back=step != "contact")
@@ -258,7 +258,7 @@ def prompt(
             text = t(
                 "ask.price",
                 unit=t(f"unit.{wiz.charger.price_unit or 'hour'}"),
-                currency=settings.currency,
+                currency=config.currency,
             )
         case "plug_driver":
             rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]
@@ -276,7 +276,7 @@ def prompt(
 
 
 async def ask(
-    message: Message, step: str, wiz: Wizard, state: FSMContext, t: Translator, settings: Settings
+    message: Message, step: str, wiz: Wizard, state: FSMContext, t: Translator, config: Config
 ) -> None:
     wiz.step = step
     await wiz.save(state)
@@ -284,7 +284,7 @@ async def ask(
         await show_summary(message, wiz, state, t)
         return
     await state.set_state(getattr(ListingForm, step))
-    text, markup = prompt(step, wiz, t, settings)
+    text, markup = prompt(step, wiz, t, config)
     await message.answer(text, reply_markup=markup)
 
 
@@ -347,7 +347,7 @@ _ALL_BUT_METHOD = len(ChargerDraft().missing()) - 1
 # Each parser reads the answer for its step, stores it in the wizard, and says
 # whether to move on (NEXT), ask again (STAY) or jump to a named step.
 
-Parser = Callable[[Message, Wizard, Translator, Settings], str]
+Parser = Callable[[Message, Wizard, Translator, Config], str]
 
 
 def _text(message: Message, error: str = "err.expected_text") -> str:
@@ -363,7 +363,7 @@ def _choice(message: Message, prefix: str, codes: tuple[str, ...], error: str) -
     return code.removeprefix(f"{prefix}.")
 
 
-def _contact(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _contact(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     if message.contact:
         # Telegram gives a shared contact's number in international form without "+"
         phone = message.contact.phone_number
@@ -374,24 +374,24 @@ def _contact(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
     return NEXT
 
 
-def _shop_name(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _shop_name(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.draft.shop_name = parse_text(_text(message), max_len=64, min_len=2)
     return NEXT
 
 
-def _photo(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _photo(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     if not message.photo:
         raise InvalidInput("err.photo_as_file" if message.document else "err.photo")
     wiz.draft.photo_file_id = message.photo[-1].file_id
     return NEXT
 
 
-def _area(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _area(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.draft.area_m2 = parse_area(_text(message, "err.area"))
     return NEXT
 
 
-def _location(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _location(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     if message.venue:
         point = message.venue.location
         wiz.draft.address = parse_text(message.venue.address or message.venue.title, max_len=256)
@@ -413,7 +413,7 @@ def _after_address(wiz: Wizard) -> str:
     return next_step("address", wiz)
 
 
-def _address(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _address(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     text = _text(message)
     wiz.draft.address = (
         None if text in _label("btn.skip") else parse_text(text, max_len=256, min_len=3)
@@ -421,12 +421,12 @@ def _address(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
     return NEXT
 
 
-def _method(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _method(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.charger.method = _choice(message, "method", CHARGING_METHODS, "err.choose_button")
     return NEXT
 
 
-def _kinds(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _kinds(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     text = (message.text or "").strip()
     if text in _label("btn.done"):
         if not wiz.charger.device_kinds:
@@ -445,7 +445,7 @@ def _kinds(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
     return STAY
 
 
-def _models(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _models(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     text = _text(message)
     wiz.charger.device_models = (
         "" if text in _label("btn.any_model") else parse_text(text, max_len=200)
@@ -453,34 +453,34 @@ def _models(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
     return NEXT
 
 
-def _supply_kind(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _supply_kind(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.charger.supply_kind = parse_text(_text(message), max_len=64, min_len=2)
     return NEXT
 
 
-def _supply_model(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _supply_model(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.charger.supply_model = parse_text(_text(message), max_len=64)
     return NEXT
 
 
-def _hours(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _hours(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     # one clause a line is allowed, so line breaks stay
     text = clean(_text(message, "err.hours_format"), max_len=1000, multiline=True)
     wiz.charger.hours = parse_hours(text)
     return NEXT
 
 
-def _price_unit(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _price_unit(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.charger.price_unit = _choice(message, "unit", PRICE_UNITS, "err.choose_button")
     return NEXT
 
 
-def _price(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _price(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     wiz.charger.price, wiz.charger.currency = parse_price(_text(message, "err.price"), s.currency)
     return NEXT
 
 
-def _plug_driver(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _plug_driver(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     driver = _choice(message, "driver", PLUG_DRIVERS, "err.choose_button")
     if driver != wiz.charger.plug_driver:
         wiz.charger.plug_id = None  # an id of the other family means nothing
@@ -488,13 +488,13 @@ def _plug_driver(message: Message, wiz: Wizard, t: Translator, s: Settings) -> s
     return NEXT
 
 
-def _plug_id(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _plug_id(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     driver = wiz.charger.plug_driver or "tasmota"
     wiz.charger.plug_id = parse_plug_id(_text(message, f"err.plug_id_{driver}"), driver)
     return NEXT
 
 
-def _more(message: Message, wiz: Wizard, t: Translator, s: Settings) -> str:
+def _more(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     text = _text(message)
     if text in _label("btn.to_summary"):
         return "summary"
@@ -519,9 +519,7 @@ KEEPABLE = frozenset(SHOP_FIELDS) - {"address"} | frozenset(CHARGER_FIELDS)
 # ----------------------------------------------------------------- handlers
 
 
-async def new_listing(
-    message: Message, state: FSMContext, t: Translator, settings: Settings
-) -> None:
+async def new_listing(message: Message, state: FSMContext, t: Translator, config: Config) -> None:
     kept = await Wizard.stored(state)
     if kept is not None and kept.has_answers():
         # never throw away answers silently: continue, or start over on purpose
@@ -529,7 +527,7 @@ async def new_listing(
         return
     await state.clear()
     await message.answer(t("wizard.intro"))
-    await ask(message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
+    await ask(message, "contact", Wizard(draft=ListingDraft()), state, t, config)
 
 
 async def resume_or_restart(
@@ -537,18 +535,18 @@ async def resume_or_restart(
     callback_data: WizardCb,
     state: FSMContext,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     await query.answer()
     assert isinstance(query.message, Message)
     kept = await Wizard.stored(state)
     if callback_data.action == "resume" and kept is not None:
         step = kept.step if kept.step == "summary" or kept.step in PARSERS else "contact"
-        await ask(query.message, step, kept, state, t, settings)
+        await ask(query.message, step, kept, state, t, config)
         return
     await discard(state)
     await state.clear()
-    await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, settings)
+    await ask(query.message, "contact", Wizard(draft=ListingDraft()), state, t, config)
 
 
 async def answer(
@@ -556,7 +554,7 @@ async def answer(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     step = _step_of(await state.get_state())
     wiz = await Wizard.load(state)
@@ -569,23 +567,23 @@ async def answer(
         if target is None:
             await message.answer(t("wizard.first_step"))
             return
-        await ask(message, target, wiz, state, t, settings)
+        await ask(message, target, wiz, state, t, config)
         return
     if text in _label("btn.keep") and step in KEEPABLE and _current(step, wiz) is not None:
-        await ask(message, next_step(step, wiz), wiz, state, t, settings)
+        await ask(message, next_step(step, wiz), wiz, state, t, config)
         return
     try:
-        outcome = PARSERS[step](message, wiz, t, settings)
+        outcome = PARSERS[step](message, wiz, t, config)
         if step == "plug_id":  # checkable here: not another charger's plug
             await listings.check_plug(session, wiz.draft, wiz.ci, wiz.listing_id)
     except InvalidInput as error:
         # the draft in storage is untouched: only a successful parse is saved
         await message.answer(t(error.key, **error.params))
-        await ask(message, step, await Wizard.load(state), state, t, settings)
+        await ask(message, step, await Wizard.load(state), state, t, config)
         return
     targets = {STAY: lambda: step, NEXT: lambda: next_step(step, wiz)}
     target = targets.get(outcome, lambda: outcome)()
-    await ask(message, target, wiz, state, t, settings)
+    await ask(message, target, wiz, state, t, config)
 
 
 async def cancel_wizard(message: Message, state: FSMContext, t: Translator) -> None:
@@ -613,7 +611,7 @@ async def submit(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     wiz = await _summary_guard(query, state, t)
     if wiz is None:
@@ -624,10 +622,10 @@ async def submit(
             session,
             merchant_id=query.from_user.id,
             draft=wiz.draft,
-            moderation_chat_id=settings.moderation_chat_id,
+            moderation_chat_id=config.moderation_chat_id,
             listing_id=wiz.listing_id,
             submission_key=wiz.submission_key,
-            max_under_review=settings.max_listings_under_review,
+            max_under_review=config.max_listings_under_review,
         )
     except DomainError as error:
         params = dict(error.params)
@@ -684,7 +682,7 @@ async def edit_part(
     callback_data: WizardCb,
     state: FSMContext,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     wiz = await _summary_guard(query, state, t)
     if wiz is None:
@@ -720,7 +718,7 @@ async def edit_part(
         wiz.ci, wiz.mode, step = arg, "charger", "method"
     else:
         wiz.mode, step = "field", SHOP_STEPS[arg]
-    await ask(query.message, step, wiz, state, t, settings)
+    await ask(query.message, step, wiz, state, t, config)
 
 
 async def stale_wizard_button(query: CallbackQuery, t: Translator) -> None:

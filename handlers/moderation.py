@@ -20,12 +20,12 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from services import listings
 from services.errors import DomainError
 from services.listings import Decision, DecisionResult
 from ui import keyboards, paging
 from ui.callbacks import PageCb, ReviewCb
+from ui.config import Config
 from ui.i18n import Translator
 from ui.notifications import is_not_modified, send_review_card
 from ui.views.listing import fit, when
@@ -36,9 +36,9 @@ class RejectForm(StatesGroup):
 
 
 class IsAdmin(BaseFilter):
-    async def __call__(self, event: TelegramObject, settings: Settings) -> bool:
+    async def __call__(self, event: TelegramObject, config: Config) -> bool:
         user = getattr(event, "from_user", None)
-        return user is not None and user.id in settings.admin_ids
+        return user is not None and user.id in config.admin_ids
 
 
 def build_router(moderation_chat_id: int) -> Router:
@@ -81,14 +81,14 @@ async def approve(
     callback_data: ReviewCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     try:
         result = await listings.approve(
             session,
             revision_id=callback_data.revision_id,
             admin_id=query.from_user.id,
-            moderation_chat_id=settings.moderation_chat_id,
+            moderation_chat_id=config.moderation_chat_id,
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -129,7 +129,7 @@ async def _reject(
     query_or_message: CallbackQuery | Message,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
     revision_id: int,
     reason: str,
 ) -> DecisionResult | None:
@@ -141,7 +141,7 @@ async def _reject(
             revision_id=revision_id,
             admin_id=admin.id,
             reason=reason,
-            moderation_chat_id=settings.moderation_chat_id,
+            moderation_chat_id=config.moderation_chat_id,
         )
     except DomainError as error:
         if isinstance(query_or_message, CallbackQuery):
@@ -156,14 +156,14 @@ async def preset_reason(
     callback_data: ReviewCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     try:
         reason = listings.preset_reason(callback_data.code)
     except DomainError as error:
         await query.answer(t(error.key), show_alert=True)
         return
-    result = await _reject(query, session, t, settings, callback_data.revision_id, reason)
+    result = await _reject(query, session, t, config, callback_data.revision_id, reason)
     if result is None:
         return
     if result.outcome == Decision.ALREADY_DECIDED:
@@ -188,7 +188,7 @@ async def other_reason(
 
 
 async def typed_reason(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, settings: Settings
+    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
 ) -> None:
     data = await state.get_data()
     reply_to = message.reply_to_message
@@ -198,7 +198,7 @@ async def typed_reason(
     if revision_id is None:
         await state.clear()
         return
-    result = await _reject(message, session, t, settings, int(revision_id), message.text or "")
+    result = await _reject(message, session, t, config, int(revision_id), message.text or "")
     if result is None:
         return  # the reason was refused (too long); the state stays for another try
     await state.clear()
@@ -218,7 +218,7 @@ PENDING_PAGE = 10
 
 
 async def _pending_view(
-    session: AsyncSession, t: Translator, settings: Settings, number: int
+    session: AsyncSession, t: Translator, config: Config, number: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """One page of what waits for review: a line and a card button for each."""
     page = await listings.pending_page(session, number, PENDING_PAGE)
@@ -229,7 +229,7 @@ async def _pending_view(
             "review.pending_line",
             id=r.id,
             shop=r.data.get("shop_name") or "—",
-            when=when(r.submitted_at, settings.zone),
+            when=when(r.submitted_at, config.zone),
         )
         for r in page.items
     ]
@@ -240,10 +240,8 @@ async def _pending_view(
     return fit(header + "\n" + "\n".join(lines)), markup
 
 
-async def pending(
-    message: Message, session: AsyncSession, t: Translator, settings: Settings
-) -> None:
-    text, markup = await _pending_view(session, t, settings, 0)
+async def pending(message: Message, session: AsyncSession, t: Translator, config: Config) -> None:
+    text, markup = await _pending_view(session, t, config, 0)
     await session.commit()  # no transaction left open while Telegram answers
     await message.answer(text, reply_markup=markup)
 
@@ -253,9 +251,9 @@ async def pending_page(
     callback_data: PageCb,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
-    text, markup = await _pending_view(session, t, settings, callback_data.page)
+    text, markup = await _pending_view(session, t, config, callback_data.page)
     await session.commit()
     await query.answer()
     if isinstance(query.message, Message):
@@ -268,7 +266,7 @@ async def show_card(
     bot: Bot,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     """Post a pending listing's card again (e.g. the old one scrolled away).
 
@@ -282,7 +280,7 @@ async def show_card(
         return
     await query.answer()
     await send_review_card(
-        bot, session, settings, t, callback_data.revision_id, settings.moderation_chat_id
+        bot, session, config, t, callback_data.revision_id, config.moderation_chat_id
     )
 
 

@@ -6,7 +6,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from handlers.listing_wizard import start_edit
 from models import ListingStatus
 from services import listings
@@ -15,6 +14,7 @@ from services.listing_draft import ListingDraft
 from services.listings import ListingOverview
 from ui import keyboards, paging
 from ui.callbacks import ListingCb, PageCb
+from ui.config import Config
 from ui.i18n import Html, Translator
 from ui.views.listing import fit, listing_text, reason_text
 
@@ -107,7 +107,7 @@ async def listing_action(
     state: FSMContext,
     session: AsyncSession,
     t: Translator,
-    settings: Settings,
+    config: Config,
 ) -> None:
     message = query.message
     if not isinstance(message, Message):

@@ -16,7 +16,6 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
 from models import (
     BookingStatus,
     Charger,
@@ -32,6 +31,7 @@ from services.listing_draft import ListingDraft
 from services.listings import PlugConflict
 from ui import keyboards
 from ui.callbacks import FindCb
+from ui.config import Config
 from ui.i18n import Html, Translator, translator
 from ui.owed import KIND as OWED_CALL
 from ui.owed import replay
@@ -52,7 +52,7 @@ CAPTION_LIMIT = 1024
 class Context:
     bot: Bot
     session: AsyncSession
-    settings: Settings
+    config: Config
     t: Translator
     part: Part
 
@@ -65,7 +65,7 @@ def is_not_modified(error: TelegramBadRequest) -> bool:
 
 
 def review_card_text(
-    t: Translator, revision, settings: Settings, conflicts: Sequence[PlugConflict] = ()
+    t: Translator, revision, config: Config, conflicts: Sequence[PlugConflict] = ()
 ) -> Html:
     draft = ListingDraft.from_dict(revision.data)
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
@@ -77,9 +77,7 @@ def review_card_text(
             ),
             merchant=str(revision.listing.merchant_id),
             body=listing_text(t, draft),
-            status=Html(
-                status_line(t, revision, settings.zone) + plug_conflicts_text(t, conflicts)
-            ),
+            status=Html(status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts)),
         )
     )
 
@@ -91,7 +89,7 @@ def review_markup(t: Translator, revision) -> InlineKeyboardMarkup | None:
 async def send_review_card(
     bot: Bot,
     session: AsyncSession,
-    settings: Settings,
+    config: Config,
     t: Translator,
     revision_id: int,
     chat_id: int,
@@ -104,7 +102,7 @@ async def send_review_card(
     """
     revision = await listings.get_revision(session, revision_id)
     conflicts = await listings.revision_plug_conflicts(session, revision)
-    text = review_card_text(t, revision, settings, conflicts)
+    text = review_card_text(t, revision, config, conflicts)
     markup = review_markup(t, revision)
     photo = revision.data.get("photo_file_id")
     # room for the decision line a refresh adds (a typed reason is up to 500), which
@@ -127,7 +125,7 @@ async def _review_card(ctx: Context, message: OutboxMessage) -> None:
     await send_review_card(
         ctx.bot,
         ctx.session,
-        ctx.settings,
+        ctx.config,
         ctx.t,
         message.payload["revision_id"],
         message.chat_id,
@@ -140,7 +138,7 @@ async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
     if revision.card_message_id is None or revision.card_chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
     conflicts = await listings.revision_plug_conflicts(ctx.session, revision)
-    text = review_card_text(ctx.t, revision, ctx.settings, conflicts)
+    text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     markup = review_markup(ctx.t, revision)
     chat_id, message_id = revision.card_chat_id, revision.card_message_id
 
@@ -187,7 +185,7 @@ async def _booking(ctx: Context, message: OutboxMessage):
     return (
         booking,
         listing,
-        booking_text(ctx.t, booking, ctx.settings.zone, listing.shop_name or ""),
+        booking_text(ctx.t, booking, ctx.config.zone, listing.shop_name or ""),
     )
 
 
@@ -198,7 +196,7 @@ async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
         "booking.request_merchant",
         name=user.first_name if user else "",
         body=text,
-        until=when(booking.respond_by, ctx.settings.zone),
+        until=when(booking.respond_by, ctx.config.zone),
     )
     # a request delivered late (cancelled or expired meanwhile) gets no buttons
     markup = (
@@ -298,7 +296,7 @@ async def _session_started(ctx: Context, message: OutboxMessage) -> None:
     current, charger, listing = await _charging(ctx, message)
     assert current.started_at is not None
     user = await ctx.session.get(User, current.user_id)
-    zone, now = ctx.settings.zone, current.started_at
+    zone, now = ctx.config.zone, current.started_at
     text = ctx.t(
         "charge.merchant_started",
         booking=current.booking_id,
@@ -321,7 +319,7 @@ async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
     current, _charger, _listing = await _charging(ctx, message)
     if current.status != SessionStatus.CHARGING:
         return  # stopped before the warning went out: nothing to warn about
-    end = clock(current.booking.end_at, ctx.settings.zone, current.booking.end_at)
+    end = clock(current.booking.end_at, ctx.config.zone, current.booking.end_at)
     text = ctx.t("charge.warning", end=end)
     markup = charging_views.running_buttons(ctx.t, current.id)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
@@ -334,7 +332,7 @@ async def _session_running(ctx: Context, message: OutboxMessage) -> None:
         return  # it ended meanwhile: the order says the rest
     await ctx.bot.send_message(
         message.chat_id,
-        charging_views.started_text(ctx.t, current, charger, listing, ctx.settings.zone),
+        charging_views.started_text(ctx.t, current, charger, listing, ctx.config.zone),
         reply_markup=charging_views.running_buttons(ctx.t, current.id),
     )
 
@@ -353,7 +351,7 @@ async def _order(ctx: Context, message: OutboxMessage) -> None:
     assert listing is not None
     audience = message.payload.get("audience", "user")
     text = charging_views.order_text(
-        ctx.t, order, charger, listing, ctx.settings.zone, parties=audience == "platform"
+        ctx.t, order, charger, listing, ctx.config.zone, parties=audience == "platform"
     )
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
@@ -388,7 +386,7 @@ RENDERERS: dict[str, Renderer] = {
 async def render(
     bot: Bot,
     session: AsyncSession,
-    settings: Settings,
+    config: Config,
     message: OutboxMessage,
     part: Part = send_now,
 ) -> None:
@@ -396,8 +394,8 @@ async def render(
     if renderer is None:
         raise LookupError(f"no renderer for outbox kind {message.kind!r}")
     if message.chat_id < 0:  # a group: one language for everyone
-        language = settings.group_language
+        language = config.group_language
     else:
         user = await session.get(User, message.chat_id)
         language = users.language_for(user, user.telegram_language if user else None)
-    await renderer(Context(bot, session, settings, translator(language), part), message)
+    await renderer(Context(bot, session, config, translator(language), part), message)

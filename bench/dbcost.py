@@ -31,10 +31,10 @@ async def main(url: str | None) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
-    sessions = create_session_factory(engine)
-    async with sessions() as session, transaction(session):
-        session.add(User(id=1, first_name="a"))
-        session.add(FsmRecord(key="k", state="x", data={"a": 1}))
+    open_db = create_session_factory(engine)
+    async with open_db() as db, transaction(db):
+        db.add(User(id=1, first_name="a"))
+        db.add(FsmRecord(key="k", state="x", data={"a": 1}))
 
     async def timed(what: str, step: Callable[[], Awaitable[None]]) -> None:
         for _ in range(50):
@@ -45,16 +45,16 @@ async def main(url: str | None) -> None:
         print(f"{what:58s} {(time.perf_counter() - started) / ROUNDS * 1e6:8.1f} us")
 
     async def get_user() -> None:
-        async with sessions() as session:
-            await session.get(User, 1)
+        async with open_db() as db:
+            await db.get(User, 1)
 
     async def empty_unit() -> None:
-        async with sessions() as session, transaction(session):
+        async with open_db() as db, transaction(db):
             pass
 
     async def fsm_step() -> None:
-        async with sessions() as session, transaction(session):
-            await session.execute(
+        async with open_db() as db, transaction(db):
+            await db.execute(
                 update(FsmRecord).where(FsmRecord.key == "k").values(state="y", data={"a": 2})
             )
 

@@ -390,7 +390,7 @@ def stamped(kind: str, url: str, device: str) -> Any:
     return Stamped(url, device, tele_period=10.0)
 
 
-async def accepted_booking(sessions: Any, charger_id: int, user: int) -> int:
+async def accepted_booking(open_db: Any, charger_id: int, user: int) -> int:
     """A booking from a minute ago for 30 minutes, accepted (the bench's own writes
     share one engine: a fresh one per booking compiled every query again, which
     stalled the bench's loop, and with it the plugs' clocks)."""
@@ -400,9 +400,9 @@ async def accepted_booking(sessions: Any, charger_id: int, user: int) -> int:
 
     now = utcnow()
     start = now - timedelta(minutes=1)
-    async with sessions() as session:
+    async with open_db() as db:
         booking = await bookings.request(
-            session,
+            db,
             user_id=user,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -412,9 +412,7 @@ async def accepted_booking(sessions: Any, charger_id: int, user: int) -> int:
             rules=BookingRules(zone=ZONE),
             now=start,
         )
-        await bookings.accept(
-            session, booking_id=booking.id, merchant_id=booking.merchant_id, now=start
-        )
+        await bookings.accept(db, booking_id=booking.id, merchant_id=booking.merchant_id, now=start)
         return booking.id
 
 
@@ -429,7 +427,7 @@ class Starts:
 async def lane(
     ctx: Ctx,
     api: BenchAPI,
-    sessions: Any,
+    open_db: Any,
     index: int,
     count: int,
     out: Starts,
@@ -450,7 +448,7 @@ async def lane(
             attempts += 1
             if not booked:
                 try:
-                    await accepted_booking(sessions, charger, user)
+                    await accepted_booking(open_db, charger, user)
                 except DomainError as error:
                     out.failures += 1
                     out.notes.add(error.key)
@@ -513,9 +511,9 @@ async def starts(
     per_lane = 0 if total is None else -(-total // ctx.plan.lanes)
     engine = create_engine(ctx.url, pool_size=2, max_overflow=0)
     try:
-        sessions = create_session_factory(engine)
+        open_db = create_session_factory(engine)
         await asyncio.gather(
-            *(lane(ctx, api, sessions, i, per_lane, out, until) for i in range(ctx.plan.lanes))
+            *(lane(ctx, api, open_db, i, per_lane, out, until) for i in range(ctx.plan.lanes))
         )
     finally:
         await engine.dispose()
@@ -751,7 +749,7 @@ async def measure_search(ctx: Ctx) -> None:
     from services import search
 
     engine = create_engine(ctx.url)
-    sessions = create_session_factory(engine)
+    open_db = create_session_factory(engine)
     rng = random.Random(11)
     samples, found = [], 0
     # The query runs here, in the bench's process, whose heap holds every message of
@@ -761,10 +759,10 @@ async def measure_search(ctx: Ctx) -> None:
     gc.freeze()
     for _ in range(ctx.plan.queries):
         lat, lon = random_point(rng)
-        async with sessions() as session:
+        async with open_db() as db:
             began = time.perf_counter()
-            ranked = await search.nearest(session, lat, lon, now=utcnow(), zone=ZONE)
-            await search.load(session, ranked[:5])  # /find's first page
+            ranked = await search.nearest(db, lat, lon, now=utcnow(), zone=ZONE)
+            await search.load(db, ranked[:5])  # /find's first page
             samples.append((time.perf_counter() - began) * 1000)
             found += len(ranked)
     gc.unfreeze()

@@ -39,7 +39,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.database_url)
-        self.sessions = create_session_factory(self.engine)
+        self.open_db = create_session_factory(self.engine)
         self.bot: Bot = create_bot(settings)
         self.metrics = Metrics()
         # several instances share conversations and per-user locks through Redis
@@ -54,7 +54,7 @@ class App:
         )
         self.outbox = OutboxSender(
             self.outbox_bot,
-            self.sessions,
+            self.open_db,
             settings,
             rate_per_second=settings.outbox_rate_per_second,
         )
@@ -70,7 +70,7 @@ class App:
             )
         )
         self.charging = ChargingControl(
-            self.sessions,
+            self.open_db,
             self.bridge,
             ChargingRules(
                 zone=settings.zone,
@@ -87,14 +87,14 @@ class App:
         # the starts and stops a dead process left from their plugs' answers
         self.bridge.client.add_connect_hook(self.charging.reconcile_all)
         self.scheduler = Scheduler(
-            self.sessions,
+            self.open_db,
             interval=settings.scheduler_interval_seconds,
             on_change=self.outbox.wake,
             jobs=[self.charging.tick],
         )
         self.dispatcher: Dispatcher = create_dispatcher(
             settings,
-            self.sessions,
+            self.open_db,
             self.outbox,
             charging=self.charging,
             metrics=self.metrics,
@@ -153,7 +153,7 @@ class App:
         try:
             await self.prepare()
             probes = webhook.Probes(
-                self.sessions,
+                self.open_db,
                 self.metrics,
                 mqtt_connected=lambda: self.bridge.client.connected,
                 mqtt_reconnects=lambda: self.bridge.client.reconnects,
@@ -163,7 +163,7 @@ class App:
             claims: UpdateClaims = (
                 RedisUpdateClaims(self.redis, namespace=str(self.bot.id))
                 if self.redis is not None
-                else SqlUpdateClaims(self.sessions)
+                else SqlUpdateClaims(self.open_db)
             )
             await webhook.serve(
                 self.bot,

@@ -11,7 +11,6 @@ from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.fsm.strategy import FSMStrategy
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import DestinyKeyBuilder, SqlStorage
 from bot.inline_filters import inline_sync_filters
@@ -23,6 +22,7 @@ from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess, Wa
 from bot.settings import Settings, ui_config
 from handlers import build_root_router
 from services.charging_control import ChargingControl
+from services.tx import OpenDb
 from ui.i18n import LANGUAGES, translator
 from ui.owed import OwedCalls
 
@@ -52,23 +52,21 @@ def create_bot(
         if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
         else TelegramAPIServer.from_base(settings.telegram_api_url)
     )
-    session = (
-        AiohttpSession(api=api) if timeout is None else AiohttpSession(api=api, timeout=timeout)
-    )
-    session.middleware(KeepResponseModels())
-    session.middleware(NotModifiedIsSuccess())
+    http = AiohttpSession(api=api) if timeout is None else AiohttpSession(api=api, timeout=timeout)
+    http.middleware(KeepResponseModels())
+    http.middleware(NotModifiedIsSuccess())
     if wait_out_flood_control:
-        session.middleware(WaitOutFloodControl())
+        http.middleware(WaitOutFloodControl())
     return Bot(
         token=settings.bot_token.get_secret_value(),
-        session=session,
+        session=http,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
 
 
 def create_dispatcher(
     settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
+    open_db: OpenDb,
     outbox_sender: OutboxSender | None = None,
     storage: BaseStorage | None = None,
     charging: ChargingControl | None = None,
@@ -87,7 +85,7 @@ def create_dispatcher(
     # them: webhook mode may run as several instances
     cache_size = 0 if settings.webhook_url else 20_000
     if storage is None:
-        storage = SqlStorage(sessions, cache_size=cache_size)
+        storage = SqlStorage(open_db, cache_size=cache_size)
     wake = outbox_sender.wake if outbox_sender else None
     dp = Dispatcher(
         storage=storage,
@@ -99,11 +97,11 @@ def create_dispatcher(
         charging=charging,
         metrics=metrics,
         # replies Telegram refuses for now go to the outbox (handlers/errors.py)
-        owed=OwedCalls(sessions, wake),
+        owed=OwedCalls(open_db, wake),
     )
     if metrics is not None:
         dp.update.outer_middleware(MetricsMiddleware(metrics))
-    dp.update.outer_middleware(DbSessionMiddleware(sessions, after=wake))
+    dp.update.outer_middleware(DbSessionMiddleware(open_db, after=wake))
     dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))
     inline_sync_filters(dp)

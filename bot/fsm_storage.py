@@ -21,11 +21,10 @@ from aiogram.fsm.storage.base import (
 )
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import FsmRecord
 from services.lru import Lru
-from services.tx import transaction
+from services.tx import OpenDb, transaction
 
 _Entry = tuple[str | None, dict[str, Any]]
 
@@ -33,11 +32,11 @@ _Entry = tuple[str | None, dict[str, Any]]
 class SqlStorage(BaseStorage):
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         key_builder: KeyBuilder | None = None,
         cache_size: int = 20_000,
     ) -> None:
-        self._sessions = sessions
+        self._open_db = open_db
         self._keys = key_builder or DefaultKeyBuilder(with_destiny=True)
         self._cache: Lru[str, _Entry] = Lru(cache_size)
 
@@ -65,8 +64,8 @@ class SqlStorage(BaseStorage):
         entry = self._cache.get(storage_key)
         if entry is not None:
             return entry
-        async with self._sessions() as session:
-            record = await session.get(FsmRecord, storage_key)
+        async with self._open_db() as db:
+            record = await db.get(FsmRecord, storage_key)
             entry = (record.state, dict(record.data or {})) if record else (None, {})
         self._remember(storage_key, entry)
         return entry
@@ -77,15 +76,15 @@ class SqlStorage(BaseStorage):
         known = self._cache.pop(storage_key)
         if known is not None and await self._write_known(storage_key, known, values):
             return
-        async with self._sessions() as session, transaction(session):
-            record = await session.get(FsmRecord, storage_key)
+        async with self._open_db() as db, transaction(db):
+            record = await db.get(FsmRecord, storage_key)
             state = values.get("state", record.state if record else None)
             data = values.get("data", record.data if record else {})
             if state is None and not data:
                 if record is not None:
-                    await session.delete(record)  # nothing left to remember
+                    await db.delete(record)  # nothing left to remember
             elif record is None:
-                session.add(FsmRecord(key=storage_key, state=state, data=data))
+                db.add(FsmRecord(key=storage_key, state=state, data=data))
             else:
                 record.state, record.data = state, data
         self._remember(storage_key, (state, copy.deepcopy(dict(data or {}))))
@@ -109,9 +108,9 @@ class SqlStorage(BaseStorage):
             else:
                 statement = insert(FsmRecord).values(key=storage_key, state=state, data=data)
             try:
-                async with self._sessions() as session, transaction(session):
+                async with self._open_db() as db, transaction(db):
                     try:
-                        result = await session.execute(statement)
+                        result = await db.execute(statement)
                     except IntegrityError as error:
                         raise _CacheDisagrees from error  # a row the cache did not know of
                     if had_row and result.rowcount != 1:

@@ -13,10 +13,10 @@ from aiogram.types import TelegramObject, Update
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import ChargingSession, OutboxMessage, SessionStatus
 from services.errors import DomainError
+from services.tx import OpenDb
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
@@ -51,16 +51,14 @@ class Metrics:
             registry=self.registry,
         )
 
-    async def render(
-        self, sessions: async_sessionmaker[AsyncSession], mqtt_reconnects: int
-    ) -> bytes:
-        async with sessions() as session:
-            running = await session.scalar(
+    async def render(self, open_db: OpenDb, mqtt_reconnects: int) -> bytes:
+        async with open_db() as db:
+            running = await db.scalar(
                 select(func.count())
                 .select_from(ChargingSession)
                 .where(ChargingSession.status == SessionStatus.CHARGING)
             )
-            pending = await session.scalar(
+            pending = await db.scalar(
                 select(func.count())
                 .select_from(OutboxMessage)
                 .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))

@@ -1,4 +1,4 @@
-"""Per-update objects for handlers: a database session, the user, a translator."""
+"""Per-update objects for handlers: a database session (``db``), the user, a translator."""
 
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -6,27 +6,25 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject
 from aiogram.types import User as TgUser
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import users
+from services.tx import Db, OpenDb
 from ui.i18n import translator
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update; afterwards wakes the outbox sender, since
+    """Opens one database session (``db``) per update; afterwards wakes the outbox sender, since
     the handler may have committed messages owed to someone."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], after: Callable[[], None] | None = None
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, open_db: OpenDb, after: Callable[[], None] | None = None) -> None:
+        self._open_db = open_db
         self._after = after
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with self._sessions() as session:
-            data["session"] = session
+        async with self._open_db() as db:
+            data["db"] = db
             try:
                 return await handler(event, data)
             finally:
@@ -55,19 +53,19 @@ class UserContextMiddleware(BaseMiddleware):
         if tg_user is None:
             data["t"] = translator(self._group_language)
             return await handler(event, data)
-        session: AsyncSession = data["session"]
+        db: Db = data["db"]
         user = await users.touch(
-            session,
+            db,
             tg_user.id,
             tg_user.first_name,
             tg_user.username,
             tg_user.language_code,
             self._known,
         )
-        if session.in_transaction():
+        if db.in_transaction():
             # end the read: the connection goes back to the pool while the
-            # handler waits on Telegram or on the FSM storage's own session
-            await session.commit()
+            # handler waits on Telegram or on the FSM storage's own database session
+            await db.commit()
         data["user"] = user
         private = chat is None or chat.type == "private"
         language = (

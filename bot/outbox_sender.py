@@ -18,13 +18,12 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.background import Loop
 from bot.settings import Settings, ui_config
 from models import OutboxMessage
 from services import outbox
-from services.tx import transaction
+from services.tx import Db, OpenDb, transaction
 from ui.notifications import render
 from ui.parts import Send
 
@@ -35,14 +34,14 @@ class OutboxSender:
     def __init__(
         self,
         bot: Bot,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         settings: Settings,
         *,
         idle_poll: float = 1.0,
         rate_per_second: float = 25.0,
     ) -> None:
         self._bot = bot
-        self._sessions = sessions
+        self._open_db = open_db
         self._config = ui_config(settings)
         # stay under Telegram's ~30 messages/s per bot by pacing, not by hoping
         self._interval = 1.0 / rate_per_second
@@ -63,14 +62,14 @@ class OutboxSender:
         Flood control (429) holds the whole bot, not one chat: the rest of the
         batch goes back for ``retry_after`` too, and no attempt is counted.
         """
-        batch = await outbox.claim_due(self._sessions)
+        batch = await outbox.claim_due(self._open_db)
         for index, message in enumerate(batch):
             retry_after = await self._deliver(message)
             if retry_after is not None:
-                async with self._sessions() as session, transaction(session):
+                async with self._open_db() as db, transaction(db):
                     for held in batch[index + 1 :]:
                         await outbox.mark_retry(
-                            session, held, "flood control", retry_after, count_attempt=False
+                            db, held, "flood control", retry_after, count_attempt=False
                         )
                 break
         return len(batch)
@@ -78,22 +77,22 @@ class OutboxSender:
     async def _deliver(self, message: OutboxMessage) -> float | None:
         """Send one message part by part and record the result; returns a
         flood-control wait."""
-        async with self._sessions() as session:
-            parts = _Parts(self, session, message)
+        async with self._open_db() as db:
+            parts = _Parts(self, db, message)
             try:
-                outcome, retry_after = await self._render(session, message, parts)
+                outcome, retry_after = await self._render(db, message, parts)
             except ClaimLost:  # our lease ran out and another instance took it
                 log.warning(
                     "outbox %s: claim lost (another sender took the row); left to it", message.id
                 )
                 return None
-            async with transaction(session):
-                await outcome(session)
+            async with transaction(db):
+                await outcome(db)
         return retry_after
 
     async def _render(
-        self, session: AsyncSession, message: OutboxMessage, parts: "_Parts"
-    ) -> tuple[Callable[[AsyncSession], Awaitable[None]], float | None]:
+        self, db: Db, message: OutboxMessage, parts: "_Parts"
+    ) -> tuple[Callable[[Db], Awaitable[None]], float | None]:
         """Send the parts still owed; return how to record the result.
 
         A part Telegram refuses (400) is settled as failed by ``parts`` and the
@@ -101,7 +100,7 @@ class OutboxSender:
         settled stay settled, so the retry sends only the rest.
         """
         try:
-            await render(self._bot, session, self._config, message, parts)
+            await render(self._bot, db, self._config, message, parts)
         except TelegramRetryAfter as error:
             log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
             return partial(
@@ -158,9 +157,9 @@ class _Parts:
     """The parts of one outbox row (ui/parts.py): each sent at most once, in
     its own turn of the pacing, and recorded right after Telegram answered."""
 
-    def __init__(self, sender: OutboxSender, session: AsyncSession, message: OutboxMessage):
+    def __init__(self, sender: OutboxSender, db: Db, message: OutboxMessage):
         self._sender = sender
-        self._session = session
+        self._db = db
         self._message = message
 
     async def __call__(self, key: str, send: Send) -> None:
@@ -168,8 +167,8 @@ class _Parts:
         if key in message.parts_done:  # settled on an earlier attempt
             return
         await self._sender._pace()
-        async with transaction(self._session):
-            if not await outbox.renew_claim(self._session, message):
+        async with transaction(self._db):
+            if not await outbox.renew_claim(self._db, message):
                 raise ClaimLost
         try:
             await send()
@@ -179,8 +178,8 @@ class _Parts:
             outcome = f"{outbox.PART_FAILED}{error}"
         else:
             outcome = outbox.PART_SENT
-        async with transaction(self._session):
-            if not await outbox.mark_part(self._session, message, key, outcome):
+        async with transaction(self._db):
+            if not await outbox.mark_part(self._db, message, key, outcome):
                 raise ClaimLost
 
     def refused(self) -> str | None:

@@ -8,10 +8,9 @@ done at the next start; each change is a conditional UPDATE, so it happens once.
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from bot.background import Loop
 from services import bookings
+from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
 
@@ -19,21 +18,21 @@ log = logging.getLogger(__name__)
 class Scheduler:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         *,
         interval: float = 5.0,
         on_change: Callable[[], None] | None = None,
         jobs: Sequence[Callable[[], Awaitable[int]]] = (),
     ) -> None:
-        self._sessions = sessions
+        self._open_db = open_db
         self._on_change = on_change
         self._jobs = list(jobs)
         self._loop = Loop("scheduler", self._step, interval)
         self.start, self.stop = self._loop.start, self._loop.stop
 
     async def tick(self) -> int:
-        async with self._sessions() as session:
-            done = await bookings.expire_due(session)
+        async with self._open_db() as db:
+            done = await bookings.expire_due(db)
         for job in self._jobs:
             try:
                 done += await job()

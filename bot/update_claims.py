@@ -26,11 +26,10 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import HandledUpdate
 from models.base import utcnow
-from services.tx import transaction
+from services.tx import Db, OpenDb, transaction
 
 log = logging.getLogger(__name__)
 
@@ -166,18 +165,18 @@ class RedisUpdateClaims(UpdateClaims):
 class SqlUpdateClaims(UpdateClaims):
     """Claims in the database (``handled_updates``), when there is no Redis."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], **kwargs: Any) -> None:
+    def __init__(self, open_db: OpenDb, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.sessions = sessions
+        self.open_db = open_db
         self._pruned = 0.0
 
     async def claim(self, update_id: int, owner: str) -> Claim:
         now = utcnow()
         until = now + timedelta(seconds=self.claim_seconds)
-        async with self.sessions() as session, transaction(session):
-            await self._prune(session)
-            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-            inserted = await session.scalar(
+        async with self.open_db() as db, transaction(db):
+            await self._prune(db)
+            dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+            inserted = await db.scalar(
                 dialect.insert(HandledUpdate)
                 .values(update_id=update_id, received_at=now, owner=owner, claimed_until=until)
                 .on_conflict_do_nothing(index_elements=["update_id"])
@@ -186,7 +185,7 @@ class SqlUpdateClaims(UpdateClaims):
             if inserted is not None:
                 return Claim.TAKEN
             # a claim whose taker died (its lease ran out before it finished)
-            taken_over = await session.scalar(
+            taken_over = await db.scalar(
                 update(HandledUpdate)
                 .where(
                     HandledUpdate.update_id == update_id,
@@ -198,14 +197,14 @@ class SqlUpdateClaims(UpdateClaims):
             )
             if taken_over is not None:
                 return Claim.TAKEN
-            handled_at = await session.scalar(
+            handled_at = await db.scalar(
                 select(HandledUpdate.handled_at).where(HandledUpdate.update_id == update_id)
             )
         return Claim.HANDLED if handled_at is not None else Claim.BUSY
 
     async def renew(self, update_id: int, owner: str) -> None:
-        async with self.sessions() as session, transaction(session):
-            await session.execute(
+        async with self.open_db() as db, transaction(db):
+            await db.execute(
                 update(HandledUpdate)
                 .where(
                     HandledUpdate.update_id == update_id,
@@ -216,16 +215,16 @@ class SqlUpdateClaims(UpdateClaims):
             )
 
     async def finish(self, update_id: int, owner: str) -> None:
-        async with self.sessions() as session, transaction(session):
-            await session.execute(
+        async with self.open_db() as db, transaction(db):
+            await db.execute(
                 update(HandledUpdate)
                 .where(HandledUpdate.update_id == update_id)
                 .values(handled_at=utcnow())
             )
 
     async def release(self, update_id: int, owner: str) -> None:
-        async with self.sessions() as session, transaction(session):
-            await session.execute(
+        async with self.open_db() as db, transaction(db):
+            await db.execute(
                 delete(HandledUpdate).where(
                     HandledUpdate.update_id == update_id,
                     HandledUpdate.owner == owner,
@@ -233,10 +232,10 @@ class SqlUpdateClaims(UpdateClaims):
                 )
             )
 
-    async def _prune(self, session: AsyncSession) -> None:
+    async def _prune(self, db: Db) -> None:
         """Forget updates older than a day, now and then (in the claim's transaction)."""
         if time.monotonic() - self._pruned < PRUNE_EVERY_SECONDS:
             return
         self._pruned = time.monotonic()
         cutoff = utcnow() - timedelta(seconds=self.keep_seconds)
-        await session.execute(delete(HandledUpdate).where(HandledUpdate.received_at < cutoff))
+        await db.execute(delete(HandledUpdate).where(HandledUpdate.received_at < cutoff))

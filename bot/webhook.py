@@ -26,10 +26,10 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.update_claims import Outcome, UpdateClaims
+from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,13 @@ class Probes:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         metrics: Metrics,
         mqtt_connected: Any,
         mqtt_reconnects: Any,
         redis: Any | None,
     ) -> None:
-        self._sessions = sessions
+        self._open_db = open_db
         self._metrics = metrics
         self._mqtt_connected = mqtt_connected
         self._mqtt_reconnects = mqtt_reconnects
@@ -115,8 +115,8 @@ class Probes:
     async def readyz(self, request: web.Request) -> web.Response:
         checks: dict[str, str] = {}
         try:
-            async with asyncio.timeout(2), self._sessions() as session:
-                await session.execute(text("SELECT 1"))
+            async with asyncio.timeout(2), self._open_db() as db:
+                await db.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as error:  # any failure means "not ready", with the reason
             checks["database"] = f"down: {type(error).__name__}"
@@ -136,7 +136,7 @@ class Probes:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = await self._metrics.render(self._sessions, self._mqtt_reconnects())
+        body = await self._metrics.render(self._open_db, self._mqtt_reconnects())
         response = web.Response(body=body)
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response

@@ -9,7 +9,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKeyboardRemove
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Booking, BookingStatus, Listing
 from models.base import utcnow
@@ -18,6 +17,7 @@ from services.bookings import estimate_minor
 from services.errors import DomainError, InvalidInput
 from services.paging import Page
 from services.text import clean
+from services.tx import Db
 from services.windows import parse_window
 from ui import keyboards, paging
 from ui.callbacks import BookCb, BookingCb, PageCb
@@ -53,15 +53,15 @@ async def start_booking(
     query: CallbackQuery,
     callback_data: BookCb,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
     try:
-        charger = await bookings.bookable_charger(session, callback_data.charger_id)
+        charger = await bookings.bookable_charger(db, callback_data.charger_id)
         # said now rather than after every question (the request checks it again)
         await bookings.check_request_limits(
-            session, query.from_user.id, None, None, None, config.booking_rules
+            db, query.from_user.id, None, None, None, config.booking_rules
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -86,12 +86,12 @@ async def _cancelled(message: Message, state: FSMContext, t: Translator) -> bool
     return False
 
 
-async def kind(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> None:
     if await _cancelled(message, state, t):
         return
     data = await state.get_data()
     try:
-        charger = await bookings.bookable_charger(session, data["charger_id"])
+        charger = await bookings.bookable_charger(db, data["charger_id"])
     except DomainError as error:
         await state.clear()
         await message.answer(t(error.key, **error.params), reply_markup=ReplyKeyboardRemove())
@@ -127,9 +127,7 @@ async def model(message: Message, state: FSMContext, t: Translator) -> None:
     )
 
 
-async def when(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
-) -> None:
+async def when(message: Message, state: FSMContext, db: Db, t: Translator, config: Config) -> None:
     if await _cancelled(message, state, t):
         return
     text = (message.text or "").strip()
@@ -142,11 +140,11 @@ async def when(
         else:
             start, end = parse_window(text, now, config.zone)
         data = await state.get_data()
-        charger = await bookings.bookable_charger(session, data["charger_id"])
-        await bookings.check_window(session, charger, start, end, now, config.booking_rules)
+        charger = await bookings.bookable_charger(db, data["charger_id"])
+        await bookings.check_window(db, charger, start, end, now, config.booking_rules)
         assert message.from_user is not None
         await bookings.check_request_limits(
-            session, message.from_user.id, charger.id, start, end, config.booking_rules
+            db, message.from_user.id, charger.id, start, end, config.booking_rules
         )
     except InvalidInput as error:
         await message.answer(await error_text(t, error, config))
@@ -157,7 +155,7 @@ async def when(
         return
     await state.update_data(start=start.isoformat(), end=end.isoformat())
     await state.set_state(BookForm.confirm)
-    listing = await session.get(Listing, charger.listing_id)
+    listing = await db.get(Listing, charger.listing_id)
     estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
     await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
     builder = InlineKeyboardBuilder()
@@ -183,7 +181,7 @@ async def confirm(
     query: CallbackQuery,
     callback_data: BookingCb,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     owed: OwedCalls,
@@ -197,7 +195,7 @@ async def confirm(
     data = await state.get_data()
     try:
         booking = await bookings.request(
-            session,
+            db,
             user_id=query.from_user.id,
             charger_id=data["charger_id"],
             device_kind=data["kind"],
@@ -239,17 +237,17 @@ _LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
 
 
 async def _bookings_view(
-    session: AsyncSession, t: Translator, config: Config, person: int, of: str, number: int
+    db: Db, t: Translator, config: Config, person: int, of: str, number: int
 ) -> tuple[Page[Booking], str, InlineKeyboardMarkup | None]:
     """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
     a line each, and a button that opens the booking with what can be done to it."""
     if of == "mine":
-        page = await bookings.page_of_user(session, person, number, BOOKINGS_PAGE)
+        page = await bookings.page_of_user(db, person, number, BOOKINGS_PAGE)
     else:
-        page = await bookings.page_of_merchant(session, person, number, BOOKINGS_PAGE)
+        page = await bookings.page_of_merchant(db, person, number, BOOKINGS_PAGE)
     lines = []
     for booking in page.items:
-        listing = await session.get(Listing, booking.charger.listing_id)
+        listing = await db.get(Listing, booking.charger.listing_id)
         lines.append(
             t(
                 "booking.line",
@@ -270,17 +268,15 @@ async def _bookings_view(
     return page, fit(header + "\n" + "\n".join(lines)), markup
 
 
-async def my_bookings(
-    message: Message, session: AsyncSession, t: Translator, config: Config
-) -> None:
+async def my_bookings(message: Message, db: Db, t: Translator, config: Config) -> None:
     """One paged message per role the person has: their bookings, their chargers'."""
     assert message.from_user is not None
     views = []
     for of in _LISTS:
-        page, text, markup = await _bookings_view(session, t, config, message.from_user.id, of, 0)
+        page, text, markup = await _bookings_view(db, t, config, message.from_user.id, of, 0)
         if page.total:
             views.append((text, markup))
-    await session.commit()  # no transaction left open while Telegram answers
+    await db.commit()  # no transaction left open while Telegram answers
     if not views:
         await message.answer(t("booking.none"))
     for text, markup in views:
@@ -290,14 +286,14 @@ async def my_bookings(
 async def bookings_page(
     query: CallbackQuery,
     callback_data: PageCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
     _, text, markup = await _bookings_view(
-        session, t, config, query.from_user.id, callback_data.of, callback_data.page
+        db, t, config, query.from_user.id, callback_data.of, callback_data.page
     )
-    await session.commit()
+    await db.commit()
     await query.answer()
     if isinstance(query.message, Message):
         await keyboards.edit_text_safely(query.message, text, markup)
@@ -306,14 +302,14 @@ async def bookings_page(
 async def open_booking(
     query: CallbackQuery,
     callback_data: BookingCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
     """A booking of the list as its own message, with Cancel (its user) or Accept
     and Reject (its merchant) while they apply."""
     try:
-        booking = await bookings.get(session, callback_data.booking_id)
+        booking = await bookings.get(db, callback_data.booking_id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return
@@ -321,7 +317,7 @@ async def open_booking(
     if presser not in (booking.user_id, booking.merchant_id):
         await query.answer(t("err.not_your_booking"), show_alert=True)
         return
-    listing = await session.get(Listing, booking.charger.listing_id)
+    listing = await db.get(Listing, booking.charger.listing_id)
     text = booking_text(t, booking, config.zone, listing.shop_name if listing else "")
     builder = InlineKeyboardBuilder()
     cancellable = booking.status in bookings.OPEN and booking.start_at > utcnow()
@@ -337,7 +333,7 @@ async def open_booking(
         builder.button(
             text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking.id)
         )
-    await session.commit()
+    await db.commit()
     await query.answer()
     if isinstance(query.message, Message):
         await query.message.answer(
@@ -346,12 +342,10 @@ async def open_booking(
 
 
 async def cancel_booking(
-    query: CallbackQuery, callback_data: BookingCb, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
     try:
-        await bookings.cancel(
-            session, booking_id=callback_data.booking_id, user_id=query.from_user.id
-        )
+        await bookings.cancel(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
     except DomainError as error:
         await query.answer(t(error.key, **status_params(t, error)), show_alert=True)
         return

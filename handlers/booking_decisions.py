@@ -8,13 +8,13 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.booking import status_params
 from services import bookings
 from services.bookings import REJECT_PRESETS
 from services.errors import DomainError
 from services.text import TEXT_ERRORS
+from services.tx import Db
 from ui import keyboards
 from ui.callbacks import BookingCb
 from ui.i18n import Translator
@@ -32,13 +32,13 @@ async def _refuse(query: CallbackQuery, t: Translator, error: DomainError) -> No
 async def accept(
     query: CallbackQuery,
     callback_data: BookingCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     owed: OwedCalls,
 ) -> None:
     try:
         booking = await bookings.accept(
-            session, booking_id=callback_data.booking_id, merchant_id=query.from_user.id
+            db, booking_id=callback_data.booking_id, merchant_id=query.from_user.id
         )
     except DomainError as error:
         await _refuse(query, t, error)
@@ -52,10 +52,10 @@ async def accept(
 
 
 async def reject_menu(
-    query: CallbackQuery, callback_data: BookingCb, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
     try:
-        booking = await bookings.get(session, callback_data.booking_id)
+        booking = await bookings.get(db, callback_data.booking_id)
     except DomainError as error:
         await _refuse(query, t, error)
         return
@@ -72,15 +72,13 @@ async def reject_menu(
         await query.message.edit_reply_markup(reply_markup=markup)
 
 
-async def preset(
-    query: CallbackQuery, callback_data: BookingCb, session: AsyncSession, t: Translator
-) -> None:
+async def preset(query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator) -> None:
     if callback_data.code not in REJECT_PRESETS:
         await query.answer(t("err.reason_unknown"), show_alert=True)
         return
     try:
         await bookings.reject(
-            session,
+            db,
             booking_id=callback_data.booking_id,
             merchant_id=query.from_user.id,
             reason=f"preset:{callback_data.code}",
@@ -106,13 +104,13 @@ async def other(
 
 
 async def typed_reason(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, owed: OwedCalls
+    message: Message, state: FSMContext, db: Db, t: Translator, owed: OwedCalls
 ) -> None:
     booking_id = (await state.get_data()).get("booking_id")
     assert message.from_user is not None
     try:
         await bookings.reject(
-            session,
+            db,
             booking_id=int(booking_id or 0),
             merchant_id=message.from_user.id,
             reason=message.text or "",

@@ -9,7 +9,6 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.moderation import IsAdmin
 from hardware_bridge.port import PlugState
@@ -18,6 +17,7 @@ from models.base import utcnow
 from services import charging as sessions_svc
 from services.charging_control import ChargingControl
 from services.errors import DomainError
+from services.tx import Db
 from ui import paging
 from ui.callbacks import ChargeCb, PageCb
 from ui.config import Config
@@ -42,7 +42,7 @@ RETRYABLE = {"err.device_offline", "err.start_not_confirmed", "err.bridge_down"}
 async def scanned(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
@@ -51,7 +51,7 @@ async def scanned(
     now = utcnow()
     try:
         scan = await sessions_svc.scan(
-            session,
+            db,
             token=(command.args or "").strip(),
             user_id=message.from_user.id,
             rules=charging.rules,
@@ -61,19 +61,19 @@ async def scanned(
         await message.answer(refusal(t, error, config.zone, now))
         return
     if scan.running is not None:  # scanned again while charging: show where it stands
-        text = await _status(session, t, config, charging, scan.running)
-        await session.commit()  # no transaction left open while Telegram answers
+        text = await _status(db, t, config, charging, scan.running)
+        await db.commit()  # no transaction left open while Telegram answers
         await message.answer(text, reply_markup=running_buttons(t, scan.running.id))
         return
     text = scan_card(t, scan, config.zone)
-    await session.commit()
+    await db.commit()
     await message.answer(text, reply_markup=start_button(t, scan.booking.id))
 
 
 async def start_pressed(
     query: CallbackQuery,
     callback_data: ChargeCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
@@ -96,9 +96,9 @@ async def start_pressed(
         elif isinstance(message, Message):
             await edit_text_safely(message, text, start_button(t, booking_id))
         return
-    charger, listing = await _place(session, started)
+    charger, listing = await _place(db, started)
     text = started_text(t, started, charger, listing, config.zone)
-    await session.commit()
+    await db.commit()
     try:
         if not isinstance(message, Message):
             raise LookupError("the Start message is not accessible")
@@ -113,16 +113,16 @@ async def start_pressed(
 async def status_pressed(
     query: CallbackQuery,
     callback_data: ChargeCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t, config)
+    current = await _session_for(query, callback_data, db, t, config)
     if current is None:
         return
-    text = await _status(session, t, config, charging, current)
-    await session.commit()
+    text = await _status(db, t, config, charging, current)
+    await db.commit()
     await query.answer()
     if isinstance(query.message, Message):
         markup = (
@@ -136,12 +136,12 @@ async def status_pressed(
 async def stop_pressed(
     query: CallbackQuery,
     callback_data: ChargeCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
     """First press: ask to confirm (a stop cannot be undone)."""
-    current = await _session_for(query, callback_data, session, t, config)
+    current = await _session_for(query, callback_data, db, t, config)
     if current is None:
         return
     await query.answer()
@@ -151,9 +151,9 @@ async def stop_pressed(
         )
 
 
-async def stop_command(message: Message, session: AsyncSession, t: Translator) -> None:
+async def stop_command(message: Message, db: Db, t: Translator) -> None:
     assert message.from_user is not None
-    current = await sessions_svc.active_session(session, user_id=message.from_user.id)
+    current = await sessions_svc.active_session(db, user_id=message.from_user.id)
     if current is None:
         await message.answer(t("charge.none_running"))
     elif current.status == SessionStatus.STARTING:
@@ -167,15 +167,15 @@ async def stop_command(message: Message, session: AsyncSession, t: Translator) -
 async def stop_confirmed(
     query: CallbackQuery,
     callback_data: ChargeCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
 ) -> None:
-    current = await _session_for(query, callback_data, session, t, config, closed_ok=True)
+    current = await _session_for(query, callback_data, db, t, config, closed_ok=True)
     if current is None:
         return
-    await session.commit()
+    await db.commit()
     await query.answer(t("charge.stopping"))
     message = query.message if isinstance(query.message, Message) else None
     if message is not None:
@@ -192,7 +192,7 @@ async def stop_confirmed(
             text = t("charge.already_ended", order=order.id if order else "—")
         else:
             end = order.ended_at.astimezone(config.zone).strftime("%H:%M")
-            unconfirmed = order.session.power_off_confirmed is False
+            unconfirmed = order.charge.power_off_confirmed is False
             text = t("charge.stopped_unconfirmed" if unconfirmed else "charge.stopped", end=end)
     if message is not None:
         await edit_text_safely(message, text, None)
@@ -210,7 +210,7 @@ async def keep_pressed(query: CallbackQuery, t: Translator) -> None:
 async def _session_for(
     query: CallbackQuery,
     callback_data: ChargeCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     *,
@@ -218,7 +218,7 @@ async def _session_for(
 ) -> ChargingSession | None:
     """The session a button names, if the presser may act on it (its user, its
     merchant, or an admin) and it is still open; else an alert and None."""
-    current = await session.get(ChargingSession, callback_data.ref, populate_existing=True)
+    current = await db.get(ChargingSession, callback_data.ref, populate_existing=True)
     allowed = current is not None and (
         query.from_user.id in (current.user_id, current.merchant_id)
         or query.from_user.id in config.admin_ids
@@ -227,30 +227,30 @@ async def _session_for(
         await query.answer(t("err.not_your_session"), show_alert=True)
         return None
     if current.status in (SessionStatus.COMPLETED, SessionStatus.FAILED) and not closed_ok:
-        order = await sessions_svc.order_of(session, current.id)
+        order = await sessions_svc.order_of(db, current.id)
         text = t("charge.already_ended", order=order.id if order else "—")
         await query.answer(text, show_alert=True)
         return None
     return current
 
 
-async def _place(session: AsyncSession, current: ChargingSession) -> tuple[Charger, Listing]:
-    charger = await session.get(Charger, current.charger_id)
+async def _place(db: Db, current: ChargingSession) -> tuple[Charger, Listing]:
+    charger = await db.get(Charger, current.charger_id)
     assert charger is not None
-    listing = await session.get(Listing, charger.listing_id)
+    listing = await db.get(Listing, charger.listing_id)
     assert listing is not None
     return charger, listing
 
 
 async def _status(
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
     current: ChargingSession,
 ) -> str:
     fresh, plug = await charging.status(current.id)
-    charger, listing = await _place(session, fresh)
+    charger, listing = await _place(db, fresh)
     return status_text(t, fresh, charger, listing, plug, config.zone, utcnow())
 
 
@@ -258,17 +258,17 @@ SESSIONS_PAGE = 5
 
 
 async def _sessions_view(
-    session: AsyncSession, t: Translator, config: Config, number: int
+    db: Db, t: Translator, config: Config, number: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """One page of the sessions charging now, each with its Close button."""
-    page = await sessions_svc.running_page(session, number, SESSIONS_PAGE)
+    page = await sessions_svc.running_page(db, number, SESSIONS_PAGE)
     if not page.items:
         return t("charge.admin_none"), None
     now = utcnow()
     blocks = []
     builder = InlineKeyboardBuilder()
     for current in page.items:
-        charger, listing = await _place(session, current)
+        charger, listing = await _place(db, current)
         status = status_text(t, current, charger, listing, _unknown_plug(now), config.zone, now)
         blocks.append(t("charge.admin_line", user=str(current.user_id), body=Html(status)))
         builder.button(
@@ -281,27 +281,25 @@ async def _sessions_view(
     return fit(header + "\n\n" + "\n\n".join(blocks)), markup
 
 
-async def running_sessions(
-    message: Message, session: AsyncSession, t: Translator, config: Config
-) -> None:
+async def running_sessions(message: Message, db: Db, t: Translator, config: Config) -> None:
     """/sessions in the moderation group: what runs now, a page at a time in one
     message, each with Close session (for a stuck plug or a session nobody can
     stop otherwise). One message, not one per session: a group takes about 20
     messages a minute."""
-    text, markup = await _sessions_view(session, t, config, 0)
-    await session.commit()  # no transaction left open while Telegram answers
+    text, markup = await _sessions_view(db, t, config, 0)
+    await db.commit()  # no transaction left open while Telegram answers
     await message.answer(text, reply_markup=markup)
 
 
 async def sessions_page(
     query: CallbackQuery,
     callback_data: PageCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
-    text, markup = await _sessions_view(session, t, config, callback_data.page)
-    await session.commit()
+    text, markup = await _sessions_view(db, t, config, callback_data.page)
+    await db.commit()
     await query.answer()
     if isinstance(query.message, Message):
         await edit_text_safely(query.message, text, markup)

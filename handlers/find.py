@@ -8,13 +8,13 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardRemove
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Charger, Listing
 from models.base import utcnow
 from services import search
 from services.listing_draft import DEVICE_KINDS
 from services.search import Hit
+from services.tx import Db
 from ui import keyboards
 from ui.callbacks import BookCb, FindCb
 from ui.config import Config
@@ -43,9 +43,7 @@ async def find_again(query: CallbackQuery, state: FSMContext, t: Translator) -> 
         await find(query.message, state, t)
 
 
-async def where(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
-) -> None:
+async def where(message: Message, state: FSMContext, db: Db, t: Translator, config: Config) -> None:
     if message.text and message.text.strip() in all_variants("btn.cancel"):
         await state.clear()
         await message.answer(t("cancel.done"), reply_markup=ReplyKeyboardRemove())
@@ -54,11 +52,11 @@ async def where(
         await state.clear()
         await state.update_data(find_at=[message.location.latitude, message.location.longitude])
         await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
-        text, markup = await _page(session, state, t, config, FindCb(action="page"))
+        text, markup = await _page(db, state, t, config, FindCb(action="page"))
         await message.answer(text, reply_markup=markup)
         return
     if message.text and len(message.text.strip()) >= 2:
-        found = await search.by_text(session, message.text)
+        found = await search.by_text(db, message.text)
         if not found:
             await message.answer(t("find.address_none"))
             return
@@ -68,21 +66,19 @@ async def where(
         await message.answer(
             t("find.address_near", shop=point.shop_name or ""), reply_markup=ReplyKeyboardRemove()
         )
-        text, markup = await _page(session, state, t, config, FindCb(action="page"))
+        text, markup = await _page(db, state, t, config, FindCb(action="page"))
         await message.answer(text, reply_markup=markup)
         return
     await message.answer(t("find.ask"))
 
 
-async def _page(
-    session: AsyncSession, state: FSMContext, t: Translator, config: Config, cb: FindCb
-):
+async def _page(db: Db, state: FSMContext, t: Translator, config: Config, cb: FindCb):
     point = (await state.get_data()).get("find_at")
     if not point:
         return t("find.expired"), None
     now = utcnow()
     ranked = await search.nearest(
-        session,
+        db,
         point[0],
         point[1],
         now=now,
@@ -92,7 +88,7 @@ async def _page(
     )
     pages = max(1, (len(ranked) + PAGE - 1) // PAGE)
     page = min(max(cb.page, 0), pages - 1)
-    shown: list[Hit] = await search.load(session, ranked[page * PAGE : (page + 1) * PAGE])
+    shown: list[Hit] = await search.load(db, ranked[page * PAGE : (page + 1) * PAGE])
     builder = InlineKeyboardBuilder()
     for i, hit in enumerate(shown, start=page * PAGE + 1):
         builder.button(
@@ -141,7 +137,7 @@ async def page(
     query: CallbackQuery,
     callback_data: FindCb,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -153,19 +149,19 @@ async def page(
             else ""
         )
         callback_data = callback_data.model_copy(update={"kind": nxt, "action": "page"})
-    text, markup = await _page(session, state, t, config, callback_data)
+    text, markup = await _page(db, state, t, config, callback_data)
     await query.answer()
     if isinstance(query.message, Message):
         await keyboards.edit_text_safely(query.message, text, markup)
 
 
 async def card(
-    query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: FindCb, bot: Bot, db: Db, t: Translator
 ) -> None:
-    listing = await _public_listing(query, session, t, callback_data.ref)
+    listing = await _public_listing(query, db, t, callback_data.ref)
     if listing is None:
         return
-    chargers = await _chargers(session, listing.id)
+    chargers = await _chargers(db, listing.id)
     if not chargers:
         await query.answer(t("err.listing_unavailable"), show_alert=True)
         return
@@ -193,9 +189,9 @@ async def card(
 
 
 async def show_map(
-    query: CallbackQuery, callback_data: FindCb, bot: Bot, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: FindCb, bot: Bot, db: Db, t: Translator
 ) -> None:
-    listing = await _public_listing(query, session, t, callback_data.ref)
+    listing = await _public_listing(query, db, t, callback_data.ref)
     if listing is None:
         return
     await query.answer()
@@ -203,21 +199,21 @@ async def show_map(
 
 
 async def _public_listing(
-    query: CallbackQuery, session: AsyncSession, t: Translator, listing_id: int
+    query: CallbackQuery, db: Db, t: Translator, listing_id: int
 ) -> Listing | None:
     """The listing if the public may see it now; else an alert (paused, under its
     first review, withdrawn while the user was looking)."""
-    listing = await session.get(Listing, listing_id, populate_existing=True)
+    listing = await db.get(Listing, listing_id, populate_existing=True)
     if listing is None or not listing.published or listing.paused:
         await query.answer(t("err.listing_unavailable"), show_alert=True)
         return None
     return listing
 
 
-async def _chargers(session: AsyncSession, listing_id: int) -> list[Charger]:
+async def _chargers(db: Db, listing_id: int) -> list[Charger]:
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(Charger)
                 .where(Charger.listing_id == listing_id, Charger.active.is_(True))
                 .order_by(Charger.position)

@@ -3,9 +3,9 @@
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import users
+from services.tx import Db
 from services.users import KnownUsers, UserProfile
 from ui import keyboards
 from ui.callbacks import LanguageCb
@@ -20,10 +20,10 @@ async def set_language(
     query: CallbackQuery,
     callback_data: LanguageCb,
     user: UserProfile,
-    session: AsyncSession,
+    db: Db,
     known_users: KnownUsers,
 ) -> None:
-    await users.set_language(session, user, callback_data.code, known_users)
+    await users.set_language(db, user, callback_data.code, known_users)
     t = translator(callback_data.code)
     await query.answer(t("language.saved"))
     if isinstance(query.message, Message):

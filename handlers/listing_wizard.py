@@ -29,7 +29,6 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import listings
 from services.errors import DomainError, InvalidInput
@@ -50,6 +49,7 @@ from services.listing_draft import (
     parse_text,
 )
 from services.text import clean
+from services.tx import Db
 from ui import keyboards
 from ui.callbacks import WizardCb
 from ui.config import Config
@@ -552,7 +552,7 @@ async def resume_or_restart(
 async def answer(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -575,7 +575,7 @@ async def answer(
     try:
         outcome = PARSERS[step](message, wiz, t, config)
         if step == "plug_id":  # checkable here: not another charger's plug
-            await listings.check_plug(session, wiz.draft, wiz.ci, wiz.listing_id)
+            await listings.check_plug(db, wiz.draft, wiz.ci, wiz.listing_id)
     except InvalidInput as error:
         # the draft in storage is untouched: only a successful parse is saved
         await message.answer(t(error.key, **error.params))
@@ -609,7 +609,7 @@ async def _summary_guard(query: CallbackQuery, state: FSMContext, t: Translator)
 async def submit(
     query: CallbackQuery,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -619,7 +619,7 @@ async def submit(
     assert isinstance(query.message, Message)
     try:
         revision = await listings.submit(
-            session,
+            db,
             merchant_id=query.from_user.id,
             draft=wiz.draft,
             moderation_chat_id=config.moderation_chat_id,

@@ -18,11 +18,11 @@ from aiogram.types import (
     Message,
     TelegramObject,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import listings
 from services.errors import DomainError
 from services.listings import Decision, DecisionResult
+from services.tx import Db
 from ui import keyboards, paging
 from ui.callbacks import PageCb, ReviewCb
 from ui.config import Config
@@ -79,13 +79,13 @@ async def _told_decided(query: CallbackQuery, t: Translator, result: DecisionRes
 async def approve(
     query: CallbackQuery,
     callback_data: ReviewCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
     try:
         result = await listings.approve(
-            session,
+            db,
             revision_id=callback_data.revision_id,
             admin_id=query.from_user.id,
             moderation_chat_id=config.moderation_chat_id,
@@ -99,12 +99,10 @@ async def approve(
     await query.answer(t("review.approved_alert"))
 
 
-async def reject_menu(
-    query: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, t: Translator
-) -> None:
+async def reject_menu(query: CallbackQuery, callback_data: ReviewCb, db: Db, t: Translator) -> None:
     """Swap the card's buttons for the reasons (or back to Approve / Reject)."""
     try:
-        revision = await listings.get_revision(session, callback_data.revision_id)
+        revision = await listings.get_revision(db, callback_data.revision_id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return
@@ -127,7 +125,7 @@ async def reject_menu(
 
 async def _reject(
     query_or_message: CallbackQuery | Message,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
     revision_id: int,
@@ -137,7 +135,7 @@ async def _reject(
     assert admin is not None
     try:
         return await listings.reject(
-            session,
+            db,
             revision_id=revision_id,
             admin_id=admin.id,
             reason=reason,
@@ -154,7 +152,7 @@ async def _reject(
 async def preset_reason(
     query: CallbackQuery,
     callback_data: ReviewCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -163,7 +161,7 @@ async def preset_reason(
     except DomainError as error:
         await query.answer(t(error.key), show_alert=True)
         return
-    result = await _reject(query, session, t, config, callback_data.revision_id, reason)
+    result = await _reject(query, db, t, config, callback_data.revision_id, reason)
     if result is None:
         return
     if result.outcome == Decision.ALREADY_DECIDED:
@@ -188,7 +186,7 @@ async def other_reason(
 
 
 async def typed_reason(
-    message: Message, state: FSMContext, session: AsyncSession, t: Translator, config: Config
+    message: Message, state: FSMContext, db: Db, t: Translator, config: Config
 ) -> None:
     data = await state.get_data()
     reply_to = message.reply_to_message
@@ -198,7 +196,7 @@ async def typed_reason(
     if revision_id is None:
         await state.clear()
         return
-    result = await _reject(message, session, t, config, int(revision_id), message.text or "")
+    result = await _reject(message, db, t, config, int(revision_id), message.text or "")
     if result is None:
         return  # the reason was refused (too long); the state stays for another try
     await state.clear()
@@ -218,10 +216,10 @@ PENDING_PAGE = 10
 
 
 async def _pending_view(
-    session: AsyncSession, t: Translator, config: Config, number: int
+    db: Db, t: Translator, config: Config, number: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """One page of what waits for review: a line and a card button for each."""
-    page = await listings.pending_page(session, number, PENDING_PAGE)
+    page = await listings.pending_page(db, number, PENDING_PAGE)
     if not page.items:
         return t("review.none_pending"), None
     lines = [
@@ -240,21 +238,21 @@ async def _pending_view(
     return fit(header + "\n" + "\n".join(lines)), markup
 
 
-async def pending(message: Message, session: AsyncSession, t: Translator, config: Config) -> None:
-    text, markup = await _pending_view(session, t, config, 0)
-    await session.commit()  # no transaction left open while Telegram answers
+async def pending(message: Message, db: Db, t: Translator, config: Config) -> None:
+    text, markup = await _pending_view(db, t, config, 0)
+    await db.commit()  # no transaction left open while Telegram answers
     await message.answer(text, reply_markup=markup)
 
 
 async def pending_page(
     query: CallbackQuery,
     callback_data: PageCb,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
-    text, markup = await _pending_view(session, t, config, callback_data.page)
-    await session.commit()
+    text, markup = await _pending_view(db, t, config, callback_data.page)
+    await db.commit()
     await query.answer()
     if isinstance(query.message, Message):
         await keyboards.edit_text_safely(query.message, text, markup)
@@ -264,7 +262,7 @@ async def show_card(
     query: CallbackQuery,
     callback_data: ReviewCb,
     bot: Bot,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -274,14 +272,12 @@ async def show_card(
     second one after an empty answer (Telegram refuses it, so no alert showed).
     """
     try:
-        await listings.get_revision(session, callback_data.revision_id)
+        await listings.get_revision(db, callback_data.revision_id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return
     await query.answer()
-    await send_review_card(
-        bot, session, config, t, callback_data.revision_id, config.moderation_chat_id
-    )
+    await send_review_card(bot, db, config, t, callback_data.revision_id, config.moderation_chat_id)
 
 
 async def not_an_admin(query: CallbackQuery, t: Translator) -> None:

@@ -4,7 +4,6 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.listing_wizard import start_edit
 from models import ListingStatus
@@ -12,6 +11,7 @@ from services import listings
 from services.errors import DomainError
 from services.listing_draft import ListingDraft
 from services.listings import ListingOverview
+from services.tx import Db
 from ui import keyboards, paging
 from ui.callbacks import ListingCb, PageCb
 from ui.config import Config
@@ -38,14 +38,14 @@ LIST_PAGE = 10
 
 async def _send_list(
     message: Message,
-    session: AsyncSession,
+    db: Db,
     user_id: int,
     t: Translator,
     edit: bool = False,
     number: int = 0,
 ) -> None:
     """One page of the merchant's listings: a line and a button for each."""
-    page = await listings.overview_page(session, user_id, number, LIST_PAGE)
+    page = await listings.overview_page(db, user_id, number, LIST_PAGE)
     markup: InlineKeyboardMarkup | None
     if not page.items:
         text, markup = t("listings.empty"), None
@@ -63,25 +63,23 @@ async def _send_list(
                 t, [(i.listing.id, f"#{i.listing.id} {_name(i)}") for i in page.items]
             ),
         )
-    await session.commit()  # no transaction left open while Telegram answers
+    await db.commit()  # no transaction left open while Telegram answers
     if edit:
         await keyboards.edit_text_safely(message, text, markup)
     else:
         await message.answer(text, reply_markup=markup)
 
 
-async def my_listings(message: Message, session: AsyncSession, t: Translator) -> None:
+async def my_listings(message: Message, db: Db, t: Translator) -> None:
     assert message.from_user is not None
-    await _send_list(message, session, message.from_user.id, t)
+    await _send_list(message, db, message.from_user.id, t)
 
 
-async def listings_page(
-    query: CallbackQuery, callback_data: PageCb, session: AsyncSession, t: Translator
-) -> None:
+async def listings_page(query: CallbackQuery, callback_data: PageCb, db: Db, t: Translator) -> None:
     await query.answer()
     if isinstance(query.message, Message):
         await _send_list(
-            query.message, session, query.from_user.id, t, edit=True, number=callback_data.page
+            query.message, db, query.from_user.id, t, edit=True, number=callback_data.page
         )
 
 
@@ -105,7 +103,7 @@ async def listing_action(
     query: CallbackQuery,
     callback_data: ListingCb,
     state: FSMContext,
-    session: AsyncSession,
+    db: Db,
     t: Translator,
     config: Config,
 ) -> None:
@@ -115,17 +113,17 @@ async def listing_action(
         return
     if callback_data.action == "list":
         await query.answer()
-        await _send_list(message, session, query.from_user.id, t, edit=True)
+        await _send_list(message, db, query.from_user.id, t, edit=True)
         return
     try:  # the owner is checked on the server whatever the button says
         if callback_data.action in {"pause", "resume"}:
             await listings.set_paused(
-                session,
+                db,
                 listing_id=callback_data.listing_id,
                 merchant_id=query.from_user.id,
                 paused=callback_data.action == "pause",
             )
-        item = await listings.owned_overview(session, callback_data.listing_id, query.from_user.id)
+        item = await listings.owned_overview(db, callback_data.listing_id, query.from_user.id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return

@@ -4,22 +4,22 @@ from /listings), and can renew a charger's code, which voids the printed one."""
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Listing
 from services import listings
 from services.errors import DomainError
+from services.tx import Db
 from ui.callbacks import QrCb
 from ui.i18n import Translator
 from ui.qr_labels import send_label, send_labels
 
 
 async def labels(
-    query: CallbackQuery, callback_data: QrCb, bot: Bot, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: QrCb, bot: Bot, db: Db, t: Translator
 ) -> None:
     try:
         count = await send_labels(
-            bot, session, query.from_user.id, t, callback_data.ref, query.from_user.id
+            bot, db, query.from_user.id, t, callback_data.ref, query.from_user.id
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -27,12 +27,10 @@ async def labels(
     await query.answer(t("qr.sent", count=count) if count else t("qr.none"), show_alert=not count)
 
 
-async def renew(
-    query: CallbackQuery, callback_data: QrCb, session: AsyncSession, t: Translator
-) -> None:
+async def renew(query: CallbackQuery, callback_data: QrCb, db: Db, t: Translator) -> None:
     try:
         charger = await listings.owned_charger(
-            session, charger_id=callback_data.ref, merchant_id=query.from_user.id
+            db, charger_id=callback_data.ref, merchant_id=query.from_user.id
         )
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
@@ -52,16 +50,16 @@ async def renew(
 
 
 async def renew_yes(
-    query: CallbackQuery, callback_data: QrCb, bot: Bot, session: AsyncSession, t: Translator
+    query: CallbackQuery, callback_data: QrCb, bot: Bot, db: Db, t: Translator
 ) -> None:
     try:
         charger = await listings.renew_token(
-            session,
+            db,
             charger_id=callback_data.ref,
             merchant_id=query.from_user.id,
             fingerprint=callback_data.fp,
         )
-        listing = await session.get(Listing, charger.listing_id)
+        listing = await db.get(Listing, charger.listing_id)
     except DomainError as error:
         await query.answer(t(error.key, **error.params), show_alert=True)
         return

@@ -104,4 +104,4 @@ class Order(Base):
     end_reason: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    session: Mapped[ChargingSession] = relationship(lazy="joined")
+    charge: Mapped[ChargingSession] = relationship(lazy="joined")

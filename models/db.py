@@ -142,7 +142,7 @@ _GATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.
 )
 
 
-def write_gate(session: AsyncSession) -> asyncio.Lock | None:
+def write_gate(db: AsyncSession) -> asyncio.Lock | None:
     """The lock a process's SQLite writers queue on before ``BEGIN IMMEDIATE``.
 
     SQLite has one writer at a time; a second writer that finds the lock taken
@@ -153,7 +153,7 @@ def write_gate(session: AsyncSession) -> asyncio.Lock | None:
     ``BEGIN IMMEDIATE``'s retries (_make_sqlite_transactions_immediate).
     None on PostgreSQL, whose row locks need no gate.
     """
-    bind = session.get_bind()
+    bind = db.get_bind()
     if bind.dialect.name != "sqlite":
         return None
     gates = _GATES.setdefault(asyncio.get_running_loop(), {})

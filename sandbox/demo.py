@@ -13,11 +13,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Listing
 from services import listings, users
 from services.listing_draft import ChargerDraft, ListingDraft
+from services.tx import OpenDb
 
 
 @dataclass(frozen=True)
@@ -149,25 +149,25 @@ def listing_draft(shop: DemoShop, photo_file_id: str) -> ListingDraft:
 
 
 async def seed(
-    sessions: async_sessionmaker[AsyncSession],
+    open_db: OpenDb,
     store_photo,  # (png bytes) -> file_id the bot can send
 ) -> bool:
     """Create the people and the approved demo shops, once; False when already there."""
-    async with sessions() as session:
-        if await session.scalar(select(func.count()).select_from(Listing)):
+    async with open_db() as db:
+        if await db.scalar(select(func.count()).select_from(Listing)):
             return False
         for person in PEOPLE:
-            await users.touch(session, person.id, person.name, None, person.language)
+            await users.touch(db, person.id, person.name, None, person.language)
         for shop in SHOPS:
             file_id = store_photo(storefront_png(shop.name, shop.colour))
             revision = await listings.submit(
-                session,
+                db,
                 merchant_id=MERCHANT.id,
                 draft=listing_draft(shop, file_id),
                 moderation_chat_id=GROUP_ID,
             )
             await listings.approve(
-                session,
+                db,
                 revision_id=revision.id,
                 admin_id=ADMINS[0].id,
                 moderation_chat_id=GROUP_ID,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Charger, Listing
 from sandbox.plugs import SimPlug, SimShelly, SimTasmota
+from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,13 @@ class PlugFarm:
     def __init__(
         self,
         mqtt_url: str,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         *,
         tele_period: float = 2.0,
         interval: float = 1.0,
     ) -> None:
         self.mqtt_url = mqtt_url
-        self.sessions = sessions
+        self.open_db = open_db
         self.tele_period = tele_period
         self.interval = interval
         self.plugs: dict[tuple[str, str], SimPlug] = {}
@@ -59,9 +59,9 @@ class PlugFarm:
         self._task: asyncio.Task[None] | None = None
 
     async def sync(self) -> None:
-        async with self.sessions() as session:
+        async with self.open_db() as db:
             rows = (
-                await session.execute(
+                await db.execute(
                     select(Charger, Listing)
                     .join(Listing, Charger.listing_id == Listing.id)
                     .where(Charger.active, Listing.published)

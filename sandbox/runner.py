@@ -111,9 +111,9 @@ class Sandbox:
         def store_photo(png: bytes) -> str:
             return str(api.store_photo(png)[-1]["file_id"])
 
-        await demo.seed(self.app.sessions, store_photo)
+        await demo.seed(self.app.open_db, store_photo)
 
-        self.farm = PlugFarm(self.broker.url, self.app.sessions, tele_period=self.tele_period)
+        self.farm = PlugFarm(self.broker.url, self.app.open_db, tele_period=self.tele_period)
         await self.farm.sync()
         self.farm.start()
 
@@ -126,7 +126,7 @@ class Sandbox:
             raise RuntimeError("the bot stopped during start-up")
         await poller
 
-        self.web = WebPage(api, self.farm, self.app.sessions)
+        self.web = WebPage(api, self.farm, self.app.open_db)
         await self.web.start(self.host, self.port)
 
     async def wait(self) -> None:

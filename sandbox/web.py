@@ -35,11 +35,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox import demo
 from sandbox.botapi import FakeBotAPI
 from sandbox.devices import PlugFarm
+from services.tx import OpenDb
 from ui.callbacks import QrCb
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,11 @@ class WebPage:
         self,
         api: FakeBotAPI,
         farm: PlugFarm,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
     ) -> None:
         self.api = api
         self.farm = farm
-        self.sessions = sessions
+        self.open_db = open_db
         self.url = ""
         self._hosts: set[str] = set()  # the Host values that name this server
         self._runner: web.AppRunner | None = None

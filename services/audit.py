@@ -1,10 +1,9 @@
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from models import AuditEntry
+from services.tx import Db
 
 
 def record(
-    session: AsyncSession,
+    db: Db,
     entity: str,
     entity_id: int,
     action: str,
@@ -14,7 +13,7 @@ def record(
     reason: str | None = None,
 ) -> None:
     """Add an audit row to the caller's transaction (who, when, why)."""
-    session.add(
+    db.add(
         AuditEntry(
             entity=entity,
             entity_id=entity_id,

@@ -12,7 +12,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
@@ -21,7 +20,7 @@ from services import audit, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.paging import Page, page_of
 from services.text import clean_reason
-from services.tx import transaction
+from services.tx import Db, transaction
 from services.windows import Interval, fits_hours, free_windows
 
 MAX_BOOKING = timedelta(hours=24)
@@ -51,12 +50,12 @@ def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) 
     return int((Decimal(price_minor) * minutes / 60).quantize(Decimal(1), ROUND_HALF_UP))
 
 
-async def bookable_charger(session: AsyncSession, charger_id: int) -> Charger:
+async def bookable_charger(db: Db, charger_id: int) -> Charger:
     """A charger of a public, unpaused listing; else a refusal that says why."""
-    charger = await session.get(Charger, charger_id, populate_existing=True)
+    charger = await db.get(Charger, charger_id, populate_existing=True)
     if charger is None or not charger.active:
         raise NotFound("err.charger_gone")
-    listing = await session.get(Listing, charger.listing_id, populate_existing=True)
+    listing = await db.get(Listing, charger.listing_id, populate_existing=True)
     if listing is None or not listing.published:
         raise NotFound("err.charger_gone")
     if listing.paused:
@@ -64,10 +63,8 @@ async def bookable_charger(session: AsyncSession, charger_id: int) -> Charger:
     return charger
 
 
-async def busy_intervals(
-    session: AsyncSession, charger_id: int, start: datetime, end: datetime
-) -> list[Interval]:
-    rows = await session.execute(
+async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime) -> list[Interval]:
+    rows = await db.execute(
         select(Booking.start_at, Booking.end_at).where(
             Booking.charger_id == charger_id,
             Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
@@ -79,7 +76,7 @@ async def busy_intervals(
 
 
 async def check_window(
-    session: AsyncSession,
+    db: Db,
     charger: Charger,
     start: datetime,
     end: datetime,
@@ -101,24 +98,24 @@ async def check_window(
         raise InvalidInput("err.window_far", days=rules.horizon_days)
     day = start.astimezone(rules.zone).date()
     if not fits_hours(charger.hours, start, end, rules.zone):
-        raise InvalidInput("err.window_hours", **await _free(session, charger, day, now, rules))
-    if await busy_intervals(session, charger.id, start, end):
-        raise InvalidInput("err.window_taken", **await _free(session, charger, day, now, rules))
+        raise InvalidInput("err.window_hours", **await _free(db, charger, day, now, rules))
+    if await busy_intervals(db, charger.id, start, end):
+        raise InvalidInput("err.window_taken", **await _free(db, charger, day, now, rules))
 
 
 async def _free(
-    session: AsyncSession, charger: Charger, day, now: datetime, rules: BookingRules
+    db: Db, charger: Charger, day, now: datetime, rules: BookingRules
 ) -> dict[str, object]:
     day_start = datetime.combine(day, datetime.min.time(), tzinfo=rules.zone)
     busy = await busy_intervals(
-        session, charger.id, day_start - timedelta(days=1), day_start + timedelta(days=2)
+        db, charger.id, day_start - timedelta(days=1), day_start + timedelta(days=2)
     )
     windows = free_windows(charger.hours, day, busy, rules.zone, now)
     return {"free": [(s.isoformat(), e.isoformat()) for s, e in windows]}
 
 
 async def request(
-    session: AsyncSession,
+    db: Db,
     *,
     user_id: int,
     charger_id: int,
@@ -130,13 +127,13 @@ async def request(
     now: datetime | None = None,
 ) -> Booking:
     now = now or utcnow()
-    async with transaction(session):
-        await check_request_limits(session, user_id, charger_id, start, end, rules, lock=True)
-        charger = await bookable_charger(session, charger_id)
+    async with transaction(db):
+        await check_request_limits(db, user_id, charger_id, start, end, rules, lock=True)
+        charger = await bookable_charger(db, charger_id)
         if device_kind not in charger.device_kinds:
             raise InvalidInput("err.device_kind")
-        await check_window(session, charger, start, end, now, rules)
-        listing = await session.get(Listing, charger.listing_id)
+        await check_window(db, charger, start, end, now, rules)
+        listing = await db.get(Listing, charger.listing_id)
         assert listing is not None
         if listing.merchant_id == user_id:
             raise NotAllowed("err.own_charger")
@@ -159,15 +156,15 @@ async def request(
             estimate_minor=estimate_minor(charger.price_minor, charger.price_unit, start, end),
             respond_by=respond_by,
         )
-        session.add(booking)
-        await session.flush()
-        audit.record(session, "booking", booking.id, "request", user_id, None, "requested")
-        outbox.enqueue(session, listing.merchant_id, "booking_request", booking_id=booking.id)
+        db.add(booking)
+        await db.flush()
+        audit.record(db, "booking", booking.id, "request", user_id, None, "requested")
+        outbox.enqueue(db, listing.merchant_id, "booking_request", booking_id=booking.id)
     return booking
 
 
 async def check_request_limits(
-    session: AsyncSession,
+    db: Db,
     user_id: int,
     charger_id: int | None,
     start: datetime | None,
@@ -185,9 +182,9 @@ async def check_request_limits(
     Book is pressed) that saves the person typing a request bound to fail.
     """
     if lock:
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        await db.execute(select(User.id).where(User.id == user_id).with_for_update())
     if rules.max_open_requests is not None:
-        waiting = await session.scalar(
+        waiting = await db.scalar(
             select(func.count())
             .select_from(Booking)
             .where(Booking.user_id == user_id, Booking.status == BookingStatus.REQUESTED)
@@ -196,7 +193,7 @@ async def check_request_limits(
             raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
     if charger_id is None or start is None or end is None:
         return
-    mine = await session.scalar(
+    mine = await db.scalar(
         select(Booking.id)
         .where(
             Booking.user_id == user_id,
@@ -211,19 +208,17 @@ async def check_request_limits(
         raise InvalidInput("err.booking_repeat", id=mine)
 
 
-async def _locked(session: AsyncSession, booking_id: int) -> Booking:
-    booking = await session.get(Booking, booking_id, populate_existing=True)
+async def _locked(db: Db, booking_id: int) -> Booking:
+    booking = await db.get(Booking, booking_id, populate_existing=True)
     if booking is None:
         raise NotFound("err.booking_not_found")
     # serialise deciders of one charger: PostgreSQL row lock (SQLite: BEGIN IMMEDIATE)
-    await session.execute(
-        select(Charger.id).where(Charger.id == booking.charger_id).with_for_update()
-    )
+    await db.execute(select(Charger.id).where(Charger.id == booking.charger_id).with_for_update())
     return booking
 
 
 async def _move(
-    session: AsyncSession,
+    db: Db,
     booking: Booking,
     to: BookingStatus,
     allowed: tuple[BookingStatus, ...],
@@ -231,52 +226,48 @@ async def _move(
     reason: str | None = None,
 ) -> bool:
     """A conditional state change: False when the booking moved on meanwhile."""
-    changed = await session.execute(
+    changed = await db.execute(
         update(Booking)
         .where(Booking.id == booking.id, Booking.status.in_(allowed))
         .values(status=to, decided_at=utcnow(), reason=reason)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    audit.record(
-        session, "booking", booking.id, to.value, actor, booking.status.value, to.value, reason
-    )
-    await session.refresh(booking)
+    audit.record(db, "booking", booking.id, to.value, actor, booking.status.value, to.value, reason)
+    await db.refresh(booking)
     return True
 
 
 async def accept(
-    session: AsyncSession, *, booking_id: int, merchant_id: int, now: datetime | None = None
+    db: Db, *, booking_id: int, merchant_id: int, now: datetime | None = None
 ) -> Booking:
     now = now or utcnow()
-    async with transaction(session):
-        booking = await _locked(session, booking_id)
+    async with transaction(db):
+        booking = await _locked(db, booking_id)
         if booking.merchant_id != merchant_id:
             raise NotAllowed("err.not_your_booking")
         if booking.status != BookingStatus.REQUESTED:
             raise InvalidInput("err.booking_decided", status=booking.status.value)
         if booking.respond_by <= now:
             raise InvalidInput("err.booking_decided", status=BookingStatus.EXPIRED.value)
-        if await busy_intervals(session, booking.charger_id, booking.start_at, booking.end_at):
+        if await busy_intervals(db, booking.charger_id, booking.start_at, booking.end_at):
             raise InvalidInput("err.booking_overlap")
         if not await _move(
-            session, booking, BookingStatus.ACCEPTED, (BookingStatus.REQUESTED,), merchant_id
+            db, booking, BookingStatus.ACCEPTED, (BookingStatus.REQUESTED,), merchant_id
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(session, booking.user_id, "booking_accepted", booking_id=booking.id)
+        outbox.enqueue(db, booking.user_id, "booking_accepted", booking_id=booking.id)
     return booking
 
 
-async def reject(
-    session: AsyncSession, *, booking_id: int, merchant_id: int, reason: str
-) -> Booking:
+async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> Booking:
     reason = clean_reason(reason)
-    async with transaction(session):
-        booking = await _locked(session, booking_id)
+    async with transaction(db):
+        booking = await _locked(db, booking_id)
         if booking.merchant_id != merchant_id:
             raise NotAllowed("err.not_your_booking")
         if not await _move(
-            session,
+            db,
             booking,
             BookingStatus.REJECTED,
             (BookingStatus.REQUESTED,),
@@ -284,39 +275,37 @@ async def reject(
             reason,
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(session, booking.user_id, "booking_rejected", booking_id=booking.id)
+        outbox.enqueue(db, booking.user_id, "booking_rejected", booking_id=booking.id)
     return booking
 
 
-async def cancel(
-    session: AsyncSession, *, booking_id: int, user_id: int, now: datetime | None = None
-) -> Booking:
+async def cancel(db: Db, *, booking_id: int, user_id: int, now: datetime | None = None) -> Booking:
     now = now or utcnow()
-    async with transaction(session):
-        booking = await _locked(session, booking_id)
+    async with transaction(db):
+        booking = await _locked(db, booking_id)
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
         if booking.status == BookingStatus.ACCEPTED and booking.start_at <= now:
             raise InvalidInput("err.booking_started")
-        if await session.scalar(  # switched on in the grace before the window
+        if await db.scalar(  # switched on in the grace before the window
             select(ChargingSession.id).where(
                 ChargingSession.booking_id == booking.id,
                 ChargingSession.status.in_(ACTIVE_SESSION),
             )
         ):
             raise InvalidInput("err.booking_started")
-        if not await _move(session, booking, BookingStatus.CANCELLED, OPEN, user_id):
+        if not await _move(db, booking, BookingStatus.CANCELLED, OPEN, user_id):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(session, booking.merchant_id, "booking_cancelled", booking_id=booking.id)
+        outbox.enqueue(db, booking.merchant_id, "booking_cancelled", booking_id=booking.id)
     return booking
 
 
-async def expire_due(session: AsyncSession, now: datetime | None = None) -> int:
+async def expire_due(db: Db, now: datetime | None = None) -> int:
     """Expire requests nobody answered in time; each exactly once, also after
     downtime (the due time is in the row, not in a timer in memory)."""
     now = now or utcnow()
     due = (
-        await session.scalars(
+        await db.scalars(
             select(Booking.id)
             .where(Booking.status == BookingStatus.REQUESTED, Booking.respond_by <= now)
             .limit(100)
@@ -324,46 +313,42 @@ async def expire_due(session: AsyncSession, now: datetime | None = None) -> int:
     ).all()
     expired = 0
     for booking_id in due:
-        async with transaction(session):
-            booking = await session.get(Booking, booking_id, populate_existing=True)
+        async with transaction(db):
+            booking = await db.get(Booking, booking_id, populate_existing=True)
             if booking is None or not await _move(
-                session, booking, BookingStatus.EXPIRED, (BookingStatus.REQUESTED,), None
+                db, booking, BookingStatus.EXPIRED, (BookingStatus.REQUESTED,), None
             ):
                 continue
-            outbox.enqueue(session, booking.user_id, "booking_expired", booking_id=booking.id)
+            outbox.enqueue(db, booking.user_id, "booking_expired", booking_id=booking.id)
             outbox.enqueue(
-                session, booking.merchant_id, "booking_expired_merchant", booking_id=booking.id
+                db, booking.merchant_id, "booking_expired_merchant", booking_id=booking.id
             )
             expired += 1
     return expired
 
 
-async def get(session: AsyncSession, booking_id: int) -> Booking:
-    booking = await session.get(Booking, booking_id, populate_existing=True)
+async def get(db: Db, booking_id: int) -> Booking:
+    booking = await db.get(Booking, booking_id, populate_existing=True)
     if booking is None:
         raise NotFound("err.booking_not_found")
     return booking
 
 
-async def page_of_user(
-    session: AsyncSession, user_id: int, number: int, size: int
-) -> Page[Booking]:
+async def page_of_user(db: Db, user_id: int, number: int, size: int) -> Page[Booking]:
     """One page of the user's bookings, the latest window first."""
     statement = (
         select(Booking)
         .where(Booking.user_id == user_id)
         .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
-    return await page_of(session, statement, number, size)
+    return await page_of(db, statement, number, size)
 
 
-async def page_of_merchant(
-    session: AsyncSession, merchant_id: int, number: int, size: int
-) -> Page[Booking]:
+async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> Page[Booking]:
     """One page of the bookings of the merchant's chargers, the latest window first."""
     statement = (
         select(Booking)
         .where(Booking.merchant_id == merchant_id)
         .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
-    return await page_of(session, statement, number, size)
+    return await page_of(db, statement, number, size)

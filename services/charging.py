@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     Booking,
@@ -34,7 +33,7 @@ from models.charging import ACTIVE_SESSION
 from services import audit, billing, outbox
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.paging import Page, page_of
-from services.tx import transaction
+from services.tx import Db, transaction
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,12 @@ class Scan:
 # -- reading ---------------------------------------------------------------------------
 
 
-async def charger_by_token(session: AsyncSession, token: str) -> tuple[Charger, Listing]:
+async def charger_by_token(db: Db, token: str) -> tuple[Charger, Listing]:
     """The charger a QR code names; renewed or unknown tokens are refused."""
     if not token or len(token) > 64:
         raise NotFound("err.qr_unknown")
     charger = (
-        await session.scalars(
+        await db.scalars(
             select(Charger)
             .where(Charger.qr_token == token)
             .execution_options(populate_existing=True)
@@ -71,14 +70,14 @@ async def charger_by_token(session: AsyncSession, token: str) -> tuple[Charger, 
     ).one_or_none()
     if charger is None or not charger.active:
         raise NotFound("err.qr_unknown")
-    listing = await session.get(Listing, charger.listing_id, populate_existing=True)
+    listing = await db.get(Listing, charger.listing_id, populate_existing=True)
     if listing is None or not listing.published:
         raise NotFound("err.qr_unknown")
     return charger, listing
 
 
 async def active_session(
-    session: AsyncSession, *, charger_id: int | None = None, user_id: int | None = None
+    db: Db, *, charger_id: int | None = None, user_id: int | None = None
 ) -> ChargingSession | None:
     query = select(ChargingSession).where(ChargingSession.status.in_(ACTIVE_SESSION))
     if charger_id is not None:
@@ -86,19 +85,19 @@ async def active_session(
     if user_id is not None:
         query = query.where(ChargingSession.user_id == user_id)
     query = query.order_by(ChargingSession.id.desc()).limit(1)
-    return (await session.scalars(query.execution_options(populate_existing=True))).one_or_none()
+    return (await db.scalars(query.execution_options(populate_existing=True))).one_or_none()
 
 
-async def get(session: AsyncSession, session_id: int) -> ChargingSession:
-    found = await session.get(ChargingSession, session_id, populate_existing=True)
+async def get(db: Db, session_id: int) -> ChargingSession:
+    found = await db.get(ChargingSession, session_id, populate_existing=True)
     if found is None:
         raise NotFound("err.session_not_found")
     return found
 
 
-async def order_of(session: AsyncSession, session_id: int) -> Order | None:
+async def order_of(db: Db, session_id: int) -> Order | None:
     return (
-        await session.scalars(
+        await db.scalars(
             select(Order)
             .where(Order.session_id == session_id)
             .execution_options(populate_existing=True)
@@ -106,8 +105,8 @@ async def order_of(session: AsyncSession, session_id: int) -> Order | None:
     ).one_or_none()
 
 
-async def get_order(session: AsyncSession, order_id: int) -> Order:
-    order = await session.get(Order, order_id, populate_existing=True)
+async def get_order(db: Db, order_id: int) -> Order:
+    order = await db.get(Order, order_id, populate_existing=True)
     if order is None:
         raise NotFound("err.session_not_found")
     return order
@@ -123,7 +122,7 @@ def usable_window(booking: Booking, now: datetime, rules: ChargingRules) -> None
 
 
 async def scan(
-    session: AsyncSession,
+    db: Db,
     *,
     token: str,
     user_id: int,
@@ -132,12 +131,12 @@ async def scan(
 ) -> Scan:
     """What a scanned QR code means for this user now, or a refusal that says why."""
     now = now or utcnow()
-    charger, listing = await charger_by_token(session, token)
-    running = await active_session(session, charger_id=charger.id)
+    charger, listing = await charger_by_token(db, token)
+    running = await active_session(db, charger_id=charger.id)
     if running is not None and running.user_id == user_id:
         return Scan(charger, listing, running.booking, running)
     mine = (
-        await session.scalars(
+        await db.scalars(
             select(Booking)
             .where(Booking.user_id == user_id, Booking.charger_id == charger.id)
             .order_by(Booking.start_at)
@@ -151,7 +150,7 @@ async def scan(
             raise InvalidInput("err.scan_too_late", end=accepted[-1].end_at)
         # a booking to use now elsewhere says more than an old one here
         elsewhere = (
-            await session.scalars(
+            await db.scalars(
                 select(Booking)
                 .where(
                     Booking.user_id == user_id,
@@ -163,7 +162,7 @@ async def scan(
             )
         ).one_or_none()
         if elsewhere is not None:
-            other = await session.get(Listing, elsewhere.charger.listing_id)
+            other = await db.get(Listing, elsewhere.charger.listing_id)
             raise InvalidInput(
                 "err.scan_other_charger",
                 shop=other.shop_name if other else "",
@@ -184,7 +183,7 @@ async def scan(
 
 
 async def begin_start(
-    session: AsyncSession,
+    db: Db,
     *,
     booking_id: int,
     user_id: int,
@@ -194,17 +193,17 @@ async def begin_start(
     """A STARTING session for an ACCEPTED booking whose window is open; the charger's
     row lock (and the one-active-session index) lets only one start win."""
     now = now or utcnow()
-    async with transaction(session):
-        booking = await session.get(Booking, booking_id, populate_existing=True)
+    async with transaction(db):
+        booking = await db.get(Booking, booking_id, populate_existing=True)
         if booking is None:
             raise NotFound("err.booking_not_found")
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
-        await session.execute(
+        await db.execute(
             select(Charger.id).where(Charger.id == booking.charger_id).with_for_update()
         )
-        await session.refresh(booking)
-        running = await active_session(session, charger_id=booking.charger_id)
+        await db.refresh(booking)
+        running = await active_session(db, charger_id=booking.charger_id)
         if running is not None:
             if running.booking_id == booking.id:
                 raise InvalidInput("err.session_already")
@@ -212,9 +211,9 @@ async def begin_start(
         if booking.status != BookingStatus.ACCEPTED:
             raise InvalidInput("err.scan_booking_status", status=booking.status.value)
         usable_window(booking, now, rules)
-        charger = await session.get(Charger, booking.charger_id, populate_existing=True)
+        charger = await db.get(Charger, booking.charger_id, populate_existing=True)
         assert charger is not None
-        charging = ChargingSession(
+        charge = ChargingSession(
             booking_id=booking.id,
             charger_id=booking.charger_id,
             plug_driver=charger.plug_driver,
@@ -224,18 +223,18 @@ async def begin_start(
             status=SessionStatus.STARTING,
             requested_at=now,
         )
-        session.add(charging)
+        db.add(charge)
         try:
-            await session.flush()
+            await db.flush()
         except IntegrityError:  # another start won the race past the checks
             raise InvalidInput("err.session_already") from None
-        await session.refresh(charging, ["booking"])  # callers read its window
-        audit.record(session, "session", charging.id, "start", user_id, None, "starting")
-    return charging
+        await db.refresh(charge, ["booking"])  # callers read its window
+        audit.record(db, "session", charge.id, "start", user_id, None, "starting")
+    return charge
 
 
 async def _move(
-    session: AsyncSession,
+    db: Db,
     charging_id: int,
     to: SessionStatus,
     allowed: tuple[SessionStatus, ...],
@@ -243,19 +242,19 @@ async def _move(
     **values: object,
 ) -> ChargingSession | None:
     """A conditional state change; None when another path moved the session first."""
-    changed = await session.execute(
+    changed = await db.execute(
         update(ChargingSession)
         .where(ChargingSession.id == charging_id, ChargingSession.status.in_(allowed))
         .values(status=to, **values)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    audit.record(session, "session", charging_id, to.value, actor, None, to.value)
-    return await get(session, charging_id)
+    audit.record(db, "session", charging_id, to.value, actor, None, to.value)
+    return await get(db, charging_id)
 
 
 async def confirm_start(
-    session: AsyncSession,
+    db: Db,
     *,
     session_id: int,
     at: datetime,
@@ -270,9 +269,9 @@ async def confirm_start(
     switches the plug off again. None when another path moved the session meanwhile.
     ``notify_user``: nobody is waiting on the Start button's answer (recovery found the
     plug on), so the user is told by a message that charging runs, or that it failed."""
-    async with transaction(session):
-        charging = await _move(
-            session,
+    async with transaction(db):
+        charge = await _move(
+            db,
             session_id,
             SessionStatus.CHARGING,
             (SessionStatus.STARTING,),
@@ -282,12 +281,12 @@ async def confirm_start(
             start_kwh=energy_kwh,
             last_kwh=energy_kwh,
         )
-        if charging is None:
+        if charge is None:
             return None
-        moved = await session.execute(
+        moved = await db.execute(
             update(Booking)
             .where(
-                Booking.id == charging.booking_id,
+                Booking.id == charge.booking_id,
                 Booking.status == BookingStatus.ACCEPTED,
                 Booking.end_at > at,
             )
@@ -295,7 +294,7 @@ async def confirm_start(
         )
         too_late = moved.rowcount != 1  # type: ignore[attr-defined]
         if too_late:
-            await session.execute(
+            await db.execute(
                 update(ChargingSession)
                 .where(ChargingSession.id == session_id)
                 .values(
@@ -307,27 +306,23 @@ async def confirm_start(
                     ended_at=at,
                 )
             )
-            audit.record(session, "session", session_id, "failed", None, "starting", "failed")
+            audit.record(db, "session", session_id, "failed", None, "starting", "failed")
             if notify_user:
-                outbox.enqueue(
-                    session, charging.user_id, "session_start_failed", session_id=session_id
-                )
+                outbox.enqueue(db, charge.user_id, "session_start_failed", session_id=session_id)
         else:
-            outbox.enqueue(session, charging.merchant_id, "session_started", session_id=session_id)
+            outbox.enqueue(db, charge.merchant_id, "session_started", session_id=session_id)
             if notify_user:
-                outbox.enqueue(session, charging.user_id, "session_running", session_id=session_id)
+                outbox.enqueue(db, charge.user_id, "session_running", session_id=session_id)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
-    return charging
+    return charge
 
 
-async def fail_start(
-    session: AsyncSession, *, session_id: int, why: str, notify_user: bool = False
-) -> bool:
+async def fail_start(db: Db, *, session_id: int, why: str, notify_user: bool = False) -> bool:
     """The device did not confirm: nothing is billed and the booking stays ACCEPTED."""
-    async with transaction(session):
-        charging = await _move(
-            session,
+    async with transaction(db):
+        charge = await _move(
+            db,
             session_id,
             SessionStatus.FAILED,
             (SessionStatus.STARTING,),
@@ -335,25 +330,23 @@ async def fail_start(
             end_reason=why[:16],
             ended_at=utcnow(),
         )
-        if charging is None:
+        if charge is None:
             return False
         if notify_user:  # nobody is waiting on the Start button's answer (recovery)
-            outbox.enqueue(session, charging.user_id, "session_start_failed", session_id=session_id)
+            outbox.enqueue(db, charge.user_id, "session_start_failed", session_id=session_id)
     return True
 
 
 # -- running ---------------------------------------------------------------------------
 
 
-async def record_reading(
-    session: AsyncSession, *, session_id: int, kwh: float | None, at: datetime
-) -> None:
+async def record_reading(db: Db, *, session_id: int, kwh: float | None, at: datetime) -> None:
     """The device was heard while on: remember when, and its meter total."""
     values: dict[str, object] = {"last_seen_at": at}
     if kwh is not None:
         values["last_kwh"] = kwh
-    async with transaction(session):
-        await session.execute(
+    async with transaction(db):
+        await db.execute(
             update(ChargingSession)
             .where(
                 ChargingSession.id == session_id,
@@ -362,7 +355,7 @@ async def record_reading(
             .values(**values)
         )
         if kwh is not None:  # the first reading of a plug that had none at the start
-            await session.execute(
+            await db.execute(
                 update(ChargingSession)
                 .where(
                     ChargingSession.id == session_id,
@@ -374,7 +367,7 @@ async def record_reading(
 
 
 async def request_stop(
-    session: AsyncSession,
+    db: Db,
     *,
     session_id: int,
     actor: int | None,
@@ -387,21 +380,21 @@ async def request_stop(
 
     Without ``reason`` it follows from who stops: the user, the merchant, or an admin
     (``admin``: the actor is one of the platform's admins)."""
-    async with transaction(session):
-        charging = await get(session, session_id)
+    async with transaction(db):
+        charge = await get(db, session_id)
         if reason is None:
-            if actor == charging.user_id:
+            if actor == charge.user_id:
                 reason = EndReason.USER
-            elif actor == charging.merchant_id:
+            elif actor == charge.merchant_id:
                 reason = EndReason.MERCHANT
             elif admin:
                 reason = EndReason.ADMIN
             else:
                 raise NotAllowed("err.not_your_session")
-        elif actor is not None and not (admin or actor in (charging.user_id, charging.merchant_id)):
+        elif actor is not None and not (admin or actor in (charge.user_id, charge.merchant_id)):
             raise NotAllowed("err.not_your_session")
         return await _move(
-            session,
+            db,
             session_id,
             SessionStatus.STOPPING,
             (SessionStatus.CHARGING,),
@@ -412,22 +405,22 @@ async def request_stop(
         )
 
 
-def running_bill(charging: ChargingSession, now: datetime, kwh: float | None) -> billing.Bill:
+def running_bill(charge: ChargingSession, now: datetime, kwh: float | None) -> billing.Bill:
     """What the session costs so far (for the status message)."""
-    booking = charging.booking
-    started = charging.started_at or now
+    booking = charge.booking
+    started = charge.started_at or now
     return billing.bill(
         booking.price_minor,
         booking.price_unit,
         started,
         max(started, min(now, booking.end_at)),
-        charging.start_kwh,
-        kwh if kwh is not None else charging.last_kwh,
+        charge.start_kwh,
+        kwh if kwh is not None else charge.last_kwh,
     )
 
 
 async def finish(
-    session: AsyncSession,
+    db: Db,
     *,
     session_id: int,
     rules: ChargingRules,
@@ -445,18 +438,18 @@ async def finish(
     device's own "off" (CHARGING only) from closing a session that a Stop is
     closing (STOPPING). Returns None when another path closed it first.
     """
-    async with transaction(session):
-        charging = await get(session, session_id)
-        if charging.status not in from_status:
+    async with transaction(db):
+        charge = await get(db, session_id)
+        if charge.status not in from_status:
             return None
-        booking = charging.booking
-        assert charging.started_at is not None
-        end = ended_at or charging.stop_requested_at or utcnow()
-        end = max(charging.started_at, min(end, booking.end_at))
-        why = reason.value if reason else (charging.end_reason or EndReason.USER.value)
-        last_kwh = end_kwh if end_kwh is not None else charging.last_kwh
+        booking = charge.booking
+        assert charge.started_at is not None
+        end = ended_at or charge.stop_requested_at or utcnow()
+        end = max(charge.started_at, min(end, booking.end_at))
+        why = reason.value if reason else (charge.end_reason or EndReason.USER.value)
+        last_kwh = end_kwh if end_kwh is not None else charge.last_kwh
         closed = await _move(
-            session,
+            db,
             session_id,
             SessionStatus.COMPLETED,
             from_status,
@@ -471,18 +464,18 @@ async def finish(
         the_bill = billing.bill(
             booking.price_minor,
             booking.price_unit,
-            charging.started_at,
+            charge.started_at,
             end,
-            charging.start_kwh,
+            charge.start_kwh,
             last_kwh,
         )
         order = Order(
-            session_id=charging.id,
+            session_id=charge.id,
             booking_id=booking.id,
-            charger_id=charging.charger_id,
-            user_id=charging.user_id,
-            merchant_id=charging.merchant_id,
-            started_at=charging.started_at,
+            charger_id=charge.charger_id,
+            user_id=charge.user_id,
+            merchant_id=charge.merchant_id,
+            started_at=charge.started_at,
             ended_at=end,
             minutes=the_bill.minutes,
             energy_kwh=the_bill.energy_kwh,
@@ -493,28 +486,26 @@ async def finish(
             cost_minor=the_bill.cost_minor,
             end_reason=why,
         )
-        session.add(order)
-        await session.flush()
-        await session.refresh(order, ["session"])
-        await session.execute(
+        db.add(order)
+        await db.flush()
+        await db.refresh(order, ["charge"])
+        await db.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
-        audit.record(session, "order", order.id, "create", actor, None, why)
+        audit.record(db, "order", order.id, "create", actor, None, why)
         for chat, audience in (
-            (charging.user_id, "user"),
-            (charging.merchant_id, "merchant"),
+            (charge.user_id, "user"),
+            (charge.merchant_id, "merchant"),
             (rules.platform_chat_id, "platform"),
         ):
-            outbox.enqueue(session, chat, "order", order_id=order.id, audience=audience)
+            outbox.enqueue(db, chat, "order", order_id=order.id, audience=audience)
     return order
 
 
 # -- timed work ------------------------------------------------------------------------
 
 
-async def due(
-    session: AsyncSession, *conditions: object, limit: int = 100
-) -> list[ChargingSession]:
+async def due(db: Db, *conditions: object, limit: int = 100) -> list[ChargingSession]:
     """Sessions (with their booking) that match ``conditions``, oldest first."""
     query = (
         select(ChargingSession)
@@ -524,65 +515,63 @@ async def due(
         .limit(limit)
         .execution_options(populate_existing=True)
     )
-    return list((await session.scalars(query)).all())
+    return list((await db.scalars(query)).all())
 
 
-async def warn_due(session: AsyncSession, rules: ChargingRules, now: datetime) -> int:
+async def warn_due(db: Db, rules: ChargingRules, now: datetime) -> int:
     """Tell users whose window ends within ``warn_before``; once per session."""
     to_warn = await due(
-        session,
+        db,
         ChargingSession.status == SessionStatus.CHARGING,
         ChargingSession.warned_at.is_(None),
         Booking.end_at <= now + rules.warn_before,
         Booking.end_at > now,
     )
     warned = 0
-    for charging in to_warn:
-        async with transaction(session):
-            changed = await session.execute(
+    for charge in to_warn:
+        async with transaction(db):
+            changed = await db.execute(
                 update(ChargingSession)
-                .where(ChargingSession.id == charging.id, ChargingSession.warned_at.is_(None))
+                .where(ChargingSession.id == charge.id, ChargingSession.warned_at.is_(None))
                 .values(warned_at=now)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-            outbox.enqueue(session, charging.user_id, "session_warning", session_id=charging.id)
+            outbox.enqueue(db, charge.user_id, "session_warning", session_id=charge.id)
             warned += 1
     return warned
 
 
-async def window_ended(session: AsyncSession, now: datetime) -> list[ChargingSession]:
+async def window_ended(db: Db, now: datetime) -> list[ChargingSession]:
     """Sessions still charging after their window: to be stopped."""
-    return await due(
-        session, ChargingSession.status == SessionStatus.CHARGING, Booking.end_at <= now
-    )
+    return await due(db, ChargingSession.status == SessionStatus.CHARGING, Booking.end_at <= now)
 
 
-async def stale_starts(session: AsyncSession, before: datetime) -> list[ChargingSession]:
+async def stale_starts(db: Db, before: datetime) -> list[ChargingSession]:
     """Starts pressed before ``before`` and still waiting for the device."""
     return await due(
-        session,
+        db,
         ChargingSession.status == SessionStatus.STARTING,
         ChargingSession.requested_at <= before,
     )
 
 
-async def stale_stops(session: AsyncSession, before: datetime) -> list[ChargingSession]:
+async def stale_stops(db: Db, before: datetime) -> list[ChargingSession]:
     """Stops taken in hand before ``before`` and still waiting for the device."""
     return await due(
-        session,
+        db,
         ChargingSession.status == SessionStatus.STOPPING,
         ChargingSession.stopping_since <= before,
     )
 
 
-async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
+async def mark_no_shows(db: Db, now: datetime) -> int:
     """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each."""
     starting = exists().where(
         ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
     )
     due = (
-        await session.scalars(
+        await db.scalars(
             select(Booking.id)
             .where(Booking.status == BookingStatus.ACCEPTED, Booking.end_at <= now, ~starting)
             .limit(100)
@@ -590,8 +579,8 @@ async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
     ).all()
     marked = 0
     for booking_id in due:
-        async with transaction(session):
-            changed = await session.execute(
+        async with transaction(db):
+            changed = await db.execute(
                 update(Booking)
                 .where(
                     Booking.id == booking_id,
@@ -602,20 +591,20 @@ async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-            booking = await session.get(Booking, booking_id, populate_existing=True)
+            booking = await db.get(Booking, booking_id, populate_existing=True)
             assert booking is not None
-            audit.record(session, "booking", booking_id, "no_show", None, "accepted", "no_show")
-            outbox.enqueue(session, booking.merchant_id, "booking_no_show", booking_id=booking_id)
-            outbox.enqueue(session, booking.user_id, "booking_no_show_user", booking_id=booking_id)
+            audit.record(db, "booking", booking_id, "no_show", None, "accepted", "no_show")
+            outbox.enqueue(db, booking.merchant_id, "booking_no_show", booking_id=booking_id)
+            outbox.enqueue(db, booking.user_id, "booking_no_show_user", booking_id=booking_id)
             marked += 1
     return marked
 
 
-async def open_sessions(session: AsyncSession) -> list[ChargingSession]:
+async def open_sessions(db: Db) -> list[ChargingSession]:
     """Every session not yet closed, with its booking and charger (for reconciliation)."""
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(ChargingSession)
                 .where(ChargingSession.status.in_(ACTIVE_SESSION))
                 .execution_options(populate_existing=True)
@@ -624,11 +613,11 @@ async def open_sessions(session: AsyncSession) -> list[ChargingSession]:
     )
 
 
-async def recently_failed(session: AsyncSession, since: datetime) -> list[ChargingSession]:
+async def recently_failed(db: Db, since: datetime) -> list[ChargingSession]:
     """Starts given up since ``since``: their plug may have switched on late."""
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(ChargingSession).where(
                     ChargingSession.status == SessionStatus.FAILED,
                     ChargingSession.ended_at >= since,
@@ -638,10 +627,10 @@ async def recently_failed(session: AsyncSession, since: datetime) -> list[Chargi
     )
 
 
-async def charging_now(session: AsyncSession) -> list[ChargingSession]:
+async def charging_now(db: Db) -> list[ChargingSession]:
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(ChargingSession)
                 .where(ChargingSession.status == SessionStatus.CHARGING)
                 .execution_options(populate_existing=True)
@@ -650,11 +639,9 @@ async def charging_now(session: AsyncSession) -> list[ChargingSession]:
     )
 
 
-async def open_session_on_plug(
-    session: AsyncSession, driver: str, plug_id: str
-) -> ChargingSession | None:
+async def open_session_on_plug(db: Db, driver: str, plug_id: str) -> ChargingSession | None:
     return (
-        await session.scalars(
+        await db.scalars(
             select(ChargingSession)
             .where(
                 ChargingSession.plug_id == plug_id,
@@ -668,10 +655,10 @@ async def open_session_on_plug(
     ).one_or_none()
 
 
-async def chargers_of_plug(session: AsyncSession, driver: str, plug_id: str) -> list[int]:
+async def chargers_of_plug(db: Db, driver: str, plug_id: str) -> list[int]:
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(Charger.id).where(
                     Charger.plug_driver == driver,
                     Charger.plug_id == plug_id,
@@ -682,7 +669,7 @@ async def chargers_of_plug(session: AsyncSession, driver: str, plug_id: str) -> 
     )
 
 
-async def running_page(session: AsyncSession, number: int, size: int) -> Page[ChargingSession]:
+async def running_page(db: Db, number: int, size: int) -> Page[ChargingSession]:
     """One page of the sessions charging now, the oldest start first."""
     statement = (
         select(ChargingSession)
@@ -690,4 +677,4 @@ async def running_page(session: AsyncSession, number: int, size: int) -> Page[Ch
         .order_by(ChargingSession.started_at, ChargingSession.id)
         .execution_options(populate_existing=True)
     )
-    return await page_of(session, statement, number, size)
+    return await page_of(db, statement, number, size)

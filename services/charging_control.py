@@ -34,8 +34,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from hardware_bridge.port import (
     BridgeError,
     BridgeUnavailable,
@@ -54,6 +52,7 @@ from models.base import utcnow
 from services import charging
 from services.charging import ChargingRules
 from services.errors import DomainError, InvalidInput
+from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def bridge_error_key(error: BridgeError) -> str:
 class ChargingControl:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: OpenDb,
         power: PowerSwitch,
         rules: ChargingRules,
         *,
@@ -101,7 +100,7 @@ class ChargingControl:
         stop_give_up: timedelta = timedelta(seconds=30),
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._open_db = open_db
         self.power = power
         self.rules = rules
         self.confirm_timeout = confirm_timeout
@@ -138,9 +137,9 @@ class ChargingControl:
         """Power on for the user's booking and wait for the device; raises a refusal
         (a DomainError with the reason's key) when it cannot start. ``progress`` runs
         once the start is accepted, while the command goes to the device."""
-        async with self._sessions() as session:
+        async with self._open_db() as db:
             started = await charging.begin_start(
-                session, booking_id=booking_id, user_id=user_id, rules=self.rules
+                db, booking_id=booking_id, user_id=user_id, rules=self.rules
             )
             device = device_of(started)
             end_at = started.booking.end_at
@@ -174,8 +173,8 @@ class ChargingControl:
             state = await switching
         except BridgeError as error:
             log.info("start of session %s failed: %s", started.id, error)
-            async with self._sessions() as session:
-                failed = await charging.fail_start(session, session_id=started.id, why="no_confirm")
+            async with self._open_db() as db:
+                failed = await charging.fail_start(db, session_id=started.id, why="no_confirm")
             if not failed:  # another instance found the plug on and confirmed it meanwhile
                 running = await self._running(started.id)
                 if running is not None:
@@ -187,9 +186,9 @@ class ChargingControl:
             switching.cancel()  # cancelled (shutdown): recovery closes the stale start
             raise
         try:
-            async with self._sessions() as session:
+            async with self._open_db() as db:
                 confirmed = await charging.confirm_start(
-                    session, session_id=started.id, at=utcnow(), energy_kwh=state.energy_kwh
+                    db, session_id=started.id, at=utcnow(), energy_kwh=state.energy_kwh
                 )
         except DomainError:  # the window ended (or the booking closed) meanwhile
             self._spawn(self._switch_off_quietly(device))
@@ -213,8 +212,8 @@ class ChargingControl:
         return confirmed
 
     async def _running(self, session_id: int) -> ChargingSession | None:
-        async with self._sessions() as session:
-            current = await charging.get(session, session_id)
+        async with self._open_db() as db:
+            current = await charging.get(db, session_id)
         return current if current.status == SessionStatus.CHARGING else None
 
     async def stop(
@@ -229,9 +228,9 @@ class ChargingControl:
         """Switch off and close the session; returns (the order, whether this call
         made it). A session that was stopped already returns its order. Without
         ``reason`` it follows from who stops (services.charging.request_stop)."""
-        async with self._sessions() as session:
+        async with self._open_db() as db:
             stopping = await charging.request_stop(
-                session,
+                db,
                 session_id=session_id,
                 actor=actor,
                 reason=reason,
@@ -239,8 +238,8 @@ class ChargingControl:
                 admin=admin,
             )
             if stopping is None:
-                current = await charging.get(session, session_id)
-                order = await charging.order_of(session, session_id)
+                current = await charging.get(db, session_id)
+                order = await charging.order_of(db, session_id)
                 if order is not None:
                     return order, False
                 if current.status == SessionStatus.STOPPING:
@@ -270,13 +269,13 @@ class ChargingControl:
         if must_confirm and not confirmed:
             return None
         ended_at = None  # when Stop was asked for
-        async with self._sessions() as session:
+        async with self._open_db() as db:
             if offline:  # it dropped off before the Stop: bill to when it was last heard
-                current = await charging.get(session, session_id)
+                current = await charging.get(db, session_id)
                 asked = current.stop_requested_at or utcnow()
                 ended_at = min(asked, self._last_on(device, current))
             order = await charging.finish(
-                session,
+                db,
                 session_id=session_id,
                 rules=self.rules,
                 ended_at=ended_at,
@@ -288,8 +287,8 @@ class ChargingControl:
         return order
 
     async def status(self, session_id: int) -> tuple[ChargingSession, PlugState]:
-        async with self._sessions() as session:
-            current = await charging.get(session, session_id)
+        async with self._open_db() as db:
+            current = await charging.get(db, session_id)
         return current, self.power.known(device_of(current))
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
@@ -305,9 +304,9 @@ class ChargingControl:
             last = self._seen_written.get(session_id or 0, 0.0)
             if session_id is not None and time.monotonic() - last >= SEEN_WRITE_SECONDS:
                 self._seen_written[session_id] = time.monotonic()
-                async with self._sessions() as session:
+                async with self._open_db() as db:
                     await charging.record_reading(
-                        session, session_id=session_id, kwh=event.total_kwh, at=event.at
+                        db, session_id=session_id, kwh=event.total_kwh, at=event.at
                     )
             return
         if isinstance(event, DeviceOnline):
@@ -341,9 +340,9 @@ class ChargingControl:
         log.info("session %s on %s closed by the device: %s at %s", running.id, device, reason, at)
         self._forget(device, running.id)
         known = self.power.known(device)
-        async with self._sessions() as session:
+        async with self._open_db() as db:
             await charging.finish(
-                session,
+                db,
                 session_id=running.id,
                 rules=self.rules,
                 ended_at=at,
@@ -390,8 +389,8 @@ class ChargingControl:
         reason: EndReason = EndReason.DEVICE_OFFLINE,
         heard: object = _NOW_KNOWN,
     ) -> None:
-        async with self._sessions() as session:
-            running = await charging.get(session, session_id)
+        async with self._open_db() as db:
+            running = await charging.get(db, session_id)
         if running.status == SessionStatus.CHARGING:
             at = self._last_on(device, running, heard)
             await self._close_by_device(device, running, at, reason)
@@ -414,11 +413,11 @@ class ChargingControl:
         all plugs asked at once. A start or stop that no live process can still be
         waiting on is finished from its plug's answer now; a younger one is left to
         the process that began it (the tick asks once it is not)."""
-        async with self._sessions() as session:
-            open_ = await charging.open_sessions(session)
+        async with self._open_db() as db:
+            open_ = await charging.open_sessions(db)
             # a process that died right after giving up a start may have left its plug
             # on (a late confirmation); nothing else would tell us until it reports
-            failed = await charging.recently_failed(session, utcnow() - timedelta(hours=1))
+            failed = await charging.recently_failed(db, utcnow() - timedelta(hours=1))
         now = utcnow()
         work: list[Coroutine[Any, Any, None]] = []
         for item in open_:
@@ -482,8 +481,8 @@ class ChargingControl:
             self._settling.discard(session_id)
 
     async def _settle_now(self, device: DeviceRef, session_id: int, give_up: bool) -> None:
-        async with self._sessions() as session:
-            current = await charging.get(session, session_id)
+        async with self._open_db() as db:
+            current = await charging.get(db, session_id)
         if current.status not in (SessionStatus.STARTING, SessionStatus.STOPPING):
             return  # finished meanwhile by another path
         state: PlugState | None
@@ -507,9 +506,9 @@ class ChargingControl:
             # it: the device confirms it now, and the clock starts at this answer
             log.info("session %s: %s found on: charging from now", current.id, device)
             try:
-                async with self._sessions() as session:
+                async with self._open_db() as db:
                     confirmed = await charging.confirm_start(
-                        session,
+                        db,
                         session_id=current.id,
                         at=state.at,
                         energy_kwh=state.energy_kwh,
@@ -524,9 +523,9 @@ class ChargingControl:
         elif state is not None:
             # off: the power-on never arrived (or the plug refused it)
             log.info("session %s: %s found off: the start failed", current.id, device)
-            async with self._sessions() as session:
+            async with self._open_db() as db:
                 failed = await charging.fail_start(
-                    session, session_id=current.id, why="device_off", notify_user=True
+                    db, session_id=current.id, why="device_off", notify_user=True
                 )
             if failed:
                 self._changed()
@@ -539,9 +538,9 @@ class ChargingControl:
         if state is not None and state.on is False:
             # the power-off arrived, its confirmation was lost: the order, at once
             self._forget(device, current.id)
-            async with self._sessions() as session:
+            async with self._open_db() as db:
                 await charging.finish(
-                    session,
+                    db,
                     session_id=current.id,
                     rules=self.rules,
                     end_kwh=state.energy_kwh,
@@ -574,8 +573,8 @@ class ChargingControl:
             self._charging[device] = running.id
             self._spawn(self._close_if_still_offline(device, running.id))
             return
-        async with self._sessions() as session:
-            running = await charging.get(session, running.id)
+        async with self._open_db() as db:
+            running = await charging.get(db, running.id)
         if running.status != SessionStatus.CHARGING:
             return
         if not state.on:
@@ -589,9 +588,9 @@ class ChargingControl:
             self._charging[device] = running.id
 
     async def _fail_stale_start(self, device: DeviceRef, session_id: int) -> None:
-        async with self._sessions() as session:
+        async with self._open_db() as db:
             failed = await charging.fail_start(
-                session, session_id=session_id, why="stale", notify_user=True
+                db, session_id=session_id, why="stale", notify_user=True
             )
         if failed:
             await self._switch_off_quietly(device)
@@ -601,11 +600,11 @@ class ChargingControl:
     async def tick(self) -> int:
         now = utcnow()
         done = 0
-        async with self._sessions() as session:
-            done += await charging.warn_due(session, self.rules, now)
-            ended = await charging.window_ended(session, now)
-            unattended = await charging.stale_starts(session, now - self.in_flight)
-            unattended += await charging.stale_stops(session, now - self.in_flight)
+        async with self._open_db() as db:
+            done += await charging.warn_due(db, self.rules, now)
+            ended = await charging.window_ended(db, now)
+            unattended = await charging.stale_starts(db, now - self.in_flight)
+            unattended += await charging.stale_stops(db, now - self.in_flight)
         for item in ended:  # at once, not one plug's confirmation after another
             self._spawn(self._stop_at_window_end(item.id, item.booking.end_at))
             done += 1
@@ -614,9 +613,9 @@ class ChargingControl:
                 self._spawn(
                     self._settle(device_of(item), item.id, give_up=self._given_up(item, now))
                 )
-        async with self._sessions() as session:
-            done += await charging.mark_no_shows(session, now)
-            running = await charging.charging_now(session)
+        async with self._open_db() as db:
+            done += await charging.mark_no_shows(db, now)
+            running = await charging.charging_now(db)
         for item in running:
             device = device_of(item)
             # sessions another instance started (or one that died) get their readings too
@@ -625,8 +624,8 @@ class ChargingControl:
             if heard and (item.last_seen_at is None or heard > item.last_seen_at + SEEN_EVERY):
                 # plugs without a meter send no readings: keep the last contact stored
                 self._seen_written[item.id] = time.monotonic()
-                async with self._sessions() as session:
-                    await charging.record_reading(session, session_id=item.id, kwh=None, at=heard)
+                async with self._open_db() as db:
+                    await charging.record_reading(db, session_id=item.id, kwh=None, at=heard)
             last = max(filter(None, (heard, item.last_seen_at, item.started_at)))
             if last < now - self.silent_after and device not in self._checking:
                 self._checking.add(device)
@@ -641,13 +640,13 @@ class ChargingControl:
 
     # -- helpers ---------------------------------------------------------------------------
     async def _open_session_of(self, device: DeviceRef) -> ChargingSession | None:
-        async with self._sessions() as session:
-            return await charging.open_session_on_plug(session, device.driver, device.device_id)
+        async with self._open_db() as db:
+            return await charging.open_session_on_plug(db, device.driver, device.device_id)
 
     async def _is_ours(self, device: DeviceRef) -> bool:
         """A plug of a listed charger (other plugs on the broker are left alone)."""
-        async with self._sessions() as session:
-            return bool(await charging.chargers_of_plug(session, device.driver, device.device_id))
+        async with self._open_db() as db:
+            return bool(await charging.chargers_of_plug(db, device.driver, device.device_id))
 
     async def _power_off(self, device: DeviceRef) -> tuple[bool, bool, float | None]:
         """(whether the device confirmed, whether it is offline, a fresh meter total or
@@ -675,9 +674,9 @@ class ChargingControl:
             state = await self.power.state(device, timeout=3)
             if state.energy_kwh is not None:
                 self._seen_written[session_id] = time.monotonic()
-                async with self._sessions() as session:
+                async with self._open_db() as db:
                     await charging.record_reading(
-                        session, session_id=session_id, kwh=state.energy_kwh, at=utcnow()
+                        db, session_id=session_id, kwh=state.energy_kwh, at=utcnow()
                     )
 
     def _forget(self, device: DeviceRef, session_id: int) -> None:

@@ -12,7 +12,6 @@ from enum import StrEnum
 
 from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus, User
 from models.base import utcnow
@@ -21,7 +20,7 @@ from services.errors import InvalidInput, NotAllowed, NotFound
 from services.listing_draft import ChargerDraft, ListingDraft, price_minor
 from services.paging import Page, page_of
 from services.text import clean_reason
-from services.tx import transaction
+from services.tx import Db, transaction
 
 # preset rejection reasons; stored as "preset:<code>" and translated per reader
 REJECT_PRESETS = ("photo", "location", "price", "incomplete", "duplicate")
@@ -67,7 +66,7 @@ def preset_reason(code: str) -> str:
 
 
 async def submit(
-    session: AsyncSession,
+    db: Db,
     *,
     merchant_id: int,
     draft: ListingDraft,
@@ -84,28 +83,28 @@ async def submit(
     at once (None: no limit).
     """
     draft.validate_complete()
-    async with transaction(session):
+    async with transaction(db):
         if submission_key is not None:
-            done = await session.scalar(
+            done = await db.scalar(
                 select(ListingRevision).where(ListingRevision.submission_key == submission_key)
             )
             if done is not None:
                 return done
-        await check_review_cap(session, merchant_id, listing_id, max_under_review)
-        taken = await plug_conflicts(session, draft, listing_id)
+        await check_review_cap(db, merchant_id, listing_id, max_under_review)
+        taken = await plug_conflicts(db, draft, listing_id)
         if taken:
             raise _plug_taken(taken[0])
         if listing_id is None:
             listing = Listing(merchant_id=merchant_id, status=ListingStatus.PENDING)
-            session.add(listing)
-            await session.flush()
+            db.add(listing)
+            await db.flush()
             number = 1
             from_state = None
         else:
-            listing = await _owned_listing(session, listing_id, merchant_id)
+            listing = await _owned_listing(db, listing_id, merchant_id)
             from_state = listing.status.value
             withdrawn = (
-                await session.scalars(
+                await db.scalars(
                     update(ListingRevision)
                     .where(
                         ListingRevision.listing_id == listing.id,
@@ -117,10 +116,10 @@ async def submit(
             ).all()
             for revision_id in withdrawn:
                 outbox.enqueue(
-                    session, moderation_chat_id, "review_card_refresh", revision_id=revision_id
+                    db, moderation_chat_id, "review_card_refresh", revision_id=revision_id
                 )
             number = 1 + (
-                await session.scalar(
+                await db.scalar(
                     select(func.max(ListingRevision.number)).where(
                         ListingRevision.listing_id == listing.id
                     )
@@ -135,10 +134,10 @@ async def submit(
             status=RevisionStatus.PENDING,
             submission_key=submission_key,
         )
-        session.add(revision)
-        await session.flush()
+        db.add(revision)
+        await db.flush()
         audit.record(
-            session,
+            db,
             "listing",
             listing.id,
             "submit",
@@ -147,12 +146,12 @@ async def submit(
             "pending",
             reason=f"revision {number}",
         )
-        outbox.enqueue(session, moderation_chat_id, "review_card", revision_id=revision.id)
+        outbox.enqueue(db, moderation_chat_id, "review_card", revision_id=revision.id)
     return revision
 
 
 async def check_review_cap(
-    session: AsyncSession, merchant_id: int, listing_id: int | None, cap: int | None
+    db: Db, merchant_id: int, listing_id: int | None, cap: int | None
 ) -> None:
     """Refuse a submission past ``cap`` listings under review (an edit of a listing
     already under review replaces its version, so it never counts twice).
@@ -163,8 +162,8 @@ async def check_review_cap(
     """
     if cap is None:
         return
-    await session.execute(select(User.id).where(User.id == merchant_id).with_for_update())
-    under_review = await session.scalar(
+    await db.execute(select(User.id).where(User.id == merchant_id).with_for_update())
+    under_review = await db.scalar(
         select(func.count())
         .select_from(Listing)
         .where(
@@ -178,38 +177,38 @@ async def check_review_cap(
 
 
 async def approve(
-    session: AsyncSession, *, revision_id: int, admin_id: int, moderation_chat_id: int
+    db: Db, *, revision_id: int, admin_id: int, moderation_chat_id: int
 ) -> DecisionResult:
     """Publish a version; refused (and left pending) when one of its plugs is
     another listing's by now, also when that listing was approved a moment ago
     in a transaction that raced this one (the database's unique index then
     refuses the second, and the whole decision is rolled back)."""
     try:
-        return await _approve(session, revision_id, admin_id, moderation_chat_id)
+        return await _approve(db, revision_id, admin_id, moderation_chat_id)
     except IntegrityError:
-        revision = await _revision(session, revision_id)
+        revision = await _revision(db, revision_id)
         draft = ListingDraft.from_dict(revision.data)
-        taken = [c for c in await plug_conflicts(session, draft, revision.listing_id) if c.public]
+        taken = [c for c in await plug_conflicts(db, draft, revision.listing_id) if c.public]
         if not taken:
             raise
         raise _plug_taken(taken[0], for_admin=True) from None
 
 
 async def _approve(
-    session: AsyncSession, revision_id: int, admin_id: int, moderation_chat_id: int
+    db: Db, revision_id: int, admin_id: int, moderation_chat_id: int
 ) -> DecisionResult:
-    async with transaction(session):
-        revision = await _decide(session, revision_id, admin_id, RevisionStatus.APPROVED, None)
+    async with transaction(db):
+        revision = await _decide(db, revision_id, admin_id, RevisionStatus.APPROVED, None)
         if revision is None:
-            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(session, revision_id))
+            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(db, revision_id))
         listing = revision.listing
         draft = ListingDraft.from_dict(revision.data)
         # a version sent before these checks existed may break them: it stays pending
         draft.validate_complete()
-        taken = await plug_conflicts(session, draft, listing.id)
+        taken = await plug_conflicts(db, draft, listing.id)
         if taken:
             raise _plug_taken(taken[0], for_admin=True)
-        await session.execute(
+        await db.execute(
             update(ListingRevision)
             .where(
                 ListingRevision.listing_id == listing.id,
@@ -218,13 +217,13 @@ async def _approve(
             )
             .values(status=RevisionStatus.SUPERSEDED)
         )
-        await _publish(session, listing, draft)
+        await _publish(db, listing, draft)
         # the stored version now knows its chargers' ids, for the next edit
         revision.data = draft.to_dict()
         from_state = listing.status.value
         listing.status = ListingStatus.APPROVED
         audit.record(
-            session,
+            db,
             "listing",
             listing.id,
             "approve",
@@ -233,17 +232,17 @@ async def _approve(
             "approved",
             reason=f"revision {revision.number}",
         )
-        outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
-        outbox.enqueue(session, listing.merchant_id, "listing_approved", revision_id=revision.id)
-        outbox.enqueue(session, listing.merchant_id, "qr_labels", listing_id=listing.id)
+        outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
+        outbox.enqueue(db, listing.merchant_id, "listing_approved", revision_id=revision.id)
+        outbox.enqueue(db, listing.merchant_id, "qr_labels", listing_id=listing.id)
         # the cards of other versions under review with one of these plugs now say so
-        for other in await _pending_with_plugs(session, draft, listing.id):
-            outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=other)
+        for other in await _pending_with_plugs(db, draft, listing.id):
+            outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=other)
     return DecisionResult(Decision.DONE, revision)
 
 
 async def reject(
-    session: AsyncSession,
+    db: Db,
     *,
     revision_id: int,
     admin_id: int,
@@ -251,15 +250,15 @@ async def reject(
     moderation_chat_id: int,
 ) -> DecisionResult:
     reason = clean_reason(reason)
-    async with transaction(session):
-        revision = await _decide(session, revision_id, admin_id, RevisionStatus.REJECTED, reason)
+    async with transaction(db):
+        revision = await _decide(db, revision_id, admin_id, RevisionStatus.REJECTED, reason)
         if revision is None:
-            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(session, revision_id))
+            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(db, revision_id))
         listing = revision.listing
         from_state = listing.status.value
         listing.status = ListingStatus.REJECTED
         audit.record(
-            session,
+            db,
             "listing",
             listing.id,
             "reject",
@@ -268,20 +267,18 @@ async def reject(
             "rejected",
             reason=reason,
         )
-        outbox.enqueue(session, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
-        outbox.enqueue(session, listing.merchant_id, "listing_rejected", revision_id=revision.id)
+        outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
+        outbox.enqueue(db, listing.merchant_id, "listing_rejected", revision_id=revision.id)
     return DecisionResult(Decision.DONE, revision)
 
 
-async def set_paused(
-    session: AsyncSession, *, listing_id: int, merchant_id: int, paused: bool
-) -> Listing:
-    async with transaction(session):
-        listing = await _owned_listing(session, listing_id, merchant_id)
+async def set_paused(db: Db, *, listing_id: int, merchant_id: int, paused: bool) -> Listing:
+    async with transaction(db):
+        listing = await _owned_listing(db, listing_id, merchant_id)
         if listing.paused != paused:
             listing.paused = paused
             audit.record(
-                session,
+                db,
                 "listing",
                 listing.id,
                 "pause" if paused else "resume",
@@ -292,11 +289,9 @@ async def set_paused(
     return listing
 
 
-async def overview_page(
-    session: AsyncSession, merchant_id: int, number: int, size: int
-) -> Page[ListingOverview]:
+async def overview_page(db: Db, merchant_id: int, number: int, size: int) -> Page[ListingOverview]:
     """One page of the merchant's listings, each with its latest submitted version."""
-    page = await page_of(session, _overview(merchant_id), number, size, rows=True)
+    page = await page_of(db, _overview(merchant_id), number, size, rows=True)
     items = [ListingOverview(listing, revision) for listing, revision in page.items]
     return Page(items, page.total, page.number, page.pages, page.size)
 
@@ -321,11 +316,9 @@ def _overview(merchant_id: int) -> Select[tuple[Listing, ListingRevision]]:
     )
 
 
-async def owned_overview(
-    session: AsyncSession, listing_id: int, merchant_id: int
-) -> ListingOverview:
-    listing = await _owned_listing(session, listing_id, merchant_id)
-    latest = await session.scalar(
+async def owned_overview(db: Db, listing_id: int, merchant_id: int) -> ListingOverview:
+    listing = await _owned_listing(db, listing_id, merchant_id)
+    latest = await db.scalar(
         select(ListingRevision)
         .where(ListingRevision.listing_id == listing.id)
         .order_by(ListingRevision.number.desc())
@@ -336,10 +329,10 @@ async def owned_overview(
     return ListingOverview(listing, latest)
 
 
-async def pending_revisions(session: AsyncSession) -> list[ListingRevision]:
+async def pending_revisions(db: Db) -> list[ListingRevision]:
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(ListingRevision)
                 .where(ListingRevision.status == RevisionStatus.PENDING)
                 .order_by(ListingRevision.submitted_at)
@@ -348,29 +341,29 @@ async def pending_revisions(session: AsyncSession) -> list[ListingRevision]:
     )
 
 
-async def pending_page(session: AsyncSession, number: int, size: int) -> Page[ListingRevision]:
+async def pending_page(db: Db, number: int, size: int) -> Page[ListingRevision]:
     """One page of what waits for review, oldest first."""
     statement = (
         select(ListingRevision)
         .where(ListingRevision.status == RevisionStatus.PENDING)
         .order_by(ListingRevision.submitted_at, ListingRevision.id)
     )
-    return await page_of(session, statement, number, size)
+    return await page_of(db, statement, number, size)
 
 
-async def get_revision(session: AsyncSession, revision_id: int) -> ListingRevision:
-    return await _revision(session, revision_id)
+async def get_revision(db: Db, revision_id: int) -> ListingRevision:
+    return await _revision(db, revision_id)
 
 
-async def _revision(session: AsyncSession, revision_id: int) -> ListingRevision:
-    revision = await session.get(ListingRevision, revision_id, populate_existing=True)
+async def _revision(db: Db, revision_id: int) -> ListingRevision:
+    revision = await db.get(ListingRevision, revision_id, populate_existing=True)
     if revision is None:
         raise NotFound("err.listing_not_found")
     return revision
 
 
-async def _owned_listing(session: AsyncSession, listing_id: int, merchant_id: int) -> Listing:
-    listing = await session.get(Listing, listing_id, populate_existing=True)
+async def _owned_listing(db: Db, listing_id: int, merchant_id: int) -> Listing:
+    listing = await db.get(Listing, listing_id, populate_existing=True)
     if listing is None:
         raise NotFound("err.listing_not_found")
     if listing.merchant_id != merchant_id:
@@ -379,7 +372,7 @@ async def _owned_listing(session: AsyncSession, listing_id: int, merchant_id: in
 
 
 async def _decide(
-    session: AsyncSession,
+    db: Db,
     revision_id: int,
     admin_id: int,
     status: RevisionStatus,
@@ -390,17 +383,17 @@ async def _decide(
     The conditional UPDATE is the lock: of two admins pressing at once exactly
     one changes the row.
     """
-    changed = await session.execute(
+    changed = await db.execute(
         update(ListingRevision)
         .where(ListingRevision.id == revision_id, ListingRevision.status == RevisionStatus.PENDING)
         .values(status=status, decided_by=admin_id, decided_at=utcnow(), reason=reason)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return await _revision(session, revision_id)
+    return await _revision(db, revision_id)
 
 
-async def _publish(session: AsyncSession, listing: Listing, draft: ListingDraft) -> None:
+async def _publish(db: Db, listing: Listing, draft: ListingDraft) -> None:
     listing.contact_phone = draft.contact_phone
     listing.shop_name = draft.shop_name
     listing.photo_file_id = draft.photo_file_id
@@ -412,25 +405,23 @@ async def _publish(session: AsyncSession, listing: Listing, draft: ListingDraft)
     listing.approved_at = utcnow()
     existing = {
         c.id: c
-        for c in (
-            await session.scalars(select(Charger).where(Charger.listing_id == listing.id))
-        ).all()
+        for c in (await db.scalars(select(Charger).where(Charger.listing_id == listing.id))).all()
     }
     # every charger is off the plug index first, then each comes back with its
     # final plug: a plug moved between this listing's chargers, or taken over
     # from a removed one, never meets itself in the unique index on the way
     for charger in existing.values():
         charger.active = False
-    await session.flush()
+    await db.flush()
     for position, charger_draft in enumerate(draft.chargers):
         charger = existing.get(charger_draft.id) if charger_draft.id else None
         if charger is None:
             charger = Charger(listing_id=listing.id, qr_token=new_qr_token())
-            session.add(charger)
+            db.add(charger)
         _copy_charger(charger, charger_draft, position)
-        await session.flush()
+        await db.flush()
         charger_draft.id = charger.id
-    await session.refresh(listing, ["chargers"])
+    await db.refresh(listing, ["chargers"])
 
 
 def _plug_taken(conflict: PlugConflict, *, for_admin: bool = False) -> InvalidInput:
@@ -450,7 +441,7 @@ _ACTIVE_CHARGER = text("chargers.active")
 
 
 async def plug_conflicts(
-    session: AsyncSession,
+    db: Db,
     draft: ListingDraft,
     listing_id: int | None = None,
     *,
@@ -478,11 +469,11 @@ async def plug_conflicts(
         query = query.where(Charger.listing_id != listing_id)
     found = [
         PlugConflict(wanted[(driver, plug)], driver, plug, other, public=True)
-        for driver, plug, other in (await session.execute(query.order_by(Charger.id))).all()
+        for driver, plug, other in (await db.execute(query.order_by(Charger.id))).all()
         if (driver, plug) in wanted  # the IN lists also pair one's driver with another's id
     ]
     if pending:
-        for revision in await _pending_revisions_except(session, listing_id):
+        for revision in await _pending_revisions_except(db, listing_id):
             for other in ListingDraft.from_dict(revision.data).chargers:
                 key = other.plug_key
                 if key is not None and key in wanted:
@@ -491,7 +482,7 @@ async def plug_conflicts(
 
 
 async def check_plug(
-    session: AsyncSession, draft: ListingDraft, index: int, listing_id: int | None = None
+    db: Db, draft: ListingDraft, index: int, listing_id: int | None = None
 ) -> None:
     """The plug just typed for charger ``index`` (0-based): refused when another
     charger of the draft, or another listing's active charger, has it."""
@@ -500,38 +491,32 @@ async def check_plug(
         other = twice[0] if twice[1] == index else twice[1]
         raise InvalidInput("err.plug_twice_step", other=other + 1)
     charger = draft.chargers[index]
-    if await plug_conflicts(session, ListingDraft(chargers=[charger]), listing_id):
+    if await plug_conflicts(db, ListingDraft(chargers=[charger]), listing_id):
         raise InvalidInput("err.plug_taken_step", plug=charger.plug_id or "")
 
 
-async def _pending_revisions_except(
-    session: AsyncSession, listing_id: int | None
-) -> list[ListingRevision]:
+async def _pending_revisions_except(db: Db, listing_id: int | None) -> list[ListingRevision]:
     query = select(ListingRevision).where(ListingRevision.status == RevisionStatus.PENDING)
     if listing_id is not None:
         query = query.where(ListingRevision.listing_id != listing_id)
-    return list((await session.scalars(query.order_by(ListingRevision.id))).all())
+    return list((await db.scalars(query.order_by(ListingRevision.id))).all())
 
 
-async def _pending_with_plugs(
-    session: AsyncSession, draft: ListingDraft, listing_id: int
-) -> list[int]:
+async def _pending_with_plugs(db: Db, draft: ListingDraft, listing_id: int) -> list[int]:
     keys = {c.plug_key for c in draft.chargers if c.plug_key}
     return [
         revision.id
-        for revision in await _pending_revisions_except(session, listing_id)
+        for revision in await _pending_revisions_except(db, listing_id)
         if keys & {c.plug_key for c in ListingDraft.from_dict(revision.data).chargers}
     ]
 
 
-async def revision_plug_conflicts(
-    session: AsyncSession, revision: ListingRevision
-) -> list[PlugConflict]:
+async def revision_plug_conflicts(db: Db, revision: ListingRevision) -> list[PlugConflict]:
     """What the review card warns about while the version waits for a decision."""
     if revision.status != RevisionStatus.PENDING:
         return []
     draft = ListingDraft.from_dict(revision.data)
-    return await plug_conflicts(session, draft, revision.listing_id, pending=True)
+    return await plug_conflicts(db, draft, revision.listing_id, pending=True)
 
 
 def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
@@ -552,11 +537,11 @@ def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
 
 
 async def record_card(
-    session: AsyncSession, revision_id: int, chat_id: int, message_id: int, is_photo: bool
+    db: Db, revision_id: int, chat_id: int, message_id: int, is_photo: bool
 ) -> None:
     """Remember where a review card was posted, so decisions can update it."""
-    async with transaction(session):
-        await session.execute(
+    async with transaction(db):
+        await db.execute(
             update(ListingRevision)
             .where(ListingRevision.id == revision_id)
             .values(card_chat_id=chat_id, card_message_id=message_id, card_is_photo=is_photo)
@@ -564,12 +549,12 @@ async def record_card(
 
 
 async def active_chargers(
-    session: AsyncSession, listing_id: int, merchant_id: int
+    db: Db, listing_id: int, merchant_id: int
 ) -> tuple[Listing, list[Charger]]:
     """The owner's public chargers (the ones that have QR codes)."""
-    listing = await _owned_listing(session, listing_id, merchant_id)
+    listing = await _owned_listing(db, listing_id, merchant_id)
     chargers = (
-        await session.scalars(
+        await db.scalars(
             select(Charger)
             .where(Charger.listing_id == listing.id, Charger.active.is_(True))
             .order_by(Charger.position)
@@ -584,25 +569,25 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:10]
 
 
-async def owned_charger(session: AsyncSession, *, charger_id: int, merchant_id: int) -> Charger:
-    charger = await session.get(Charger, charger_id, populate_existing=True)
+async def owned_charger(db: Db, *, charger_id: int, merchant_id: int) -> Charger:
+    charger = await db.get(Charger, charger_id, populate_existing=True)
     if charger is None or not charger.active:
         raise NotFound("err.charger_gone")
-    await _owned_listing(session, charger.listing_id, merchant_id)
+    await _owned_listing(db, charger.listing_id, merchant_id)
     return charger
 
 
 async def renew_token(
-    session: AsyncSession, *, charger_id: int, merchant_id: int, fingerprint: str | None = None
+    db: Db, *, charger_id: int, merchant_id: int, fingerprint: str | None = None
 ) -> Charger:
     """A new random QR token; the old printed code stops working at once.
 
     With ``fingerprint``, only the token it names is renewed: a repeated press finds
     the token already changed and changes nothing."""
-    async with transaction(session):
-        charger = await owned_charger(session, charger_id=charger_id, merchant_id=merchant_id)
+    async with transaction(db):
+        charger = await owned_charger(db, charger_id=charger_id, merchant_id=merchant_id)
         if fingerprint is not None and token_fingerprint(charger.qr_token) != fingerprint:
             raise InvalidInput("err.qr_already_renewed")
         charger.qr_token = new_qr_token()
-        audit.record(session, "charger", charger.id, "renew_token", merchant_id)
+        audit.record(db, "charger", charger.id, "renew_token", merchant_id)
     return charger

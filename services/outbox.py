@@ -9,11 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import OutboxMessage
 from models.base import utcnow
-from services.tx import transaction
+from services.tx import Db, OpenDb, transaction
 
 # a claim is a lease: short, so that the messages of an instance that died are
 # taken over within seconds; a batch is small enough to be sent well within it
@@ -25,30 +24,28 @@ PART_SENT = "sent"
 PART_FAILED = "failed: "
 
 
-def enqueue(session: AsyncSession, chat_id: int, kind: str, **payload: Any) -> None:
-    session.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload))
+def enqueue(db: Db, chat_id: int, kind: str, **payload: Any) -> None:
+    db.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload))
 
 
 def enqueue_later(
-    session: AsyncSession, chat_id: int, kind: str, delay_seconds: float, payload: dict[str, Any]
+    db: Db, chat_id: int, kind: str, delay_seconds: float, payload: dict[str, Any]
 ) -> None:
     """``enqueue``, due only after ``delay_seconds`` (e.g. Telegram's ``retry_after``)."""
     due = utcnow() + timedelta(seconds=max(0.0, delay_seconds))
-    session.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload, due_at=due))
+    db.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload, due_at=due))
 
 
-async def claim_due(
-    sessions: async_sessionmaker[AsyncSession], limit: int = 10
-) -> list[OutboxMessage]:
+async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
     """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, oldest first.
 
     The claim is a conditional UPDATE, so two senders never hold the same row;
     a sender that dies releases its rows when the claim runs out.
     """
     now = utcnow()
-    async with sessions() as session, transaction(session):
+    async with open_db() as db, transaction(db):
         candidates = (
-            await session.scalars(
+            await db.scalars(
                 select(OutboxMessage.id)
                 .where(
                     OutboxMessage.sent_at.is_(None),
@@ -67,7 +64,7 @@ async def claim_due(
             return []
         token = now + timedelta(seconds=CLAIM_SECONDS)
         claimed = (
-            await session.scalars(
+            await db.scalars(
                 update(OutboxMessage)
                 .where(
                     OutboxMessage.id.in_(candidates),
@@ -78,7 +75,7 @@ async def claim_due(
             )
         ).all()
         rows = (
-            await session.scalars(
+            await db.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.id.in_(claimed))
                 .order_by(OutboxMessage.id)
@@ -88,11 +85,11 @@ async def claim_due(
         return list(rows)
 
 
-async def renew_claim(session: AsyncSession, message: OutboxMessage) -> bool:
+async def renew_claim(db: Db, message: OutboxMessage) -> bool:
     """Extend our claim right before sending; False when it ran out and another
     sender took the row (then we must not send it)."""
     token = utcnow() + timedelta(seconds=CLAIM_SECONDS)
-    changed = await session.execute(
+    changed = await db.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message.id,
@@ -107,12 +104,12 @@ async def renew_claim(session: AsyncSession, message: OutboxMessage) -> bool:
     return True
 
 
-async def mark_part(session: AsyncSession, message: OutboxMessage, key: str, outcome: str) -> bool:
+async def mark_part(db: Db, message: OutboxMessage, key: str, outcome: str) -> bool:
     """Record one part of a message as settled (``PART_SENT``, or ``PART_FAILED``
     and the reason when Telegram refused it for good), so no retry sends it
     again; False when our claim ran out and another sender took the row."""
     done = {**message.parts_done, key: outcome[:300]}
-    changed = await session.execute(
+    changed = await db.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message.id,
@@ -127,9 +124,9 @@ async def mark_part(session: AsyncSession, message: OutboxMessage, key: str, out
     return True
 
 
-async def mark_sent(session: AsyncSession, message_id: int, error: str | None = None) -> None:
+async def mark_sent(db: Db, message_id: int, error: str | None = None) -> None:
     """Done; ``error`` says which parts Telegram refused, when some were."""
-    await session.execute(
+    await db.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
         .values(sent_at=utcnow(), claimed_until=None, last_error=error[:1000] if error else None)
@@ -137,7 +134,7 @@ async def mark_sent(session: AsyncSession, message_id: int, error: str | None = 
 
 
 async def mark_retry(
-    session: AsyncSession,
+    db: Db,
     message: OutboxMessage,
     error: str,
     delay_seconds: float | None = None,
@@ -154,25 +151,23 @@ async def mark_retry(
         values["failed_at"] = utcnow()
     else:
         values["due_at"] = utcnow() + timedelta(seconds=delay_seconds)
-    await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values)
-    )
+    await db.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values))
 
 
-async def mark_failed(session: AsyncSession, message_id: int, error: str) -> None:
+async def mark_failed(db: Db, message_id: int, error: str) -> None:
     """Give up at once: Telegram said the message can never be delivered."""
-    await session.execute(
+    await db.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
         .values(failed_at=utcnow(), claimed_until=None, last_error=error[:1000])
     )
 
 
-async def pending_count(session: AsyncSession) -> int:
+async def pending_count(db: Db) -> int:
     from sqlalchemy import func
 
     return (
-        await session.scalar(
+        await db.scalar(
             select(func.count())
             .select_from(OutboxMessage)
             .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tx import Db
 
 T = TypeVar("T")
 
@@ -30,14 +31,12 @@ def clamp(total: int, number: int, size: int) -> tuple[int, int]:
 
 
 async def page_of(
-    session: AsyncSession, statement: Select[Any], number: int, size: int, *, rows: bool = False
+    db: Db, statement: Select[Any], number: int, size: int, *, rows: bool = False
 ) -> Page[Any]:
     """Count the statement's results, then load one page of them (scalars, or whole
     rows with ``rows``). The statement must be ordered, for pages to be stable."""
-    total = await session.scalar(
-        select(func.count()).select_from(statement.order_by(None).subquery())
-    )
+    total = await db.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     number, pages = clamp(total or 0, number, size)
     paged = statement.offset(number * size).limit(size)
-    items = list((await session.execute(paged)).all() if rows else (await session.scalars(paged)))
+    items = list((await db.execute(paged)).all() if rows else (await db.scalars(paged)))
     return Page(items, total or 0, number, pages, size)

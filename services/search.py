@@ -11,12 +11,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from models import Charger, Listing
 from services.errors import InvalidInput
 from services.text import clean
+from services.tx import Db
 from services.windows import is_open, next_opening
 
 EARTH_KM = 6371.0088
@@ -61,7 +61,7 @@ def bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float
 
 
 async def nearest(
-    session: AsyncSession,
+    db: Db,
     lat: float,
     lon: float,
     *,
@@ -82,7 +82,7 @@ async def nearest(
     # away, and a 20 km box would read a third of the catalogue to find them.
     reach = min(radius_km, FIRST_REACH_KM)
     while True:
-        candidates = await _candidates(session, lat, lon, reach, kind, open_now, now, zone)
+        candidates = await _candidates(db, lat, lon, reach, kind, open_now, now, zone)
         if len(candidates) >= limit or reach >= radius_km:
             break
         reach = min(radius_km, reach * 2)
@@ -90,7 +90,7 @@ async def nearest(
     return [Ranked(i, candidates[i][1], candidates[i][0]) for i in nearest_ids]
 
 
-async def load(session: AsyncSession, ranked: Sequence[Ranked]) -> list[Hit]:
+async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
     """The full rows of ``ranked`` (a page of ``nearest``'s answer), in its order.
 
     A listing or charger gone since (deleted) is left out."""
@@ -99,7 +99,7 @@ async def load(session: AsyncSession, ranked: Sequence[Ranked]) -> list[Hit]:
     listings = {
         listing.id: listing
         for listing in (
-            await session.scalars(
+            await db.scalars(
                 select(Listing)
                 .where(Listing.id.in_([r.listing_id for r in ranked]))
                 .options(raiseload(Listing.chargers))
@@ -109,7 +109,7 @@ async def load(session: AsyncSession, ranked: Sequence[Ranked]) -> list[Hit]:
     chargers = {
         charger.id: charger
         for charger in (
-            await session.scalars(
+            await db.scalars(
                 select(Charger)
                 .where(Charger.id.in_([c for r in ranked for c in r.charger_ids]))
                 .options(raiseload(Charger.listing))
@@ -129,7 +129,7 @@ def _position(charger: Charger) -> int:
 
 
 async def _candidates(
-    session: AsyncSession,
+    db: Db,
     lat: float,
     lon: float,
     radius_km: float,
@@ -140,7 +140,7 @@ async def _candidates(
 ) -> dict[int, tuple[float, list[int]]]:
     """listing id → (distance, matching charger ids) for listings within ``radius_km``."""
     south, north, west, east = bounding_box(lat, lon, radius_km)
-    rows = await session.execute(
+    rows = await db.execute(
         select(
             Listing.id,
             Listing.latitude,
@@ -174,7 +174,7 @@ async def _candidates(
     return candidates
 
 
-async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Listing]:
+async def by_text(db: Db, text: str, limit: int = 20) -> list[Listing]:
     """Listings whose address or shop name contains the words (no geocoder offline).
 
     The text is cleaned as every typed answer is (a NUL would fail the query on
@@ -188,7 +188,7 @@ async def by_text(session: AsyncSession, text: str, limit: int = 20) -> list[Lis
     pattern = "%" + re.sub(r"([\\%_])", r"\\\1", words) + "%"
     return list(
         (
-            await session.scalars(
+            await db.scalars(
                 select(Listing)
                 .where(
                     Listing.published.is_(True),

@@ -1,16 +1,27 @@
+"""Units of work over the database, and the names its sessions go by.
+
+A database session is ``db`` everywhere (a handler's parameter included, through
+the ``Db`` alias, so handlers need no SQLAlchemy import); the factory that opens
+them is ``open_db``. ("session" alone means a charging session.)
+"""
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
+from typing import TypeAlias
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.db import write_gate
+
+Db: TypeAlias = AsyncSession
+OpenDb: TypeAlias = async_sessionmaker[AsyncSession]
 
 # read by models.db: on SQLite this transaction takes the write lock at BEGIN
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
 
 
 @asynccontextmanager
-async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
     """One unit of work that writes: commit on success, roll back on any error.
 
     Reads the same update made earlier (to show something) end first: their
@@ -20,18 +31,18 @@ async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     instead of failing, as row locks make them on PostgreSQL; within a process
     they queue on the engine's write gate first (models.db.write_gate).
     """
-    if session.in_transaction():
-        await session.commit()
-    async with write_gate(session) or nullcontext(), _unit(session):
-        yield session
+    if db.in_transaction():
+        await db.commit()
+    async with write_gate(db) or nullcontext(), _unit(db):
+        yield db
 
 
 @asynccontextmanager
-async def _unit(session: AsyncSession) -> AsyncIterator[None]:
-    await session.connection(execution_options=WRITE_OPTIONS)
+async def _unit(db: AsyncSession) -> AsyncIterator[None]:
+    await db.connection(execution_options=WRITE_OPTIONS)
     try:
         yield
-        await session.commit()
+        await db.commit()
     except BaseException:
-        await session.rollback()
+        await db.rollback()
         raise

@@ -10,11 +10,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import User
 from services.lru import Lru
-from services.tx import transaction
+from services.tx import Db, transaction
 
 LANGUAGES = ("en", "zh")
 
@@ -54,7 +53,7 @@ class KnownUsers(Lru[int, UserProfile]):
 
 
 async def touch(
-    session: AsyncSession,
+    db: Db,
     user_id: int,
     first_name: str,
     username: str | None,
@@ -68,7 +67,7 @@ async def touch(
     """
     user = known.get(user_id) if known is not None else None
     if user is None:
-        row = await session.get(User, user_id)
+        row = await db.get(User, user_id)
         user = UserProfile.of(row) if row is not None else None
     if user is not None and (user.first_name, user.username, user.telegram_language) == (
         first_name,
@@ -80,23 +79,23 @@ async def touch(
         return user  # the common case: no write at all
     for attempt in (1, 2):
         try:
-            async with transaction(session):
-                row = await session.get(User, user_id, populate_existing=True)
+            async with transaction(db):
+                row = await db.get(User, user_id, populate_existing=True)
                 if row is None:
                     row = User(id=user_id)
-                    session.add(row)
+                    db.add(row)
                 row.first_name, row.username, row.telegram_language = (
                     first_name,
                     username,
                     telegram_language,
                 )
-                await session.flush()
+                await db.flush()
                 user = UserProfile.of(row)
             break
         except IntegrityError:
             # a first message in a group and in private at once (two updates, two
             # locks): the other one created the row first; read it and update it
-            session.expunge_all()
+            db.expunge_all()
             if attempt == 2:
                 raise
     if known is not None:
@@ -105,13 +104,13 @@ async def touch(
 
 
 async def set_language(
-    session: AsyncSession, user: UserProfile, language: str, known: KnownUsers | None = None
+    db: Db, user: UserProfile, language: str, known: KnownUsers | None = None
 ) -> UserProfile:
     """Store the person's choice; returns their profile with it (also in ``known``)."""
     if language not in LANGUAGES:
         raise ValueError(language)
-    async with transaction(session):
-        stored = await session.get(User, user.id, populate_existing=True)
+    async with transaction(db):
+        stored = await db.get(User, user.id, populate_existing=True)
         if stored is not None:
             stored.language = language
     chosen = replace(user, language=language)

@@ -121,7 +121,7 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
     charger = next(c for c in sandbox.farm.chargers if c.driver == "shelly")
     # an accepted booking for now (the booking flow itself is clicked in the browser test)
     now = utcnow()
-    async with sandbox.app.sessions() as session:
+    async with sandbox.app.open_db() as session:
         booking = await bookings.request(
             session,
             user_id=demo.USER.id,
@@ -193,7 +193,7 @@ async def page() -> AsyncIterator[tuple[WebPage, FakeBotAPI]]:
     for person in demo.PEOPLE:
         api.add_user(person.id, person.name, language_code=person.language)
     api.add_group(demo.GROUP_ID, demo.GROUP_TITLE)
-    web = WebPage(api, farm=None, sessions=None)  # type: ignore[arg-type]
+    web = WebPage(api, farm=None, open_db=None)  # type: ignore[arg-type]
     await web.start("127.0.0.1", 0)
     yield web, api
     await web.stop()

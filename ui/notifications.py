@@ -14,7 +14,6 @@ from functools import partial
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     BookingStatus,
@@ -29,6 +28,7 @@ from models import (
 from services import bookings, charging, listings, users
 from services.listing_draft import ListingDraft
 from services.listings import PlugConflict
+from services.tx import Db
 from ui import keyboards
 from ui.callbacks import FindCb
 from ui.config import Config
@@ -51,7 +51,7 @@ CAPTION_LIMIT = 1024
 @dataclass
 class Context:
     bot: Bot
-    session: AsyncSession
+    db: Db
     config: Config
     t: Translator
     part: Part
@@ -88,7 +88,7 @@ def review_markup(t: Translator, revision) -> InlineKeyboardMarkup | None:
 
 async def send_review_card(
     bot: Bot,
-    session: AsyncSession,
+    db: Db,
     config: Config,
     t: Translator,
     revision_id: int,
@@ -100,8 +100,8 @@ async def send_review_card(
     The card is recorded with the part that posts it, so a retry after the
     photo alone went out posts the text once and still records the card.
     """
-    revision = await listings.get_revision(session, revision_id)
-    conflicts = await listings.revision_plug_conflicts(session, revision)
+    revision = await listings.get_revision(db, revision_id)
+    conflicts = await listings.revision_plug_conflicts(db, revision)
     text = review_card_text(t, revision, config, conflicts)
     markup = review_markup(t, revision)
     photo = revision.data.get("photo_file_id")
@@ -114,7 +114,7 @@ async def send_review_card(
             sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
         else:
             sent = await bot.send_message(chat_id, text, reply_markup=markup)
-        await listings.record_card(session, revision_id, chat_id, sent.message_id, is_photo)
+        await listings.record_card(db, revision_id, chat_id, sent.message_id, is_photo)
 
     if not is_photo:
         await part("photo", lambda: bot.send_photo(chat_id, photo))
@@ -124,7 +124,7 @@ async def send_review_card(
 async def _review_card(ctx: Context, message: OutboxMessage) -> None:
     await send_review_card(
         ctx.bot,
-        ctx.session,
+        ctx.db,
         ctx.config,
         ctx.t,
         message.payload["revision_id"],
@@ -134,10 +134,10 @@ async def _review_card(ctx: Context, message: OutboxMessage) -> None:
 
 
 async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
-    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
     if revision.card_message_id is None or revision.card_chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
-    conflicts = await listings.revision_plug_conflicts(ctx.session, revision)
+    conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
     text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     markup = review_markup(ctx.t, revision)
     chat_id, message_id = revision.card_chat_id, revision.card_message_id
@@ -160,14 +160,14 @@ async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
 
 
 async def _listing_approved(ctx: Context, message: OutboxMessage) -> None:
-    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
     name = revision.data.get("shop_name") or ""
     text = ctx.t("merchant.approved", shop=name, id=revision.listing_id)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
 async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
-    revision = await listings.get_revision(ctx.session, message.payload["revision_id"])
+    revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
     text = ctx.t(
         "merchant.rejected",
         shop=revision.data.get("shop_name") or "",
@@ -179,8 +179,8 @@ async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
 
 
 async def _booking(ctx: Context, message: OutboxMessage):
-    booking = await bookings.get(ctx.session, message.payload["booking_id"])
-    listing = await ctx.session.get(Listing, booking.charger.listing_id)
+    booking = await bookings.get(ctx.db, message.payload["booking_id"])
+    listing = await ctx.db.get(Listing, booking.charger.listing_id)
     assert listing is not None
     return (
         booking,
@@ -191,7 +191,7 @@ async def _booking(ctx: Context, message: OutboxMessage):
 
 async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
     booking, _listing, text = await _booking(ctx, message)
-    user = await ctx.session.get(User, booking.user_id)
+    user = await ctx.db.get(User, booking.user_id)
     request = ctx.t(
         "booking.request_merchant",
         name=user.first_name if user else "",
@@ -272,7 +272,7 @@ async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
     """The printable labels of a listing's public chargers, after an approval."""
     await send_labels(
         ctx.bot,
-        ctx.session,
+        ctx.db,
         message.chat_id,
         ctx.t,
         message.payload["listing_id"],
@@ -284,10 +284,10 @@ async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
 async def _charging(
     ctx: Context, message: OutboxMessage
 ) -> tuple[ChargingSession, Charger, Listing]:
-    current = await charging.get(ctx.session, message.payload["session_id"])
-    charger = await ctx.session.get(Charger, current.charger_id)
+    current = await charging.get(ctx.db, message.payload["session_id"])
+    charger = await ctx.db.get(Charger, current.charger_id)
     assert charger is not None
-    listing = await ctx.session.get(Listing, charger.listing_id)
+    listing = await ctx.db.get(Listing, charger.listing_id)
     assert listing is not None
     return current, charger, listing
 
@@ -295,7 +295,7 @@ async def _charging(
 async def _session_started(ctx: Context, message: OutboxMessage) -> None:
     current, charger, listing = await _charging(ctx, message)
     assert current.started_at is not None
-    user = await ctx.session.get(User, current.user_id)
+    user = await ctx.db.get(User, current.user_id)
     zone, now = ctx.config.zone, current.started_at
     text = ctx.t(
         "charge.merchant_started",
@@ -344,10 +344,10 @@ async def _session_start_failed(ctx: Context, message: OutboxMessage) -> None:
 
 
 async def _order(ctx: Context, message: OutboxMessage) -> None:
-    order = await charging.get_order(ctx.session, message.payload["order_id"])
-    charger = await ctx.session.get(Charger, order.charger_id)
+    order = await charging.get_order(ctx.db, message.payload["order_id"])
+    charger = await ctx.db.get(Charger, order.charger_id)
     assert charger is not None
-    listing = await ctx.session.get(Listing, charger.listing_id)
+    listing = await ctx.db.get(Listing, charger.listing_id)
     assert listing is not None
     audience = message.payload.get("audience", "user")
     text = charging_views.order_text(
@@ -385,7 +385,7 @@ RENDERERS: dict[str, Renderer] = {
 
 async def render(
     bot: Bot,
-    session: AsyncSession,
+    db: Db,
     config: Config,
     message: OutboxMessage,
     part: Part = send_now,
@@ -396,6 +396,6 @@ async def render(
     if message.chat_id < 0:  # a group: one language for everyone
         language = config.group_language
     else:
-        user = await session.get(User, message.chat_id)
+        user = await db.get(User, message.chat_id)
         language = users.language_for(user, user.telegram_language if user else None)
-    await renderer(Context(bot, session, config, translator(language), part), message)
+    await renderer(Context(bot, db, config, translator(language), part), message)

@@ -29,11 +29,10 @@ from aiogram.methods import (
     SendVenue,
 )
 from aiogram.methods.base import TelegramMethod
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import OutboxMessage
 from services import outbox
-from services.tx import transaction
+from services.tx import OpenDb, transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,8 @@ def as_payload(bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any] | None:
 class OwedCalls:
     """Keeps refused calls in the outbox; ``wake`` nudges the outbox sender."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], wake: Callable[[], None] | None = None
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, open_db: OpenDb, wake: Callable[[], None] | None = None) -> None:
+        self._open_db = open_db
         self._wake = wake
 
     async def keep(self, bot: Bot, method: TelegramMethod[Any], error: TelegramAPIError) -> bool:
@@ -82,8 +79,8 @@ class OwedCalls:
             return False
         delay = float(error.retry_after) if isinstance(error, TelegramRetryAfter) else 0.0
         chat_id = payload["params"]["chat_id"]
-        async with self._sessions() as session, transaction(session):
-            outbox.enqueue_later(session, chat_id, KIND, delay, payload)
+        async with self._open_db() as db, transaction(db):
+            outbox.enqueue_later(db, chat_id, KIND, delay, payload)
         log.warning(
             "%s to %s refused for now (%s): kept in the outbox", payload["method"], chat_id, error
         )

@@ -16,10 +16,10 @@ from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Charger, Listing
 from services import listings
+from services.tx import Db
 from ui.callbacks import QrCb
 from ui.i18n import Translator
 from ui.parts import Part, send_now
@@ -95,7 +95,7 @@ async def send_label(
 
 async def send_labels(
     bot: Bot,
-    session: AsyncSession,
+    db: Db,
     chat_id: int,
     t: Translator,
     listing_id: int,
@@ -104,7 +104,7 @@ async def send_labels(
 ) -> int:
     """One label per public charger, each a part of its own (keyed by the charger,
     which keeps its id across edits), so a retry sends only the labels still owed."""
-    listing, chargers = await listings.active_chargers(session, listing_id, merchant_id)
+    listing, chargers = await listings.active_chargers(db, listing_id, merchant_id)
     for charger in chargers:
         await part(f"label:{charger.id}", partial(send_label, bot, chat_id, t, listing, charger))
     return len(chargers)

@@ -125,7 +125,7 @@ def order_text(
             merchant=str(order.merchant_id),
             booking=order.booking_id,
         )
-    if order.session.power_off_confirmed is False:
+    if order.charge.power_off_confirmed is False:
         text += "\n" + t("charge.power_off_unconfirmed")
     return text
 

@@ -16,6 +16,7 @@ from bot import webhook
 from bot.factory import create_bot, create_dispatcher, set_commands
 from bot.metrics import Metrics
 from bot.outbox_sender import OutboxSender
+from bot.request_middlewares import AnsweredPresses
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.update_claims import RedisUpdateClaims, SqlUpdateClaims, UpdateClaims
@@ -40,7 +41,9 @@ class App:
         self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.open_db = create_session_factory(self.engine)
-        self.bot: Bot = create_bot(settings)
+        # the presses the handlers' bot answered: a refusal after an answer edits instead
+        self.presses = AnsweredPresses()
+        self.bot: Bot = create_bot(settings, presses=self.presses)
         self.metrics = Metrics()
         # several instances share conversations and per-user locks through Redis
         self.redis: Redis | None = (
@@ -99,6 +102,7 @@ class App:
             charging=self.charging,
             metrics=self.metrics,
             redis=self.redis,
+            presses=self.presses,
         )
         self.stopping = asyncio.Event()  # webhook mode: set to stop serving
 

@@ -18,7 +18,12 @@ from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
-from bot.request_middlewares import KeepResponseModels, NotModifiedIsSuccess, WaitOutFloodControl
+from bot.request_middlewares import (
+    AnsweredPresses,
+    KeepResponseModels,
+    NotModifiedIsSuccess,
+    WaitOutFloodControl,
+)
 from bot.settings import Settings, ui_config
 from handlers import build_root_router
 from services.charging_control import ChargingControl
@@ -41,12 +46,17 @@ GROUP_COMMANDS = ("pending", "sessions", "cancel")
 
 
 def create_bot(
-    settings: Settings, *, timeout: float | None = None, wait_out_flood_control: bool = True
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+    wait_out_flood_control: bool = True,
+    presses: AnsweredPresses | None = None,
 ) -> Bot:
     """``timeout``: per request (the outbox's bot keeps it under its claim's lease).
     ``wait_out_flood_control``: a 429 is waited out and retried within the call; the
     outbox's bot does without, as it reschedules the message itself (a wait inside
-    the request would outlast its claim)."""
+    the request would outlast its claim). ``presses``: where the handlers' bot notes
+    the presses it answered (the same goes to ``create_dispatcher``)."""
     api = (
         PRODUCTION
         if settings.telegram_api_url == PRODUCTION.base.split("/bot")[0]
@@ -57,6 +67,8 @@ def create_bot(
     http.middleware(NotModifiedIsSuccess())
     if wait_out_flood_control:
         http.middleware(WaitOutFloodControl())
+    if presses is not None:
+        http.middleware(presses)
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=http,
@@ -72,6 +84,7 @@ def create_dispatcher(
     charging: ChargingControl | None = None,
     metrics: Metrics | None = None,
     redis: Redis | None = None,
+    presses: AnsweredPresses | None = None,
 ) -> Dispatcher:
     isolation: BaseEventIsolation
     if redis is not None:
@@ -98,6 +111,8 @@ def create_dispatcher(
         metrics=metrics,
         # replies Telegram refuses for now go to the outbox (handlers/errors.py)
         owed=OwedCalls(open_db, wake),
+        # which presses were answered already (a refusal after that edits the message)
+        answered=presses if presses is not None else AnsweredPresses(),
     )
     if metrics is not None:
         dp.update.outer_middleware(MetricsMiddleware(metrics))

@@ -23,6 +23,7 @@ from bot.background import Loop
 from bot.settings import Settings, ui_config
 from models import OutboxMessage
 from services import outbox
+from services.outbox import Notification
 from services.tx import Db, OpenDb, transaction
 from ui.notifications import render
 from ui.parts import Send
@@ -100,7 +101,7 @@ class OutboxSender:
         settled stay settled, so the retry sends only the rest.
         """
         try:
-            await render(self._bot, db, self._config, message, parts)
+            await render(self._bot, db, self._config, Notification.of(message), parts)
         except TelegramRetryAfter as error:
             log.warning("outbox %s: flood control, retry in %ss", message.id, error.retry_after)
             return partial(

@@ -10,8 +10,15 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
-from aiogram.methods import EditMessageCaption, EditMessageReplyMarkup, EditMessageText
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+)
 from aiogram.methods.base import Response, TelegramMethod, TelegramType
+
+from services.lru import Lru
 
 _EDITS = (EditMessageText, EditMessageCaption, EditMessageReplyMarkup)
 
@@ -98,3 +105,28 @@ class WaitOutFloodControl(BaseRequestMiddleware):
                     "flood control on %s: retry %s in %ss", method.__api_method__, attempt, wait
                 )
                 await asyncio.sleep(wait)
+
+
+class AnsweredPresses(BaseRequestMiddleware):
+    """The button presses (callback queries) this process has answered, the last
+    ``size`` of them. A press takes one answer: a refusal raised after its handler
+    answered it (a stop being carried out, a start switching on) takes the place of
+    the pressed message's text instead (handlers/errors.py); one answered elsewhere
+    (the same update delivered again to another instance) gets no such edit."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._ids: Lru[str, bool] = Lru(size)
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        response = await make_request(bot, method)
+        if isinstance(method, AnswerCallbackQuery):
+            self._ids.put(method.callback_query_id, True)
+        return response
+
+    def __contains__(self, query_id: object) -> bool:
+        return isinstance(query_id, str) and self._ids.get(query_id) is not None

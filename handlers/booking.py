@@ -1,31 +1,29 @@
 """Booking a charger: which device, which time window, a summary with the price
-estimate, then Confirm; and /bookings with cancel (user) or accept/reject (merchant)."""
+estimate, then Confirm; and /bookings with cancel (user) or accept/reject (merchant).
+Refusals (a window taken, the charger gone, too many requests) are answered by
+handlers/errors.py; the conversation stays where it was."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKeyboardRemove
-from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
-from models import Booking, BookingStatus, Listing
-from models.base import utcnow
 from services import bookings
-from services.bookings import estimate_minor
-from services.errors import DomainError, InvalidInput
+from services.clock import utcnow
+from services.dto import BookingInfo
 from services.paging import Page
 from services.text import clean
 from services.tx import Db
-from services.windows import parse_window
-from ui import keyboards, paging
+from services.windows import parse_window, starting_now
+from ui import keyboards
 from ui.callbacks import BookCb, BookingCb, PageCb
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
-from ui.views.booking import booking_text, money, tariff_text, window_text
-from ui.views.listing import fit
+from ui.views.booking import LISTS, booking_actions, booking_text, bookings_list, summary
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
 
@@ -37,18 +35,6 @@ class BookForm(StatesGroup):
     confirm = State()
 
 
-async def error_text(t: Translator, error: DomainError, config: Config) -> str:
-    params = dict(error.params)
-    if "free" in params:
-        windows = [
-            window_text(datetime.fromisoformat(s), datetime.fromisoformat(e), config.zone)
-            for s, e in params.pop("free")
-        ]
-        free = "\n".join(f"• {w}" for w in windows) or t("booking.no_free")
-        return t(error.key, **params) + "\n" + t("booking.free_windows", windows=free)
-    return t(error.key, **params)
-
-
 async def start_booking(
     query: CallbackQuery,
     callback_data: BookCb,
@@ -57,15 +43,12 @@ async def start_booking(
     t: Translator,
     config: Config,
 ) -> None:
-    try:
-        charger = await bookings.bookable_charger(db, callback_data.charger_id)
-        # said now rather than after every question (the request checks it again)
-        await bookings.check_request_limits(
-            db, query.from_user.id, None, None, None, config.booking_rules
-        )
-    except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
-        return
+    charger = await bookings.bookable_for(
+        db,
+        user_id=query.from_user.id,
+        charger_id=callback_data.charger_id,
+        rules=config.booking_rules,
+    )
     await query.answer()
     await state.clear()
     await state.update_data(charger_id=charger.id)
@@ -90,12 +73,7 @@ async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> No
     if await _cancelled(message, state, t):
         return
     data = await state.get_data()
-    try:
-        charger = await bookings.bookable_charger(db, data["charger_id"])
-    except DomainError as error:
-        await state.clear()
-        await message.answer(t(error.key, **error.params), reply_markup=ReplyKeyboardRemove())
-        return
+    charger = await bookings.bookable_charger(db, data["charger_id"])
     code = keys_by_label(f"kind.{k}" for k in charger.device_kinds).get(
         (message.text or "").strip()
     )
@@ -112,11 +90,8 @@ async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> No
 async def model(message: Message, state: FSMContext, t: Translator) -> None:
     if await _cancelled(message, state, t):
         return
-    try:  # a NUL or a broken character would fail the booking later, on PostgreSQL
-        text = clean(message.text, max_len=100)
-    except DomainError as error:
-        await message.answer(t(error.key, **error.params))
-        return
+    # cleaned here: a NUL or a broken character would fail the booking later, on PostgreSQL
+    text = clean(message.text, max_len=100)
     await state.update_data(model="" if text in all_variants("btn.skip") else text)
     await state.set_state(BookForm.when)
     await message.answer(
@@ -130,51 +105,29 @@ async def model(message: Message, state: FSMContext, t: Translator) -> None:
 async def when(message: Message, state: FSMContext, db: Db, t: Translator, config: Config) -> None:
     if await _cancelled(message, state, t):
         return
+    assert message.from_user is not None
     text = (message.text or "").strip()
     now = utcnow()
     quick = keys_by_label(QUICK_HOURS).get(text)
-    try:
-        if quick:
-            start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            end = start + timedelta(hours=QUICK_HOURS[quick])
-        else:
-            start, end = parse_window(text, now, config.zone)
-        data = await state.get_data()
-        charger = await bookings.bookable_charger(db, data["charger_id"])
-        await bookings.check_window(db, charger, start, end, now, config.booking_rules)
-        assert message.from_user is not None
-        await bookings.check_request_limits(
-            db, message.from_user.id, charger.id, start, end, config.booking_rules
-        )
-    except InvalidInput as error:
-        await message.answer(await error_text(t, error, config))
-        return
-    except DomainError as error:
-        await state.clear()
-        await message.answer(t(error.key, **error.params), reply_markup=ReplyKeyboardRemove())
-        return
+    if quick:
+        start, end = starting_now(QUICK_HOURS[quick], now)
+    else:
+        start, end = parse_window(text, now, config.zone)
+    data = await state.get_data()
+    quote = await bookings.quote(
+        db,
+        user_id=message.from_user.id,
+        charger_id=data["charger_id"],
+        start=start,
+        end=end,
+        rules=config.booking_rules,
+        now=now,
+    )
     await state.update_data(start=start.isoformat(), end=end.isoformat())
     await state.set_state(BookForm.confirm)
-    listing = await db.get(Listing, charger.listing_id)
-    estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
     await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action="confirm"))
-    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action="drop"))
-    await message.answer(
-        t(
-            "booking.summary",
-            shop=listing.shop_name if listing else "",
-            device=t(f"kind.{data['kind']}"),
-            model=data.get("model") or t("view.any_model"),
-            window=window_text(start, end, config.zone),
-            tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
-            estimate=money(estimate, charger.currency)
-            if estimate is not None
-            else t("booking.estimate_kwh"),
-        ),
-        reply_markup=builder.as_markup(),
-    )
+    text, markup = summary(t, quote, data["kind"], data.get("model", ""), config.zone)
+    await message.answer(text, reply_markup=markup)
 
 
 async def confirm(
@@ -193,29 +146,19 @@ async def confirm(
         await query.message.edit_text(t("booking.cancelled"))
         return
     data = await state.get_data()
-    try:
-        booking = await bookings.request(
-            db,
-            user_id=query.from_user.id,
-            charger_id=data["charger_id"],
-            device_kind=data["kind"],
-            device_model=data.get("model", ""),
-            start=datetime.fromisoformat(data["start"]),
-            end=datetime.fromisoformat(data["end"]),
-            rules=config.booking_rules,
-        )
-    except InvalidInput as error:  # the window: another one may do
-        await query.answer()
-        await query.message.answer(await error_text(t, error, config))
-        await state.set_state(BookForm.when)
-        await query.message.answer(t("booking.ask_when"))
-        return
-    except DomainError as error:  # the charger is gone, too many requests, …
-        await state.clear()
-        await query.answer()
-        await query.message.edit_reply_markup(reply_markup=None)
-        await query.message.answer(t(error.key, **error.params))
-        return
+    # the summary is done with: a request refused (the window taken meanwhile) is
+    # answered with why, and the next message is taken as another window
+    await state.set_state(BookForm.when)
+    booking = await bookings.request(
+        db,
+        user_id=query.from_user.id,
+        charger_id=data["charger_id"],
+        device_kind=data["kind"],
+        device_model=data.get("model", ""),
+        start=datetime.fromisoformat(data["start"]),
+        end=datetime.fromisoformat(data["end"]),
+        rules=config.booking_rules,
+    )
     await state.clear()
     # the booking is committed: its confirmation comes first and reaches the rider even
     # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
@@ -233,50 +176,16 @@ async def stale_confirm(query: CallbackQuery, t: Translator) -> None:
 
 
 BOOKINGS_PAGE = 10
-_LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
-
-
-async def _bookings_view(
-    db: Db, t: Translator, config: Config, person: int, of: str, number: int
-) -> tuple[Page[Booking], str, InlineKeyboardMarkup | None]:
-    """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
-    a line each, and a button that opens the booking with what can be done to it."""
-    if of == "mine":
-        page = await bookings.page_of_user(db, person, number, BOOKINGS_PAGE)
-    else:
-        page = await bookings.page_of_merchant(db, person, number, BOOKINGS_PAGE)
-    lines = []
-    for booking in page.items:
-        listing = await db.get(Listing, booking.charger.listing_id)
-        lines.append(
-            t(
-                "booking.line",
-                id=booking.id,
-                shop=listing.shop_name if listing else "",
-                window=window_text(booking.start_at, booking.end_at, config.zone),
-                status=t(f"booking.status_{booking.status.value}"),
-            )
-        )
-    header = t("booking.list_header", title=t(_LISTS[of]), page=paging.counter(t, page))
-    builder = InlineKeyboardBuilder()
-    for booking in page.items:
-        builder.button(
-            text=f"#{booking.id}", callback_data=BookingCb(action="open", booking_id=booking.id)
-        )
-    builder.adjust(5)
-    markup = paging.with_nav(t, of, page, builder.as_markup())
-    return page, fit(header + "\n" + "\n".join(lines)), markup
 
 
 async def my_bookings(message: Message, db: Db, t: Translator, config: Config) -> None:
     """One paged message per role the person has: their bookings, their chargers'."""
     assert message.from_user is not None
     views = []
-    for of in _LISTS:
-        page, text, markup = await _bookings_view(db, t, config, message.from_user.id, of, 0)
+    for of in LISTS:
+        page = await _page_of(db, message.from_user.id, of, 0)
         if page.total:
-            views.append((text, markup))
-    await db.commit()  # no transaction left open while Telegram answers
+            views.append(bookings_list(t, page, of, config.zone))
     if not views:
         await message.answer(t("booking.none"))
     for text, markup in views:
@@ -284,81 +193,42 @@ async def my_bookings(message: Message, db: Db, t: Translator, config: Config) -
 
 
 async def bookings_page(
-    query: CallbackQuery,
-    callback_data: PageCb,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: PageCb, db: Db, t: Translator, config: Config
 ) -> None:
-    _, text, markup = await _bookings_view(
-        db, t, config, query.from_user.id, callback_data.of, callback_data.page
-    )
-    await db.commit()
+    page = await _page_of(db, query.from_user.id, callback_data.of, callback_data.page)
+    text, markup = bookings_list(t, page, callback_data.of, config.zone)
     await query.answer()
     if isinstance(query.message, Message):
-        await keyboards.edit_text_safely(query.message, text, markup)
+        await query.message.edit_text(text, reply_markup=markup)
+
+
+async def _page_of(db: Db, person: int, of: str, number: int) -> Page[BookingInfo]:
+    if of == "mine":
+        return await bookings.page_of_user(db, person, number, BOOKINGS_PAGE)
+    return await bookings.page_of_merchant(db, person, number, BOOKINGS_PAGE)
 
 
 async def open_booking(
-    query: CallbackQuery,
-    callback_data: BookingCb,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator, config: Config
 ) -> None:
     """A booking of the list as its own message, with Cancel (its user) or Accept
     and Reject (its merchant) while they apply."""
-    try:
-        booking = await bookings.get(db, callback_data.booking_id)
-    except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
-        return
     presser = query.from_user.id
-    if presser not in (booking.user_id, booking.merchant_id):
-        await query.answer(t("err.not_your_booking"), show_alert=True)
-        return
-    listing = await db.get(Listing, booking.charger.listing_id)
-    text = booking_text(t, booking, config.zone, listing.shop_name if listing else "")
-    builder = InlineKeyboardBuilder()
-    cancellable = booking.status in bookings.OPEN and booking.start_at > utcnow()
-    if presser == booking.user_id and cancellable:
-        builder.button(
-            text=t("btn.cancel_booking"),
-            callback_data=BookingCb(action="cancel", booking_id=booking.id),
-        )
-    if presser == booking.merchant_id and booking.status == BookingStatus.REQUESTED:
-        builder.button(
-            text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking.id)
-        )
-        builder.button(
-            text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking.id)
-        )
-    await db.commit()
+    booking = await bookings.for_person(db, callback_data.booking_id, presser)
+    text = booking_text(t, booking, config.zone)
+    markup = booking_actions(t, booking, presser, utcnow())
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(
-            text, reply_markup=builder.as_markup() if builder.buttons else None
-        )
+        await query.message.answer(text, reply_markup=markup)
 
 
 async def cancel_booking(
     query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
-    try:
-        await bookings.cancel(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
-    except DomainError as error:
-        await query.answer(t(error.key, **status_params(t, error)), show_alert=True)
-        return
+    await bookings.cancel(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
     await query.answer(t("booking.cancelled_alert"))
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
-
-
-def status_params(t: Translator, error: DomainError) -> dict[str, object]:
-    params = dict(error.params)
-    if "status" in params:
-        params["status"] = t(f"booking.status_{params['status']}")
-    return params
 
 
 def build_router() -> Router:
@@ -377,7 +247,7 @@ def build_router() -> Router:
         stale_confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
     )
     router.message.register(my_bookings, Command("bookings"))
-    router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(_LISTS))))
+    router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(LISTS))))
     router.callback_query.register(open_booking, BookingCb.filter(F.action == "open"))
     router.callback_query.register(cancel_booking, BookingCb.filter(F.action == "cancel"))
     return router

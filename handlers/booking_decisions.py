@@ -1,7 +1,8 @@
 """The merchant's answer to a booking: Accept, or Reject with a reason.
 
 Only the merchant who owns the charger can decide (checked in the service for
-every press); a repeated or stale press changes nothing and says why.
+every press); a repeated or stale press changes nothing and says why (the
+refusal is answered by handlers/errors.py).
 """
 
 from aiogram import F, Router
@@ -9,11 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
 
-from handlers.booking import status_params
 from services import bookings
-from services.bookings import REJECT_PRESETS
-from services.errors import DomainError
-from services.text import TEXT_ERRORS
 from services.tx import Db
 from ui import keyboards
 from ui.callbacks import BookingCb
@@ -25,24 +22,12 @@ class RejectBookingForm(StatesGroup):
     reason = State()
 
 
-async def _refuse(query: CallbackQuery, t: Translator, error: DomainError) -> None:
-    await query.answer(t(error.key, **status_params(t, error)), show_alert=True)
-
-
 async def accept(
-    query: CallbackQuery,
-    callback_data: BookingCb,
-    db: Db,
-    t: Translator,
-    owed: OwedCalls,
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator, owed: OwedCalls
 ) -> None:
-    try:
-        booking = await bookings.accept(
-            db, booking_id=callback_data.booking_id, merchant_id=query.from_user.id
-        )
-    except DomainError as error:
-        await _refuse(query, t, error)
-        return
+    booking = await bookings.accept(
+        db, booking_id=callback_data.booking_id, merchant_id=query.from_user.id
+    )
     # committed: the merchant's confirmation first, kept for later if Telegram refuses it
     if isinstance(query.message, Message):
         await owed.deliver(query.message.reply(t("booking.accepted_merchant", id=booking.id)))
@@ -54,14 +39,7 @@ async def accept(
 async def reject_menu(
     query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
-    try:
-        booking = await bookings.get(db, callback_data.booking_id)
-    except DomainError as error:
-        await _refuse(query, t, error)
-        return
-    if booking.merchant_id != query.from_user.id:
-        await query.answer(t("err.not_your_booking"), show_alert=True)
-        return
+    booking = await bookings.for_merchant(db, callback_data.booking_id, query.from_user.id)
     await query.answer()
     markup = (
         keyboards.booking_reject_reasons(t, booking.id)
@@ -73,19 +51,12 @@ async def reject_menu(
 
 
 async def preset(query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator) -> None:
-    if callback_data.code not in REJECT_PRESETS:
-        await query.answer(t("err.reason_unknown"), show_alert=True)
-        return
-    try:
-        await bookings.reject(
-            db,
-            booking_id=callback_data.booking_id,
-            merchant_id=query.from_user.id,
-            reason=f"preset:{callback_data.code}",
-        )
-    except DomainError as error:
-        await _refuse(query, t, error)
-        return
+    await bookings.reject(
+        db,
+        booking_id=callback_data.booking_id,
+        merchant_id=query.from_user.id,
+        reason=bookings.preset_reason(callback_data.code),
+    )
     await query.answer(t("booking.rejected_alert"))
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
@@ -106,22 +77,16 @@ async def other(
 async def typed_reason(
     message: Message, state: FSMContext, db: Db, t: Translator, owed: OwedCalls
 ) -> None:
+    """The reason typed; refused (too long, the booking decided meanwhile), the
+    question stays and the next reply is taken as the reason."""
     booking_id = (await state.get_data()).get("booking_id")
     assert message.from_user is not None
-    try:
-        await bookings.reject(
-            db,
-            booking_id=int(booking_id or 0),
-            merchant_id=message.from_user.id,
-            reason=message.text or "",
-        )
-    except DomainError as error:
-        if error.key in TEXT_ERRORS:
-            await message.answer(t(error.key, **error.params))
-            return  # stay: type it again
-        await state.clear()
-        await message.answer(t(error.key, **status_params(t, error)))
-        return
+    await bookings.reject(
+        db,
+        booking_id=int(booking_id or 0),
+        merchant_id=message.from_user.id,
+        reason=message.text or "",
+    )
     await state.clear()
     await owed.deliver(message.answer(t("booking.rejected_reply", id=booking_id)))
 

@@ -31,7 +31,7 @@ from aiogram.types import (
 )
 
 from services import listings
-from services.errors import DomainError, InvalidInput
+from services.errors import InvalidInput
 from services.hours import parse_hours
 from services.listing_draft import (
     CHARGING_METHODS,
@@ -572,15 +572,11 @@ async def answer(
     if text in _label("btn.keep") and step in KEEPABLE and _current(step, wiz) is not None:
         await ask(message, next_step(step, wiz), wiz, state, t, config)
         return
-    try:
-        outcome = PARSERS[step](message, wiz, t, config)
-        if step == "plug_id":  # checkable here: not another charger's plug
-            await listings.check_plug(db, wiz.draft, wiz.ci, wiz.listing_id)
-    except InvalidInput as error:
-        # the draft in storage is untouched: only a successful parse is saved
-        await message.answer(t(error.key, **error.params))
-        await ask(message, step, await Wizard.load(state), state, t, config)
-        return
+    # a refused answer (InvalidInput) is said by handlers/errors.py and the same
+    # question stays; the draft in storage is untouched: only an answer taken is saved
+    outcome = PARSERS[step](message, wiz, t, config)
+    if step == "plug_id":  # checkable here: not another charger's plug
+        await listings.check_plug(db, wiz.draft, wiz.ci, wiz.listing_id)
     targets = {STAY: lambda: step, NEXT: lambda: next_step(step, wiz)}
     target = targets.get(outcome, lambda: outcome)()
     await ask(message, target, wiz, state, t, config)
@@ -617,39 +613,19 @@ async def submit(
     if wiz is None:
         return
     assert isinstance(query.message, Message)
-    try:
-        revision = await listings.submit(
-            db,
-            merchant_id=query.from_user.id,
-            draft=wiz.draft,
-            moderation_chat_id=config.moderation_chat_id,
-            listing_id=wiz.listing_id,
-            submission_key=wiz.submission_key,
-            max_under_review=config.max_listings_under_review,
-        )
-    except DomainError as error:
-        params = dict(error.params)
-        if error.key == "err.draft_incomplete":
-            params["fields"] = missing_text(t, wiz.draft)
-        await query.answer(t(error.key, **params), show_alert=True)
-        return
+    revision = await listings.submit(
+        db,
+        merchant_id=query.from_user.id,
+        draft=wiz.draft,
+        moderation_chat_id=config.moderation_chat_id,
+        listing_id=wiz.listing_id,
+        submission_key=wiz.submission_key,
+        max_under_review=config.max_listings_under_review,
+    )
     await discard(state)
     await query.answer(t("wizard.submitted_alert"))
     await query.message.edit_reply_markup(reply_markup=None)
     await query.message.answer(t("wizard.submitted", id=revision.listing_id))
-
-
-def missing_text(t: Translator, draft: ListingDraft) -> str:
-    """What is still to fill in, named as the Edit menu names it."""
-    parts = [
-        t(f"field.{step}")
-        for step, attr in SHOP_FIELDS.items()
-        if step != "address" and getattr(draft, attr) is None
-    ]
-    parts += [t("btn.edit_charger", n=i + 1) for i, c in enumerate(draft.chargers) if c.missing()]
-    if not draft.chargers:
-        parts.append(t("btn.add_charger"))
-    return ", ".join(parts)
 
 
 async def cancel_from_summary(query: CallbackQuery, state: FSMContext, t: Translator) -> None:

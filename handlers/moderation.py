@@ -7,38 +7,26 @@ pressing at once: the service lets exactly one decision through.
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import BaseFilter, Command
+from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import (
-    CallbackQuery,
-    ForceReply,
-    InlineKeyboardMarkup,
-    Message,
-    TelegramObject,
-)
+from aiogram.types import CallbackQuery, ForceReply, Message
 
+from handlers.filters import IsAdmin
 from services import listings
-from services.errors import DomainError
-from services.listings import Decision, DecisionResult
+from services.dto import RevisionStatus
+from services.listings import Decision
 from services.tx import Db
-from ui import keyboards, paging
+from ui import keyboards
 from ui.callbacks import PageCb, ReviewCb
 from ui.config import Config
 from ui.i18n import Translator
-from ui.notifications import is_not_modified, send_review_card
-from ui.views.listing import fit, when
+from ui.notifications import send_review_card
+from ui.views.listing import already_decided, pending_list
 
 
 class RejectForm(StatesGroup):
     reason = State()
-
-
-class IsAdmin(BaseFilter):
-    async def __call__(self, event: TelegramObject, config: Config) -> bool:
-        user = getattr(event, "from_user", None)
-        return user is not None and user.id in config.admin_ids
 
 
 def build_router(moderation_chat_id: int) -> Router:
@@ -64,50 +52,26 @@ def build_router(moderation_chat_id: int) -> Router:
     return router
 
 
-async def _told_decided(query: CallbackQuery, t: Translator, result: DecisionResult) -> None:
-    revision = result.revision
-    await query.answer(
-        t(
-            "review.already_decided",
-            status=t(f"status.{revision.status.value}"),
-            admin=str(revision.decided_by or "—"),
-        ),
-        show_alert=True,
-    )
-
-
 async def approve(
-    query: CallbackQuery,
-    callback_data: ReviewCb,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: ReviewCb, db: Db, t: Translator, config: Config
 ) -> None:
-    try:
-        result = await listings.approve(
-            db,
-            revision_id=callback_data.revision_id,
-            admin_id=query.from_user.id,
-            moderation_chat_id=config.moderation_chat_id,
-        )
-    except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
-        return
+    result = await listings.approve(
+        db,
+        revision_id=callback_data.revision_id,
+        admin_id=query.from_user.id,
+        moderation_chat_id=config.moderation_chat_id,
+    )
     if result.outcome == Decision.ALREADY_DECIDED:
-        await _told_decided(query, t, result)
+        await query.answer(already_decided(t, result.revision), show_alert=True)
         return
     await query.answer(t("review.approved_alert"))
 
 
 async def reject_menu(query: CallbackQuery, callback_data: ReviewCb, db: Db, t: Translator) -> None:
     """Swap the card's buttons for the reasons (or back to Approve / Reject)."""
-    try:
-        revision = await listings.get_revision(db, callback_data.revision_id)
-    except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
-        return
-    if revision.status.value != "pending":
-        await _told_decided(query, t, DecisionResult(Decision.ALREADY_DECIDED, revision))
+    revision = await listings.get_revision(db, callback_data.revision_id)
+    if revision.status != RevisionStatus.PENDING:
+        await query.answer(already_decided(t, revision), show_alert=True)
         return
     await query.answer()
     markup = (
@@ -116,56 +80,21 @@ async def reject_menu(query: CallbackQuery, callback_data: ReviewCb, db: Db, t: 
         else keyboards.review(t, revision.id)
     )
     if isinstance(query.message, Message):
-        try:
-            await query.message.edit_reply_markup(reply_markup=markup)
-        except TelegramBadRequest as error:
-            if not is_not_modified(error):
-                raise
-
-
-async def _reject(
-    query_or_message: CallbackQuery | Message,
-    db: Db,
-    t: Translator,
-    config: Config,
-    revision_id: int,
-    reason: str,
-) -> DecisionResult | None:
-    admin = query_or_message.from_user
-    assert admin is not None
-    try:
-        return await listings.reject(
-            db,
-            revision_id=revision_id,
-            admin_id=admin.id,
-            reason=reason,
-            moderation_chat_id=config.moderation_chat_id,
-        )
-    except DomainError as error:
-        if isinstance(query_or_message, CallbackQuery):
-            await query_or_message.answer(t(error.key, **error.params), show_alert=True)
-        else:
-            await query_or_message.reply(t(error.key, **error.params))
-        return None
+        await query.message.edit_reply_markup(reply_markup=markup)
 
 
 async def preset_reason(
-    query: CallbackQuery,
-    callback_data: ReviewCb,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: ReviewCb, db: Db, t: Translator, config: Config
 ) -> None:
-    try:
-        reason = listings.preset_reason(callback_data.code)
-    except DomainError as error:
-        await query.answer(t(error.key), show_alert=True)
-        return
-    result = await _reject(query, db, t, config, callback_data.revision_id, reason)
-    if result is None:
-        return
+    result = await listings.reject(
+        db,
+        revision_id=callback_data.revision_id,
+        admin_id=query.from_user.id,
+        reason=listings.preset_reason(callback_data.code),
+        moderation_chat_id=config.moderation_chat_id,
+    )
     if result.outcome == Decision.ALREADY_DECIDED:
-        await _told_decided(query, t, result)
+        await query.answer(already_decided(t, result.revision), show_alert=True)
         return
     await query.answer(t("review.rejected_alert"))
 
@@ -188,6 +117,8 @@ async def other_reason(
 async def typed_reason(
     message: Message, state: FSMContext, db: Db, t: Translator, config: Config
 ) -> None:
+    """The reason typed in reply to the prompt; a reason refused (too long) is said
+    and the state stays for another try."""
     data = await state.get_data()
     reply_to = message.reply_to_message
     if reply_to is None or reply_to.message_id != data.get("prompt_id"):
@@ -196,18 +127,17 @@ async def typed_reason(
     if revision_id is None:
         await state.clear()
         return
-    result = await _reject(message, db, t, config, int(revision_id), message.text or "")
-    if result is None:
-        return  # the reason was refused (too long); the state stays for another try
+    assert message.from_user is not None
+    result = await listings.reject(
+        db,
+        revision_id=int(revision_id),
+        admin_id=message.from_user.id,
+        reason=message.text or "",
+        moderation_chat_id=config.moderation_chat_id,
+    )
     await state.clear()
     if result.outcome == Decision.ALREADY_DECIDED:
-        await message.reply(
-            t(
-                "review.already_decided",
-                status=t(f"status.{result.revision.status.value}"),
-                admin=str(result.revision.decided_by or "—"),
-            )
-        )
+        await message.reply(already_decided(t, result.revision))
         return
     await message.reply(t("review.rejected_reply", id=revision_id))
 
@@ -215,69 +145,33 @@ async def typed_reason(
 PENDING_PAGE = 10
 
 
-async def _pending_view(
-    db: Db, t: Translator, config: Config, number: int
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    """One page of what waits for review: a line and a card button for each."""
-    page = await listings.pending_page(db, number, PENDING_PAGE)
-    if not page.items:
-        return t("review.none_pending"), None
-    lines = [
-        t(
-            "review.pending_line",
-            id=r.id,
-            shop=r.data.get("shop_name") or "—",
-            when=when(r.submitted_at, config.zone),
-        )
-        for r in page.items
-    ]
-    header = t("review.pending_header", count=page.total, page=paging.counter(t, page))
-    markup = paging.with_nav(
-        t, "pending", page, keyboards.show_cards([r.id for r in page.items], t)
-    )
-    return fit(header + "\n" + "\n".join(lines)), markup
-
-
 async def pending(message: Message, db: Db, t: Translator, config: Config) -> None:
-    text, markup = await _pending_view(db, t, config, 0)
-    await db.commit()  # no transaction left open while Telegram answers
+    page = await listings.pending_page(db, 0, PENDING_PAGE)
+    text, markup = pending_list(t, page, config.zone)
     await message.answer(text, reply_markup=markup)
 
 
 async def pending_page(
-    query: CallbackQuery,
-    callback_data: PageCb,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: PageCb, db: Db, t: Translator, config: Config
 ) -> None:
-    text, markup = await _pending_view(db, t, config, callback_data.page)
-    await db.commit()
+    page = await listings.pending_page(db, callback_data.page, PENDING_PAGE)
+    text, markup = pending_list(t, page, config.zone)
     await query.answer()
     if isinstance(query.message, Message):
-        await keyboards.edit_text_safely(query.message, text, markup)
+        await query.message.edit_text(text, reply_markup=markup)
 
 
 async def show_card(
-    query: CallbackQuery,
-    callback_data: ReviewCb,
-    bot: Bot,
-    db: Db,
-    t: Translator,
-    config: Config,
+    query: CallbackQuery, callback_data: ReviewCb, bot: Bot, db: Db, t: Translator, config: Config
 ) -> None:
     """Post a pending listing's card again (e.g. the old one scrolled away).
 
     A callback query takes one answer: a refusal must be that answer, not a
     second one after an empty answer (Telegram refuses it, so no alert showed).
     """
-    try:
-        await listings.get_revision(db, callback_data.revision_id)
-    except DomainError as error:
-        await query.answer(t(error.key, **error.params), show_alert=True)
-        return
+    revision = await listings.get_revision(db, callback_data.revision_id)
     await query.answer()
-    await send_review_card(bot, db, config, t, callback_data.revision_id, config.moderation_chat_id)
+    await send_review_card(bot, db, config, t, revision.id, config.moderation_chat_id)
 
 
 async def not_an_admin(query: CallbackQuery, t: Translator) -> None:

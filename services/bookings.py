@@ -7,20 +7,22 @@ work holds the write lock), so two accepts pressed at once cannot both win.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, outbox
+from services.dto import BookingInfo, ChargerInfo, ListingInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.text import clean_reason
-from services.tx import Db, transaction
+from services.tx import Db, read, transaction
 from services.windows import Interval, fits_hours, free_windows
 
 MAX_BOOKING = timedelta(hours=24)
@@ -50,17 +52,42 @@ def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) 
     return int((Decimal(price_minor) * minutes / 60).quantize(Decimal(1), ROUND_HALF_UP))
 
 
-async def bookable_charger(db: Db, charger_id: int) -> Charger:
+async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
     """A charger of a public, unpaused listing; else a refusal that says why."""
-    charger = await db.get(Charger, charger_id, populate_existing=True)
-    if charger is None or not charger.active:
-        raise NotFound("err.charger_gone")
-    listing = await db.get(Listing, charger.listing_id, populate_existing=True)
-    if listing is None or not listing.published:
-        raise NotFound("err.charger_gone")
-    if listing.paused:
-        raise InvalidInput("err.listing_paused")
-    return charger
+    async with read(db):
+        charger = await db.get(Charger, charger_id, populate_existing=True)
+        if charger is None or not charger.active:
+            raise NotFound("err.charger_gone")
+        listing = await db.get(Listing, charger.listing_id, populate_existing=True)
+        if listing is None or not listing.published:
+            raise NotFound("err.charger_gone")
+        if listing.paused:
+            raise InvalidInput("err.listing_paused")
+        return ChargerInfo.of(charger)
+
+
+def bookable(listing: Listing | None) -> bool:
+    """People may find a listing and book its chargers: published and not paused."""
+    return listing is not None and listing.published and not listing.paused
+
+
+async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[ChargerInfo]]:
+    """A listing's card with its active chargers, if they may be booked now; else a
+    refusal (paused, under its first review, withdrawn while the person looked)."""
+    async with read(db):
+        listing = await db.get(Listing, listing_id, populate_existing=True)
+        if listing is None or not bookable(listing):
+            raise NotFound("err.listing_unavailable")
+        chargers = (
+            await db.scalars(
+                select(Charger)
+                .where(Charger.listing_id == listing_id, Charger.active.is_(True))
+                .order_by(Charger.position)
+            )
+        ).all()
+        if not chargers:
+            raise NotFound("err.listing_unavailable")
+        return ListingInfo.of(listing), [ChargerInfo.of(c) for c in chargers]
 
 
 async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime) -> list[Interval]:
@@ -77,7 +104,7 @@ async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime
 
 async def check_window(
     db: Db,
-    charger: Charger,
+    charger: ChargerInfo,
     start: datetime,
     end: datetime,
     now: datetime,
@@ -104,7 +131,7 @@ async def check_window(
 
 
 async def _free(
-    db: Db, charger: Charger, day, now: datetime, rules: BookingRules
+    db: Db, charger: ChargerInfo, day: date, now: datetime, rules: BookingRules
 ) -> dict[str, object]:
     day_start = datetime.combine(day, datetime.min.time(), tzinfo=rules.zone)
     busy = await busy_intervals(
@@ -125,7 +152,7 @@ async def request(
     end: datetime,
     rules: BookingRules,
     now: datetime | None = None,
-) -> Booking:
+) -> BookingInfo:
     now = now or utcnow()
     async with transaction(db):
         await check_request_limits(db, user_id, charger_id, start, end, rules, lock=True)
@@ -159,8 +186,9 @@ async def request(
         db.add(booking)
         await db.flush()
         audit.record(db, "booking", booking.id, "request", user_id, None, "requested")
-        outbox.enqueue(db, listing.merchant_id, "booking_request", booking_id=booking.id)
-    return booking
+        outbox.enqueue(db, listing.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id)
+        made = BookingInfo.of(booking, listing.shop_name or "", charger)
+    return made
 
 
 async def check_request_limits(
@@ -240,7 +268,7 @@ async def _move(
 
 async def accept(
     db: Db, *, booking_id: int, merchant_id: int, now: datetime | None = None
-) -> Booking:
+) -> BookingInfo:
     now = now or utcnow()
     async with transaction(db):
         booking = await _locked(db, booking_id)
@@ -256,11 +284,11 @@ async def accept(
             db, booking, BookingStatus.ACCEPTED, (BookingStatus.REQUESTED,), merchant_id
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(db, booking.user_id, "booking_accepted", booking_id=booking.id)
-    return booking
+        outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_ACCEPTED, booking_id=booking.id)
+        return await _info(db, booking)
 
 
-async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> Booking:
+async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> BookingInfo:
     reason = clean_reason(reason)
     async with transaction(db):
         booking = await _locked(db, booking_id)
@@ -275,11 +303,13 @@ async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> B
             reason,
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(db, booking.user_id, "booking_rejected", booking_id=booking.id)
-    return booking
+        outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_REJECTED, booking_id=booking.id)
+        return await _info(db, booking)
 
 
-async def cancel(db: Db, *, booking_id: int, user_id: int, now: datetime | None = None) -> Booking:
+async def cancel(
+    db: Db, *, booking_id: int, user_id: int, now: datetime | None = None
+) -> BookingInfo:
     now = now or utcnow()
     async with transaction(db):
         booking = await _locked(db, booking_id)
@@ -296,8 +326,8 @@ async def cancel(db: Db, *, booking_id: int, user_id: int, now: datetime | None 
             raise InvalidInput("err.booking_started")
         if not await _move(db, booking, BookingStatus.CANCELLED, OPEN, user_id):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(db, booking.merchant_id, "booking_cancelled", booking_id=booking.id)
-    return booking
+        outbox.enqueue(db, booking.merchant_id, OutboxKind.BOOKING_CANCELLED, booking_id=booking.id)
+        return await _info(db, booking)
 
 
 async def expire_due(db: Db, now: datetime | None = None) -> int:
@@ -319,9 +349,9 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
                 db, booking, BookingStatus.EXPIRED, (BookingStatus.REQUESTED,), None
             ):
                 continue
-            outbox.enqueue(db, booking.user_id, "booking_expired", booking_id=booking.id)
+            outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_EXPIRED, booking_id=booking.id)
             outbox.enqueue(
-                db, booking.merchant_id, "booking_expired_merchant", booking_id=booking.id
+                db, booking.merchant_id, OutboxKind.BOOKING_EXPIRED_MERCHANT, booking_id=booking.id
             )
             expired += 1
     return expired
@@ -334,21 +364,122 @@ async def get(db: Db, booking_id: int) -> Booking:
     return booking
 
 
-async def page_of_user(db: Db, user_id: int, number: int, size: int) -> Page[Booking]:
+async def page_of_user(db: Db, user_id: int, number: int, size: int) -> Page[BookingInfo]:
     """One page of the user's bookings, the latest window first."""
     statement = (
         select(Booking)
         .where(Booking.user_id == user_id)
         .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
-    return await page_of(db, statement, number, size)
+    return await _page(db, statement, number, size)
 
 
-async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> Page[Booking]:
+async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> Page[BookingInfo]:
     """One page of the bookings of the merchant's chargers, the latest window first."""
     statement = (
         select(Booking)
         .where(Booking.merchant_id == merchant_id)
         .order_by(Booking.start_at.desc(), Booking.id.desc())
     )
-    return await page_of(db, statement, number, size)
+    return await _page(db, statement, number, size)
+
+
+async def _page(
+    db: Db, statement: Select[tuple[Booking]], number: int, size: int
+) -> Page[BookingInfo]:
+    async with read(db):
+        page: Page[Booking] = await page_of(db, statement, number, size)
+        items = [await _info(db, booking) for booking in page.items]
+    return Page(items, page.total, page.number, page.pages, page.size)
+
+
+# -- for people: what handlers and ui show (plain values) ------------------------------
+
+
+async def info(db: Db, booking_id: int) -> BookingInfo:
+    async with read(db):
+        return await _info(db, await get(db, booking_id))
+
+
+async def _info(db: Db, booking: Booking) -> BookingInfo:
+    listing = await db.get(Listing, booking.charger.listing_id)
+    return BookingInfo.of(booking, (listing.shop_name or "") if listing else "")
+
+
+async def for_person(db: Db, booking_id: int, person: int) -> BookingInfo:
+    """A booking its user or its merchant looks at; anyone else is refused."""
+    booking = await info(db, booking_id)
+    if person not in (booking.user_id, booking.merchant_id):
+        raise NotAllowed("err.not_your_booking")
+    return booking
+
+
+async def for_merchant(db: Db, booking_id: int, merchant_id: int) -> BookingInfo:
+    """A booking its merchant is about to decide on; anyone else is refused."""
+    booking = await info(db, booking_id)
+    if booking.merchant_id != merchant_id:
+        raise NotAllowed("err.not_your_booking")
+    return booking
+
+
+def preset_reason(code: str) -> str:
+    """A rejection reason chosen from REJECT_PRESETS, as stored ("preset:<code>")."""
+    if code not in REJECT_PRESETS:
+        raise InvalidInput("err.reason_unknown")
+    return f"preset:{code}"
+
+
+def cancellable(booking: BookingInfo, now: datetime) -> bool:
+    """Whether its user is offered Cancel (``cancel`` decides for good)."""
+    return booking.status in OPEN and booking.start_at > now
+
+
+def decidable(booking: BookingInfo) -> bool:
+    """Whether its merchant is offered Accept and Reject."""
+    return booking.status == BookingStatus.REQUESTED
+
+
+async def bookable_for(
+    db: Db, *, user_id: int, charger_id: int, rules: BookingRules
+) -> ChargerInfo:
+    """Book pressed: the charger, if it is bookable and the user may ask for another
+    booking now (said at once rather than after every question; ``request`` checks
+    it all again)."""
+    async with read(db):
+        charger = await bookable_charger(db, charger_id)
+        await check_request_limits(db, user_id, None, None, None, rules)
+        return charger
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The summary before Confirm: the charger, the window and what it may cost."""
+
+    charger: ChargerInfo
+    shop_name: str
+    start: datetime
+    end: datetime
+    estimate_minor: int | None
+
+
+async def quote(
+    db: Db,
+    *,
+    user_id: int,
+    charger_id: int,
+    start: datetime,
+    end: datetime,
+    rules: BookingRules,
+    now: datetime | None = None,
+) -> Quote:
+    """A window typed for a booking: refused as ``request`` would refuse it (with
+    the day's free windows when taken or closed), else its summary."""
+    now = now or utcnow()
+    async with read(db):
+        charger = await bookable_charger(db, charger_id)
+        await check_window(db, charger, start, end, now, rules)
+        await check_request_limits(db, user_id, charger.id, start, end, rules)
+        listing = await db.get(Listing, charger.listing_id)
+        estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
+        shop = (listing.shop_name or "") if listing else ""
+        return Quote(charger, shop, start, end, estimate)

@@ -31,9 +31,11 @@ from models import (
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, billing, outbox
+from services.dto import BookingInfo, ChargeInfo, ChargerInfo, ChargeStatus, ListingInfo, OrderInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.outbox import OutboxKind
 from services.paging import Page, page_of
-from services.tx import Db, transaction
+from services.tx import Db, read, transaction
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,22 @@ class ChargingRules:
 
 @dataclass(frozen=True)
 class Scan:
-    charger: Charger
-    listing: Listing
-    booking: Booking
-    running: ChargingSession | None  # the user's own session on this charger, if any
+    charger: ChargerInfo
+    listing: ListingInfo
+    booking: BookingInfo
+    running: ChargeInfo | None  # the user's own session on this charger, if any
+
+    @classmethod
+    def of(
+        cls, charger: Charger, listing: Listing, booking: Booking, running: ChargingSession | None
+    ) -> "Scan":
+        shop = listing.shop_name or ""
+        return cls(
+            ChargerInfo.of(charger),
+            ListingInfo.of(listing),
+            BookingInfo.of(booking, shop),
+            ChargeInfo.of(running, shop) if running is not None else None,
+        )
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -130,11 +144,15 @@ async def scan(
     now: datetime | None = None,
 ) -> Scan:
     """What a scanned QR code means for this user now, or a refusal that says why."""
-    now = now or utcnow()
+    async with read(db):
+        return await _scan(db, token, user_id, rules, now or utcnow())
+
+
+async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: datetime) -> Scan:
     charger, listing = await charger_by_token(db, token)
     running = await active_session(db, charger_id=charger.id)
     if running is not None and running.user_id == user_id:
-        return Scan(charger, listing, running.booking, running)
+        return Scan.of(charger, listing, running.booking, running)
     mine = (
         await db.scalars(
             select(Booking)
@@ -176,7 +194,7 @@ async def scan(
     usable_window(current, now, rules)
     if running is not None:
         raise InvalidInput("err.charger_busy", until=running.booking.end_at)
-    return Scan(charger, listing, current, None)
+    return Scan.of(charger, listing, current, None)
 
 
 # -- starting --------------------------------------------------------------------------
@@ -308,11 +326,17 @@ async def confirm_start(
             )
             audit.record(db, "session", session_id, "failed", None, "starting", "failed")
             if notify_user:
-                outbox.enqueue(db, charge.user_id, "session_start_failed", session_id=session_id)
+                outbox.enqueue(
+                    db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
+                )
         else:
-            outbox.enqueue(db, charge.merchant_id, "session_started", session_id=session_id)
+            outbox.enqueue(
+                db, charge.merchant_id, OutboxKind.SESSION_STARTED, session_id=session_id
+            )
             if notify_user:
-                outbox.enqueue(db, charge.user_id, "session_running", session_id=session_id)
+                outbox.enqueue(
+                    db, charge.user_id, OutboxKind.SESSION_RUNNING, session_id=session_id
+                )
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charge
@@ -333,7 +357,9 @@ async def fail_start(db: Db, *, session_id: int, why: str, notify_user: bool = F
         if charge is None:
             return False
         if notify_user:  # nobody is waiting on the Start button's answer (recovery)
-            outbox.enqueue(db, charge.user_id, "session_start_failed", session_id=session_id)
+            outbox.enqueue(
+                db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
+            )
     return True
 
 
@@ -382,17 +408,15 @@ async def request_stop(
     (``admin``: the actor is one of the platform's admins)."""
     async with transaction(db):
         charge = await get(db, session_id)
+        if actor is not None or reason is None:
+            may_act(charge, actor, admin)
         if reason is None:
             if actor == charge.user_id:
                 reason = EndReason.USER
             elif actor == charge.merchant_id:
                 reason = EndReason.MERCHANT
-            elif admin:
-                reason = EndReason.ADMIN
             else:
-                raise NotAllowed("err.not_your_session")
-        elif actor is not None and not (admin or actor in (charge.user_id, charge.merchant_id)):
-            raise NotAllowed("err.not_your_session")
+                reason = EndReason.ADMIN
         return await _move(
             db,
             session_id,
@@ -403,6 +427,12 @@ async def request_stop(
             stopping_since=utcnow(),
             end_reason=reason.value,
         )
+
+
+def may_act(charge: ChargingSession, person: int | None, admin: bool) -> None:
+    """Who may look at and stop a session: its user, its merchant, an admin."""
+    if not (admin or (person is not None and person in (charge.user_id, charge.merchant_id))):
+        raise NotAllowed("err.not_your_session")
 
 
 def running_bill(charge: ChargingSession, now: datetime, kwh: float | None) -> billing.Bill:
@@ -498,7 +528,7 @@ async def finish(
             (charge.merchant_id, "merchant"),
             (rules.platform_chat_id, "platform"),
         ):
-            outbox.enqueue(db, chat, "order", order_id=order.id, audience=audience)
+            outbox.enqueue(db, chat, OutboxKind.ORDER, order_id=order.id, audience=audience)
     return order
 
 
@@ -537,7 +567,7 @@ async def warn_due(db: Db, rules: ChargingRules, now: datetime) -> int:
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-            outbox.enqueue(db, charge.user_id, "session_warning", session_id=charge.id)
+            outbox.enqueue(db, charge.user_id, OutboxKind.SESSION_WARNING, session_id=charge.id)
             warned += 1
     return warned
 
@@ -594,8 +624,12 @@ async def mark_no_shows(db: Db, now: datetime) -> int:
             booking = await db.get(Booking, booking_id, populate_existing=True)
             assert booking is not None
             audit.record(db, "booking", booking_id, "no_show", None, "accepted", "no_show")
-            outbox.enqueue(db, booking.merchant_id, "booking_no_show", booking_id=booking_id)
-            outbox.enqueue(db, booking.user_id, "booking_no_show_user", booking_id=booking_id)
+            outbox.enqueue(
+                db, booking.merchant_id, OutboxKind.BOOKING_NO_SHOW, booking_id=booking_id
+            )
+            outbox.enqueue(
+                db, booking.user_id, OutboxKind.BOOKING_NO_SHOW_USER, booking_id=booking_id
+            )
             marked += 1
     return marked
 
@@ -669,12 +703,75 @@ async def chargers_of_plug(db: Db, driver: str, plug_id: str) -> list[int]:
     )
 
 
-async def running_page(db: Db, number: int, size: int) -> Page[ChargingSession]:
-    """One page of the sessions charging now, the oldest start first."""
+async def running_page(db: Db, number: int, size: int) -> Page[ChargeStatus]:
+    """One page of the sessions charging now, the oldest start first, each with what
+    it costs so far by its last stored reading."""
     statement = (
         select(ChargingSession)
         .where(ChargingSession.status == SessionStatus.CHARGING)
         .order_by(ChargingSession.started_at, ChargingSession.id)
         .execution_options(populate_existing=True)
     )
-    return await page_of(db, statement, number, size)
+    async with read(db):
+        page: Page[ChargingSession] = await page_of(db, statement, number, size)
+        now = utcnow()
+        items = [status_of(charge, await _info(db, charge), now, None) for charge in page.items]
+    return Page(items, page.total, page.number, page.pages, page.size)
+
+
+# -- for people: what handlers and ui show (plain values) ------------------------------
+
+
+async def charge_info(db: Db, session_id: int) -> ChargeInfo:
+    async with read(db):
+        return await _info(db, await get(db, session_id))
+
+
+async def _info(db: Db, charge: ChargingSession) -> ChargeInfo:
+    listing = await db.get(Listing, charge.booking.charger.listing_id)
+    return ChargeInfo.of(charge, (listing.shop_name or "") if listing else "")
+
+
+def status_of(
+    charge: ChargingSession, info: ChargeInfo, now: datetime, kwh: float | None
+) -> ChargeStatus:
+    """The session and its bill so far (``kwh``: the plug's latest meter total, if
+    known; else the last one stored)."""
+    return ChargeStatus(info, running_bill(charge, now, kwh))
+
+
+async def charge_for(
+    db: Db, session_id: int, *, person: int, admin: bool, closed_ok: bool = False
+) -> ChargeInfo:
+    """The session a button names, if ``person`` may act on it (``may_act``) and,
+    unless ``closed_ok``, it is still open; else a refusal that says why."""
+    async with read(db):
+        charge = await db.get(ChargingSession, session_id, populate_existing=True)
+        if charge is None:
+            raise NotAllowed("err.not_your_session")
+        may_act(charge, person, admin)
+        if charge.status in (SessionStatus.COMPLETED, SessionStatus.FAILED) and not closed_ok:
+            order = await order_of(db, charge.id)
+            raise InvalidInput("charge.already_ended", order=order.id if order else "—")
+        return await _info(db, charge)
+
+
+async def to_stop(db: Db, *, user_id: int) -> ChargeInfo | None:
+    """The user's session that /stop stops; None when none runs, refused while it
+    is still starting."""
+    async with read(db):
+        charge = await active_session(db, user_id=user_id)
+        if charge is None:
+            return None
+        if charge.status == SessionStatus.STARTING:
+            raise InvalidInput("err.session_starting")
+        return await _info(db, charge)
+
+
+async def order_info(db: Db, order_id: int) -> OrderInfo:
+    async with read(db):
+        order = await get_order(db, order_id)
+        charger = await db.get(Charger, order.charger_id)
+        assert charger is not None
+        listing = await db.get(Listing, charger.listing_id)
+        return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")

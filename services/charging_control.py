@@ -51,7 +51,8 @@ from models import Charger, ChargingSession, EndReason, Order, SessionStatus
 from models.base import utcnow
 from services import charging
 from services.charging import ChargingRules
-from services.errors import DomainError, InvalidInput
+from services.dto import ChargeInfo, ChargeStatus, OrderInfo
+from services.errors import DomainError, InvalidInput, StartFailed
 from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,12 @@ class ChargingControl:
         user_id: int,
         *,
         progress: Callable[[], Awaitable[None]] | None = None,
-    ) -> ChargingSession:
+    ) -> ChargeInfo:
         """Power on for the user's booking and wait for the device; raises a refusal
-        (a DomainError with the reason's key) when it cannot start. ``progress`` runs
-        once the start is accepted, while the command goes to the device."""
+        (a DomainError with the reason's key; ``StartFailed`` when the plug did not
+        switch on and the start may be tried again) when it cannot start.
+        ``progress`` runs once the start is accepted, while the command goes to the
+        device."""
         async with self._open_db() as db:
             started = await charging.begin_start(
                 db, booking_id=booking_id, user_id=user_id, rules=self.rules
@@ -145,9 +148,11 @@ class ChargingControl:
             end_at = started.booking.end_at
         self._busy.add(started.id)
         try:
-            return await self._start(started, device, end_at, progress)
+            running = await self._start(started, device, end_at, progress)
         finally:
             self._busy.discard(started.id)
+        async with self._open_db() as db:
+            return await charging.charge_info(db, running.id)
 
     async def _start(
         self,
@@ -181,7 +186,7 @@ class ChargingControl:
                     return self._adopt(device, running)
             # a confirmation after we gave up must not leave the power on
             self._spawn(self._switch_off_quietly(device))
-            raise InvalidInput(bridge_error_key(error)) from error
+            raise StartFailed(bridge_error_key(error), booking_id=started.booking_id) from error
         except BaseException:
             switching.cancel()  # cancelled (shutdown): recovery closes the stale start
             raise
@@ -199,7 +204,7 @@ class ChargingControl:
             if running is not None:
                 return self._adopt(device, running)
             self._spawn(self._switch_off_quietly(device))  # recovery gave up on it
-            raise InvalidInput("err.start_not_confirmed")
+            raise StartFailed("err.start_not_confirmed", booking_id=started.booking_id)
         return self._adopt(device, confirmed)
 
     def _adopt(self, device: DeviceRef, confirmed: ChargingSession) -> ChargingSession:
@@ -224,10 +229,24 @@ class ChargingControl:
         reason: EndReason | None = None,
         at: datetime | None = None,
         admin: bool = False,
-    ) -> tuple[Order | None, bool]:
+    ) -> tuple[OrderInfo | None, bool]:
         """Switch off and close the session; returns (the order, whether this call
         made it). A session that was stopped already returns its order. Without
         ``reason`` it follows from who stops (services.charging.request_stop)."""
+        order, made = await self._stop(session_id, actor, reason, at, admin)
+        if order is None:
+            return None, made
+        async with self._open_db() as db:
+            return await charging.order_info(db, order.id), made
+
+    async def _stop(
+        self,
+        session_id: int,
+        actor: int | None,
+        reason: EndReason | None = None,
+        at: datetime | None = None,
+        admin: bool = False,
+    ) -> tuple[Order | None, bool]:
         async with self._open_db() as db:
             stopping = await charging.request_stop(
                 db,
@@ -286,10 +305,13 @@ class ChargingControl:
         self._changed()
         return order
 
-    async def status(self, session_id: int) -> tuple[ChargingSession, PlugState]:
+    async def status(self, session_id: int) -> ChargeStatus:
+        """The session and its bill so far, by its plug's latest meter total."""
         async with self._open_db() as db:
             current = await charging.get(db, session_id)
-        return current, self.power.known(device_of(current))
+            info = await charging.charge_info(db, session_id)
+        kwh = self.power.known(device_of(current)).energy_kwh
+        return charging.status_of(current, info, utcnow(), kwh)
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
@@ -581,9 +603,7 @@ class ChargingControl:
             at = self._last_on(device, running, heard_before)
             await self._close_by_device(device, running, at, EndReason.DEVICE_OFF)
         elif running.booking.end_at <= now:
-            await self.stop(
-                running.id, actor=None, reason=EndReason.WINDOW_END, at=running.booking.end_at
-            )
+            await self._stop(running.id, None, EndReason.WINDOW_END, running.booking.end_at)
         else:
             self._charging[device] = running.id
 
@@ -636,7 +656,7 @@ class ChargingControl:
 
     async def _stop_at_window_end(self, session_id: int, end_at: datetime) -> None:
         with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
-            await self.stop(session_id, actor=None, reason=EndReason.WINDOW_END, at=end_at)
+            await self._stop(session_id, None, EndReason.WINDOW_END, end_at)
 
     # -- helpers ---------------------------------------------------------------------------
     async def _open_session_of(self, device: DeviceRef) -> ChargingSession | None:

@@ -22,3 +22,12 @@ class NotAllowed(DomainError):
 
 class NotFound(DomainError):
     pass
+
+
+class StartFailed(InvalidInput):
+    """The plug did not switch on (offline, silent, the broker down): nothing was
+    started or billed, and the same booking may be started again at once."""
+
+    def __init__(self, key: str, *, booking_id: int) -> None:
+        super().__init__(key)
+        self.booking_id = booking_id

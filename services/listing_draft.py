@@ -97,9 +97,8 @@ class ListingDraft:
 
     def validate_complete(self) -> None:
         """Refuse to submit a draft with a gap (a forged or stale summary)."""
-        missing = self.missing()
-        if missing:
-            raise InvalidInput("err.draft_incomplete", fields=", ".join(missing))
+        if self.missing():
+            raise DraftIncomplete(self)
         if len(self.chargers) > MAX_CHARGERS:
             raise InvalidInput("err.too_many_chargers", max=MAX_CHARGERS)
         twice = self.plug_used_twice()
@@ -216,3 +215,12 @@ def parse_coordinates(latitude: float, longitude: float) -> tuple[float, float]:
 
 def price_minor(price: str) -> int:
     return int((Decimal(price) * 100).to_integral_value())
+
+
+class DraftIncomplete(InvalidInput):
+    """A draft submitted with a gap; ``draft`` says which (ui names the gaps as the
+    wizard's Edit menu does)."""
+
+    def __init__(self, draft: ListingDraft) -> None:
+        super().__init__("err.draft_incomplete", fields=", ".join(draft.missing()))
+        self.draft = draft

@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus, User
 from models.base import utcnow
 from services import audit, outbox
+from services.dto import ChargerInfo, ListingInfo, RevisionInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.listing_draft import ChargerDraft, ListingDraft, price_minor
+from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.text import clean_reason
-from services.tx import Db, transaction
+from services.tx import Db, read, transaction
 
 # preset rejection reasons; stored as "preset:<code>" and translated per reader
 REJECT_PRESETS = ("photo", "location", "price", "incomplete", "duplicate")
@@ -34,13 +36,13 @@ class Decision(StrEnum):
 @dataclass(frozen=True)
 class DecisionResult:
     outcome: Decision
-    revision: ListingRevision
+    revision: RevisionInfo
 
 
 @dataclass(frozen=True)
 class ListingOverview:
-    listing: Listing
-    latest: ListingRevision
+    listing: ListingInfo
+    latest: RevisionInfo  # its latest submitted version
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ async def submit(
     listing_id: int | None = None,
     submission_key: str | None = None,
     max_under_review: int | None = None,
-) -> ListingRevision:
+) -> RevisionInfo:
     """Create a listing (or a new version of one) and send it to review.
 
     With a ``submission_key``, submitting the same summary again (a double press,
@@ -89,7 +91,7 @@ async def submit(
                 select(ListingRevision).where(ListingRevision.submission_key == submission_key)
             )
             if done is not None:
-                return done
+                return RevisionInfo.of(done)
         await check_review_cap(db, merchant_id, listing_id, max_under_review)
         taken = await plug_conflicts(db, draft, listing_id)
         if taken:
@@ -116,7 +118,7 @@ async def submit(
             ).all()
             for revision_id in withdrawn:
                 outbox.enqueue(
-                    db, moderation_chat_id, "review_card_refresh", revision_id=revision_id
+                    db, moderation_chat_id, OutboxKind.REVIEW_CARD_REFRESH, revision_id=revision_id
                 )
             number = 1 + (
                 await db.scalar(
@@ -146,8 +148,8 @@ async def submit(
             "pending",
             reason=f"revision {number}",
         )
-        outbox.enqueue(db, moderation_chat_id, "review_card", revision_id=revision.id)
-    return revision
+        outbox.enqueue(db, moderation_chat_id, OutboxKind.REVIEW_CARD, revision_id=revision.id)
+        return RevisionInfo.of(revision, merchant_id=listing.merchant_id)
 
 
 async def check_review_cap(
@@ -200,7 +202,9 @@ async def _approve(
     async with transaction(db):
         revision = await _decide(db, revision_id, admin_id, RevisionStatus.APPROVED, None)
         if revision is None:
-            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(db, revision_id))
+            return DecisionResult(
+                Decision.ALREADY_DECIDED, RevisionInfo.of(await _revision(db, revision_id))
+            )
         listing = revision.listing
         draft = ListingDraft.from_dict(revision.data)
         # a version sent before these checks existed may break them: it stays pending
@@ -232,13 +236,19 @@ async def _approve(
             "approved",
             reason=f"revision {revision.number}",
         )
-        outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
-        outbox.enqueue(db, listing.merchant_id, "listing_approved", revision_id=revision.id)
-        outbox.enqueue(db, listing.merchant_id, "qr_labels", listing_id=listing.id)
+        outbox.enqueue(
+            db, moderation_chat_id, OutboxKind.REVIEW_CARD_REFRESH, revision_id=revision.id
+        )
+        outbox.enqueue(
+            db, listing.merchant_id, OutboxKind.LISTING_APPROVED, revision_id=revision.id
+        )
+        outbox.enqueue(db, listing.merchant_id, OutboxKind.QR_LABELS, listing_id=listing.id)
         # the cards of other versions under review with one of these plugs now say so
         for other in await _pending_with_plugs(db, draft, listing.id):
-            outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=other)
-    return DecisionResult(Decision.DONE, revision)
+            outbox.enqueue(
+                db, moderation_chat_id, OutboxKind.REVIEW_CARD_REFRESH, revision_id=other
+            )
+        return DecisionResult(Decision.DONE, RevisionInfo.of(revision))
 
 
 async def reject(
@@ -253,7 +263,9 @@ async def reject(
     async with transaction(db):
         revision = await _decide(db, revision_id, admin_id, RevisionStatus.REJECTED, reason)
         if revision is None:
-            return DecisionResult(Decision.ALREADY_DECIDED, await _revision(db, revision_id))
+            return DecisionResult(
+                Decision.ALREADY_DECIDED, RevisionInfo.of(await _revision(db, revision_id))
+            )
         listing = revision.listing
         from_state = listing.status.value
         listing.status = ListingStatus.REJECTED
@@ -267,12 +279,16 @@ async def reject(
             "rejected",
             reason=reason,
         )
-        outbox.enqueue(db, moderation_chat_id, "review_card_refresh", revision_id=revision.id)
-        outbox.enqueue(db, listing.merchant_id, "listing_rejected", revision_id=revision.id)
-    return DecisionResult(Decision.DONE, revision)
+        outbox.enqueue(
+            db, moderation_chat_id, OutboxKind.REVIEW_CARD_REFRESH, revision_id=revision.id
+        )
+        outbox.enqueue(
+            db, listing.merchant_id, OutboxKind.LISTING_REJECTED, revision_id=revision.id
+        )
+        return DecisionResult(Decision.DONE, RevisionInfo.of(revision))
 
 
-async def set_paused(db: Db, *, listing_id: int, merchant_id: int, paused: bool) -> Listing:
+async def set_paused(db: Db, *, listing_id: int, merchant_id: int, paused: bool) -> ListingInfo:
     async with transaction(db):
         listing = await _owned_listing(db, listing_id, merchant_id)
         if listing.paused != paused:
@@ -286,13 +302,17 @@ async def set_paused(db: Db, *, listing_id: int, merchant_id: int, paused: bool)
                 str(not paused),
                 str(paused),
             )
-    return listing
+        return ListingInfo.of(listing)
 
 
 async def overview_page(db: Db, merchant_id: int, number: int, size: int) -> Page[ListingOverview]:
     """One page of the merchant's listings, each with its latest submitted version."""
-    page = await page_of(db, _overview(merchant_id), number, size, rows=True)
-    items = [ListingOverview(listing, revision) for listing, revision in page.items]
+    async with read(db):
+        page = await page_of(db, _overview(merchant_id), number, size, rows=True)
+        items = [
+            ListingOverview(ListingInfo.of(listing), RevisionInfo.of(revision))
+            for listing, revision in page.items
+        ]
     return Page(items, page.total, page.number, page.pages, page.size)
 
 
@@ -317,16 +337,17 @@ def _overview(merchant_id: int) -> Select[tuple[Listing, ListingRevision]]:
 
 
 async def owned_overview(db: Db, listing_id: int, merchant_id: int) -> ListingOverview:
-    listing = await _owned_listing(db, listing_id, merchant_id)
-    latest = await db.scalar(
-        select(ListingRevision)
-        .where(ListingRevision.listing_id == listing.id)
-        .order_by(ListingRevision.number.desc())
-        .limit(1)
-    )
-    if latest is None:  # pragma: no cover - a listing is created with its first revision
-        raise NotFound("err.listing_not_found")
-    return ListingOverview(listing, latest)
+    async with read(db):
+        listing = await _owned_listing(db, listing_id, merchant_id)
+        latest = await db.scalar(
+            select(ListingRevision)
+            .where(ListingRevision.listing_id == listing.id)
+            .order_by(ListingRevision.number.desc())
+            .limit(1)
+        )
+        if latest is None:  # pragma: no cover - a listing is created with its first revision
+            raise NotFound("err.listing_not_found")
+        return ListingOverview(ListingInfo.of(listing), RevisionInfo.of(latest))
 
 
 async def pending_revisions(db: Db) -> list[ListingRevision]:
@@ -341,18 +362,22 @@ async def pending_revisions(db: Db) -> list[ListingRevision]:
     )
 
 
-async def pending_page(db: Db, number: int, size: int) -> Page[ListingRevision]:
+async def pending_page(db: Db, number: int, size: int) -> Page[RevisionInfo]:
     """One page of what waits for review, oldest first."""
     statement = (
         select(ListingRevision)
         .where(ListingRevision.status == RevisionStatus.PENDING)
         .order_by(ListingRevision.submitted_at, ListingRevision.id)
     )
-    return await page_of(db, statement, number, size)
+    async with read(db):
+        page: Page[ListingRevision] = await page_of(db, statement, number, size)
+    items = [RevisionInfo.of(revision) for revision in page.items]
+    return Page(items, page.total, page.number, page.pages, page.size)
 
 
-async def get_revision(db: Db, revision_id: int) -> ListingRevision:
-    return await _revision(db, revision_id)
+async def get_revision(db: Db, revision_id: int) -> RevisionInfo:
+    async with read(db):
+        return RevisionInfo.of(await _revision(db, revision_id))
 
 
 async def _revision(db: Db, revision_id: int) -> ListingRevision:
@@ -360,6 +385,15 @@ async def _revision(db: Db, revision_id: int) -> ListingRevision:
     if revision is None:
         raise NotFound("err.listing_not_found")
     return revision
+
+
+async def listing_info(db: Db, listing_id: int) -> ListingInfo:
+    """A listing's public version (its shop, where it is)."""
+    async with read(db):
+        listing = await db.get(Listing, listing_id, populate_existing=True)
+        if listing is None:
+            raise NotFound("err.listing_not_found")
+        return ListingInfo.of(listing)
 
 
 async def _owned_listing(db: Db, listing_id: int, merchant_id: int) -> Listing:
@@ -491,7 +525,9 @@ async def check_plug(
         other = twice[0] if twice[1] == index else twice[1]
         raise InvalidInput("err.plug_twice_step", other=other + 1)
     charger = draft.chargers[index]
-    if await plug_conflicts(db, ListingDraft(chargers=[charger]), listing_id):
+    async with read(db):
+        taken = await plug_conflicts(db, ListingDraft(chargers=[charger]), listing_id)
+    if taken:
         raise InvalidInput("err.plug_taken_step", plug=charger.plug_id or "")
 
 
@@ -511,12 +547,12 @@ async def _pending_with_plugs(db: Db, draft: ListingDraft, listing_id: int) -> l
     ]
 
 
-async def revision_plug_conflicts(db: Db, revision: ListingRevision) -> list[PlugConflict]:
+async def revision_plug_conflicts(db: Db, revision: RevisionInfo) -> list[PlugConflict]:
     """What the review card warns about while the version waits for a decision."""
     if revision.status != RevisionStatus.PENDING:
         return []
-    draft = ListingDraft.from_dict(revision.data)
-    return await plug_conflicts(db, draft, revision.listing_id, pending=True)
+    async with read(db):
+        return await plug_conflicts(db, revision.draft, revision.listing_id, pending=True)
 
 
 def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
@@ -550,18 +586,19 @@ async def record_card(
 
 async def active_chargers(
     db: Db, listing_id: int, merchant_id: int
-) -> tuple[Listing, list[Charger]]:
+) -> tuple[ListingInfo, list[ChargerInfo]]:
     """The owner's public chargers (the ones that have QR codes)."""
-    listing = await _owned_listing(db, listing_id, merchant_id)
-    chargers = (
-        await db.scalars(
-            select(Charger)
-            .where(Charger.listing_id == listing.id, Charger.active.is_(True))
-            .order_by(Charger.position)
-            .execution_options(populate_existing=True)
-        )
-    ).all()
-    return listing, list(chargers)
+    async with read(db):
+        listing = await _owned_listing(db, listing_id, merchant_id)
+        chargers = (
+            await db.scalars(
+                select(Charger)
+                .where(Charger.listing_id == listing.id, Charger.active.is_(True))
+                .order_by(Charger.position)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        return ListingInfo.of(listing), [ChargerInfo.of(c) for c in chargers]
 
 
 def token_fingerprint(token: str) -> str:
@@ -569,7 +606,21 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:10]
 
 
-async def owned_charger(db: Db, *, charger_id: int, merchant_id: int) -> Charger:
+async def owned_charger(db: Db, *, charger_id: int, merchant_id: int) -> ChargerInfo:
+    """An active charger of the merchant's; anyone else's is refused."""
+    async with read(db):
+        return ChargerInfo.of(await _owned_charger(db, charger_id, merchant_id))
+
+
+async def label_of(db: Db, *, charger_id: int, merchant_id: int) -> tuple[ListingInfo, ChargerInfo]:
+    """What a charger's QR label shows (its shop, its code), for its merchant only."""
+    async with read(db):
+        charger = await _owned_charger(db, charger_id, merchant_id)
+        listing = await _owned_listing(db, charger.listing_id, merchant_id)
+        return ListingInfo.of(listing), ChargerInfo.of(charger)
+
+
+async def _owned_charger(db: Db, charger_id: int, merchant_id: int) -> Charger:
     charger = await db.get(Charger, charger_id, populate_existing=True)
     if charger is None or not charger.active:
         raise NotFound("err.charger_gone")
@@ -579,15 +630,15 @@ async def owned_charger(db: Db, *, charger_id: int, merchant_id: int) -> Charger
 
 async def renew_token(
     db: Db, *, charger_id: int, merchant_id: int, fingerprint: str | None = None
-) -> Charger:
+) -> ChargerInfo:
     """A new random QR token; the old printed code stops working at once.
 
     With ``fingerprint``, only the token it names is renewed: a repeated press finds
     the token already changed and changes nothing."""
     async with transaction(db):
-        charger = await owned_charger(db, charger_id=charger_id, merchant_id=merchant_id)
+        charger = await _owned_charger(db, charger_id, merchant_id)
         if fingerprint is not None and token_fingerprint(charger.qr_token) != fingerprint:
             raise InvalidInput("err.qr_already_renewed")
         charger.qr_token = new_qr_token()
         audit.record(db, "charger", charger.id, "renew_token", merchant_id)
-    return charger
+        return ChargerInfo.of(charger)

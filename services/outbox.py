@@ -5,7 +5,9 @@ message exists exactly when its cause was committed. ``bot/outbox_sender``
 claims due rows, renders and delivers them, and reports back here.
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -13,6 +15,45 @@ from sqlalchemy import or_, select, update
 from models import OutboxMessage
 from models.base import utcnow
 from services.tx import Db, OpenDb, transaction
+
+
+class OutboxKind(StrEnum):
+    """What a message owed to someone says; ui/notifications.py renders each kind."""
+
+    REVIEW_CARD = "review_card"  # a version to review, posted in the moderation group
+    REVIEW_CARD_REFRESH = "review_card_refresh"  # the card again, after a decision
+    LISTING_APPROVED = "listing_approved"
+    LISTING_REJECTED = "listing_rejected"
+    QR_LABELS = "qr_labels"  # the approved listing's labels, to its merchant
+    BOOKING_REQUEST = "booking_request"  # to the merchant, with Accept and Reject
+    BOOKING_ACCEPTED = "booking_accepted"
+    BOOKING_REJECTED = "booking_rejected"
+    BOOKING_EXPIRED = "booking_expired"  # to the user: nobody answered in time
+    BOOKING_EXPIRED_MERCHANT = "booking_expired_merchant"
+    BOOKING_CANCELLED = "booking_cancelled"  # to the merchant
+    BOOKING_NO_SHOW = "booking_no_show"  # to the merchant
+    BOOKING_NO_SHOW_USER = "booking_no_show_user"
+    SESSION_STARTED = "session_started"  # to the merchant
+    SESSION_RUNNING = "session_running"  # to the user, when recovery found it running
+    SESSION_START_FAILED = "session_start_failed"
+    SESSION_WARNING = "session_warning"  # to the user, before the window ends
+    ORDER = "order"  # to the user, the merchant and the platform
+    OWED_CALL = "owed_call"  # a direct reply Telegram refused at the time (ui/owed.py)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message owed, as its renderer sees it (plain values, not the row)."""
+
+    id: int
+    chat_id: int
+    kind: OutboxKind
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: OutboxMessage) -> "Notification":
+        return cls(row.id, row.chat_id, OutboxKind(row.kind), dict(row.payload))
+
 
 # a claim is a lease: short, so that the messages of an instance that died are
 # taken over within seconds; a batch is small enough to be sent well within it
@@ -24,16 +65,25 @@ PART_SENT = "sent"
 PART_FAILED = "failed: "
 
 
-def enqueue(db: Db, chat_id: int, kind: str, **payload: Any) -> None:
-    db.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload))
+def enqueue(db: Db, chat_id: int, kind: OutboxKind, **payload: Any) -> None:
+    db.add(OutboxMessage(chat_id=chat_id, kind=str(kind), payload=payload))
 
 
 def enqueue_later(
-    db: Db, chat_id: int, kind: str, delay_seconds: float, payload: dict[str, Any]
+    db: Db, chat_id: int, kind: OutboxKind, delay_seconds: float, payload: dict[str, Any]
 ) -> None:
     """``enqueue``, due only after ``delay_seconds`` (e.g. Telegram's ``retry_after``)."""
     due = utcnow() + timedelta(seconds=max(0.0, delay_seconds))
-    db.add(OutboxMessage(chat_id=chat_id, kind=kind, payload=payload, due_at=due))
+    db.add(OutboxMessage(chat_id=chat_id, kind=str(kind), payload=payload, due_at=due))
+
+
+async def owe_call(
+    open_db: OpenDb, chat_id: int, delay_seconds: float, payload: dict[str, Any]
+) -> None:
+    """A direct reply Telegram refused for now, kept to be made once it lets us
+    (ui/owed.py), due after ``delay_seconds``."""
+    async with open_db() as db, transaction(db):
+        enqueue_later(db, chat_id, OutboxKind.OWED_CALL, delay_seconds, payload)
 
 
 async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:

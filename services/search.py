@@ -14,9 +14,11 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import raiseload
 
 from models import Charger, Listing
+from services.dto import ChargerInfo, ListingInfo
 from services.errors import InvalidInput
+from services.paging import Page, clamp
 from services.text import clean
-from services.tx import Db
+from services.tx import Db, read
 from services.windows import is_open, next_opening
 
 EARTH_KM = 6371.0088
@@ -34,8 +36,8 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Hit:
-    listing: Listing
-    chargers: list[Charger]  # active chargers that match the filters
+    listing: ListingInfo
+    chargers: list[ChargerInfo]  # active chargers that match the filters
     distance_km: float
 
 
@@ -120,12 +122,38 @@ async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
     for r in ranked:
         found = sorted((chargers[c] for c in r.charger_ids if c in chargers), key=_position)
         if r.listing_id in listings and found:
-            hits.append(Hit(listings[r.listing_id], found, r.distance_km))
+            hits.append(
+                Hit(
+                    ListingInfo.of(listings[r.listing_id]),
+                    [ChargerInfo.of(c) for c in found],
+                    r.distance_km,
+                )
+            )
     return hits
 
 
 def _position(charger: Charger) -> int:
     return charger.position
+
+
+async def nearest_page(
+    db: Db,
+    lat: float,
+    lon: float,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    kind: str | None = None,
+    open_now: bool = False,
+    number: int = 0,
+    size: int = 5,
+) -> Page[Hit]:
+    """/find: one page of ``nearest``'s answer, with the full rows of those shown."""
+    async with read(db):
+        ranked = await nearest(db, lat, lon, now=now, zone=zone, kind=kind, open_now=open_now)
+        number, pages = clamp(len(ranked), number, size)
+        shown = await load(db, ranked[number * size : (number + 1) * size])
+    return Page(shown, len(ranked), number, pages, size)
 
 
 async def _candidates(
@@ -174,7 +202,7 @@ async def _candidates(
     return candidates
 
 
-async def by_text(db: Db, text: str, limit: int = 20) -> list[Listing]:
+async def by_text(db: Db, text: str, limit: int = 20) -> list[ListingInfo]:
     """Listings whose address or shop name contains the words (no geocoder offline).
 
     The text is cleaned as every typed answer is (a NUL would fail the query on
@@ -186,8 +214,8 @@ async def by_text(db: Db, text: str, limit: int = 20) -> list[Listing]:
     except InvalidInput:
         return []
     pattern = "%" + re.sub(r"([\\%_])", r"\\\1", words) + "%"
-    return list(
-        (
+    async with read(db):
+        found = (
             await db.scalars(
                 select(Listing)
                 .where(
@@ -199,4 +227,4 @@ async def by_text(db: Db, text: str, limit: int = 20) -> list[Listing]:
                 .limit(limit)
             )
         ).all()
-    )
+        return [ListingInfo.of(listing) for listing in found]

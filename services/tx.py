@@ -18,6 +18,7 @@ OpenDb: TypeAlias = async_sessionmaker[AsyncSession]
 
 # read by models.db: on SQLite this transaction takes the write lock at BEGIN
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+_IN_UNIT = "chargeshare.unit_of_work"  # in Session.info while a unit of work runs
 
 
 @asynccontextmanager
@@ -40,9 +41,28 @@ async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def _unit(db: AsyncSession) -> AsyncIterator[None]:
     await db.connection(execution_options=WRITE_OPTIONS)
+    db.info[_IN_UNIT] = True
     try:
         yield
         await db.commit()
     except BaseException:
         await db.rollback()
         raise
+    finally:
+        db.info.pop(_IN_UNIT, None)
+
+
+@asynccontextmanager
+async def read(db: Db) -> AsyncIterator[Db]:
+    """A read for a person's answer: it ends when done, so the connection goes back
+    to the pool before the caller talks to Telegram. Inside a unit of work
+    (``transaction``) it is part of that unit and ends with it."""
+    if db.info.get(_IN_UNIT):
+        yield db
+        return
+    try:
+        yield db
+    except BaseException:
+        await db.rollback()
+        raise
+    await db.commit()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import User
 from services.lru import Lru
-from services.tx import Db, transaction
+from services.tx import Db, read, transaction
 
 LANGUAGES = ("en", "zh")
 
@@ -117,3 +117,10 @@ async def set_language(
     if known is not None:
         known.keep(chosen)
     return chosen
+
+
+async def profile(db: Db, user_id: int) -> UserProfile | None:
+    """Someone who wrote to the bot (None: never did)."""
+    async with read(db):
+        row = await db.get(User, user_id)
+        return UserProfile.of(row) if row is not None else None

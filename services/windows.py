@@ -137,3 +137,9 @@ def parse_window(text: str, now: datetime, zone: ZoneInfo) -> Interval:
         if end - start > timedelta(hours=12):
             raise InvalidInput("err.window_order")
     return start, end
+
+
+def starting_now(hours: int, now: datetime) -> Interval:
+    """A window of ``hours`` from the next whole minute ("now, for 1 hour")."""
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return start, start + timedelta(hours=hours)

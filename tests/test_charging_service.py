@@ -46,6 +46,7 @@ from services import bookings, charging, charging_control, listings
 from services.bookings import BookingRules
 from services.charging import ChargingRules
 from services.charging_control import FAILSAFE_SLACK, ChargingControl
+from services.dto import ChargeInfo
 from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
 from services.tx import transaction
 from tests import factories
@@ -452,7 +453,7 @@ async def test_start_pressed_twice_at_once_starts_once(sessions, world, power, c
     results = await asyncio.gather(
         attempt(control.start(booking_id, USER_A)), attempt(control.start(booking_id, USER_A))
     )
-    started = [r for r in results if isinstance(r, ChargingSession)]
+    started = [r for r in results if isinstance(r, ChargeInfo)]
     refused = [r for r in results if isinstance(r, DomainError)]
     assert len(started) == 1 and len(refused) == 1
     assert refused[0].key == "err.session_already"

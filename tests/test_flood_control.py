@@ -16,10 +16,11 @@ from sqlalchemy import select
 from bot.request_middlewares import WaitOutFloodControl
 from models import OutboxMessage
 from models.db import create_engine, create_session_factory
+from services.outbox import OutboxKind
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import BotHarness, start_api
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, book, seed_listing
-from ui.owed import KIND, as_payload
+from ui.owed import as_payload
 
 SORRY = "something went wrong"
 
@@ -97,7 +98,9 @@ async def test_a_reply_refused_past_the_bounded_wait_comes_through_the_outbox(
     engine = create_engine(database_url)
     async with create_session_factory(engine)() as session:
         kept = (
-            await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == KIND))
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == OutboxKind.OWED_CALL)
+            )
         ).all()
     await engine.dispose()
     assert sorted(row.payload["method"] for row in kept) == [

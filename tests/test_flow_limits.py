@@ -32,6 +32,7 @@ from models.base import utcnow
 from models.db import create_engine, create_session_factory
 from services import bookings, listings
 from services.bookings import BookingRules
+from services.dto import BookingInfo, RevisionInfo
 from services.errors import InvalidInput, NotAllowed
 from services.tx import transaction
 from tests import factories
@@ -359,15 +360,15 @@ async def test_requests_at_once_cannot_pass_the_cap_together(sessions) -> None:
         *(_request(sessions, charger_id, 10 + 2 * k, rules) for k in range(5)),
         return_exceptions=True,
     )
-    assert sum(isinstance(r, Booking) for r in results) == 1, results
-    assert all(isinstance(r, (Booking, NotAllowed)) for r in results), results
+    assert sum(isinstance(r, BookingInfo) for r in results) == 1, results
+    assert all(isinstance(r, (BookingInfo, NotAllowed)) for r in results), results
 
 
 async def test_listings_under_review_are_capped(sessions) -> None:
     async with sessions() as session, transaction(session):
         session.add(User(id=MERCHANT, first_name="Mia"))
 
-    async def submit(listing_id: int | None = None, key: str | None = None) -> ListingRevision:
+    async def submit(listing_id: int | None = None, key: str | None = None) -> RevisionInfo:
         async with sessions() as session:
             return await listings.submit(
                 session,

@@ -172,17 +172,6 @@ def resume_or_restart(t: Translator) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-async def edit_text_safely(message, text: str, markup: InlineKeyboardMarkup | None) -> None:
-    """Edit a message's text; "message is not modified" counts as success."""
-    from aiogram.exceptions import TelegramBadRequest
-
-    try:
-        await message.edit_text(text, reply_markup=markup)
-    except TelegramBadRequest as error:
-        if "message is not modified" not in error.message:
-            raise
-
-
 def booking_decision(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(

@@ -1,9 +1,10 @@
 """Rendering and delivering the outbox's messages (the bot's side of the port).
 
-Messages are rendered when they are sent, from the current database state and
-in the recipient's language, so a card posted late still shows the truth. Each
-Bot API call goes through ``ctx.part`` under a key of its own (ui/parts.py), so
-a message of several calls is delivered part by part, each part once.
+Messages are rendered when they are sent, from the current database state (read
+through services, as plain values) and in the recipient's language, so a card
+posted late still shows the truth. Each Bot API call goes through ``ctx.part``
+under a key of its own (ui/parts.py), so a message of several calls is delivered
+part by part, each part once.
 """
 
 import logging
@@ -12,28 +13,25 @@ from dataclasses import dataclass
 from functools import partial
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from models import (
+from services import bookings, charging, listings, users
+from services.dto import (
+    BookingInfo,
     BookingStatus,
-    Charger,
-    ChargingSession,
-    Listing,
-    OutboxMessage,
+    ChargeInfo,
+    ListingInfo,
+    RevisionInfo,
     RevisionStatus,
     SessionStatus,
-    User,
 )
-from services import bookings, charging, listings, users
-from services.listing_draft import ListingDraft
 from services.listings import PlugConflict
+from services.outbox import Notification, OutboxKind
 from services.tx import Db
 from ui import keyboards
 from ui.callbacks import FindCb
 from ui.config import Config
 from ui.i18n import Html, Translator, translator
-from ui.owed import KIND as OWED_CALL
 from ui.owed import replay
 from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
@@ -57,17 +55,12 @@ class Context:
     part: Part
 
 
-Renderer = Callable[[Context, OutboxMessage], Awaitable[None]]
-
-
-def is_not_modified(error: TelegramBadRequest) -> bool:
-    return "message is not modified" in error.message
+Renderer = Callable[[Context, Notification], Awaitable[None]]
 
 
 def review_card_text(
-    t: Translator, revision, config: Config, conflicts: Sequence[PlugConflict] = ()
+    t: Translator, revision: RevisionInfo, config: Config, conflicts: Sequence[PlugConflict] = ()
 ) -> Html:
-    draft = ListingDraft.from_dict(revision.data)
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
     return fit(
         t.html(
@@ -75,14 +68,14 @@ def review_card_text(
             header=t.html(
                 kind, id=revision.id, listing=revision.listing_id, number=revision.number
             ),
-            merchant=str(revision.listing.merchant_id),
-            body=listing_text(t, draft),
+            merchant=str(revision.merchant_id),
+            body=listing_text(t, revision.draft),
             status=Html(status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts)),
         )
     )
 
 
-def review_markup(t: Translator, revision) -> InlineKeyboardMarkup | None:
+def review_markup(t: Translator, revision: RevisionInfo) -> InlineKeyboardMarkup | None:
     return keyboards.review(t, revision.id) if revision.status == RevisionStatus.PENDING else None
 
 
@@ -121,7 +114,7 @@ async def send_review_card(
     await part("card", post_card)
 
 
-async def _review_card(ctx: Context, message: OutboxMessage) -> None:
+async def _review_card(ctx: Context, message: Notification) -> None:
     await send_review_card(
         ctx.bot,
         ctx.db,
@@ -133,44 +126,40 @@ async def _review_card(ctx: Context, message: OutboxMessage) -> None:
     )
 
 
-async def _review_card_refresh(ctx: Context, message: OutboxMessage) -> None:
+async def _review_card_refresh(ctx: Context, message: Notification) -> None:
     revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
-    if revision.card_message_id is None or revision.card_chat_id is None:
+    chat_id, message_id = revision.card_chat_id, revision.card_message_id
+    if message_id is None or chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
     text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     markup = review_markup(ctx.t, revision)
-    chat_id, message_id = revision.card_chat_id, revision.card_message_id
 
     async def edit() -> None:
-        try:
-            if revision.card_is_photo:
-                await ctx.bot.edit_message_caption(
-                    chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup
-                )
-            else:
-                await ctx.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=message_id, reply_markup=markup
-                )
-        except TelegramBadRequest as error:
-            if not is_not_modified(error):
-                raise
+        # "message is not modified" is success (bot/request_middlewares.py)
+        if revision.card_is_photo:
+            await ctx.bot.edit_message_caption(
+                chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup
+            )
+        else:
+            await ctx.bot.edit_message_text(
+                text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
 
     await ctx.part("edit", edit)
 
 
-async def _listing_approved(ctx: Context, message: OutboxMessage) -> None:
+async def _listing_approved(ctx: Context, message: Notification) -> None:
     revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
-    name = revision.data.get("shop_name") or ""
-    text = ctx.t("merchant.approved", shop=name, id=revision.listing_id)
+    text = ctx.t("merchant.approved", shop=revision.shop_name, id=revision.listing_id)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
-async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
+async def _listing_rejected(ctx: Context, message: Notification) -> None:
     revision = await listings.get_revision(ctx.db, message.payload["revision_id"])
     text = ctx.t(
         "merchant.rejected",
-        shop=revision.data.get("shop_name") or "",
+        shop=revision.shop_name,
         id=revision.listing_id,
         reason=reason_text(ctx.t, revision.reason),
     )
@@ -178,20 +167,14 @@ async def _listing_rejected(ctx: Context, message: OutboxMessage) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
-async def _booking(ctx: Context, message: OutboxMessage):
-    booking = await bookings.get(ctx.db, message.payload["booking_id"])
-    listing = await ctx.db.get(Listing, booking.charger.listing_id)
-    assert listing is not None
-    return (
-        booking,
-        listing,
-        booking_text(ctx.t, booking, ctx.config.zone, listing.shop_name or ""),
-    )
+async def _booking(ctx: Context, message: Notification) -> tuple[BookingInfo, Html]:
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    return booking, booking_text(ctx.t, booking, ctx.config.zone)
 
 
-async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
-    booking, _listing, text = await _booking(ctx, message)
-    user = await ctx.db.get(User, booking.user_id)
+async def _booking_request(ctx: Context, message: Notification) -> None:
+    booking, text = await _booking(ctx, message)
+    user = await users.profile(ctx.db, booking.user_id)
     request = ctx.t(
         "booking.request_merchant",
         name=user.first_name if user else "",
@@ -209,22 +192,23 @@ async def _booking_request(ctx: Context, message: OutboxMessage) -> None:
     )
 
 
-async def send_place(bot: Bot, chat_id: int, listing: Listing) -> Message:
+async def send_place(bot: Bot, chat_id: int, listing: ListingInfo) -> Message:
     """The shop on a map: a venue, or a plain location when it has no address
     (Telegram refuses a venue without a title or an address)."""
     latitude, longitude = listing.latitude, listing.longitude
     assert latitude is not None and longitude is not None
-    title, address = (listing.shop_name or "").strip(), (listing.address or "").strip()
+    title, address = listing.shop_name.strip(), (listing.address or "").strip()
     if title and address:
         return await bot.send_venue(chat_id, latitude, longitude, title=title, address=address)
     return await bot.send_location(chat_id, latitude, longitude)
 
 
-async def _booking_accepted(ctx: Context, message: OutboxMessage) -> None:
+async def _booking_accepted(ctx: Context, message: Notification) -> None:
     """The decision first, then where to go: each part on its own, so a place
     Telegram refuses cannot hold back the text, nor a retry repeat the place."""
-    booking, listing, text = await _booking(ctx, message)
+    booking, text = await _booking(ctx, message)
     charger = booking.charger
+    listing = await listings.listing_info(ctx.db, charger.listing_id)
     accepted = ctx.t(
         "booking.accepted_user", body=text, supply=f"{charger.supply_kind} / {charger.supply_model}"
     )
@@ -232,8 +216,8 @@ async def _booking_accepted(ctx: Context, message: OutboxMessage) -> None:
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 
-async def _booking_rejected(ctx: Context, message: OutboxMessage) -> None:
-    booking, _listing, text = await _booking(ctx, message)
+async def _booking_rejected(ctx: Context, message: Notification) -> None:
+    booking, text = await _booking(ctx, message)
     rejected = ctx.t(
         "booking.rejected_user", body=text, reason=booking_reason_text(ctx.t, booking.reason)
     )
@@ -246,8 +230,8 @@ async def _booking_rejected(ctx: Context, message: OutboxMessage) -> None:
 def _simple(
     key: str, markup: Callable[[Translator], InlineKeyboardMarkup] | None = None
 ) -> Renderer:
-    async def render_simple(ctx: Context, message: OutboxMessage) -> None:
-        _booking_row, _listing, text = await _booking(ctx, message)
+    async def render_simple(ctx: Context, message: Notification) -> None:
+        _booking_info, text = await _booking(ctx, message)
         body, buttons = ctx.t(key, body=text), markup(ctx.t) if markup else None
         await ctx.part(
             "text", lambda: ctx.bot.send_message(message.chat_id, body, reply_markup=buttons)
@@ -268,7 +252,7 @@ def find_again(t: Translator) -> InlineKeyboardMarkup:
     )
 
 
-async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
+async def _qr_labels(ctx: Context, message: Notification) -> None:
     """The printable labels of a listing's public chargers, after an approval."""
     await send_labels(
         ctx.bot,
@@ -281,121 +265,100 @@ async def _qr_labels(ctx: Context, message: OutboxMessage) -> None:
     )
 
 
-async def _charging(
-    ctx: Context, message: OutboxMessage
-) -> tuple[ChargingSession, Charger, Listing]:
-    current = await charging.get(ctx.db, message.payload["session_id"])
-    charger = await ctx.db.get(Charger, current.charger_id)
-    assert charger is not None
-    listing = await ctx.db.get(Listing, charger.listing_id)
-    assert listing is not None
-    return current, charger, listing
+async def _charge(ctx: Context, message: Notification) -> ChargeInfo:
+    return await charging.charge_info(ctx.db, message.payload["session_id"])
 
 
-async def _session_started(ctx: Context, message: OutboxMessage) -> None:
-    current, charger, listing = await _charging(ctx, message)
-    assert current.started_at is not None
-    user = await ctx.db.get(User, current.user_id)
-    zone, now = ctx.config.zone, current.started_at
+async def _session_started(ctx: Context, message: Notification) -> None:
+    charge = await _charge(ctx, message)
+    assert charge.started_at is not None
+    user = await users.profile(ctx.db, charge.user_id)
+    zone, now = ctx.config.zone, charge.started_at
     text = ctx.t(
         "charge.merchant_started",
-        booking=current.booking_id,
-        shop=listing.shop_name or "",
-        charger=charger_title(ctx.t, charger),
-        name=user.first_name if user else str(current.user_id),
-        start=clock(current.started_at, zone, now),
-        end=clock(current.booking.end_at, zone, now),
+        booking=charge.booking.id,
+        shop=charge.booking.shop_name,
+        charger=charger_title(ctx.t, charge.booking.charger),
+        name=user.first_name if user else str(charge.user_id),
+        start=clock(charge.started_at, zone, now),
+        end=clock(charge.booking.end_at, zone, now),
     )
     # a late delivery (the session ended meanwhile) has no button to press
     markup = (
-        charging_views.merchant_buttons(ctx.t, current.id)
-        if current.status == SessionStatus.CHARGING
+        charging_views.merchant_buttons(ctx.t, charge.id)
+        if charge.status == SessionStatus.CHARGING
         else None
     )
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
-async def _session_warning(ctx: Context, message: OutboxMessage) -> None:
-    current, _charger, _listing = await _charging(ctx, message)
-    if current.status != SessionStatus.CHARGING:
+async def _session_warning(ctx: Context, message: Notification) -> None:
+    charge = await _charge(ctx, message)
+    if charge.status != SessionStatus.CHARGING:
         return  # stopped before the warning went out: nothing to warn about
-    end = clock(current.booking.end_at, ctx.config.zone, current.booking.end_at)
+    end = clock(charge.booking.end_at, ctx.config.zone, charge.booking.end_at)
     text = ctx.t("charge.warning", end=end)
-    markup = charging_views.running_buttons(ctx.t, current.id)
+    markup = charging_views.running_buttons(ctx.t, charge.id)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
-async def _session_running(ctx: Context, message: OutboxMessage) -> None:
+async def _session_running(ctx: Context, message: Notification) -> None:
     """A start that recovery found confirmed by the plug: the user learns it runs."""
-    current, charger, listing = await _charging(ctx, message)
-    if current.status != SessionStatus.CHARGING:
+    charge = await _charge(ctx, message)
+    if charge.status != SessionStatus.CHARGING:
         return  # it ended meanwhile: the order says the rest
-    await ctx.bot.send_message(
-        message.chat_id,
-        charging_views.started_text(ctx.t, current, charger, listing, ctx.config.zone),
-        reply_markup=charging_views.running_buttons(ctx.t, current.id),
-    )
+    text = charging_views.started_text(ctx.t, charge, ctx.config.zone)
+    markup = charging_views.running_buttons(ctx.t, charge.id)
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
 
 
-async def _session_start_failed(ctx: Context, message: OutboxMessage) -> None:
-    _current, _charger, listing = await _charging(ctx, message)
-    text = ctx.t("charge.start_failed", shop=listing.shop_name or "")
+async def _session_start_failed(ctx: Context, message: Notification) -> None:
+    charge = await _charge(ctx, message)
+    text = ctx.t("charge.start_failed", shop=charge.booking.shop_name)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
-async def _order(ctx: Context, message: OutboxMessage) -> None:
-    order = await charging.get_order(ctx.db, message.payload["order_id"])
-    charger = await ctx.db.get(Charger, order.charger_id)
-    assert charger is not None
-    listing = await ctx.db.get(Listing, charger.listing_id)
-    assert listing is not None
+async def _order(ctx: Context, message: Notification) -> None:
+    order = await charging.order_info(ctx.db, message.payload["order_id"])
     audience = message.payload.get("audience", "user")
-    text = charging_views.order_text(
-        ctx.t, order, charger, listing, ctx.config.zone, parties=audience == "platform"
-    )
+    text = charging_views.order_text(ctx.t, order, ctx.config.zone, parties=audience == "platform")
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
-async def _owed_call(ctx: Context, message: OutboxMessage) -> None:
+async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
 
-RENDERERS: dict[str, Renderer] = {
-    OWED_CALL: _owed_call,
-    "session_started": _session_started,
-    "session_warning": _session_warning,
-    "session_start_failed": _session_start_failed,
-    "session_running": _session_running,
-    "order": _order,
-    "booking_no_show": _simple("charge.no_show_merchant"),
-    "booking_no_show_user": _simple("charge.no_show_user", find_again),
-    "qr_labels": _qr_labels,
-    "booking_request": _booking_request,
-    "booking_accepted": _booking_accepted,
-    "booking_rejected": _booking_rejected,
-    "booking_expired": _simple("booking.expired_user", find_again),
-    "booking_expired_merchant": _simple("booking.expired_merchant"),
-    "booking_cancelled": _simple("booking.cancelled_merchant"),
-    "review_card": _review_card,
-    "review_card_refresh": _review_card_refresh,
-    "listing_approved": _listing_approved,
-    "listing_rejected": _listing_rejected,
+RENDERERS: dict[OutboxKind, Renderer] = {
+    OutboxKind.OWED_CALL: _owed_call,
+    OutboxKind.SESSION_STARTED: _session_started,
+    OutboxKind.SESSION_WARNING: _session_warning,
+    OutboxKind.SESSION_START_FAILED: _session_start_failed,
+    OutboxKind.SESSION_RUNNING: _session_running,
+    OutboxKind.ORDER: _order,
+    OutboxKind.BOOKING_NO_SHOW: _simple("charge.no_show_merchant"),
+    OutboxKind.BOOKING_NO_SHOW_USER: _simple("charge.no_show_user", find_again),
+    OutboxKind.QR_LABELS: _qr_labels,
+    OutboxKind.BOOKING_REQUEST: _booking_request,
+    OutboxKind.BOOKING_ACCEPTED: _booking_accepted,
+    OutboxKind.BOOKING_REJECTED: _booking_rejected,
+    OutboxKind.BOOKING_EXPIRED: _simple("booking.expired_user", find_again),
+    OutboxKind.BOOKING_EXPIRED_MERCHANT: _simple("booking.expired_merchant"),
+    OutboxKind.BOOKING_CANCELLED: _simple("booking.cancelled_merchant"),
+    OutboxKind.REVIEW_CARD: _review_card,
+    OutboxKind.REVIEW_CARD_REFRESH: _review_card_refresh,
+    OutboxKind.LISTING_APPROVED: _listing_approved,
+    OutboxKind.LISTING_REJECTED: _listing_rejected,
 }
 
 
 async def render(
-    bot: Bot,
-    db: Db,
-    config: Config,
-    message: OutboxMessage,
-    part: Part = send_now,
+    bot: Bot, db: Db, config: Config, message: Notification, part: Part = send_now
 ) -> None:
-    renderer = RENDERERS.get(message.kind)
-    if renderer is None:
-        raise LookupError(f"no renderer for outbox kind {message.kind!r}")
+    renderer = RENDERERS[message.kind]
     if message.chat_id < 0:  # a group: one language for everyone
         language = config.group_language
     else:
-        user = await db.get(User, message.chat_id)
+        user = await users.profile(db, message.chat_id)
         language = users.language_for(user, user.telegram_language if user else None)
     await renderer(Context(bot, db, config, translator(language), part), message)

@@ -30,15 +30,14 @@ from aiogram.methods import (
 )
 from aiogram.methods.base import TelegramMethod
 
-from models import OutboxMessage
 from services import outbox
-from services.tx import OpenDb, transaction
+from services.outbox import Notification
+from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-KIND = "owed_call"
 # Calls that mean the same later: messages and their edits. (An answer to a callback
 # query expires within seconds; an uploaded file cannot be kept as JSON.)
 REPLAYABLE: dict[str, type[TelegramMethod[Any]]] = {
@@ -79,8 +78,7 @@ class OwedCalls:
             return False
         delay = float(error.retry_after) if isinstance(error, TelegramRetryAfter) else 0.0
         chat_id = payload["params"]["chat_id"]
-        async with self._open_db() as db, transaction(db):
-            outbox.enqueue_later(db, chat_id, KIND, delay, payload)
+        await outbox.owe_call(self._open_db, chat_id, delay, payload)
         log.warning(
             "%s to %s refused for now (%s): kept in the outbox", payload["method"], chat_id, error
         )
@@ -100,7 +98,7 @@ class OwedCalls:
             return None
 
 
-async def replay(bot: Bot, message: OutboxMessage) -> None:
+async def replay(bot: Bot, message: Notification) -> None:
     """The outbox's renderer of a kept call: make it as it was made."""
     method = REPLAYABLE[message.payload["method"]].model_validate(message.payload["params"])
     await bot(method)

@@ -17,8 +17,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 
-from models import Charger, Listing
 from services import listings
+from services.dto import ChargerInfo, ListingInfo
 from services.tx import Db
 from ui.callbacks import QrCb
 from ui.i18n import Translator
@@ -77,20 +77,41 @@ def renew_button(t: Translator, charger_id: int) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+def renew_confirm_button(t: Translator, charger: ChargerInfo) -> InlineKeyboardMarkup:
+    """Renew, for the token the charger has now: a second press (or an old prompt)
+    does not void the label printed after the first."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.renew_qr_yes"),
+        callback_data=QrCb(
+            action="renew_yes", ref=charger.id, fp=listings.token_fingerprint(charger.qr_token)
+        ),
+    )
+    return builder.as_markup()
+
+
 async def send_label(
-    bot: Bot, chat_id: int, t: Translator, listing: Listing, charger: Charger
+    bot: Bot, chat_id: int, t: Translator, listing: ListingInfo, charger: ChargerInfo
 ) -> None:
     me = await bot.me()
     title = t("qr.charger", n=charger.position + 1, method=t(f"method.{charger.method}"))
     png = await render_label_async(
-        start_link(me.username or "", charger.qr_token), listing.shop_name or "", title
+        start_link(me.username or "", charger.qr_token), listing.shop_name, title
     )
     await bot.send_photo(
         chat_id,
         BufferedInputFile(png, filename=f"chargeshare-charger-{charger.id}.png"),
-        caption=t("qr.caption", shop=listing.shop_name or "", charger=title),
+        caption=t("qr.caption", shop=listing.shop_name, charger=title),
         reply_markup=renew_button(t, charger.id),
     )
+
+
+async def send_charger_label(
+    bot: Bot, db: Db, chat_id: int, t: Translator, charger_id: int, merchant_id: int
+) -> None:
+    """One charger's label, to its merchant (after its code was renewed)."""
+    listing, charger = await listings.label_of(db, charger_id=charger_id, merchant_id=merchant_id)
+    await send_label(bot, chat_id, t, listing, charger)
 
 
 async def send_labels(

@@ -3,9 +3,16 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from models import Booking, Charger, Listing
-from services.bookings import REJECT_PRESETS
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from services import bookings
+from services.bookings import REJECT_PRESETS, Quote
+from services.dto import BookingInfo, ChargerInfo, ListingInfo
+from services.paging import Page
 from services.search import Hit, opening
+from ui import paging
+from ui.callbacks import BookCb, BookingCb, FindCb
 from ui.i18n import Html, Translator
 from ui.views.listing import fit, hours_text
 
@@ -27,7 +34,7 @@ def tariff_text(t: Translator, price_minor: int, unit: str, currency: str) -> st
     return t(f"price.per_{unit}", amount=amount, currency=currency)
 
 
-def charger_title(t: Translator, charger: Charger) -> str:
+def charger_title(t: Translator, charger: ChargerInfo) -> str:
     return t("find.charger_title", n=charger.position + 1, method=t(f"method.{charger.method}"))
 
 
@@ -44,7 +51,7 @@ def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime)
     return t.html(
         "find.line",
         n=index,
-        shop=hit.listing.shop_name or "",
+        shop=hit.listing.shop_name,
         km=f"{hit.distance_km:.1f}",
         price=tariff_text(t, first.price_minor, first.price_unit, first.currency),
         method=t(f"method.{first.method}"),
@@ -53,7 +60,7 @@ def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime)
     )
 
 
-def listing_card(t: Translator, listing: Listing, chargers: list[Charger]) -> Html:
+def listing_card(t: Translator, listing: ListingInfo, chargers: list[ChargerInfo]) -> Html:
     parts = []
     for charger in chargers:
         parts.append(
@@ -70,7 +77,7 @@ def listing_card(t: Translator, listing: Listing, chargers: list[Charger]) -> Ht
     return fit(
         t.html(
             "find.card",
-            shop=listing.shop_name or "",
+            shop=listing.shop_name,
             address=listing.address or "—",
             phone=listing.contact_phone or "—",
             chargers=Html("\n".join(parts)),
@@ -78,7 +85,7 @@ def listing_card(t: Translator, listing: Listing, chargers: list[Charger]) -> Ht
     )
 
 
-def booking_text(t: Translator, booking: Booking, zone: ZoneInfo, shop: str) -> Html:
+def booking_text(t: Translator, booking: BookingInfo, zone: ZoneInfo) -> Html:
     charger = booking.charger
     estimate = (
         money(booking.estimate_minor, booking.currency)
@@ -88,7 +95,7 @@ def booking_text(t: Translator, booking: Booking, zone: ZoneInfo, shop: str) -> 
     return t.html(
         "booking.text",
         id=booking.id,
-        shop=shop,
+        shop=booking.shop_name,
         charger=charger_title(t, charger),
         device=t(f"kind.{booking.device_kind}"),
         model=booking.device_model or t("view.any_model"),
@@ -104,3 +111,152 @@ def reason_text(t: Translator, reason: str | None) -> str:
     if reason and reason.startswith("preset:") and code in REJECT_PRESETS:
         return t(f"booking_reject.{code}")
     return reason or "—"
+
+
+# -- the booking flow ------------------------------------------------------------------
+
+
+def summary(
+    t: Translator, quote: Quote, kind: str, model: str, zone: ZoneInfo
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The booking before Confirm: where, which device, when, at what price."""
+    charger = quote.charger
+    estimate = (
+        money(quote.estimate_minor, charger.currency)
+        if quote.estimate_minor is not None
+        else t("booking.estimate_kwh")
+    )
+    text = t(
+        "booking.summary",
+        shop=quote.shop_name,
+        device=t(f"kind.{kind}"),
+        model=model or t("view.any_model"),
+        window=window_text(quote.start, quote.end, zone),
+        tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
+        estimate=estimate,
+    )
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action="confirm"))
+    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action="drop"))
+    return text, builder.as_markup()
+
+
+LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
+
+
+def bookings_list(
+    t: Translator, page: Page[BookingInfo], of: str, zone: ZoneInfo
+) -> tuple[Html, InlineKeyboardMarkup | None]:
+    """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
+    a line each, and a button that opens the booking with what can be done to it."""
+    lines = [
+        t(
+            "booking.line",
+            id=booking.id,
+            shop=booking.shop_name,
+            window=window_text(booking.start_at, booking.end_at, zone),
+            status=t(f"booking.status_{booking.status.value}"),
+        )
+        for booking in page.items
+    ]
+    header = t("booking.list_header", title=t(LISTS[of]), page=paging.counter(t, page))
+    builder = InlineKeyboardBuilder()
+    for booking in page.items:
+        builder.button(
+            text=f"#{booking.id}", callback_data=BookingCb(action="open", booking_id=booking.id)
+        )
+    builder.adjust(5)
+    markup = paging.with_nav(t, of, page, builder.as_markup())
+    return fit(header + "\n" + "\n".join(lines)), markup
+
+
+def booking_actions(
+    t: Translator, booking: BookingInfo, person: int, now: datetime
+) -> InlineKeyboardMarkup | None:
+    """Cancel for its user, Accept and Reject for its merchant, while they apply."""
+    builder = InlineKeyboardBuilder()
+    if person == booking.user_id and bookings.cancellable(booking, now):
+        builder.button(
+            text=t("btn.cancel_booking"),
+            callback_data=BookingCb(action="cancel", booking_id=booking.id),
+        )
+    if person == booking.merchant_id and bookings.decidable(booking):
+        builder.button(
+            text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking.id)
+        )
+        builder.button(
+            text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking.id)
+        )
+    return builder.as_markup() if builder.buttons else None
+
+
+# -- /find -----------------------------------------------------------------------------
+
+
+def find_page(
+    t: Translator, page: Page[Hit], cb: FindCb, zone: ZoneInfo, now: datetime
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A page of chargers near the person: a line and a button for each, ◀️ / ▶️,
+    and the filters (device kind, open now)."""
+    first = page.offset + 1
+    builder = InlineKeyboardBuilder()
+    for i, hit in enumerate(page.items, start=first):
+        builder.button(
+            text=f"{i}. {hit.listing.shop_name}",
+            callback_data=FindCb(
+                action="card",
+                ref=hit.listing.id,
+                kind=cb.kind,
+                open_now=cb.open_now,
+                page=page.number,
+            ),
+        )
+    sizes = [1] * len(page.items)
+    nav = 0
+    if page.number > 0:
+        builder.button(
+            text=t("btn.previous"),
+            callback_data=cb.model_copy(update={"action": "page", "page": page.number - 1}),
+        )
+        nav += 1
+    if page.number < page.pages - 1:
+        builder.button(
+            text=t("btn.next"),
+            callback_data=cb.model_copy(update={"action": "page", "page": page.number + 1}),
+        )
+        nav += 1
+    if nav:
+        sizes.append(nav)
+    kind_label = t(f"kind.{cb.kind}") if cb.kind else t("find.any_device")
+    builder.button(
+        text=t("btn.filter_kind", kind=kind_label),
+        callback_data=cb.model_copy(update={"action": "kind", "page": 0}),
+    )
+    builder.button(
+        text=t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
+        callback_data=cb.model_copy(
+            update={"action": "page", "page": 0, "open_now": not cb.open_now}
+        ),
+    )
+    sizes.append(2)
+    builder.adjust(*sizes)
+    if not page.total:
+        return t("find.none"), builder.as_markup()
+    lines = [hit_line(t, i, hit, zone, now) for i, hit in enumerate(page.items, first)]
+    header = t("find.header", count=page.total, page=page.number + 1, pages=page.pages)
+    return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
+
+
+def card_buttons(
+    t: Translator, listing: ListingInfo, chargers: list[ChargerInfo]
+) -> InlineKeyboardMarkup:
+    """Book for each charger, and the shop on a map."""
+    builder = InlineKeyboardBuilder()
+    for charger in chargers:
+        builder.button(
+            text=t("btn.book_charger", n=charger.position + 1),
+            callback_data=BookCb(charger_id=charger.id),
+        )
+    builder.button(text=t("btn.show_map"), callback_data=FindCb(action="map", ref=listing.id))
+    builder.adjust(*([1] * len(chargers)), 1)
+    return builder.as_markup()

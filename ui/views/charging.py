@@ -6,13 +6,14 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from hardware_bridge.port import PlugState
-from models import Charger, ChargingSession, Listing, Order
-from services.charging import Scan, running_bill
-from services.errors import DomainError
+from services.charging import Scan
+from services.dto import ChargeInfo, ChargeStatus, OrderInfo
+from services.paging import Page
+from ui import paging
 from ui.callbacks import ChargeCb
 from ui.i18n import Html, Translator
 from ui.views.booking import charger_title, money, tariff_text, window_text
+from ui.views.listing import fit
 
 
 def clock(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
@@ -21,18 +22,6 @@ def clock(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
     if local.date() == now.astimezone(zone).date():
         return f"{local:%H:%M}"
     return f"{local:%Y-%m-%d %H:%M}"
-
-
-def refusal(t: Translator, error: DomainError, zone: ZoneInfo, now: datetime) -> str:
-    """A domain refusal with its times in the local zone and statuses in words."""
-    params = {}
-    for name, value in error.params.items():
-        if isinstance(value, datetime):
-            value = clock(value, zone, now)
-        elif name == "status":
-            value = t(f"booking.status_{value}")
-        params[name] = value
-    return t(error.key, **params)
 
 
 def energy_text(t: Translator, kwh: object, suspect: bool = False) -> str:
@@ -56,39 +45,29 @@ def scan_card(t: Translator, scan: Scan, zone: ZoneInfo) -> Html:
     )
 
 
-def started_text(
-    t: Translator, charging: ChargingSession, charger: Charger, listing: Listing, zone: ZoneInfo
-) -> str:
-    assert charging.started_at is not None
-    now = charging.started_at
+def started_text(t: Translator, charge: ChargeInfo, zone: ZoneInfo) -> str:
+    assert charge.started_at is not None
+    now = charge.started_at
     return t(
         "charge.started",
-        start=clock(charging.started_at, zone, now),
-        end=clock(charging.booking.end_at, zone, now),
-        shop=listing.shop_name or "",
-        charger=charger_title(t, charger),
+        start=clock(charge.started_at, zone, now),
+        end=clock(charge.booking.end_at, zone, now),
+        shop=charge.booking.shop_name,
+        charger=charger_title(t, charge.booking.charger),
     )
 
 
-def status_text(
-    t: Translator,
-    charging: ChargingSession,
-    charger: Charger,
-    listing: Listing,
-    plug: PlugState,
-    zone: ZoneInfo,
-    now: datetime,
-) -> str:
-    if charging.started_at is None:
+def status_text(t: Translator, status: ChargeStatus, zone: ZoneInfo, now: datetime) -> str:
+    charge, so_far = status.charge, status.so_far
+    if charge.started_at is None:
         return t("charge.starting_status")
-    booking = charging.booking
-    so_far = running_bill(charging, now, plug.energy_kwh)
+    booking = charge.booking
     return t(
         "charge.status",
-        start=clock(charging.started_at, zone, now),
+        start=clock(charge.started_at, zone, now),
         minutes=so_far.minutes,
-        shop=listing.shop_name or "",
-        charger=charger_title(t, charger),
+        shop=booking.shop_name,
+        charger=charger_title(t, booking.charger),
         energy=energy_text(t, so_far.energy_kwh, so_far.energy_suspect),
         cost=money(so_far.cost_minor, booking.currency),
         tariff=tariff_text(t, booking.price_minor, booking.price_unit, booking.currency),
@@ -96,20 +75,12 @@ def status_text(
     )
 
 
-def order_text(
-    t: Translator,
-    order: Order,
-    charger: Charger,
-    listing: Listing,
-    zone: ZoneInfo,
-    *,
-    parties: bool = False,
-) -> str:
+def order_text(t: Translator, order: OrderInfo, zone: ZoneInfo, *, parties: bool = False) -> str:
     text = t(
         "charge.order",
         id=order.id,
-        shop=listing.shop_name or "",
-        charger=charger_title(t, charger),
+        shop=order.shop_name,
+        charger=charger_title(t, order.charger),
         start=clock(order.started_at, zone, order.ended_at),
         end=clock(order.ended_at, zone, order.ended_at),
         reason=t(f"charge.reason_{order.end_reason}"),
@@ -125,9 +96,40 @@ def order_text(
             merchant=str(order.merchant_id),
             booking=order.booking_id,
         )
-    if order.charge.power_off_confirmed is False:
+    if order.power_off_confirmed is False:
         text += "\n" + t("charge.power_off_unconfirmed")
     return text
+
+
+def stopped_text(t: Translator, order: OrderInfo | None, made: bool, zone: ZoneInfo) -> str:
+    """The answer to a confirmed Stop: when it ended, or that it had ended before."""
+    if order is None or not made:
+        return t("charge.already_ended", order=order.id if order else "—")
+    end = order.ended_at.astimezone(zone).strftime("%H:%M")
+    unconfirmed = order.power_off_confirmed is False
+    return t("charge.stopped_unconfirmed" if unconfirmed else "charge.stopped", end=end)
+
+
+def running_list(
+    t: Translator, page: Page[ChargeStatus], zone: ZoneInfo, now: datetime
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """/sessions: one page of the sessions charging now, each with its Close button."""
+    if not page.items:
+        return t("charge.admin_none"), None
+    blocks = []
+    builder = InlineKeyboardBuilder()
+    for status in page.items:
+        charge = status.charge
+        text = status_text(t, status, zone, now)
+        blocks.append(t("charge.admin_line", user=str(charge.user_id), body=Html(text)))
+        builder.button(
+            text=t("btn.close_session_n", id=charge.id),
+            callback_data=ChargeCb(action="stop", ref=charge.id),
+        )
+    builder.adjust(2)
+    header = t("charge.admin_header", count=page.total, page=paging.counter(t, page))
+    markup = paging.with_nav(t, "sessions", page, builder.as_markup())
+    return fit(header + "\n\n" + "\n\n".join(blocks)), markup
 
 
 def _row(t: Translator, ref: int, *buttons: tuple[str, str]) -> InlineKeyboardMarkup:

@@ -6,10 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from models import ListingRevision
+from aiogram.types import InlineKeyboardMarkup
+
+from services.dto import ListingStatus, RevisionInfo
 from services.hours import Hours, format_hours
 from services.listing_draft import ChargerDraft, ListingDraft
-from services.listings import PlugConflict
+from services.listings import ListingOverview, PlugConflict
+from services.paging import Page
+from ui import keyboards, paging
 from ui.i18n import Html, Translator
 
 DAY_KEYS = tuple(f"day.{d}" for d in range(7))
@@ -85,7 +89,7 @@ def reason_text(t: Translator, reason: str | None) -> str:
     return reason
 
 
-def status_line(t: Translator, revision: ListingRevision, zone: ZoneInfo) -> Html:
+def status_line(t: Translator, revision: RevisionInfo, zone: ZoneInfo) -> Html:
     """What became of a submitted version: pending, or who decided what, when."""
     status = revision.status.value
     if revision.decided_at is None or status == "pending":
@@ -130,3 +134,113 @@ def fit(text: str, limit: int = MESSAGE_LIMIT) -> Html:
     if len(text) <= limit:
         return Html(text)
     return Html(text[: limit - 2].rsplit("\n", 1)[0] + "\n…")
+
+
+# the wizard's shop questions by the draft fields they fill, as its Edit menu names them
+SHOP_FIELDS = {
+    "contact": "contact_phone",
+    "shop_name": "shop_name",
+    "photo": "photo_file_id",
+    "area": "area_m2",
+    "location": "latitude",
+}
+
+
+def missing_text(t: Translator, draft: ListingDraft) -> str:
+    """What is still to fill in, named as the Edit menu names it."""
+    parts = [
+        t(f"field.{step}") for step, attr in SHOP_FIELDS.items() if getattr(draft, attr) is None
+    ]
+    parts += [t("btn.edit_charger", n=i + 1) for i, c in enumerate(draft.chargers) if c.missing()]
+    if not draft.chargers:
+        parts.append(t("btn.add_charger"))
+    return ", ".join(parts)
+
+
+def already_decided(t: Translator, revision: RevisionInfo) -> str:
+    """Another admin (or the same, earlier) decided on the version first."""
+    return t(
+        "review.already_decided",
+        status=t(f"status.{revision.status.value}"),
+        admin=str(revision.decided_by or "—"),
+    )
+
+
+def pending_list(
+    t: Translator, page: Page[RevisionInfo], zone: ZoneInfo
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """/pending: one page of what waits for review, a line and a card button each."""
+    if not page.items:
+        return t("review.none_pending"), None
+    lines = [
+        t(
+            "review.pending_line",
+            id=r.id,
+            shop=r.shop_name or "—",
+            when=when(r.submitted_at, zone),
+        )
+        for r in page.items
+    ]
+    header = t("review.pending_header", count=page.total, page=paging.counter(t, page))
+    markup = paging.with_nav(
+        t, "pending", page, keyboards.show_cards([r.id for r in page.items], t)
+    )
+    return fit(header + "\n" + "\n".join(lines)), markup
+
+
+def listing_status(t: Translator, item: ListingOverview) -> str:
+    listing = item.listing
+    status = t(f"status.{listing.status.value}")
+    if listing.published and listing.status != ListingStatus.APPROVED:
+        status += " · " + t("status.old_version_public")
+    if listing.published and listing.paused:
+        status += " · " + t("status.paused")
+    return status
+
+
+def listing_name(item: ListingOverview) -> str:
+    return item.latest.shop_name or f"#{item.listing.id}"
+
+
+def my_listings(
+    t: Translator, page: Page[ListingOverview]
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """/listings: one page of the merchant's listings, a line and a button each."""
+    if not page.items:
+        return t("listings.empty"), None
+    lines = [
+        t("listings.line", id=i.listing.id, name=listing_name(i), status=listing_status(t, i))
+        for i in page.items
+    ]
+    text = fit(t("listings.header", page=paging.counter(t, page)) + "\n" + "\n".join(lines))
+    markup = paging.with_nav(
+        t,
+        "listings",
+        page,
+        keyboards.listing_list(
+            t, [(i.listing.id, f"#{i.listing.id} {listing_name(i)}") for i in page.items]
+        ),
+    )
+    return text, markup
+
+
+def listing_detail(t: Translator, item: ListingOverview) -> tuple[Html, InlineKeyboardMarkup]:
+    """One of the merchant's listings: its state, why it was rejected, its latest
+    version, and what can be done to it."""
+    latest = item.latest
+    reason = ""
+    if item.listing.status == ListingStatus.REJECTED:
+        reason = "\n" + t("listings.reason", reason=reason_text(t, latest.reason))
+    text = fit(
+        t.html(
+            "listings.detail",
+            id=item.listing.id,
+            status=listing_status(t, item),
+            reason=Html(reason),
+            body=listing_text(t, latest.draft),
+        )
+    )
+    markup = keyboards.listing_actions(
+        t, item.listing.id, published=item.listing.published, paused=item.listing.paused
+    )
+    return text, markup

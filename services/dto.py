@@ -1,0 +1,289 @@
+"""What services hand to handlers and ui: plain, frozen values, never ORM rows.
+
+A row kept past its unit of work is expired by the next rollback and then fails on
+every attribute access; a value built inside the read cannot. ui renders these
+and imports nothing of models/: the states it shows are re-exported here.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from models import (
+    Booking,
+    BookingStatus,
+    Charger,
+    ChargingSession,
+    EndReason,
+    Listing,
+    ListingRevision,
+    ListingStatus,
+    Order,
+    RevisionStatus,
+    SessionStatus,
+)
+from services.billing import Bill
+from services.hours import Hours
+from services.listing_draft import ListingDraft
+
+__all__ = [
+    "BookingInfo",
+    "BookingStatus",
+    "ChargeInfo",
+    "ChargeStatus",
+    "ChargerInfo",
+    "EndReason",
+    "ListingInfo",
+    "ListingStatus",
+    "OrderInfo",
+    "RevisionInfo",
+    "RevisionStatus",
+    "SessionStatus",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerInfo:
+    id: int
+    listing_id: int
+    position: int  # 0-based; people count from 1
+    method: str
+    device_kinds: tuple[str, ...]
+    device_models: str
+    supply_kind: str
+    supply_model: str
+    hours: Hours
+    price_minor: int
+    price_unit: str
+    currency: str
+    qr_token: str
+
+    @classmethod
+    def of(cls, row: Charger) -> "ChargerInfo":
+        return cls(
+            row.id,
+            row.listing_id,
+            row.position,
+            row.method,
+            tuple(row.device_kinds),
+            row.device_models,
+            row.supply_kind,
+            row.supply_model,
+            row.hours,
+            row.price_minor,
+            row.price_unit,
+            row.currency,
+            row.qr_token,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListingInfo:
+    """A listing's public version (what approval published)."""
+
+    id: int
+    merchant_id: int
+    status: ListingStatus  # of its latest submitted version
+    published: bool
+    paused: bool
+    shop_name: str
+    contact_phone: str | None
+    address: str | None
+    latitude: float | None
+    longitude: float | None
+    photo_file_id: str | None
+
+    @classmethod
+    def of(cls, row: Listing) -> "ListingInfo":
+        return cls(
+            row.id,
+            row.merchant_id,
+            row.status,
+            row.published,
+            row.paused,
+            row.shop_name or "",
+            row.contact_phone,
+            row.address,
+            row.latitude,
+            row.longitude,
+            row.photo_file_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BookingInfo:
+    id: int
+    user_id: int
+    merchant_id: int
+    status: BookingStatus
+    device_kind: str
+    device_model: str
+    start_at: datetime
+    end_at: datetime
+    # the tariff as it was when requested
+    price_minor: int
+    price_unit: str
+    currency: str
+    estimate_minor: int | None
+    respond_by: datetime
+    reason: str | None
+    charger: ChargerInfo
+    shop_name: str
+
+    @classmethod
+    def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
+        """``charger``: when the row's own is not loaded (a booking just made)."""
+        return cls(
+            row.id,
+            row.user_id,
+            row.merchant_id,
+            row.status,
+            row.device_kind,
+            row.device_model,
+            row.start_at,
+            row.end_at,
+            row.price_minor,
+            row.price_unit,
+            row.currency,
+            row.estimate_minor,
+            row.respond_by,
+            row.reason,
+            charger or ChargerInfo.of(row.charger),
+            shop_name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeInfo:
+    """A charging session: power on → power off."""
+
+    id: int
+    booking: BookingInfo  # its window and tariff; its charger
+    user_id: int
+    merchant_id: int
+    status: SessionStatus
+    requested_at: datetime  # Start pressed
+    started_at: datetime | None  # the plug's confirmation: the clock starts here
+
+    @classmethod
+    def of(cls, row: ChargingSession, shop_name: str) -> "ChargeInfo":
+        return cls(
+            row.id,
+            BookingInfo.of(row.booking, shop_name),
+            row.user_id,
+            row.merchant_id,
+            row.status,
+            row.requested_at,
+            row.started_at,
+        )
+
+    @property
+    def open(self) -> bool:
+        return self.status not in (SessionStatus.COMPLETED, SessionStatus.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeStatus:
+    """A session and what it costs so far (for the status message)."""
+
+    charge: ChargeInfo
+    so_far: Bill
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInfo:
+    """A finished session with its duration, energy and cost."""
+
+    id: int
+    session_id: int
+    booking_id: int
+    user_id: int
+    merchant_id: int
+    started_at: datetime
+    ended_at: datetime
+    minutes: int
+    energy_kwh: Decimal | None
+    energy_suspect: bool
+    price_minor: int
+    price_unit: str
+    currency: str
+    cost_minor: int
+    end_reason: str
+    power_off_confirmed: bool | None
+    charger: ChargerInfo
+    shop_name: str
+
+    @property
+    def charger_id(self) -> int:
+        return self.charger.id
+
+    @classmethod
+    def of(cls, row: Order, charger: Charger, shop_name: str) -> "OrderInfo":
+        return cls(
+            row.id,
+            row.session_id,
+            row.booking_id,
+            row.user_id,
+            row.merchant_id,
+            row.started_at,
+            row.ended_at,
+            row.minutes,
+            row.energy_kwh,
+            row.energy_suspect,
+            row.price_minor,
+            row.price_unit,
+            row.currency,
+            row.cost_minor,
+            row.end_reason,
+            row.charge.power_off_confirmed,
+            ChargerInfo.of(charger),
+            shop_name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    """One submitted version of a listing and what became of it."""
+
+    id: int
+    listing_id: int
+    merchant_id: int
+    number: int  # 1 for a new listing, more for an edit
+    data: dict[str, Any]  # the draft as submitted (ListingDraft.to_dict)
+    status: RevisionStatus
+    submitted_at: datetime
+    decided_at: datetime | None
+    decided_by: int | None
+    reason: str | None
+    # where its review card is, once posted
+    card_chat_id: int | None
+    card_message_id: int | None
+    card_is_photo: bool
+
+    @classmethod
+    def of(cls, row: ListingRevision, merchant_id: int | None = None) -> "RevisionInfo":
+        """``merchant_id``: when the row's listing is not loaded (a version just made)."""
+        return cls(
+            row.id,
+            row.listing_id,
+            row.listing.merchant_id if merchant_id is None else merchant_id,
+            row.number,
+            dict(row.data),
+            row.status,
+            row.submitted_at,
+            row.decided_at,
+            row.decided_by,
+            row.reason,
+            row.card_chat_id,
+            row.card_message_id,
+            row.card_is_photo,
+        )
+
+    @property
+    def draft(self) -> ListingDraft:
+        return ListingDraft.from_dict(self.data)
+
+    @property
+    def shop_name(self) -> str:
+        return str(self.data.get("shop_name") or "")

@@ -257,7 +257,7 @@ def message(s: Sent) -> bool:
 def ours(
     api: BenchAPI, load: Load, user: int, merchants: dict[int, int], seed_: int
 ) -> Callable[[], Awaitable[None]]:
-    from ui.callbacks import BookingCb
+    from ui.callbacks import BookingAction, BookingCb
     from ui.i18n import translator
 
     t = translator("en")
@@ -313,7 +313,7 @@ def ours(
         booking_id = int(sent.text.split("#", 1)[1].split()[0])
         m = merchant_of(listing_id, len(merchants))
         mc = api.cursor(m)
-        data = BookingCb(action="accept", booking_id=booking_id).pack()
+        data = BookingCb(action=BookingAction.ACCEPT, booking_id=booking_id).pack()
         await load.step(
             m,
             lambda: api.press(m, m, merchants[m], data),

@@ -19,7 +19,7 @@ from services.text import clean
 from services.tx import Db
 from services.windows import parse_window, starting_now
 from ui import keyboards
-from ui.callbacks import BookCb, BookingCb, PageCb
+from ui.callbacks import BookCb, BookingAction, BookingCb, PageCb, PageOf
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
@@ -140,7 +140,7 @@ async def confirm(
     owed: OwedCalls,
 ) -> None:
     assert isinstance(query.message, Message)
-    if callback_data.action == "drop":
+    if callback_data.action == BookingAction.DROP:
         await state.clear()
         await query.answer()
         await query.message.edit_text(t("booking.cancelled"))
@@ -202,8 +202,8 @@ async def bookings_page(
         await query.message.edit_text(text, reply_markup=markup)
 
 
-async def _page_of(db: Db, person: int, of: str, number: int) -> Page[BookingInfo]:
-    if of == "mine":
+async def _page_of(db: Db, person: int, of: PageOf, number: int) -> Page[BookingInfo]:
+    if of == PageOf.MINE:
         return await bookings.page_of_user(db, person, number, BOOKINGS_PAGE)
     return await bookings.page_of_merchant(db, person, number, BOOKINGS_PAGE)
 
@@ -241,13 +241,17 @@ def build_router() -> Router:
     router.message.register(model, BookForm.model, not_command)
     router.message.register(when, BookForm.when, not_command)
     router.callback_query.register(
-        confirm, BookForm.confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
+        confirm,
+        BookForm.confirm,
+        BookingCb.filter(F.action.in_({BookingAction.CONFIRM, BookingAction.DROP})),
     )
     router.callback_query.register(
-        stale_confirm, BookingCb.filter(F.action.in_({"confirm", "drop"}))
+        stale_confirm, BookingCb.filter(F.action.in_({BookingAction.CONFIRM, BookingAction.DROP}))
     )
     router.message.register(my_bookings, Command("bookings"))
     router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(LISTS))))
-    router.callback_query.register(open_booking, BookingCb.filter(F.action == "open"))
-    router.callback_query.register(cancel_booking, BookingCb.filter(F.action == "cancel"))
+    router.callback_query.register(open_booking, BookingCb.filter(F.action == BookingAction.OPEN))
+    router.callback_query.register(
+        cancel_booking, BookingCb.filter(F.action == BookingAction.CANCEL)
+    )
     return router

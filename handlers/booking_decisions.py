@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, ForceReply, Message
 from services import bookings
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import BookingCb
+from ui.callbacks import BookingAction, BookingCb
 from ui.i18n import Translator
 from ui.owed import OwedCalls
 
@@ -43,7 +43,7 @@ async def reject_menu(
     await query.answer()
     markup = (
         keyboards.booking_reject_reasons(t, booking.id)
-        if callback_data.action == "reject"
+        if callback_data.action == BookingAction.REJECT
         else keyboards.booking_decision(t, booking.id)
     )
     if isinstance(query.message, Message):
@@ -95,9 +95,11 @@ def build_router() -> Router:
     router = Router(name="booking_decisions")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
-    router.callback_query.register(accept, BookingCb.filter(F.action == "accept"))
-    router.callback_query.register(reject_menu, BookingCb.filter(F.action.in_({"reject", "back"})))
-    router.callback_query.register(preset, BookingCb.filter(F.action == "reason"))
-    router.callback_query.register(other, BookingCb.filter(F.action == "other"))
+    router.callback_query.register(accept, BookingCb.filter(F.action == BookingAction.ACCEPT))
+    router.callback_query.register(
+        reject_menu, BookingCb.filter(F.action.in_({BookingAction.REJECT, BookingAction.BACK}))
+    )
+    router.callback_query.register(preset, BookingCb.filter(F.action == BookingAction.REASON))
+    router.callback_query.register(other, BookingCb.filter(F.action == BookingAction.OTHER))
     router.message.register(typed_reason, RejectBookingForm.reason, F.text, ~F.text.startswith("/"))
     return router

@@ -13,7 +13,7 @@ from services import charging as charges
 from services.charging_control import ChargingControl
 from services.clock import utcnow
 from services.tx import Db
-from ui.callbacks import ChargeCb, PageCb
+from ui.callbacks import ChargeAction, ChargeCb, PageCb, PageOf, StartCb
 from ui.config import Config
 from ui.i18n import Translator
 from ui.views.charging import (
@@ -52,7 +52,7 @@ async def scanned(
 
 async def start_pressed(
     query: CallbackQuery,
-    callback_data: ChargeCb,
+    callback_data: StartCb,
     t: Translator,
     config: Config,
     charging: ChargingControl,
@@ -67,7 +67,7 @@ async def start_pressed(
 
     # whose booking it is is checked by the service; a plug that did not switch on
     # is refused with the Start button again (ui/errors.py)
-    started = await charging.start(callback_data.ref, query.from_user.id, progress=switching)
+    started = await charging.start(callback_data.booking_id, query.from_user.id, progress=switching)
     text = started_text(t, started, config.zone)
     markup = running_buttons(t, started.id)
     try:
@@ -90,7 +90,7 @@ async def status_pressed(
 ) -> None:
     presser = query.from_user.id
     charge = await charges.charge_for(
-        db, callback_data.ref, person=presser, admin=presser in config.admin_ids
+        db, callback_data.charge_id, person=presser, admin=presser in config.admin_ids
     )
     status = await charging.status(charge.id)
     await query.answer()
@@ -108,7 +108,7 @@ async def stop_pressed(
     """First press: ask to confirm (a stop cannot be undone)."""
     presser = query.from_user.id
     charge = await charges.charge_for(
-        db, callback_data.ref, person=presser, admin=presser in config.admin_ids
+        db, callback_data.charge_id, person=presser, admin=presser in config.admin_ids
     )
     await query.answer()
     if isinstance(query.message, Message):
@@ -138,7 +138,7 @@ async def stop_confirmed(
 ) -> None:
     presser, admin = query.from_user.id, query.from_user.id in config.admin_ids
     charge = await charges.charge_for(
-        db, callback_data.ref, person=presser, admin=admin, closed_ok=True
+        db, callback_data.charge_id, person=presser, admin=admin, closed_ok=True
     )
     await query.answer(t("charge.stopping"))
     message = query.message if isinstance(query.message, Message) else None
@@ -185,7 +185,7 @@ def build_admin_router(moderation_chat_id: int) -> Router:
     router.message.filter(F.chat.id == moderation_chat_id)
     router.callback_query.filter(F.message.chat.id == moderation_chat_id)
     router.message.register(running_sessions, Command("sessions"), IsAdmin())
-    router.callback_query.register(sessions_page, PageCb.filter(F.of == "sessions"), IsAdmin())
+    router.callback_query.register(sessions_page, PageCb.filter(F.of == PageOf.SESSIONS), IsAdmin())
     return router
 
 
@@ -194,9 +194,11 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.message.register(scanned, CommandStart(deep_link=True))
     router.message.register(stop_command, Command("stop"))
-    router.callback_query.register(start_pressed, ChargeCb.filter(F.action == "start"))
-    router.callback_query.register(status_pressed, ChargeCb.filter(F.action == "status"))
-    router.callback_query.register(stop_pressed, ChargeCb.filter(F.action == "stop"))
-    router.callback_query.register(stop_confirmed, ChargeCb.filter(F.action == "stop_yes"))
-    router.callback_query.register(keep_pressed, ChargeCb.filter(F.action == "keep"))
+    router.callback_query.register(start_pressed, StartCb.filter())
+    router.callback_query.register(status_pressed, ChargeCb.filter(F.action == ChargeAction.STATUS))
+    router.callback_query.register(stop_pressed, ChargeCb.filter(F.action == ChargeAction.STOP))
+    router.callback_query.register(
+        stop_confirmed, ChargeCb.filter(F.action == ChargeAction.STOP_YES)
+    )
+    router.callback_query.register(keep_pressed, ChargeCb.filter(F.action == ChargeAction.KEEP))
     return router

@@ -18,7 +18,7 @@ from services.clock import utcnow
 from services.listing_draft import DEVICE_KINDS
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import FindCb
+from ui.callbacks import FindAction, FindCb
 from ui.config import Config
 from ui.i18n import Translator, all_variants
 from ui.notifications import send_place
@@ -55,7 +55,7 @@ async def where(message: Message, state: FSMContext, db: Db, t: Translator, conf
         await state.clear()
         await state.update_data(find_at=[message.location.latitude, message.location.longitude])
         await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
-        text, markup = await _page(db, state, t, config, FindCb(action="page"))
+        text, markup = await _page(db, state, t, config, FindCb(action=FindAction.PAGE))
         await message.answer(text, reply_markup=markup)
         return
     if message.text and len(message.text.strip()) >= 2:
@@ -69,7 +69,7 @@ async def where(message: Message, state: FSMContext, db: Db, t: Translator, conf
         await message.answer(
             t("find.address_near", shop=point.shop_name), reply_markup=ReplyKeyboardRemove()
         )
-        text, markup = await _page(db, state, t, config, FindCb(action="page"))
+        text, markup = await _page(db, state, t, config, FindCb(action=FindAction.PAGE))
         await message.answer(text, reply_markup=markup)
         return
     await message.answer(t("find.ask"))
@@ -104,14 +104,14 @@ async def page(
     t: Translator,
     config: Config,
 ) -> None:
-    if callback_data.action == "kind":  # cycle through the device kinds
+    if callback_data.action == FindAction.KIND:  # cycle through the device kinds
         order = ["", *DEVICE_KINDS]
         nxt = (
             order[(order.index(callback_data.kind) + 1) % len(order)]
             if (callback_data.kind in order)
             else ""
         )
-        callback_data = callback_data.model_copy(update={"kind": nxt, "action": "page"})
+        callback_data = callback_data.model_copy(update={"kind": nxt, "action": FindAction.PAGE})
     text, markup = await _page(db, state, t, config, callback_data)
     await query.answer()
     if isinstance(query.message, Message):
@@ -121,7 +121,7 @@ async def page(
 async def card(
     query: CallbackQuery, callback_data: FindCb, bot: Bot, db: Db, t: Translator
 ) -> None:
-    listing, chargers = await bookings.bookable_listing(db, callback_data.ref)
+    listing, chargers = await bookings.bookable_listing(db, callback_data.listing_id)
     await query.answer()
     markup = card_buttons(t, listing, chargers)
     text = listing_card(t, listing, chargers)
@@ -138,7 +138,7 @@ async def card(
 async def show_map(
     query: CallbackQuery, callback_data: FindCb, bot: Bot, db: Db, t: Translator
 ) -> None:
-    listing, _chargers = await bookings.bookable_listing(db, callback_data.ref)
+    listing, _chargers = await bookings.bookable_listing(db, callback_data.listing_id)
     await query.answer()
     await send_place(bot, query.from_user.id, listing)  # a location when there is no address
 
@@ -149,8 +149,10 @@ def build_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(find, Command("find"))
     router.message.register(where, FindForm.where, ~F.text.startswith("/"))
-    router.callback_query.register(page, FindCb.filter(F.action.in_({"page", "kind"})))
-    router.callback_query.register(find_again, FindCb.filter(F.action == "restart"))
-    router.callback_query.register(card, FindCb.filter(F.action == "card"))
-    router.callback_query.register(show_map, FindCb.filter(F.action == "map"))
+    router.callback_query.register(
+        page, FindCb.filter(F.action.in_({FindAction.PAGE, FindAction.KIND}))
+    )
+    router.callback_query.register(find_again, FindCb.filter(F.action == FindAction.RESTART))
+    router.callback_query.register(card, FindCb.filter(F.action == FindAction.CARD))
+    router.callback_query.register(show_map, FindCb.filter(F.action == FindAction.MAP))
     return router

@@ -51,7 +51,7 @@ from services.listing_draft import (
 from services.text import clean
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import WizardCb
+from ui.callbacks import WizardAction, WizardCb
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.views.listing import fit, listing_text
@@ -540,7 +540,7 @@ async def resume_or_restart(
     await query.answer()
     assert isinstance(query.message, Message)
     kept = await Wizard.stored(state)
-    if callback_data.action == "resume" and kept is not None:
+    if callback_data.action == WizardAction.RESUME and kept is not None:
         step = kept.step if kept.step == "summary" or kept.step in PARSERS else "contact"
         await ask(query.message, step, kept, state, t, config)
         return
@@ -647,7 +647,7 @@ async def toggle_edit_menu(
     await query.answer()
     markup = (
         keyboards.edit_menu(t, FIELD_LABELS, len(wiz.draft.chargers))
-        if callback_data.action == "edit"
+        if callback_data.action == WizardAction.EDIT
         else keyboards.summary(t)
     )
     await query.message.edit_reply_markup(reply_markup=markup)
@@ -725,7 +725,8 @@ def build_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(new_listing, Command("newlisting"))
     router.callback_query.register(
-        resume_or_restart, WizardCb.filter(F.action.in_({"resume", "restart"}))
+        resume_or_restart,
+        WizardCb.filter(F.action.in_({WizardAction.RESUME, WizardAction.RESTART})),
     )
     router.message.register(
         answer,
@@ -734,13 +735,20 @@ def build_router() -> Router:
     )
     # the summary's buttons: _summary_guard checks them against the kept draft, so
     # they work whatever flow the conversation went on to since
-    router.callback_query.register(submit, WizardCb.filter(F.action == "submit"))
-    router.callback_query.register(cancel_from_summary, WizardCb.filter(F.action == "cancel"))
+    router.callback_query.register(submit, WizardCb.filter(F.action == WizardAction.SUBMIT))
     router.callback_query.register(
-        toggle_edit_menu, WizardCb.filter(F.action.in_({"edit", "back"}))
+        cancel_from_summary, WizardCb.filter(F.action == WizardAction.CANCEL)
     )
     router.callback_query.register(
-        edit_part, WizardCb.filter(F.action.in_({"field", "charger", "remove", "add"}))
+        toggle_edit_menu, WizardCb.filter(F.action.in_({WizardAction.EDIT, WizardAction.BACK}))
+    )
+    router.callback_query.register(
+        edit_part,
+        WizardCb.filter(
+            F.action.in_(
+                {WizardAction.FIELD, WizardAction.CHARGER, WizardAction.REMOVE, WizardAction.ADD}
+            )
+        ),
     )
     router.callback_query.register(stale_wizard_button, WizardCb.filter())
     return router

@@ -18,7 +18,7 @@ from services.dto import RevisionStatus
 from services.listings import Decision
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import PageCb, ReviewCb
+from ui.callbacks import PageCb, PageOf, ReviewAction, ReviewCb
 from ui.config import Config
 from ui.i18n import Translator
 from ui.notifications import send_review_card
@@ -35,18 +35,28 @@ def build_router(moderation_chat_id: int) -> Router:
     router.callback_query.filter(F.message.chat.id == moderation_chat_id)
 
     router.message.register(pending, Command("pending"), IsAdmin())
-    router.callback_query.register(pending_page, PageCb.filter(F.of == "pending"), IsAdmin())
-    router.callback_query.register(not_an_admin, PageCb.filter(F.of == "pending"))
+    router.callback_query.register(pending_page, PageCb.filter(F.of == PageOf.PENDING), IsAdmin())
+    router.callback_query.register(not_an_admin, PageCb.filter(F.of == PageOf.PENDING))
     router.message.register(
         typed_reason, RejectForm.reason, IsAdmin(), F.text, ~F.text.startswith("/")
     )
-    router.callback_query.register(approve, ReviewCb.filter(F.action == "approve"), IsAdmin())
     router.callback_query.register(
-        reject_menu, ReviewCb.filter(F.action.in_({"reject", "back"})), IsAdmin()
+        approve, ReviewCb.filter(F.action == ReviewAction.APPROVE), IsAdmin()
     )
-    router.callback_query.register(preset_reason, ReviewCb.filter(F.action == "reason"), IsAdmin())
-    router.callback_query.register(other_reason, ReviewCb.filter(F.action == "other"), IsAdmin())
-    router.callback_query.register(show_card, ReviewCb.filter(F.action == "show"), IsAdmin())
+    router.callback_query.register(
+        reject_menu,
+        ReviewCb.filter(F.action.in_({ReviewAction.REJECT, ReviewAction.BACK})),
+        IsAdmin(),
+    )
+    router.callback_query.register(
+        preset_reason, ReviewCb.filter(F.action == ReviewAction.REASON), IsAdmin()
+    )
+    router.callback_query.register(
+        other_reason, ReviewCb.filter(F.action == ReviewAction.OTHER), IsAdmin()
+    )
+    router.callback_query.register(
+        show_card, ReviewCb.filter(F.action == ReviewAction.SHOW), IsAdmin()
+    )
     router.callback_query.register(not_an_admin, ReviewCb.filter())
     router.message.register(not_an_admin_command, Command("pending"))
     return router
@@ -76,7 +86,7 @@ async def reject_menu(query: CallbackQuery, callback_data: ReviewCb, db: Db, t: 
     await query.answer()
     markup = (
         keyboards.reject_reasons(t, revision.id)
-        if callback_data.action == "reject"
+        if callback_data.action == ReviewAction.REJECT
         else keyboards.review(t, revision.id)
     )
     if isinstance(query.message, Message):

@@ -8,7 +8,7 @@ from aiogram.types import CallbackQuery, Message
 from handlers.listing_wizard import start_edit
 from services import listings
 from services.tx import Db
-from ui.callbacks import ListingCb, PageCb
+from ui.callbacks import ListingAction, ListingCb, PageCb, PageOf
 from ui.i18n import Translator
 from ui.views.listing import listing_detail, my_listings
 
@@ -38,26 +38,26 @@ async def listing_action(
         await query.answer(t("err.stale_button"), show_alert=True)
         return
     merchant = query.from_user.id
-    if callback_data.action == "list":
+    if callback_data.action == ListingAction.LIST:
         await query.answer()
         page = await listings.overview_page(db, merchant, 0, LIST_PAGE)
         text, markup = my_listings(t, page)
         await message.edit_text(text, reply_markup=markup)
         return
     # the owner is checked on the server whatever the button says
-    if callback_data.action in {"pause", "resume"}:
+    if callback_data.action in {ListingAction.PAUSE, ListingAction.RESUME}:
         await listings.set_paused(
             db,
             listing_id=callback_data.listing_id,
             merchant_id=merchant,
-            paused=callback_data.action == "pause",
+            paused=callback_data.action == ListingAction.PAUSE,
         )
     item = await listings.owned_overview(db, callback_data.listing_id, merchant)
-    if callback_data.action == "edit":
+    if callback_data.action == ListingAction.EDIT:
         await query.answer()
         await start_edit(message, state, t, item.listing.id, item.latest.draft)
         return
-    if callback_data.action in {"pause", "resume"}:
+    if callback_data.action in {ListingAction.PAUSE, ListingAction.RESUME}:
         await query.answer(t(f"listings.{callback_data.action}d"))
     else:
         await query.answer()
@@ -71,5 +71,5 @@ def build_router() -> Router:
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(list_listings, Command("listings"))
     router.callback_query.register(listing_action, ListingCb.filter())
-    router.callback_query.register(listings_page, PageCb.filter(F.of == "listings"))
+    router.callback_query.register(listings_page, PageCb.filter(F.of == PageOf.LISTINGS))
     return router

@@ -6,22 +6,22 @@ from aiogram.types import CallbackQuery
 
 from services import listings
 from services.tx import Db
-from ui.callbacks import QrCb
+from ui.callbacks import QrAction, QrLabelsCb, QrRenewCb
 from ui.i18n import Translator
 from ui.qr_labels import renew_confirm_button, send_charger_label, send_labels
 
 
 async def labels(
-    query: CallbackQuery, callback_data: QrCb, bot: Bot, db: Db, t: Translator
+    query: CallbackQuery, callback_data: QrLabelsCb, bot: Bot, db: Db, t: Translator
 ) -> None:
     merchant = query.from_user.id
-    count = await send_labels(bot, db, merchant, t, callback_data.ref, merchant)
+    count = await send_labels(bot, db, merchant, t, callback_data.listing_id, merchant)
     await query.answer(t("qr.sent", count=count) if count else t("qr.none"), show_alert=not count)
 
 
-async def renew(query: CallbackQuery, callback_data: QrCb, db: Db, t: Translator) -> None:
+async def renew(query: CallbackQuery, callback_data: QrRenewCb, db: Db, t: Translator) -> None:
     charger = await listings.owned_charger(
-        db, charger_id=callback_data.ref, merchant_id=query.from_user.id
+        db, charger_id=callback_data.charger_id, merchant_id=query.from_user.id
     )
     await query.answer()
     if query.message is not None:
@@ -31,11 +31,11 @@ async def renew(query: CallbackQuery, callback_data: QrCb, db: Db, t: Translator
 
 
 async def renew_yes(
-    query: CallbackQuery, callback_data: QrCb, bot: Bot, db: Db, t: Translator
+    query: CallbackQuery, callback_data: QrRenewCb, bot: Bot, db: Db, t: Translator
 ) -> None:
     merchant = query.from_user.id
     charger = await listings.renew_token(
-        db, charger_id=callback_data.ref, merchant_id=merchant, fingerprint=callback_data.fp
+        db, charger_id=callback_data.charger_id, merchant_id=merchant, fingerprint=callback_data.fp
     )
     await query.answer(t("qr.renewed"))
     if query.message is not None:
@@ -48,7 +48,7 @@ async def renew_yes(
 def build_router() -> Router:
     router = Router(name="qr_labels")
     router.callback_query.filter(F.message.chat.type == "private")
-    router.callback_query.register(labels, QrCb.filter(F.action == "labels"))
-    router.callback_query.register(renew, QrCb.filter(F.action == "renew"))
-    router.callback_query.register(renew_yes, QrCb.filter(F.action == "renew_yes"))
+    router.callback_query.register(labels, QrLabelsCb.filter())
+    router.callback_query.register(renew, QrRenewCb.filter(F.action == QrAction.RENEW))
+    router.callback_query.register(renew_yes, QrRenewCb.filter(F.action == QrAction.RENEW_YES))
     return router

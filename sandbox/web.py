@@ -40,7 +40,7 @@ from sandbox import demo
 from sandbox.botapi import FakeBotAPI
 from sandbox.devices import PlugFarm
 from services.tx import OpenDb
-from ui.callbacks import QrCb
+from ui.callbacks import QrAction, QrRenewCb
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +240,13 @@ class WebPage:
             for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
                 for button in row:
                     data = button.get("callback_data") or ""
-                    if not data.startswith(QrCb.__prefix__ + ":"):
+                    if not data.startswith(QrRenewCb.__prefix__ + ":"):
                         continue
                     try:
-                        payload = QrCb.unpack(data)
+                        payload = QrRenewCb.unpack(data)
                     except (ValueError, TypeError):
                         continue
-                    if payload.action == "renew" and payload.ref == charger_id:
+                    if payload.action == QrAction.RENEW and payload.charger_id == charger_id:
                         found = message
         return found
 

@@ -1,4 +1,7 @@
-"""Inline-button payloads. They carry ids only; handlers re-check permissions.
+"""Inline-button payloads. They carry ids only; services re-check permissions.
+
+Actions are enums and each kind of id has a field of its own; the packed forms
+(``prefix:action:…``) stay short, under Telegram's 64 bytes.
 
 Every field is typed as narrowly as the buttons we make: ids fit the database's
 64-bit integers, actions and codes are the values we send. Data that does not
@@ -7,6 +10,7 @@ so no handler's filter matches it and the fallback answers "this button is out
 of date", changing nothing, instead of a handler failing on it.
 """
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from aiogram.filters.callback_data import CallbackData
@@ -26,21 +30,49 @@ BookingRejectCode = Literal[("", *BOOKING_REJECT_PRESETS)]  # type: ignore[valid
 DeviceKind = Literal[("", *DEVICE_KINDS)]  # type: ignore[valid-type]
 
 
+class WizardAction(StrEnum):
+    SUBMIT = "submit"
+    EDIT = "edit"  # the Edit menu
+    CANCEL = "cancel"
+    FIELD = "field"  # a shop question (arg: which)
+    CHARGER = "charger"  # a charger's questions (arg: which)
+    REMOVE = "remove"  # a charger (arg: which)
+    ADD = "add"  # a charger
+    BACK = "back"  # from the Edit menu to the summary
+    RESUME = "resume"  # the kept draft
+    RESTART = "restart"
+
+
 class WizardCb(CallbackData, prefix="wz"):
-    action: Literal[
-        "submit", "edit", "cancel", "field", "charger", "remove", "add", "back", "resume", "restart"
-    ]
+    action: WizardAction
     arg: Index = -1
 
 
+class ReviewAction(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"  # the reasons
+    REASON = "reason"  # a preset reason (code)
+    OTHER = "other"  # a reason typed
+    BACK = "back"  # from the reasons to Approve / Reject
+    SHOW = "show"  # post the card again
+
+
 class ReviewCb(CallbackData, prefix="rv"):
-    action: Literal["approve", "reject", "reason", "other", "back", "show"]
+    action: ReviewAction
     revision_id: Id
     code: ListingRejectCode = ""
 
 
+class ListingAction(StrEnum):
+    OPEN = "open"
+    EDIT = "edit"
+    PAUSE = "pause"
+    RESUME = "resume"
+    LIST = "list"  # back to all of them
+
+
 class ListingCb(CallbackData, prefix="ls"):
-    action: Literal["open", "edit", "pause", "resume", "list"]
+    action: ListingAction
     listing_id: Id = 0
 
 
@@ -48,41 +80,99 @@ class LanguageCb(CallbackData, prefix="lang"):
     code: Literal["en", "zh"]
 
 
+class FindAction(StrEnum):
+    PAGE = "page"
+    KIND = "kind"  # the next device kind
+    CARD = "card"  # a listing's card
+    MAP = "map"  # a listing on a map
+    RESTART = "restart"  # ask where again
+
+
 class FindCb(CallbackData, prefix="fd"):
-    action: Literal["page", "kind", "card", "map", "restart"]
+    action: FindAction
     page: Page = 0
     kind: DeviceKind = ""  # "" = any device
     open_now: bool = False
-    ref: Id = 0  # listing id for card and map
+    listing_id: Id = 0  # card and map
 
 
 class BookCb(CallbackData, prefix="bk"):
     charger_id: Id
 
 
+class BookingAction(StrEnum):
+    CONFIRM = "confirm"  # the summary (no id: the conversation has it)
+    DROP = "drop"  # the summary's Cancel
+    ACCEPT = "accept"
+    REJECT = "reject"  # the reasons
+    REASON = "reason"  # a preset reason (code)
+    OTHER = "other"  # a reason typed
+    BACK = "back"  # from the reasons to Accept / Reject
+    CANCEL = "cancel"  # by its user
+    OPEN = "open"  # from /bookings
+
+
 class BookingCb(CallbackData, prefix="bg"):
-    action: Literal[
-        "confirm", "drop", "accept", "reject", "reason", "other", "back", "cancel", "open"
-    ]
+    action: BookingAction
     booking_id: Id = 0
     code: BookingRejectCode = ""
 
 
-class QrCb(CallbackData, prefix="qr"):
-    action: Literal["labels", "renew", "renew_yes"]  # listing id | charger id
-    ref: Id
+class QrAction(StrEnum):
+    LABELS = "labels"  # a listing's labels
+    RENEW = "renew"  # a charger's code: asks to confirm
+    RENEW_YES = "renew_yes"
+
+
+# Two payloads under one prefix, told apart by the action (one field per kind of id):
+# the packed form is the one buttons already sent carry.
+class QrLabelsCb(CallbackData, prefix="qr"):
+    action: Literal[QrAction.LABELS] = QrAction.LABELS
+    listing_id: Id
+
+
+class QrRenewCb(CallbackData, prefix="qr"):
+    action: Literal[QrAction.RENEW, QrAction.RENEW_YES]
+    charger_id: Id
     # renew_yes: which token it renews, so a second press (or an old prompt) does not
     # void the label printed after the first
     fp: Annotated[str, Field(pattern=r"^[0-9a-f]{0,16}$")] = ""
 
 
+class ChargeAction(StrEnum):
+    START = "start"  # on a booking (StartCb)
+    STATUS = "status"  # the rest on a charging session (ChargeCb)
+    STOP = "stop"  # asks to confirm
+    STOP_YES = "stop_yes"
+    KEEP = "keep"  # the stop not confirmed
+
+
+class StartCb(CallbackData, prefix="ch"):
+    action: Literal[ChargeAction.START] = ChargeAction.START
+    booking_id: Id
+
+
+# what a button may do to a running session
+OnCharge = Literal[ChargeAction.STATUS, ChargeAction.STOP, ChargeAction.STOP_YES, ChargeAction.KEEP]
+
+
 class ChargeCb(CallbackData, prefix="ch"):
-    action: Literal["start", "status", "stop", "stop_yes", "keep"]  # booking | session id
-    ref: Id
+    action: OnCharge
+    charge_id: Id
+
+
+class PageOf(StrEnum):
+    """The long lists ◀️ / ▶️ page through."""
+
+    PENDING = "pending"  # /pending
+    LISTINGS = "listings"  # /listings
+    MINE = "mine"  # /bookings: the person's own
+    INCOMING = "incoming"  # /bookings: their chargers'
+    SESSIONS = "sessions"  # /sessions
 
 
 class PageCb(CallbackData, prefix="pg"):
     """◀️ / ▶️ of a long list: which list, which page (0-based)."""
 
-    of: Literal["pending", "listings", "mine", "incoming", "sessions"]
+    of: PageOf
     page: Page = 0

@@ -13,7 +13,18 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from services.bookings import REJECT_PRESETS as BOOKING_REJECT_PRESETS
 from services.listings import REJECT_PRESETS
-from ui.callbacks import BookingCb, LanguageCb, ListingCb, QrCb, ReviewCb, WizardCb
+from ui.callbacks import (
+    BookingAction,
+    BookingCb,
+    LanguageCb,
+    ListingAction,
+    ListingCb,
+    QrLabelsCb,
+    ReviewAction,
+    ReviewCb,
+    WizardAction,
+    WizardCb,
+)
 from ui.i18n import Translator
 
 
@@ -43,9 +54,9 @@ def language_picker() -> InlineKeyboardMarkup:
 
 def summary(t: Translator) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.submit"), callback_data=WizardCb(action="submit"))
-    builder.button(text=t("btn.edit"), callback_data=WizardCb(action="edit"))
-    builder.button(text=t("btn.cancel"), callback_data=WizardCb(action="cancel"))
+    builder.button(text=t("btn.submit"), callback_data=WizardCb(action=WizardAction.SUBMIT))
+    builder.button(text=t("btn.edit"), callback_data=WizardCb(action=WizardAction.EDIT))
+    builder.button(text=t("btn.cancel"), callback_data=WizardCb(action=WizardAction.CANCEL))
     builder.adjust(1, 2)
     return builder.as_markup()
 
@@ -53,20 +64,21 @@ def summary(t: Translator) -> InlineKeyboardMarkup:
 def edit_menu(t: Translator, field_keys: Sequence[str], chargers: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for index, key in enumerate(field_keys):
-        builder.button(text=t(key), callback_data=WizardCb(action="field", arg=index))
+        builder.button(text=t(key), callback_data=WizardCb(action=WizardAction.FIELD, arg=index))
     sizes = [2] * ((len(field_keys) + 1) // 2)
     for i in range(chargers):
         builder.button(
-            text=t("btn.edit_charger", n=i + 1), callback_data=WizardCb(action="charger", arg=i)
+            text=t("btn.edit_charger", n=i + 1),
+            callback_data=WizardCb(action=WizardAction.CHARGER, arg=i),
         )
         if chargers > 1:
             builder.button(
                 text=t("btn.remove_charger", n=i + 1),
-                callback_data=WizardCb(action="remove", arg=i),
+                callback_data=WizardCb(action=WizardAction.REMOVE, arg=i),
             )
         sizes.append(2 if chargers > 1 else 1)
-    builder.button(text=t("btn.add_charger"), callback_data=WizardCb(action="add"))
-    builder.button(text=t("btn.back_to_summary"), callback_data=WizardCb(action="back"))
+    builder.button(text=t("btn.add_charger"), callback_data=WizardCb(action=WizardAction.ADD))
+    builder.button(text=t("btn.back_to_summary"), callback_data=WizardCb(action=WizardAction.BACK))
     builder.adjust(*sizes, 1, 1)
     return builder.as_markup()
 
@@ -77,11 +89,15 @@ def review(t: Translator, revision_id: int) -> InlineKeyboardMarkup:
             [
                 InlineKeyboardButton(
                     text=t("btn.approve"),
-                    callback_data=ReviewCb(action="approve", revision_id=revision_id).pack(),
+                    callback_data=ReviewCb(
+                        action=ReviewAction.APPROVE, revision_id=revision_id
+                    ).pack(),
                 ),
                 InlineKeyboardButton(
                     text=t("btn.reject"),
-                    callback_data=ReviewCb(action="reject", revision_id=revision_id).pack(),
+                    callback_data=ReviewCb(
+                        action=ReviewAction.REJECT, revision_id=revision_id
+                    ).pack(),
                 ),
             ]
         ]
@@ -125,7 +141,7 @@ def show_cards(revision_ids: Sequence[int], t: Translator) -> InlineKeyboardMark
     for revision_id in revision_ids:
         builder.button(
             text=t("btn.show_card", id=revision_id),
-            callback_data=ReviewCb(action="show", revision_id=revision_id),
+            callback_data=ReviewCb(action=ReviewAction.SHOW, revision_id=revision_id),
         )
     builder.adjust(3)
     return builder.as_markup()
@@ -134,7 +150,9 @@ def show_cards(revision_ids: Sequence[int], t: Translator) -> InlineKeyboardMark
 def listing_list(t: Translator, items: Sequence[tuple[int, str]]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for listing_id, label in items:
-        builder.button(text=label, callback_data=ListingCb(action="open", listing_id=listing_id))
+        builder.button(
+            text=label, callback_data=ListingCb(action=ListingAction.OPEN, listing_id=listing_id)
+        )
     builder.adjust(1)
     return builder.as_markup()
 
@@ -144,15 +162,16 @@ def listing_actions(
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("btn.edit"), callback_data=ListingCb(action="edit", listing_id=listing_id)
+        text=t("btn.edit"),
+        callback_data=ListingCb(action=ListingAction.EDIT, listing_id=listing_id),
     )
     if published:
-        builder.button(text=t("btn.qr_labels"), callback_data=QrCb(action="labels", ref=listing_id))
-        action = "resume" if paused else "pause"
+        builder.button(text=t("btn.qr_labels"), callback_data=QrLabelsCb(listing_id=listing_id))
+        action = ListingAction.RESUME if paused else ListingAction.PAUSE
         builder.button(
             text=t(f"btn.{action}"), callback_data=ListingCb(action=action, listing_id=listing_id)
         )
-    builder.button(text=t("btn.all_listings"), callback_data=ListingCb(action="list"))
+    builder.button(text=t("btn.all_listings"), callback_data=ListingCb(action=ListingAction.LIST))
     builder.adjust(2)
     return builder.as_markup()
 
@@ -160,24 +179,27 @@ def listing_actions(
 def edit_rejected(t: Translator, listing_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("btn.edit_resubmit"), callback_data=ListingCb(action="edit", listing_id=listing_id)
+        text=t("btn.edit_resubmit"),
+        callback_data=ListingCb(action=ListingAction.EDIT, listing_id=listing_id),
     )
     return builder.as_markup()
 
 
 def resume_or_restart(t: Translator) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.continue"), callback_data=WizardCb(action="resume"))
-    builder.button(text=t("btn.restart"), callback_data=WizardCb(action="restart"))
+    builder.button(text=t("btn.continue"), callback_data=WizardCb(action=WizardAction.RESUME))
+    builder.button(text=t("btn.restart"), callback_data=WizardCb(action=WizardAction.RESTART))
     return builder.as_markup()
 
 
 def booking_decision(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking_id)
+        text=t("btn.accept"),
+        callback_data=BookingCb(action=BookingAction.ACCEPT, booking_id=booking_id),
     )
     builder.button(
-        text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking_id)
+        text=t("btn.reject"),
+        callback_data=BookingCb(action=BookingAction.REJECT, booking_id=booking_id),
     )
     return builder.as_markup()

@@ -29,7 +29,7 @@ from services.listings import PlugConflict
 from services.outbox import Notification, OutboxKind
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import FindCb
+from ui.callbacks import FindAction, FindCb
 from ui.config import Config
 from ui.i18n import Html, Translator, translator
 from ui.owed import replay
@@ -245,7 +245,7 @@ def find_again(t: Translator) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=t("btn.find_again"), callback_data=FindCb(action="restart").pack()
+                    text=t("btn.find_again"), callback_data=FindCb(action=FindAction.RESTART).pack()
                 )
             ]
         ]

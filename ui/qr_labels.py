@@ -20,7 +20,7 @@ from qrcode.constants import ERROR_CORRECT_M
 from services import listings
 from services.dto import ChargerInfo, ListingInfo
 from services.tx import Db
-from ui.callbacks import QrCb
+from ui.callbacks import QrAction, QrRenewCb
 from ui.i18n import Translator
 from ui.parts import Part, send_now
 
@@ -73,7 +73,10 @@ async def render_label_async(link: str, title: str, subtitle: str) -> bytes:
 
 def renew_button(t: Translator, charger_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.renew_qr"), callback_data=QrCb(action="renew", ref=charger_id))
+    builder.button(
+        text=t("btn.renew_qr"),
+        callback_data=QrRenewCb(action=QrAction.RENEW, charger_id=charger_id),
+    )
     return builder.as_markup()
 
 
@@ -83,8 +86,10 @@ def renew_confirm_button(t: Translator, charger: ChargerInfo) -> InlineKeyboardM
     builder = InlineKeyboardBuilder()
     builder.button(
         text=t("btn.renew_qr_yes"),
-        callback_data=QrCb(
-            action="renew_yes", ref=charger.id, fp=listings.token_fingerprint(charger.qr_token)
+        callback_data=QrRenewCb(
+            action=QrAction.RENEW_YES,
+            charger_id=charger.id,
+            fp=listings.token_fingerprint(charger.qr_token),
         ),
     )
     return builder.as_markup()

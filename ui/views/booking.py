@@ -12,7 +12,7 @@ from services.dto import BookingInfo, ChargerInfo, ListingInfo
 from services.paging import Page
 from services.search import Hit, opening
 from ui import paging
-from ui.callbacks import BookCb, BookingCb, FindCb
+from ui.callbacks import BookCb, BookingAction, BookingCb, FindAction, FindCb, PageOf
 from ui.i18n import Html, Translator
 from ui.views.listing import fit, hours_text
 
@@ -136,16 +136,16 @@ def summary(
         estimate=estimate,
     )
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action="confirm"))
-    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action="drop"))
+    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action=BookingAction.CONFIRM))
+    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action=BookingAction.DROP))
     return text, builder.as_markup()
 
 
-LISTS = {"mine": "booking.mine", "incoming": "booking.incoming"}
+LISTS = {PageOf.MINE: "booking.mine", PageOf.INCOMING: "booking.incoming"}
 
 
 def bookings_list(
-    t: Translator, page: Page[BookingInfo], of: str, zone: ZoneInfo
+    t: Translator, page: Page[BookingInfo], of: PageOf, zone: ZoneInfo
 ) -> tuple[Html, InlineKeyboardMarkup | None]:
     """One page of the person's bookings (``mine``) or their chargers' (``incoming``):
     a line each, and a button that opens the booking with what can be done to it."""
@@ -163,7 +163,8 @@ def bookings_list(
     builder = InlineKeyboardBuilder()
     for booking in page.items:
         builder.button(
-            text=f"#{booking.id}", callback_data=BookingCb(action="open", booking_id=booking.id)
+            text=f"#{booking.id}",
+            callback_data=BookingCb(action=BookingAction.OPEN, booking_id=booking.id),
         )
     builder.adjust(5)
     markup = paging.with_nav(t, of, page, builder.as_markup())
@@ -178,14 +179,16 @@ def booking_actions(
     if person == booking.user_id and bookings.cancellable(booking, now):
         builder.button(
             text=t("btn.cancel_booking"),
-            callback_data=BookingCb(action="cancel", booking_id=booking.id),
+            callback_data=BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
         )
     if person == booking.merchant_id and bookings.decidable(booking):
         builder.button(
-            text=t("btn.accept"), callback_data=BookingCb(action="accept", booking_id=booking.id)
+            text=t("btn.accept"),
+            callback_data=BookingCb(action=BookingAction.ACCEPT, booking_id=booking.id),
         )
         builder.button(
-            text=t("btn.reject"), callback_data=BookingCb(action="reject", booking_id=booking.id)
+            text=t("btn.reject"),
+            callback_data=BookingCb(action=BookingAction.REJECT, booking_id=booking.id),
         )
     return builder.as_markup() if builder.buttons else None
 
@@ -204,8 +207,8 @@ def find_page(
         builder.button(
             text=f"{i}. {hit.listing.shop_name}",
             callback_data=FindCb(
-                action="card",
-                ref=hit.listing.id,
+                action=FindAction.CARD,
+                listing_id=hit.listing.id,
                 kind=cb.kind,
                 open_now=cb.open_now,
                 page=page.number,
@@ -216,13 +219,17 @@ def find_page(
     if page.number > 0:
         builder.button(
             text=t("btn.previous"),
-            callback_data=cb.model_copy(update={"action": "page", "page": page.number - 1}),
+            callback_data=cb.model_copy(
+                update={"action": FindAction.PAGE, "page": page.number - 1}
+            ),
         )
         nav += 1
     if page.number < page.pages - 1:
         builder.button(
             text=t("btn.next"),
-            callback_data=cb.model_copy(update={"action": "page", "page": page.number + 1}),
+            callback_data=cb.model_copy(
+                update={"action": FindAction.PAGE, "page": page.number + 1}
+            ),
         )
         nav += 1
     if nav:
@@ -230,12 +237,12 @@ def find_page(
     kind_label = t(f"kind.{cb.kind}") if cb.kind else t("find.any_device")
     builder.button(
         text=t("btn.filter_kind", kind=kind_label),
-        callback_data=cb.model_copy(update={"action": "kind", "page": 0}),
+        callback_data=cb.model_copy(update={"action": FindAction.KIND, "page": 0}),
     )
     builder.button(
         text=t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
         callback_data=cb.model_copy(
-            update={"action": "page", "page": 0, "open_now": not cb.open_now}
+            update={"action": FindAction.PAGE, "page": 0, "open_now": not cb.open_now}
         ),
     )
     sizes.append(2)
@@ -257,6 +264,8 @@ def card_buttons(
             text=t("btn.book_charger", n=charger.position + 1),
             callback_data=BookCb(charger_id=charger.id),
         )
-    builder.button(text=t("btn.show_map"), callback_data=FindCb(action="map", ref=listing.id))
+    builder.button(
+        text=t("btn.show_map"), callback_data=FindCb(action=FindAction.MAP, listing_id=listing.id)
+    )
     builder.adjust(*([1] * len(chargers)), 1)
     return builder.as_markup()

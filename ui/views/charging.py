@@ -10,7 +10,7 @@ from services.charging import Scan
 from services.dto import ChargeInfo, ChargeStatus, OrderInfo
 from services.paging import Page
 from ui import paging
-from ui.callbacks import ChargeCb
+from ui.callbacks import ChargeAction, ChargeCb, OnCharge, PageOf, StartCb
 from ui.i18n import Html, Translator
 from ui.views.booking import charger_title, money, tariff_text, window_text
 from ui.views.listing import fit
@@ -124,33 +124,45 @@ def running_list(
         blocks.append(t("charge.admin_line", user=str(charge.user_id), body=Html(text)))
         builder.button(
             text=t("btn.close_session_n", id=charge.id),
-            callback_data=ChargeCb(action="stop", ref=charge.id),
+            callback_data=ChargeCb(action=ChargeAction.STOP, charge_id=charge.id),
         )
     builder.adjust(2)
     header = t("charge.admin_header", count=page.total, page=paging.counter(t, page))
-    markup = paging.with_nav(t, "sessions", page, builder.as_markup())
+    markup = paging.with_nav(t, PageOf.SESSIONS, page, builder.as_markup())
     return fit(header + "\n\n" + "\n\n".join(blocks)), markup
 
 
-def _row(t: Translator, ref: int, *buttons: tuple[str, str]) -> InlineKeyboardMarkup:
-    """One row of charging buttons: (label key, action) pairs acting on ``ref``."""
+def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for label, action in buttons:
-        builder.button(text=t(label), callback_data=ChargeCb(action=action, ref=ref))
+    builder.button(text=t("btn.start_charging"), callback_data=StartCb(booking_id=booking_id))
     return builder.as_markup()
 
 
-def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
-    return _row(t, booking_id, ("btn.start_charging", "start"))
+def _row(t: Translator, charge_id: int, *buttons: tuple[str, OnCharge]) -> InlineKeyboardMarkup:
+    """One row of buttons acting on a charging session: (label key, action) pairs."""
+    builder = InlineKeyboardBuilder()
+    for label, action in buttons:
+        builder.button(text=t(label), callback_data=ChargeCb(action=action, charge_id=charge_id))
+    return builder.as_markup()
 
 
-def running_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    return _row(t, session_id, ("btn.charge_status", "status"), ("btn.stop_charging", "stop"))
+def running_buttons(t: Translator, charge_id: int) -> InlineKeyboardMarkup:
+    return _row(
+        t,
+        charge_id,
+        ("btn.charge_status", ChargeAction.STATUS),
+        ("btn.stop_charging", ChargeAction.STOP),
+    )
 
 
-def confirm_stop_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    return _row(t, session_id, ("btn.stop_yes", "stop_yes"), ("btn.keep_charging", "keep"))
+def confirm_stop_buttons(t: Translator, charge_id: int) -> InlineKeyboardMarkup:
+    return _row(
+        t,
+        charge_id,
+        ("btn.stop_yes", ChargeAction.STOP_YES),
+        ("btn.keep_charging", ChargeAction.KEEP),
+    )
 
 
-def merchant_buttons(t: Translator, session_id: int) -> InlineKeyboardMarkup:
-    return _row(t, session_id, ("btn.close_session", "stop"))
+def merchant_buttons(t: Translator, charge_id: int) -> InlineKeyboardMarkup:
+    return _row(t, charge_id, ("btn.close_session", ChargeAction.STOP))

@@ -14,6 +14,7 @@ from services.listing_draft import ChargerDraft, ListingDraft
 from services.listings import ListingOverview, PlugConflict
 from services.paging import Page
 from ui import keyboards, paging
+from ui.callbacks import PageOf
 from ui.i18n import Html, Translator
 
 DAY_KEYS = tuple(f"day.{d}" for d in range(7))
@@ -183,7 +184,7 @@ def pending_list(
     ]
     header = t("review.pending_header", count=page.total, page=paging.counter(t, page))
     markup = paging.with_nav(
-        t, "pending", page, keyboards.show_cards([r.id for r in page.items], t)
+        t, PageOf.PENDING, page, keyboards.show_cards([r.id for r in page.items], t)
     )
     return fit(header + "\n" + "\n".join(lines)), markup
 
@@ -215,7 +216,7 @@ def my_listings(
     text = fit(t("listings.header", page=paging.counter(t, page)) + "\n" + "\n".join(lines))
     markup = paging.with_nav(
         t,
-        "listings",
+        PageOf.LISTINGS,
         page,
         keyboards.listing_list(
             t, [(i.listing.id, f"#{i.listing.id} {listing_name(i)}") for i in page.items]

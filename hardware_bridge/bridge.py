@@ -14,9 +14,10 @@ from hardware_bridge.drivers import Driver, Update
 from hardware_bridge.mqtt import Message, MqttClient
 from hardware_bridge.port import (
     DeviceEvent,
-    DeviceOffline,
+    DeviceOfflineError,
     DeviceOnline,
     DeviceRef,
+    DeviceWentOffline,
     EnergyReading,
     EventCallback,
     NotConfirmed,
@@ -102,7 +103,7 @@ class Bridge:
         if upd.online is not None:
             if upd.online != k.online and (not upd.retained or k.online is not None):
                 events.append(
-                    DeviceOnline(device, now) if upd.online else DeviceOffline(device, now)
+                    DeviceOnline(device, now) if upd.online else DeviceWentOffline(device, now)
                 )
             k.online = upd.online
         if upd.on is not None:
@@ -156,7 +157,7 @@ class Bridge:
     ) -> PlugState:
         k = self._get(device)
         if k.online is False:
-            raise DeviceOffline(device)
+            raise DeviceOfflineError(device)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (lambda u: not u.retained and pred(u), fut)
         k.waiters.append(entry)
@@ -170,7 +171,7 @@ class Bridge:
                 await fut
         except TimeoutError:
             if k.online is False:
-                raise DeviceOffline(device) from None
+                raise DeviceOfflineError(device) from None
             raise NotConfirmed(
                 f"{device.driver}:{device.device_id} did not confirm {what}"
             ) from None

@@ -51,17 +51,17 @@ class DeviceOnline(_Event):
     pass
 
 
-@dataclass(frozen=True, init=False)
-class DeviceOffline(_Event, BridgeError):  # type: ignore[misc]
-    """Both an event (device went offline) and the error raised for a known-offline device."""
+@dataclass(frozen=True)
+class DeviceWentOffline(_Event):
+    """The device's last will says it is offline (the broker lost it)."""
 
-    def __init__(self, device: DeviceRef, at: datetime | None = None) -> None:
-        object.__setattr__(self, "device", device)
-        object.__setattr__(self, "at", at or utcnow())
-        BridgeError.__init__(self, f"device {device.driver}:{device.device_id} is offline")
 
-    def __hash__(self) -> int:
-        return hash((self.device, self.at))
+class DeviceOfflineError(BridgeError):
+    """A command or a question to a device known to be offline."""
+
+    def __init__(self, device: DeviceRef) -> None:
+        super().__init__(f"device {device.driver}:{device.device_id} is offline")
+        self.device = device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +79,7 @@ class EnergyReading(_Event):
     total_kwh: float
 
 
-DeviceEvent = DeviceOnline | DeviceOffline | PowerChanged | EnergyReading
+DeviceEvent = DeviceOnline | DeviceWentOffline | PowerChanged | EnergyReading
 EventCallback = Callable[[DeviceEvent], Awaitable[None] | None]
 
 

@@ -38,9 +38,10 @@ from hardware_bridge.port import (
     BridgeError,
     BridgeUnavailable,
     DeviceEvent,
-    DeviceOffline,
+    DeviceOfflineError,
     DeviceOnline,
     DeviceRef,
+    DeviceWentOffline,
     EnergyReading,
     NotConfirmed,
     PlugState,
@@ -80,7 +81,7 @@ def device_of(item: Charger | ChargingSession) -> DeviceRef:
 
 
 def bridge_error_key(error: BridgeError) -> str:
-    if isinstance(error, DeviceOffline):
+    if isinstance(error, DeviceOfflineError):
         return "err.device_offline"
     if isinstance(error, BridgeUnavailable):
         return "err.bridge_down"
@@ -348,7 +349,7 @@ class ChargingControl:
                 )
                 await self._close_by_device(device, running, at, EndReason.DEVICE_OFF)
         elif (
-            isinstance(event, DeviceOffline)
+            isinstance(event, DeviceWentOffline)
             and running
             and running.status == SessionStatus.CHARGING
         ):
@@ -396,7 +397,7 @@ class ChargingControl:
             reason = EndReason.DEVICE_OFF  # off, and no event told us
         except BridgeUnavailable:
             return
-        except (NotConfirmed, DeviceOffline):
+        except (NotConfirmed, DeviceOfflineError):
             pass
         finally:
             self._checking.discard(device)
@@ -590,7 +591,7 @@ class ChargingControl:
             # back: its last will, or the silence check of tick(), decides later
             self._charging[device] = running.id
             return
-        except DeviceOffline:
+        except DeviceOfflineError:
             # a retained last will may be old news: give the plug the grace to return
             self._charging[device] = running.id
             self._spawn(self._close_if_still_offline(device, running.id))
@@ -678,7 +679,7 @@ class ChargingControl:
         except BridgeError as error:
             log.warning("power off of %s not confirmed: %s", device, error)
             confirmed = False
-            offline = isinstance(error, DeviceOffline)
+            offline = isinstance(error, DeviceOfflineError)
         kwh = self.power.known(device).energy_kwh
         if confirmed:
             with contextlib.suppress(BridgeError):

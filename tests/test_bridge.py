@@ -16,9 +16,10 @@ from hardware_bridge.bridge import Bridge
 from hardware_bridge.mqtt import BridgeUnavailable, MqttClient
 from hardware_bridge.port import (
     DeviceEvent,
-    DeviceOffline,
+    DeviceOfflineError,
     DeviceOnline,
     DeviceRef,
+    DeviceWentOffline,
     EnergyReading,
     NotConfirmed,
     PowerChanged,
@@ -154,9 +155,9 @@ async def test_a_plug_that_drops_off_is_reported_offline_by_its_last_will(
     await rec.wait_for(DeviceOnline, dev)
     await bridge.power_on(dev, timeout=5)
     await plug.drop_off()
-    await rec.wait_for(DeviceOffline, dev, timeout=10)
+    await rec.wait_for(DeviceWentOffline, dev, timeout=10)
     assert bridge.known(dev).online is False
-    with pytest.raises(DeviceOffline):
+    with pytest.raises(DeviceOfflineError):
         await bridge.power_on(dev, timeout=2)
     # it comes back: online again and commands work
     await plug.start()

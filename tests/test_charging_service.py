@@ -21,9 +21,10 @@ from hardware_bridge.port import (
     BridgeError,
     BridgeUnavailable,
     DeviceEvent,
-    DeviceOffline,
+    DeviceOfflineError,
     DeviceOnline,
     DeviceRef,
+    DeviceWentOffline,
     EnergyReading,
     NotConfirmed,
     PlugState,
@@ -65,7 +66,7 @@ SECOND = timedelta(seconds=1)
 
 class FakeSwitch:
     """A ``hardware_bridge.port.PowerSwitch`` without MQTT: it confirms, or raises
-    the error it is told to (``NotConfirmed``, ``DeviceOffline``,
+    the error it is told to (``NotConfirmed``, ``DeviceOfflineError``,
     ``BridgeUnavailable``), reports the meter totals it is given, and records every
     power command with its failsafe. As in ``hardware_bridge.bridge``, every answer
     of the device is a live message, so it moves ``heard_at`` to now."""
@@ -89,8 +90,8 @@ class FakeSwitch:
 
     @staticmethod
     def _raise(error: type[BridgeError] | None, device: DeviceRef) -> None:
-        if error is DeviceOffline:
-            raise DeviceOffline(device)
+        if error is DeviceOfflineError:
+            raise DeviceOfflineError(device)
         if error is not None:
             raise error(f"{error.__name__} for {device}")
 
@@ -139,7 +140,7 @@ class FakeSwitch:
     def emit(self, event: DeviceEvent) -> None:
         """A message from the device: the known state first, then the callbacks."""
         device = event.device
-        if isinstance(event, DeviceOffline):
+        if isinstance(event, DeviceWentOffline):
             self.online[device] = False
         elif isinstance(event, DeviceOnline):
             self.online[device], self.heard[device] = True, event.at
@@ -393,7 +394,7 @@ async def test_a_plug_without_a_meter_reading_keeps_none_never_zero(
     ("error", "key"),
     [
         (NotConfirmed, "err.start_not_confirmed"),
-        (DeviceOffline, "err.device_offline"),
+        (DeviceOfflineError, "err.device_offline"),
         (BridgeUnavailable, "err.bridge_down"),
     ],
 )
@@ -681,7 +682,7 @@ async def test_the_merchant_closes_a_session_whose_plug_is_gone(
     power.energy[device] = 3.0
     started = await control.start(booking_id, USER_A)
     await settle(control)
-    power.refuse_off = DeviceOffline
+    power.refuse_off = DeviceOfflineError
     order, made = await control.stop(started.id, actor=MERCHANT, reason=EndReason.MERCHANT)
     assert made and order.end_reason == "merchant"
     closed = await load(sessions, ChargingSession, started.id)
@@ -786,7 +787,7 @@ async def test_the_plug_going_offline_closes_at_the_last_moment_it_was_heard(
     await settle(control)
     heard = started.started_at + timedelta(minutes=4, seconds=10)
     power.heard[device] = heard
-    power.emit(DeviceOffline(device, started.started_at + timedelta(minutes=9)))
+    power.emit(DeviceWentOffline(device, started.started_at + timedelta(minutes=9)))
     await settle(control)  # it stays offline past the grace
 
     (order,) = await orders(sessions)
@@ -806,7 +807,7 @@ async def test_a_plug_back_online_within_the_grace_keeps_its_session(
     device = world.devices[0]
     started = await control.start(booking_id, USER_A)
     await settle(control)
-    power.emit(DeviceOffline(device))
+    power.emit(DeviceWentOffline(device))
     power.emit(DeviceOnline(device))
     await settle(control)
     assert (await load(sessions, ChargingSession, started.id)).status == SessionStatus.CHARGING
@@ -835,7 +836,7 @@ async def test_meter_readings_move_the_last_seen_time(
     power.emit(EnergyReading(world.devices[1], total_kwh=1.0))
     assert not control._tasks
 
-    power.emit(DeviceOffline(device, seen + 10 * MINUTE))  # never heard since the reading
+    power.emit(DeviceWentOffline(device, seen + 10 * MINUTE))  # never heard since the reading
     await settle(control)
     (order,) = await orders(sessions)
     assert order.ended_at == seen and order.energy_kwh == Decimal("0.900")
@@ -1066,7 +1067,7 @@ async def test_after_a_restart_a_session_whose_plug_is_offline_is_closed_once(
     t = utcnow()
     booking_id, session_id = await _charged_until_twelve_minutes_ago(sessions, world, t)
     plug = FakeSwitch()
-    plug.refuse_state = DeviceOffline
+    plug.refuse_state = DeviceOfflineError
     plug.online[world.devices[0]] = False  # its retained last will, and it stays away
     await _restart_and_reconcile(sessions, plug)  # closed after the offline grace
 
@@ -1462,7 +1463,7 @@ async def test_stop_of_an_offline_plug_bills_to_when_it_was_last_heard(
     await settle(control)
     heard = started.started_at + timedelta(minutes=3)
     power.heard[device] = heard
-    power.refuse_off = DeviceOffline  # it dropped off inside the offline grace
+    power.refuse_off = DeviceOfflineError  # it dropped off inside the offline grace
     order, made = await control.stop(
         started.id, actor=USER_A, at=started.started_at + timedelta(minutes=9)
     )

@@ -1,9 +1,10 @@
 # Use the project's virtualenv tools when they exist (scripts/test.sh creates .venv).
 RUFF ?= $(if $(wildcard .venv/bin/ruff),.venv/bin/ruff,ruff)
+MYPY ?= $(if $(wildcard .venv/bin/mypy),.venv/bin/mypy,mypy)
 # Extra pytest arguments: make test ARGS='tests/test_x.py -q'
 ARGS ?=
 
-.PHONY: run test lint bench
+.PHONY: run test lint typecheck bench
 
 run:
 	bash scripts/run.sh
@@ -17,3 +18,7 @@ bench:
 
 lint:
 	$(RUFF) check . && $(RUFF) format --check .
+
+# strict, as configured in pyproject.toml ([tool.mypy]); .ci/run runs it after the tests
+typecheck:
+	$(MYPY)

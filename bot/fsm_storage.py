@@ -113,7 +113,7 @@ class SqlStorage(BaseStorage):
                         result = await db.execute(statement)
                     except IntegrityError as error:
                         raise _CacheDisagrees from error  # a row the cache did not know of
-                    if had_row and result.rowcount != 1:
+                    if had_row and result.rowcount != 1:  # type: ignore[attr-defined]
                         raise _CacheDisagrees  # the row is gone
             except _CacheDisagrees:
                 return False

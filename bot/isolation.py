@@ -14,8 +14,12 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, KeyBuilder
+from aiogram.fsm.storage.base import (
+    BaseEventIsolation,
+    DefaultKeyBuilder,
+    KeyBuilder,
+    StorageKey,
+)
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import (
@@ -65,8 +65,7 @@ class NotModifiedIsSuccess(BaseRequestMiddleware):
             if isinstance(method, _EDITS) and "message is not modified" in error.message:
                 # the chain passes results, not envelopes: edits return True for
                 # messages they cannot return, so callers already accept it
-                result: Any = True
-                return result
+                return cast(Response[TelegramType], True)
             raise
 
 

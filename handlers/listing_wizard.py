@@ -14,7 +14,7 @@ leaves the wizard with the draft kept, and /newlisting offers to continue it.
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -218,7 +218,7 @@ def prompt(
     keep = step in KEEPABLE and _current(step, wiz) is not None
     nav = _nav(t, keep=keep, back=step != "contact")
     n = wiz.ci + 1
-    rows: list[list[str | KeyboardButton]] = []
+    rows: list[Sequence[str | KeyboardButton]] = []
     match step:
         case "contact":
             rows = [[KeyboardButton(text=t("btn.share_contact"), request_contact=True)]]

@@ -170,7 +170,7 @@ class Bridge:
                     await driver.request_state(device.device_id)
                 await fut
         except TimeoutError:
-            if k.online is False:
+            if self.known(device).online is False:  # its last will came meanwhile
                 raise DeviceOfflineError(device) from None
             raise NotConfirmed(
                 f"{device.driver}:{device.device_id} did not confirm {what}"

@@ -19,8 +19,13 @@ class Update:
 
 
 class Driver(Protocol):
-    family: str
-    filters: list[str]
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def filters(self) -> list[str]:
+        """The topics (MQTT wildcards) this family's plugs publish on."""
+        ...
 
     def parse(self, msg: Message) -> list[Update]: ...
 

@@ -111,7 +111,7 @@ class ShellyDriver:
         pending = self._pending.get(rpc_id) if isinstance(rpc_id, str) else None
         if pending is None or pending[0] != dev:
             return []  # not an id we are waiting for from this device
-        del self._pending[rpc_id]
+        del self._pending[str(rpc_id)]
         method = pending[1]
         if method == "Switch.GetStatus":
             return _switch_update(dev, False, data.get("result"))

@@ -157,7 +157,7 @@ def write_gate(db: AsyncSession) -> asyncio.Lock | None:
     if bind.dialect.name != "sqlite":
         return None
     gates = _GATES.setdefault(asyncio.get_running_loop(), {})
-    database = bind.url.database or ":memory:"
+    database = bind.engine.url.database or ":memory:"
     gate = gates.get(database)
     if gate is None:
         gate = gates[database] = asyncio.Lock()

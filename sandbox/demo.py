@@ -8,6 +8,7 @@ printable QR labels, as for any listing.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,9 @@ class DemoShop:
     chargers: tuple[ChargerDraft, ...]
 
 
-def _charger(method: str, kinds: list[str], supply: str, price: str, unit: str, plug: str):
+def _charger(
+    method: str, kinds: list[str], supply: str, price: str, unit: str, plug: str
+) -> ChargerDraft:
     driver = "shelly" if plug.startswith("shelly") else "tasmota"
     return ChargerDraft(
         method=method,
@@ -150,7 +153,7 @@ def listing_draft(shop: DemoShop, photo_file_id: str) -> ListingDraft:
 
 async def seed(
     open_db: OpenDb,
-    store_photo,  # (png bytes) -> file_id the bot can send
+    store_photo: Callable[[bytes], str],  # a PNG → a file_id the bot can send
 ) -> bool:
     """Create the people and the approved demo shops, once; False when already there."""
     async with open_db() as db:

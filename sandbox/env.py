@@ -18,9 +18,9 @@ def setting(name: str, env_file: str | Path = ".env") -> str | None:
             return value
     path = Path(env_file)
     if path.is_file():
-        for key, value in dotenv_values(path).items():
+        for key, found in dotenv_values(path).items():
             if key.upper() == name.upper():
-                return value
+                return found
     return None
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -119,7 +120,9 @@ class WebPage:
 
     # -- who may drive the page ---------------------------------------------------------
     @web.middleware
-    async def _own_page_only(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _own_page_only(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.host.lower() not in self._hosts:  # DNS rebinding: a foreign name
             raise web.HTTPForbidden(text=f"unknown host {request.host!r}: use {self.url}")
         if request.method not in ("GET", "HEAD"):

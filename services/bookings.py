@@ -384,9 +384,7 @@ async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> 
     return await _page(db, statement, number, size)
 
 
-async def _page(
-    db: Db, statement: Select[tuple[Booking]], number: int, size: int
-) -> Page[BookingInfo]:
+async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> Page[BookingInfo]:
     async with read(db):
         page: Page[Booking] = await page_of(db, statement, number, size)
         items = [await _info(db, booking) for booking in page.items]

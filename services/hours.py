@@ -74,10 +74,10 @@ def _days(text: str) -> tuple[int, ...]:
                     break
                 day = (day + 1) % 7
         else:
-            day = _day(part)
-            if day is None:
+            single = _day(part)
+            if single is None:
                 raise InvalidInput("err.hours_day", value=part)
-            days.append(day)
+            days.append(single)
     return tuple(dict.fromkeys(days))
 
 

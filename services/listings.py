@@ -316,7 +316,7 @@ async def overview_page(db: Db, merchant_id: int, number: int, size: int) -> Pag
     return Page(items, page.total, page.number, page.pages, page.size)
 
 
-def _overview(merchant_id: int) -> Select[tuple[Listing, ListingRevision]]:
+def _overview(merchant_id: int) -> Select[Listing, ListingRevision]:
     latest_numbers = (
         select(ListingRevision.listing_id, func.max(ListingRevision.number).label("number"))
         .join(Listing, Listing.id == ListingRevision.listing_id)
@@ -448,13 +448,13 @@ async def _publish(db: Db, listing: Listing, draft: ListingDraft) -> None:
         charger.active = False
     await db.flush()
     for position, charger_draft in enumerate(draft.chargers):
-        charger = existing.get(charger_draft.id) if charger_draft.id else None
-        if charger is None:
-            charger = Charger(listing_id=listing.id, qr_token=new_qr_token())
-            db.add(charger)
-        _copy_charger(charger, charger_draft, position)
+        kept = existing.get(charger_draft.id) if charger_draft.id else None
+        if kept is None:
+            kept = Charger(listing_id=listing.id, qr_token=new_qr_token())
+            db.add(kept)
+        _copy_charger(kept, charger_draft, position)
         await db.flush()
-        charger_draft.id = charger.id
+        charger_draft.id = kept.id
     await db.refresh(listing, ["chargers"])
 
 

@@ -31,7 +31,12 @@ def clamp(total: int, number: int, size: int) -> tuple[int, int]:
 
 
 async def page_of(
-    db: Db, statement: Select[Any], number: int, size: int, *, rows: bool = False
+    db: Db,
+    statement: Select[*tuple[Any, ...]],
+    number: int,
+    size: int,
+    *,
+    rows: bool = False,
 ) -> Page[Any]:
     """Count the statement's results, then load one page of them (scalars, or whole
     rows with ``rows``). The statement must be ordered, for pages to be stable."""

@@ -194,6 +194,7 @@ async def _candidates(
         if open_now and not is_open(json.loads(hours_json), now, zone):
             continue
         if listing_id not in candidates:
+            assert lat2 is not None and lon2 is not None  # BETWEEN leaves no NULL
             distance = distance_km(lat, lon, lat2, lon2)
             if distance > radius_km:
                 continue

@@ -98,6 +98,7 @@ async def touch(
             db.expunge_all()
             if attempt == 2:
                 raise
+    assert user is not None  # the loop made or read it, or raised
     if known is not None:
         known.keep(user)
     return user

@@ -97,7 +97,7 @@ async def send_review_card(
     conflicts = await listings.revision_plug_conflicts(db, revision)
     text = review_card_text(t, revision, config, conflicts)
     markup = review_markup(t, revision)
-    photo = revision.data.get("photo_file_id")
+    photo = str(revision.data["photo_file_id"])  # a version under review has one
     # room for the decision line a refresh adds (a typed reason is up to 500), which
     # also keeps the choice the same when a retry renders the card again
     is_photo = len(text) + 650 <= CAPTION_LIMIT

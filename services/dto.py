@@ -5,10 +5,11 @@ every attribute access; a value built inside the read cannot. ui renders these
 and imports nothing of models/: the states it shows are re-exported here.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from models import (
     Booking,
@@ -59,6 +60,30 @@ class ChargerInfo:
     currency: str
     qr_token: str
 
+    # the columns ``of_row`` reads, in the order of the fields
+    COLUMNS: ClassVar[tuple[Any, ...]] = (
+        Charger.id,
+        Charger.listing_id,
+        Charger.position,
+        Charger.method,
+        Charger.device_kinds,
+        Charger.device_models,
+        Charger.supply_kind,
+        Charger.supply_model,
+        Charger.hours,
+        Charger.price_minor,
+        Charger.price_unit,
+        Charger.currency,
+        Charger.qr_token,
+    )
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> "ChargerInfo":
+        """From ``select(*COLUMNS)``: no ORM object built (a page of /find)."""
+        values = list(row)
+        values[4] = tuple(values[4])  # device_kinds
+        return cls(*values)
+
     @classmethod
     def of(cls, row: Charger) -> "ChargerInfo":
         return cls(
@@ -93,6 +118,27 @@ class ListingInfo:
     latitude: float | None
     longitude: float | None
     photo_file_id: str | None
+
+    COLUMNS: ClassVar[tuple[Any, ...]] = (
+        Listing.id,
+        Listing.merchant_id,
+        Listing.status,
+        Listing.published,
+        Listing.paused,
+        Listing.shop_name,
+        Listing.contact_phone,
+        Listing.address,
+        Listing.latitude,
+        Listing.longitude,
+        Listing.photo_file_id,
+    )
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> "ListingInfo":
+        """From ``select(*COLUMNS)``: no ORM object built (a page of /find)."""
+        values = list(row)
+        values[5] = values[5] or ""  # shop_name
+        return cls(*values)
 
     @classmethod
     def of(cls, row: Listing) -> "ListingInfo":

@@ -11,7 +11,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, select
-from sqlalchemy.orm import raiseload
 
 from models import Charger, Listing
 from services.dto import ChargerInfo, ListingInfo
@@ -93,46 +92,35 @@ async def nearest(
 
 
 async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
-    """The full rows of ``ranked`` (a page of ``nearest``'s answer), in its order.
+    """The rows of ``ranked`` (a page of ``nearest``'s answer), in its order, read as
+    plain columns straight into the values shown (no ORM objects to build first).
 
     A listing or charger gone since (deleted) is left out."""
     if not ranked:
         return []
     listings = {
-        listing.id: listing
-        for listing in (
-            await db.scalars(
-                select(Listing)
-                .where(Listing.id.in_([r.listing_id for r in ranked]))
-                .options(raiseload(Listing.chargers))
-            )
-        ).all()
+        row[0]: ListingInfo.of_row(row)
+        for row in await db.execute(
+            select(*ListingInfo.COLUMNS).where(Listing.id.in_([r.listing_id for r in ranked]))
+        )
     }
     chargers = {
-        charger.id: charger
-        for charger in (
-            await db.scalars(
-                select(Charger)
-                .where(Charger.id.in_([c for r in ranked for c in r.charger_ids]))
-                .options(raiseload(Charger.listing))
+        row[0]: ChargerInfo.of_row(row)
+        for row in await db.execute(
+            select(*ChargerInfo.COLUMNS).where(
+                Charger.id.in_([c for r in ranked for c in r.charger_ids])
             )
-        ).all()
+        )
     }
     hits = []
     for r in ranked:
         found = sorted((chargers[c] for c in r.charger_ids if c in chargers), key=_position)
         if r.listing_id in listings and found:
-            hits.append(
-                Hit(
-                    ListingInfo.of(listings[r.listing_id]),
-                    [ChargerInfo.of(c) for c in found],
-                    r.distance_km,
-                )
-            )
+            hits.append(Hit(listings[r.listing_id], found, r.distance_km))
     return hits
 
 
-def _position(charger: Charger) -> int:
+def _position(charger: ChargerInfo) -> int:
     return charger.position
 
 

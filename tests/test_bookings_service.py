@@ -25,30 +25,28 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-async def charger_id(sessions) -> int:
-    async with sessions() as session:
-        session.add_all(
-            [User(id=i, first_name=f"u{i}") for i in (MERCHANT, USER_A, USER_B, STRANGER)]
-        )
-        await session.commit()
+async def charger_id(open_db) -> int:
+    async with open_db() as db:
+        db.add_all([User(id=i, first_name=f"u{i}") for i in (MERCHANT, USER_A, USER_B, STRANGER)])
+        await db.commit()
     draft = factories.listing(chargers=1)
     draft.chargers[0].device_kinds = ["e_bike", "phone_laptop"]
     draft.chargers[0].hours = {str(d): [["08:00", "22:00"]] for d in range(5)} | {
         "5": [["08:00", "22:00"], ["23:00", "24:00"]],
         "6": [["00:00", "03:00"]],
     }
-    async with sessions() as session:
+    async with open_db() as db:
         revision = await listings.submit(
-            session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=-1
+            db, merchant_id=MERCHANT, draft=draft, moderation_chat_id=-1
         )
-        await listings.approve(session, revision_id=revision.id, admin_id=9, moderation_chat_id=-1)
-        return (await session.scalars(select(Charger.id))).one()
+        await listings.approve(db, revision_id=revision.id, admin_id=9, moderation_chat_id=-1)
+        return (await db.scalars(select(Charger.id))).one()
 
 
-async def _request(sessions, charger_id, user=USER_A, start=None, end=None, kind="e_bike"):
-    async with sessions() as session:
+async def _request(open_db, charger_id, user=USER_A, start=None, end=None, kind="e_bike"):
+    async with open_db() as db:
         return await bookings.request(
-            session,
+            db,
             user_id=user,
             charger_id=charger_id,
             device_kind=kind,
@@ -60,21 +58,19 @@ async def _request(sessions, charger_id, user=USER_A, start=None, end=None, kind
         )
 
 
-async def test_request_copies_the_tariff_and_tells_the_merchant(sessions, charger_id) -> None:
-    booking = await _request(sessions, charger_id)
+async def test_request_copies_the_tariff_and_tells_the_merchant(open_db, charger_id) -> None:
+    booking = await _request(open_db, charger_id)
     assert booking.status == BookingStatus.REQUESTED
     assert (booking.price_minor, booking.price_unit, booking.estimate_minor) == (250, "hour", 500)
     assert booking.respond_by == NOW + timedelta(minutes=15)
-    async with sessions() as session:  # a later price change does not touch the booking
-        charger = await session.get(Charger, charger_id)
+    async with open_db() as db:  # a later price change does not touch the booking
+        charger = await db.get(Charger, charger_id)
         charger.price_minor = 999
-        await session.commit()
-        stored = await session.get(Booking, booking.id)
+        await db.commit()
+        stored = await db.get(Booking, booking.id)
         assert stored.price_minor == 250
         kinds = (
-            await session.scalars(
-                select(OutboxMessage.kind).where(OutboxMessage.chat_id == MERCHANT)
-            )
+            await db.scalars(select(OutboxMessage.kind).where(OutboxMessage.chat_id == MERCHANT))
         ).all()
         assert "booking_request" in kinds
 
@@ -89,38 +85,38 @@ async def test_request_copies_the_tariff_and_tells_the_merchant(sessions, charge
         (at(28, 21), at(28, 23), "err.window_hours"),  # closed 22:00–23:00
     ],
 )
-async def test_bad_windows_are_refused(sessions, charger_id, start, end, key) -> None:
+async def test_bad_windows_are_refused(open_db, charger_id, start, end, key) -> None:
     with pytest.raises(InvalidInput) as error:
-        await _request(sessions, charger_id, start=start, end=end)
+        await _request(open_db, charger_id, start=start, end=end)
     assert error.value.key == key
-    async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Booking)) == 0
+    async with open_db() as db:
+        assert await db.scalar(select(func.count()).select_from(Booking)) == 0
 
 
-async def test_a_window_across_midnight_fits_joined_hours(sessions, charger_id) -> None:
+async def test_a_window_across_midnight_fits_joined_hours(open_db, charger_id) -> None:
     # Saturday 23:00–24:00 and Sunday 00:00–03:00 join into one open stretch
-    booking = await _request(sessions, charger_id, start=at(28, 23, 30), end=at(29, 1, 30))
+    booking = await _request(open_db, charger_id, start=at(28, 23, 30), end=at(29, 1, 30))
     assert booking.estimate_minor == 500
     with pytest.raises(InvalidInput):  # Sunday 03:00 is the end of it
-        await _request(sessions, charger_id, start=at(29, 2), end=at(29, 4))
+        await _request(open_db, charger_id, start=at(29, 2), end=at(29, 4))
 
 
-async def test_a_kind_the_charger_does_not_fit_and_own_charger(sessions, charger_id) -> None:
+async def test_a_kind_the_charger_does_not_fit_and_own_charger(open_db, charger_id) -> None:
     with pytest.raises(InvalidInput):
-        await _request(sessions, charger_id, kind="ev_car")
+        await _request(open_db, charger_id, kind="ev_car")
     with pytest.raises(NotAllowed):
-        await _request(sessions, charger_id, user=MERCHANT)
+        await _request(open_db, charger_id, user=MERCHANT)
 
 
-async def test_two_overlapping_requests_only_one_can_be_accepted(sessions, charger_id) -> None:
-    first = await _request(sessions, charger_id, USER_A, at(28, 18), at(28, 20))
-    second = await _request(sessions, charger_id, USER_B, at(28, 19), at(28, 21))
+async def test_two_overlapping_requests_only_one_can_be_accepted(open_db, charger_id) -> None:
+    first = await _request(open_db, charger_id, USER_A, at(28, 18), at(28, 20))
+    second = await _request(open_db, charger_id, USER_B, at(28, 19), at(28, 21))
 
     async def accept(booking_id: int):
-        async with sessions() as session:
+        async with open_db() as db:
             try:
                 return await bookings.accept(
-                    session, booking_id=booking_id, merchant_id=MERCHANT, now=NOW
+                    db, booking_id=booking_id, merchant_id=MERCHANT, now=NOW
                 )
             except DomainError as error:
                 return error
@@ -132,26 +128,26 @@ async def test_two_overlapping_requests_only_one_can_be_accepted(sessions, charg
     assert refused[0].key == "err.booking_overlap"
     # the free windows of the day are offered when a taken window is requested
     with pytest.raises(InvalidInput) as error:
-        await _request(sessions, charger_id, STRANGER, at(28, 19), at(28, 20))
+        await _request(open_db, charger_id, STRANGER, at(28, 19), at(28, 20))
     assert error.value.key == "err.window_taken" and error.value.params["free"]
 
 
-async def test_the_same_accept_pressed_twice_acts_once(sessions, charger_id) -> None:
-    booking = await _request(sessions, charger_id)
+async def test_the_same_accept_pressed_twice_acts_once(open_db, charger_id) -> None:
+    booking = await _request(open_db, charger_id)
 
     async def accept():
-        async with sessions() as session:
+        async with open_db() as db:
             try:
                 return await bookings.accept(
-                    session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW
+                    db, booking_id=booking.id, merchant_id=MERCHANT, now=NOW
                 )
             except DomainError as error:
                 return error
 
     results = await asyncio.gather(accept(), accept())
     assert sum(not isinstance(r, DomainError) for r in results) == 1
-    async with sessions() as session:
-        notes = await session.scalar(
+    async with open_db() as db:
+        notes = await db.scalar(
             select(func.count())
             .select_from(OutboxMessage)
             .where(OutboxMessage.kind == "booking_accepted")
@@ -159,33 +155,33 @@ async def test_the_same_accept_pressed_twice_acts_once(sessions, charger_id) -> 
         assert notes == 1
 
 
-async def test_only_the_owner_decides_and_rejected_stays_rejected(sessions, charger_id) -> None:
-    booking = await _request(sessions, charger_id)
-    async with sessions() as session:
+async def test_only_the_owner_decides_and_rejected_stays_rejected(open_db, charger_id) -> None:
+    booking = await _request(open_db, charger_id)
+    async with open_db() as db:
         with pytest.raises(NotAllowed):
-            await bookings.accept(session, booking_id=booking.id, merchant_id=STRANGER, now=NOW)
+            await bookings.accept(db, booking_id=booking.id, merchant_id=STRANGER, now=NOW)
         await bookings.reject(
-            session, booking_id=booking.id, merchant_id=MERCHANT, reason="preset:no_spot"
+            db, booking_id=booking.id, merchant_id=MERCHANT, reason="preset:no_spot"
         )
         with pytest.raises(InvalidInput):
-            await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
-        stored = await bookings.get(session, booking.id)
+            await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
+        stored = await bookings.get(db, booking.id)
         assert stored.status == BookingStatus.REJECTED and stored.reason == "preset:no_spot"
 
 
-async def test_expiry_happens_once_even_when_late(sessions, charger_id) -> None:
-    booking = await _request(sessions, charger_id)
-    assert await _expire(sessions, NOW + timedelta(minutes=14)) == 0
+async def test_expiry_happens_once_even_when_late(open_db, charger_id) -> None:
+    booking = await _request(open_db, charger_id)
+    assert await _expire(open_db, NOW + timedelta(minutes=14)) == 0
     # the bot was down at the due time: expiry still happens when it runs again
     later = NOW + timedelta(hours=3)
-    counts = await asyncio.gather(*(_expire(sessions, later) for _ in range(3)))
+    counts = await asyncio.gather(*(_expire(open_db, later) for _ in range(3)))
     assert sum(counts) == 1
-    async with sessions() as session:
-        stored = await bookings.get(session, booking.id)
+    async with open_db() as db:
+        stored = await bookings.get(db, booking.id)
         assert stored.status == BookingStatus.EXPIRED
         with pytest.raises(InvalidInput):
-            await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=later)
-        audit = await session.scalar(
+            await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=later)
+        audit = await db.scalar(
             select(func.count())
             .select_from(AuditEntry)
             .where(AuditEntry.entity == "booking", AuditEntry.action == "expired")
@@ -193,44 +189,39 @@ async def test_expiry_happens_once_even_when_late(sessions, charger_id) -> None:
         assert audit == 1
 
 
-async def _expire(sessions, now) -> int:
-    async with sessions() as session:
-        return await bookings.expire_due(session, now)
+async def _expire(open_db, now) -> int:
+    async with open_db() as db:
+        return await bookings.expire_due(db, now)
 
 
-async def test_cancel_before_start(sessions, charger_id) -> None:
-    booking = await _request(sessions, charger_id)
-    async with sessions() as session:
+async def test_cancel_before_start(open_db, charger_id) -> None:
+    booking = await _request(open_db, charger_id)
+    async with open_db() as db:
         with pytest.raises(NotAllowed):
-            await bookings.cancel(session, booking_id=booking.id, user_id=USER_B, now=NOW)
-        await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
+            await bookings.cancel(db, booking_id=booking.id, user_id=USER_B, now=NOW)
+        await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=NOW)
         with pytest.raises(InvalidInput):  # once started it is for the charging flow
-            await bookings.cancel(
-                session, booking_id=booking.id, user_id=USER_A, now=at(28, 18, 30)
-            )
-        cancelled = await bookings.cancel(session, booking_id=booking.id, user_id=USER_A, now=NOW)
+            await bookings.cancel(db, booking_id=booking.id, user_id=USER_A, now=at(28, 18, 30))
+        cancelled = await bookings.cancel(db, booking_id=booking.id, user_id=USER_A, now=NOW)
         assert cancelled.status == BookingStatus.CANCELLED
 
 
-async def test_paused_listing_cannot_be_booked_and_search(sessions, charger_id) -> None:
-    async with sessions() as session:
-        ranked = await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE)
-        hits = await search.load(session, ranked)  # the full rows of those shown
+async def test_paused_listing_cannot_be_booked_and_search(open_db, charger_id) -> None:
+    async with open_db() as db:
+        ranked = await search.nearest(db, 31.2310, 121.4740, now=NOW, zone=ZONE)
+        hits = await search.load(db, ranked)  # the full rows of those shown
         assert [h.listing.shop_name for h in hits] == ["Volt Café"]
         assert [h.listing.id for h in hits] == [r.listing_id for r in ranked]
         assert hits[0].distance_km < 0.2 and search.opening(hits[0], NOW, ZONE) == (True, None)
-        assert (
-            await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE, kind="ev_car")
-            == []
-        )
-        assert await search.nearest(session, 39.9, 116.4, now=NOW, zone=ZONE) == []  # Beijing
+        assert await search.nearest(db, 31.2310, 121.4740, now=NOW, zone=ZONE, kind="ev_car") == []
+        assert await search.nearest(db, 39.9, 116.4, now=NOW, zone=ZONE) == []  # Beijing
         closed = await search.nearest(
-            session, 31.23, 121.47, now=at(28, 22, 30), zone=ZONE, open_now=True
+            db, 31.23, 121.47, now=at(28, 22, 30), zone=ZONE, open_now=True
         )
         assert closed == []
-        listing = (await session.scalars(select(Listing))).one()
-        await listings.set_paused(session, listing_id=listing.id, merchant_id=MERCHANT, paused=True)
-        assert await search.nearest(session, 31.2310, 121.4740, now=NOW, zone=ZONE) == []
+        listing = (await db.scalars(select(Listing))).one()
+        await listings.set_paused(db, listing_id=listing.id, merchant_id=MERCHANT, paused=True)
+        assert await search.nearest(db, 31.2310, 121.4740, now=NOW, zone=ZONE) == []
     with pytest.raises(InvalidInput) as error:
-        await _request(sessions, charger_id)
+        await _request(open_db, charger_id)
     assert error.value.key == "err.listing_paused"

@@ -42,16 +42,16 @@ def statements(engine) -> Iterator[list[str]]:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
-async def stored(sessions) -> tuple[str | None, dict] | None:
-    async with sessions() as session:
-        record = await session.get(FsmRecord, ROW)
+async def stored(open_db) -> tuple[str | None, dict] | None:
+    async with open_db() as db:
+        record = await db.get(FsmRecord, ROW)
         return None if record is None else (record.state, record.data)
 
 
 async def test_a_conversation_step_is_one_statement_when_the_state_is_known(
-    engine, sessions
+    engine, open_db
 ) -> None:
-    storage = SqlStorage(sessions)
+    storage = SqlStorage(open_db)
     assert await storage.get_state(KEY) is None  # aiogram reads it for every update
     with statements(engine) as seen:
         await storage.set_state(KEY, "Booking:kind")
@@ -59,35 +59,35 @@ async def test_a_conversation_step_is_one_statement_when_the_state_is_known(
         await storage.set_data(KEY, {"listing": 7})  # the same again: nothing to write
         await storage.set_state(KEY, "Booking:model")
     assert seen == ["INSERT", "UPDATE", "UPDATE"]
-    assert await stored(sessions) == ("Booking:model", {"listing": 7})
+    assert await stored(open_db) == ("Booking:model", {"listing": 7})
     # a new storage (a restart) reads the same from the database
-    fresh = SqlStorage(sessions)
+    fresh = SqlStorage(open_db)
     assert await fresh.get_state(KEY) == "Booking:model"
     assert await fresh.get_data(KEY) == {"listing": 7}
     with statements(engine) as seen:
         await storage.set_state(KEY, None)
         await storage.set_data(KEY, {})  # aiogram's clear(): nothing left, the row goes
     assert seen == ["UPDATE", "DELETE"]
-    assert await stored(sessions) is None
+    assert await stored(open_db) is None
 
 
-async def test_the_long_way_is_taken_when_the_database_disagrees(engine, sessions) -> None:
-    storage = SqlStorage(sessions)
+async def test_the_long_way_is_taken_when_the_database_disagrees(engine, open_db) -> None:
+    storage = SqlStorage(open_db)
     assert await storage.get_state(KEY) is None  # remembered: no row
-    async with sessions() as session, transaction(session):  # a row behind its back
-        await session.execute(insert(FsmRecord).values(key=ROW, state="Old", data={"kept": 1}))
+    async with open_db() as db, transaction(db):  # a row behind its back
+        await db.execute(insert(FsmRecord).values(key=ROW, state="Old", data={"kept": 1}))
     await storage.set_state(KEY, "New")  # the INSERT fails; read, then write
-    assert await stored(sessions) == ("New", {"kept": 1})
+    assert await stored(open_db) == ("New", {"kept": 1})
     assert await storage.get_data(KEY) == {"kept": 1}
 
-    async with sessions() as session, transaction(session):  # and gone behind its back
-        await session.execute(delete(FsmRecord))
+    async with open_db() as db, transaction(db):  # and gone behind its back
+        await db.execute(delete(FsmRecord))
     await storage.set_data(KEY, {"again": 2})  # the UPDATE finds no row; write anew
-    assert await stored(sessions) == (None, {"again": 2})
+    assert await stored(open_db) == (None, {"again": 2})
 
 
-async def test_without_a_cache_every_write_reads_first(engine, sessions) -> None:
-    storage = SqlStorage(sessions, cache_size=0)  # several webhook instances
+async def test_without_a_cache_every_write_reads_first(engine, open_db) -> None:
+    storage = SqlStorage(open_db, cache_size=0)  # several webhook instances
     await storage.set_state(KEY, "A")
     with statements(engine) as seen:
         await storage.set_state(KEY, "B")
@@ -95,27 +95,27 @@ async def test_without_a_cache_every_write_reads_first(engine, sessions) -> None
     assert await storage.get_state(KEY) == "B"
 
 
-async def test_a_known_user_costs_no_query_and_follows_their_changes(engine, sessions) -> None:
+async def test_a_known_user_costs_no_query_and_follows_their_changes(engine, open_db) -> None:
     known = users.KnownUsers(10)
-    async with sessions() as session:
-        first = await users.touch(session, 5, "Ann", None, "en", known)
+    async with open_db() as db:
+        first = await users.touch(db, 5, "Ann", None, "en", known)
     with statements(engine) as seen:
-        async with sessions() as session:
-            again = await users.touch(session, 5, "Ann", None, "en", known)
+        async with open_db() as db:
+            again = await users.touch(db, 5, "Ann", None, "en", known)
     assert seen == [] and again is first
-    async with sessions() as session:
-        await users.set_language(session, again, "zh", known)
-        renamed = await users.touch(session, 5, "Anna", "ann", "en", known)  # a new profile
+    async with open_db() as db:
+        await users.set_language(db, again, "zh", known)
+        renamed = await users.touch(db, 5, "Anna", "ann", "en", known)  # a new profile
     assert (renamed.language, renamed.first_name) == ("zh", "Anna")
-    async with sessions() as session:
-        row = await session.get(User, 5)
+    async with open_db() as db:
+        row = await db.get(User, 5)
         assert (row.language, row.first_name, row.username) == ("zh", "Anna", "ann")
     # off (size 0): every update reads the row
     off = users.KnownUsers(0)
     for _ in range(2):
         with statements(engine) as seen:
-            async with sessions() as session:
-                await users.touch(session, 5, "Anna", "ann", "en", off)
+            async with open_db() as db:
+                await users.touch(db, 5, "Anna", "ann", "en", off)
         assert seen == ["SELECT"]
 
 
@@ -130,7 +130,7 @@ async def test_a_writer_waits_for_another_process_lock_without_freezing_the_loop
     try:
         async with engine.begin() as conn:
             await conn.run_sync(User.metadata.create_all)
-        sessions = create_session_factory(engine)
+        open_db = create_session_factory(engine)
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         ticks = 0
@@ -142,8 +142,8 @@ async def test_a_writer_waits_for_another_process_lock_without_freezing_the_loop
                 ticks += 1
 
         async def write() -> float:
-            async with sessions() as session, transaction(session):
-                session.add(User(id=1, first_name="x"))
+            async with open_db() as db, transaction(db):
+                db.add(User(id=1, first_name="x"))
             return time.monotonic()
 
         running = asyncio.create_task(ticker())
@@ -156,8 +156,8 @@ async def test_a_writer_waits_for_another_process_lock_without_freezing_the_loop
         running.cancel()
         assert ticks >= 20  # the loop ran all along (0.3 s / 5 ms = 60 at best)
         assert written - released < 0.1  # retried within 10 ms steps
-        async with sessions() as session:
-            assert (await session.scalars(select(User.id))).all() == [1]
+        async with open_db() as db:
+            assert (await db.scalars(select(User.id))).all() == [1]
         other.close()
     finally:
         await engine.dispose()
@@ -175,17 +175,17 @@ async def test_writers_of_one_process_queue_on_one_gate_whatever_the_engine(tmp_
         order: list[str] = []
 
         async def slow() -> None:
-            async with create_session_factory(first)() as session, transaction(session):
-                session.add(User(id=1, first_name="slow"))
-                await session.flush()
+            async with create_session_factory(first)() as db, transaction(db):
+                db.add(User(id=1, first_name="slow"))
+                await db.flush()
                 order.append("slow holds the lock")
                 await asyncio.sleep(0.2)
             order.append("slow done")
 
         async def quick() -> None:
             await asyncio.sleep(0.05)
-            async with create_session_factory(second)() as session, transaction(session):
-                session.add(User(id=2, first_name="quick"))
+            async with create_session_factory(second)() as db, transaction(db):
+                db.add(User(id=2, first_name="quick"))
             order.append("quick done")
 
         await asyncio.gather(slow(), quick())

@@ -96,9 +96,9 @@ async def test_a_reply_refused_past_the_bounded_wait_comes_through_the_outbox(
     assert texts(api, RIDER, "Booking #1 is requested") == 1
     assert texts(api, RIDER, SORRY) == 0
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
+    async with create_session_factory(engine)() as db:
         kept = (
-            await session.scalars(
+            await db.scalars(
                 select(OutboxMessage).where(OutboxMessage.kind == OutboxKind.OWED_CALL)
             )
         ).all()

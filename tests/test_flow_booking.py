@@ -46,18 +46,18 @@ async def seed_listing(bot: BotHarness, database_url: str) -> int:
     draft = factories.listing(chargers=1, photo_file_id=photo)
     draft.chargers[0].hours = {str(d): [["00:00", "24:00"]] for d in range(7)}
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        async with transaction(session):  # the bot writes meanwhile: take the lock first
+    async with create_session_factory(engine)() as db:
+        async with transaction(db):  # the bot writes meanwhile: take the lock first
             for uid in (MERCHANT, RIDER, OTHER_RIDER):
-                if await session.get(User, uid) is None:
-                    session.add(User(id=uid, first_name=str(uid)))
+                if await db.get(User, uid) is None:
+                    db.add(User(id=uid, first_name=str(uid)))
         revision = await listings.submit(
-            session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
+            db, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
         )
         await listings.approve(
-            session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+            db, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
         )
-        charger_id = (await session.scalars(select(Charger.id))).one()
+        charger_id = (await db.scalars(select(Charger.id))).one()
     await engine.dispose()
     return charger_id
 
@@ -149,9 +149,9 @@ async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str)
     # a request made 20 minutes ago that nobody answered (its answer time passed while down)
     engine = create_engine(database_url)
     start = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-    async with create_session_factory(engine)() as session:
+    async with create_session_factory(engine)() as db:
         booking = await bookings.request(
-            session,
+            db,
             user_id=RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -166,8 +166,8 @@ async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str)
     await bot.start()
     await bot.expect(RIDER, "did not answer in time", rider_after, timeout=15)
     await bot.expect(MERCHANT, "You did not answer this booking in time", merchant_after)
-    async with create_session_factory(engine)() as session:
-        stored = await session.get(Booking, booking.id)
+    async with create_session_factory(engine)() as db:
+        stored = await db.get(Booking, booking.id)
         assert stored.status == BookingStatus.EXPIRED
     await engine.dispose()
     # the merchant's request message arrived while the bot was up again too,
@@ -185,10 +185,10 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
     api = bot.api
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
     engine = create_engine(database_url)
-    sessions = create_session_factory(engine)
-    async with sessions() as session, transaction(session):
-        if await session.get(User, MERCHANT) is None:
-            session.add(User(id=MERCHANT, first_name="Mia"))
+    open_db = create_session_factory(engine)
+    async with open_db() as db, transaction(db):
+        if await db.get(User, MERCHANT) is None:
+            db.add(User(id=MERCHANT, first_name="Mia"))
     for i in range(7):  # seven shops, 100 m apart going north; the last fits EVs only
         draft = factories.listing(
             chargers=1,
@@ -200,12 +200,12 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
         draft.chargers[0].plug_id = f"tasmota_shop{i}"  # a plug is one charger's only
         if i == 6:
             draft.chargers[0].device_kinds = ["ev_car"]
-        async with sessions() as session:
+        async with open_db() as db:
             revision = await listings.submit(
-                session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
+                db, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
             )
             await listings.approve(
-                session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+                db, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
             )
 
     await bot.say(RIDER, "/find", "Where are you")
@@ -221,8 +221,8 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
     assert "Shop 6" in plain(page) and "Shop 0" not in plain(page)
 
     # the merchant pauses the listing while the rider looks at the results
-    async with sessions() as session:
-        await listings.set_paused(session, listing_id=7, merchant_id=MERCHANT, paused=True)
+    async with open_db() as db:
+        await listings.set_paused(db, listing_id=7, merchant_id=MERCHANT, paused=True)
     answer = await bot.press(RIDER, RIDER, page, "Shop 6")
     assert answer["show_alert"] and "not available right now" in answer["text"]
     await engine.dispose()
@@ -235,8 +235,8 @@ async def test_show_on_map_without_an_address_sends_a_location(
     api = bot.api
     await seed_listing(bot, database_url)
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session, transaction(session):
-        await session.execute(update(Listing).values(address=""))
+    async with create_session_factory(engine)() as db, transaction(db):
+        await db.execute(update(Listing).values(address=""))
     await engine.dispose()
     await bot.say(RIDER, "/find", "Where are you")
     after = api.last_message_id(RIDER)

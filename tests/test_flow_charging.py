@@ -79,11 +79,12 @@ async def plugs() -> AsyncIterator[list[SimPlug]]:
 
 
 @asynccontextmanager
-async def db(url: str) -> AsyncIterator[AsyncSession]:
+async def database(url: str) -> AsyncIterator[AsyncSession]:
+    """A database session on the bot's database, with an engine of its own."""
     engine = create_engine(url)
     try:
-        async with create_session_factory(engine)() as session:
-            yield session
+        async with create_session_factory(engine)() as db:
+            yield db
     finally:
         await engine.dispose()
 
@@ -96,8 +97,8 @@ async def plug_for(
     plug = (SimTasmota if family == "tasmota" else SimShelly)(broker.url, device_id)
     await plug.start()
     plugs.append(plug)
-    async with db(url) as session, transaction(session):
-        await session.execute(
+    async with database(url) as db, transaction(db):
+        await db.execute(
             update(Charger)
             .where(Charger.id == charger_id)
             .values(plug_driver=family, plug_id=device_id)
@@ -111,9 +112,9 @@ async def accepted_booking(
     """An ACCEPTED booking; ``start`` may lie in the past (the services are told it is
     then), so a window can end a few seconds from now."""
     then = min(start, utcnow())
-    async with db(url) as session:
+    async with database(url) as db:
         booking = await bookings.request(
-            session,
+            db,
             user_id=user,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -123,16 +124,16 @@ async def accepted_booking(
             rules=RULES,
             now=then,
         )
-        await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT, now=then)
+        await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=then)
         return booking.id
 
 
 async def rows(url: str) -> tuple[list[ChargingSession], list[Order], list[Booking]]:
-    async with db(url) as session:
-        sessions = (await session.scalars(select(ChargingSession))).all()
-        orders = (await session.scalars(select(Order))).all()
-        booked = (await session.scalars(select(Booking))).all()
-        return list(sessions), list(orders), list(booked)
+    async with database(url) as db:
+        open_db = (await db.scalars(select(ChargingSession))).all()
+        orders = (await db.scalars(select(Order))).all()
+        booked = (await db.scalars(select(Booking))).all()
+        return list(open_db), list(orders), list(booked)
 
 
 async def until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -203,8 +204,8 @@ async def test_scan_start_status_stop_order(
     assert plug.on, "the plug was switched on"
     assert "Your window ends at" in plain(started)
     await bot.expect(MERCHANT, "Charging started: booking", merchant_after)
-    sessions, orders, booked = await rows(database_url)
-    assert [s.status for s in sessions] == [SessionStatus.CHARGING]
+    open_db, orders, booked = await rows(database_url)
+    assert [s.status for s in open_db] == [SessionStatus.CHARGING]
     assert booked[0].status == BookingStatus.CHARGING and not orders
 
     await asyncio.sleep(1.2)  # the simulated plug draws 2 kW: some energy to bill
@@ -235,9 +236,9 @@ async def test_scan_start_status_stop_order(
     await bot.expect(GROUP, "Order #", 0, timeout=10)
     await api.wait_idle()
     assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
-    sessions, orders, booked = await rows(database_url)
+    open_db, orders, booked = await rows(database_url)
     assert len(orders) == 1 and orders[0].energy_kwh is not None and orders[0].energy_kwh > 0
-    assert sessions[0].status == SessionStatus.COMPLETED and sessions[0].power_off_confirmed
+    assert open_db[0].status == SessionStatus.COMPLETED and open_db[0].power_off_confirmed
     assert booked[0].status == BookingStatus.COMPLETED
 
     # the same code scanned again: the booking is over
@@ -260,8 +261,8 @@ async def test_plug_that_never_confirms_bills_nothing_and_can_be_retried(
     await bot.press(RIDER, RIDER, card, "Start charging")
     refused = await bot.expect(RIDER, "did not confirm", after, timeout=10)
     assert "Nothing was billed" in plain(refused)
-    sessions, orders, booked = await rows(database_url)
-    assert [s.status for s in sessions] == [SessionStatus.FAILED]
+    open_db, orders, booked = await rows(database_url)
+    assert [s.status for s in open_db] == [SessionStatus.FAILED]
     assert booked[0].status == BookingStatus.ACCEPTED and not orders
 
     plug.never_confirm = False  # the user checked the plug: Start again on the same card
@@ -287,8 +288,8 @@ async def test_plug_offline_mid_session_closes_it_once(
     await bot.expect(MERCHANT, "the charger went offline", merchant_after, timeout=10)
     await api.wait_idle()
     assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
-    sessions, orders, _ = await rows(database_url)
-    assert len(orders) == 1 and sessions[0].end_reason == "device_offline"
+    open_db, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and open_db[0].end_reason == "device_offline"
     # closed at the last moment the plug was heard, not when the will arrived
     assert orders[0].ended_at <= dropped_at + timedelta(seconds=1)
 
@@ -311,12 +312,12 @@ async def test_broker_restart_mid_session(
     await until(lambda: _true(client.reconnects > reconnects and client.connected), 20)
     await plug.wait_ready(20)
     await asyncio.sleep(2.5)  # past the offline grace: the plug came back in time
-    sessions, orders, _ = await rows(database_url)
-    assert sessions[0].status == SessionStatus.CHARGING and not orders and plug.on
+    open_db, orders, _ = await rows(database_url)
+    assert open_db[0].status == SessionStatus.CHARGING and not orders and plug.on
 
     await stop(bot, RIDER, started)
     await bot.expect(RIDER, "Order #", 0, timeout=10)
-    sessions, orders, _ = await rows(database_url)
+    open_db, orders, _ = await rows(database_url)
     assert len(orders) == 1 and not plug.on
 
 
@@ -334,8 +335,8 @@ async def test_bot_restart_mid_session_goes_on_or_closes_once(
 
     await bot.restart()  # the plug stays on: the session goes on
     await asyncio.sleep(1)
-    sessions, orders, _ = await rows(database_url)
-    assert sessions[0].status == SessionStatus.CHARGING and not orders and plug.on
+    open_db, orders, _ = await rows(database_url)
+    assert open_db[0].status == SessionStatus.CHARGING and not orders and plug.on
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, started, "Status")
     await bot.expect(RIDER, "Energy so far", after)
@@ -416,14 +417,14 @@ async def test_no_show_and_refusals(
     await bot.say(RIDER, f"/start {token}", "not valid")
 
     # a forged Start button for someone else's booking
-    sessions, _, booked = await rows(database_url)
+    open_db, _, booked = await rows(database_url)
     theirs = next(b for b in booked if b.user_id == RIDER)
     hello = await bot.say(OTHER_RIDER, "/help", "ChargeShare")
     answer = await api.wait_for_callback_answer(
         api.press(OTHER_RIDER, OTHER_RIDER, hello["message_id"], f"ch:start:{theirs.id}")
     )
     assert answer["show_alert"] and "not yours" in answer["text"]
-    assert not sessions
+    assert not open_db
 
 
 # -- a real crash ---------------------------------------------------------------------------
@@ -482,8 +483,8 @@ async def test_bot_killed_mid_session_goes_on_with_one_order(
         query = api.press_button(RIDER, RIDER, started["message_id"], "Status")
         await api.wait_for_callback_answer(query, timeout=30)  # the new process starts up
         await driver.expect(RIDER, "Energy so far", after, timeout=10)
-        sessions, orders, _ = await rows(database_url)
-        assert sessions[0].status == SessionStatus.CHARGING and not orders
+        open_db, orders, _ = await rows(database_url)
+        assert open_db[0].status == SessionStatus.CHARGING and not orders
 
         await stop(driver, RIDER, started)
         await driver.expect(RIDER, "Order #", after, timeout=10)

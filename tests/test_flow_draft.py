@@ -37,8 +37,8 @@ async def bot(api: FakeBotAPI, database_url: str) -> AsyncIterator[BotHarness]:
 
 async def _qr_token(database_url: str) -> str:
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        token = (await session.scalars(select(Charger.qr_token))).one()
+    async with create_session_factory(engine)() as db:
+        token = (await db.scalars(select(Charger.qr_token))).one()
     await engine.dispose()
     return token
 

@@ -110,8 +110,8 @@ async def test_characters_the_database_or_telegram_refuse_in_the_wizard(
     assert "Approved" in answer["text"], answer
     await bot.expect(user, "is approved", after)
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        listing = (await session.scalars(select(Listing))).one()
+    async with create_session_factory(engine)() as db:
+        listing = (await db.scalars(select(Listing))).one()
         assert listing.shop_name == "Volt Café" and listing.published
     await engine.dispose()
 
@@ -167,24 +167,24 @@ async def test_a_booking_years_ahead_is_refused(bot: BotHarness, database_url: s
     # the question stays, and a window inside the horizon goes through
     await bot.say(RIDER, "tomorrow 09:00-11:00", "Confirm booking")
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        assert (await session.scalars(select(Booking))).all() == []
+    async with create_session_factory(engine)() as db:
+        assert (await db.scalars(select(Booking))).all() == []
     await engine.dispose()
 
 
 async def _approved_listing(database_url: str, merchant: int, plug: str) -> int:
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        async with transaction(session):
-            if await session.get(User, merchant) is None:
-                session.add(User(id=merchant, first_name=str(merchant)))
+    async with create_session_factory(engine)() as db:
+        async with transaction(db):
+            if await db.get(User, merchant) is None:
+                db.add(User(id=merchant, first_name=str(merchant)))
         draft = factories.listing(chargers=1)
         draft.chargers[0].plug_id = plug
         revision = await listings.submit(
-            session, merchant_id=merchant, draft=draft, moderation_chat_id=GROUP
+            db, merchant_id=merchant, draft=draft, moderation_chat_id=GROUP
         )
         await listings.approve(
-            session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+            db, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
         )
     await engine.dispose()
     return revision.listing_id
@@ -229,20 +229,20 @@ async def test_the_review_card_shows_a_shared_plug_and_approval_refuses_it(
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
     await api.wait_idle()  # the bot registers the sender: let it finish first
     engine = create_engine(database_url)
-    sessions = create_session_factory(engine)
-    async with sessions() as session, transaction(session):
+    open_db = create_session_factory(engine)
+    async with open_db() as db, transaction(db):
         for uid in (MERCHANT, OTHER_MERCHANT):
-            if await session.get(User, uid) is None:
-                session.add(User(id=uid, first_name=str(uid)))
+            if await db.get(User, uid) is None:
+                db.add(User(id=uid, first_name=str(uid)))
     revisions: list[ListingRevision] = []
     cursor = api.last_message_id(GROUP)
     for merchant, name in ((MERCHANT, "First Plug"), (OTHER_MERCHANT, "Second Plug")):
         draft: ListingDraft = factories.listing(chargers=1, shop_name=name, photo_file_id=photo)
         draft.chargers[0].plug_id = "tasmota_SAME"
-        async with sessions() as session:
+        async with open_db() as db:
             revisions.append(
                 await listings.submit(
-                    session, merchant_id=merchant, draft=draft, moderation_chat_id=GROUP
+                    db, merchant_id=merchant, draft=draft, moderation_chat_id=GROUP
                 )
             )
     first_card = await bot.expect(GROUP, "First Plug", cursor, timeout=10)
@@ -265,8 +265,8 @@ async def test_the_review_card_shows_a_shared_plug_and_approval_refuses_it(
     assert answer["show_alert"], answer
     assert f"is in use by listing #{first_id}" in answer["text"]
     assert len(answer["text"]) <= 200  # Telegram's limit for an alert
-    async with sessions() as session:
-        second = await session.get(ListingRevision, revisions[1].id)
+    async with open_db() as db:
+        second = await db.get(ListingRevision, revisions[1].id)
         assert second is not None and second.status == RevisionStatus.PENDING
     await engine.dispose()
     # and it can still be rejected as a duplicate
@@ -324,8 +324,6 @@ async def test_a_device_model_with_a_nul_is_refused_at_its_step(
     await bot.press(RIDER, RIDER, summary, "Confirm booking")
     await bot.expect(RIDER, "is requested", after)
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        assert [b.device_model for b in (await session.scalars(select(Booking))).all()] == [
-            "Yadea G5"
-        ]
+    async with create_session_factory(engine)() as db:
+        assert [b.device_model for b in (await db.scalars(select(Booking))).all()] == ["Yadea G5"]
     await engine.dispose()

@@ -69,21 +69,21 @@ def _charger(listing_id: int, i: int) -> Charger:
     )
 
 
-async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def _seed(open_db: async_sessionmaker[AsyncSession]) -> None:
     """200 listings under review (one merchant), an approved listing with 200
     chargers, 200 requests of one rider and 200 sessions charging now, written
     directly (no outbox rows: the point is the lists, not the notifications)."""
     now = utcnow()
-    async with sessions() as session, transaction(session):
+    async with open_db() as db, transaction(db):
         for uid in (MERCHANT, RIDER, OTHER_RIDER, *ADMINS):
-            if await session.get(User, uid) is None:
-                session.add(User(id=uid, first_name=str(uid)))
-        await session.flush()
+            if await db.get(User, uid) is None:
+                db.add(User(id=uid, first_name=str(uid)))
+        await db.flush()
         for i in range(N):
             listing = Listing(merchant_id=MERCHANT, status=ListingStatus.PENDING)
-            session.add(listing)
-            await session.flush()
-            session.add(
+            db.add(listing)
+            await db.flush()
+            db.add(
                 ListingRevision(
                     listing_id=listing.id,
                     number=1,
@@ -102,14 +102,14 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
             longitude=121.47,
             address="1 Nanjing Rd",
         )
-        session.add(public)
-        await session.flush()
+        db.add(public)
+        await db.flush()
         chargers = [_charger(public.id, i) for i in range(N)]
-        session.add_all(chargers)
-        await session.flush()
+        db.add_all(chargers)
+        await db.flush()
         for i, charger in enumerate(chargers):
             start = now + timedelta(days=2, hours=i)
-            session.add(
+            db.add(
                 Booking(
                     user_id=RIDER,
                     charger_id=charger.id,
@@ -141,9 +141,9 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
                 estimate_minor=None,
                 respond_by=now - timedelta(hours=1),
             )
-            session.add(running)
-            await session.flush()
-            session.add(
+            db.add(running)
+            await db.flush()
+            db.add(
                 ChargingSession(
                     booking_id=running.id,
                     charger_id=charger.id,
@@ -176,7 +176,8 @@ async def bot(api: FakeBotAPI, database_url: str) -> AsyncIterator[BotHarness]:
 
 
 @pytest.fixture
-async def db(bot: BotHarness, database_url: str) -> AsyncIterator[async_sessionmaker]:
+async def bot_db(bot: BotHarness, database_url: str) -> AsyncIterator[async_sessionmaker]:
+    """Database sessions on the bot's database."""
     engine = create_engine(database_url)  # migrated by the bot's start
     yield create_session_factory(engine)
     await engine.dispose()
@@ -225,9 +226,9 @@ async def _walk(bot: BotHarness, chat: int, presser: int, first: dict, pattern: 
     return seen
 
 
-async def test_pending_is_paged_with_200_items(bot: BotHarness, db) -> None:
+async def test_pending_is_paged_with_200_items(bot: BotHarness, bot_db) -> None:
     api = bot.api
-    await _seed(db)
+    await _seed(bot_db)
     # 200 listings under review, 10 a page, each with its card button
     first = await bot.say_in_group(ADMINS[0], "/pending", "Waiting for review: 200 (page 1/20)")
     ids = await _walk(bot, GROUP, ADMINS[0], first, r"#(\d+) <Volt")
@@ -235,8 +236,8 @@ async def test_pending_is_paged_with_200_items(bot: BotHarness, db) -> None:
     assert len(api.bot_messages(GROUP)) == 1  # one message, edited
 
 
-async def test_listings_are_paged_with_200_items(bot: BotHarness, db) -> None:
-    await _seed(db)
+async def test_listings_are_paged_with_200_items(bot: BotHarness, bot_db) -> None:
+    await _seed(bot_db)
     # the merchant's 200 listings (the public one, seeded without a submitted
     # version, is not among them)
     first = await bot.say(MERCHANT, "/listings", "Your listings (page 1/20)")
@@ -244,9 +245,9 @@ async def test_listings_are_paged_with_200_items(bot: BotHarness, db) -> None:
     assert len(ids) == N == len(set(ids))
 
 
-async def test_bookings_are_paged_with_200_items(bot: BotHarness, db) -> None:
+async def test_bookings_are_paged_with_200_items(bot: BotHarness, bot_db) -> None:
     api = bot.api
-    await _seed(db)
+    await _seed(bot_db)
     # the rider's 200 requests, then a booking opened from the list
     first = await bot.say(RIDER, "/bookings", "Your bookings (page 1/20)")
     ids = await _walk(bot, RIDER, RIDER, first, r"#(\d+) · ")
@@ -271,9 +272,9 @@ async def test_bookings_are_paged_with_200_items(bot: BotHarness, db) -> None:
     assert "Accepted" in (answer.get("text") or ""), answer
 
 
-async def test_sessions_are_one_paged_message_with_200_items(bot: BotHarness, db) -> None:
+async def test_sessions_are_one_paged_message_with_200_items(bot: BotHarness, bot_db) -> None:
     api = bot.api
-    await _seed(db)
+    await _seed(bot_db)
     # 200 sessions charging, 5 a page, HTML rendered, one message
     cursor = api.last_message_id(GROUP)
     first = await bot.say_in_group(ADMINS[0], "/sessions", "Charging now: 200 (page 1/40)")
@@ -290,28 +291,28 @@ async def test_sessions_are_one_paged_message_with_200_items(bot: BotHarness, db
 # -- caps ---------------------------------------------------------------------------------
 
 
-async def _approved_charger(sessions) -> int:
-    async with sessions() as session:
-        async with transaction(session):
+async def _approved_charger(open_db) -> int:
+    async with open_db() as db:
+        async with transaction(db):
             for uid in (MERCHANT, RIDER, OTHER_RIDER):
-                if await session.get(User, uid) is None:
-                    session.add(User(id=uid, first_name=str(uid)))
+                if await db.get(User, uid) is None:
+                    db.add(User(id=uid, first_name=str(uid)))
         draft = factories.listing(chargers=1)
         draft.chargers[0].hours = {str(d): [["00:00", "24:00"]] for d in range(7)}
         revision = await listings.submit(
-            session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
+            db, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
         )
         await listings.approve(
-            session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+            db, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
         )
-        return (await session.scalars(select(Charger.id))).one()
+        return (await db.scalars(select(Charger.id))).one()
 
 
-async def _request(sessions, charger_id: int, hours_ahead: int, rules: BookingRules) -> Booking:
+async def _request(open_db, charger_id: int, hours_ahead: int, rules: BookingRules) -> Booking:
     start = utcnow().replace(second=0, microsecond=0) + timedelta(hours=hours_ahead)
-    async with sessions() as session:
+    async with open_db() as db:
         return await bookings.request(
-            session,
+            db,
             user_id=RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -322,26 +323,26 @@ async def _request(sessions, charger_id: int, hours_ahead: int, rules: BookingRu
         )
 
 
-async def test_open_requests_are_capped_and_a_repeat_is_refused(sessions) -> None:
+async def test_open_requests_are_capped_and_a_repeat_is_refused(open_db) -> None:
     rules = BookingRules(zone=ZONE, max_open_requests=3)
-    charger_id = await _approved_charger(sessions)
-    first = await _request(sessions, charger_id, 2, rules)
+    charger_id = await _approved_charger(open_db)
+    first = await _request(open_db, charger_id, 2, rules)
     with pytest.raises(InvalidInput) as refused:  # the same window again
-        await _request(sessions, charger_id, 2, rules)
+        await _request(open_db, charger_id, 2, rules)
     assert refused.value.key == "err.booking_repeat" and refused.value.params["id"] == first.id
     for hours in (4, 6):
-        await _request(sessions, charger_id, hours, rules)
+        await _request(open_db, charger_id, hours, rules)
     with pytest.raises(NotAllowed) as refused:
-        await _request(sessions, charger_id, 8, rules)
+        await _request(open_db, charger_id, 8, rules)
     assert refused.value.key == "err.too_many_requests"
-    async with sessions() as session:  # an answer frees a place
-        await bookings.reject(session, booking_id=first.id, merchant_id=MERCHANT, reason="full")
-    await _request(sessions, charger_id, 8, rules)
-    async with sessions() as session:
-        waiting = await session.scalar(
+    async with open_db() as db:  # an answer frees a place
+        await bookings.reject(db, booking_id=first.id, merchant_id=MERCHANT, reason="full")
+    await _request(open_db, charger_id, 8, rules)
+    async with open_db() as db:
+        waiting = await db.scalar(
             select(func.count()).select_from(Booking).where(Booking.user_id == RIDER)
         )
-        told = await session.scalar(
+        told = await db.scalar(
             select(func.count())
             .select_from(OutboxMessage)
             .where(OutboxMessage.kind == "booking_request")
@@ -349,29 +350,29 @@ async def test_open_requests_are_capped_and_a_repeat_is_refused(sessions) -> Non
     assert waiting == 4 and told == 4  # the merchant heard of each request once
 
 
-async def test_requests_at_once_cannot_pass_the_cap_together(sessions) -> None:
+async def test_requests_at_once_cannot_pass_the_cap_together(open_db) -> None:
     """Five requests at the same moment with one place left: exactly one goes in
     (the count and the insert are one transaction, serialised per user)."""
     rules = BookingRules(zone=ZONE, max_open_requests=3)
-    charger_id = await _approved_charger(sessions)
+    charger_id = await _approved_charger(open_db)
     for hours in (2, 4):
-        await _request(sessions, charger_id, hours, rules)
+        await _request(open_db, charger_id, hours, rules)
     results = await asyncio.gather(
-        *(_request(sessions, charger_id, 10 + 2 * k, rules) for k in range(5)),
+        *(_request(open_db, charger_id, 10 + 2 * k, rules) for k in range(5)),
         return_exceptions=True,
     )
     assert sum(isinstance(r, BookingInfo) for r in results) == 1, results
     assert all(isinstance(r, (BookingInfo, NotAllowed)) for r in results), results
 
 
-async def test_listings_under_review_are_capped(sessions) -> None:
-    async with sessions() as session, transaction(session):
-        session.add(User(id=MERCHANT, first_name="Mia"))
+async def test_listings_under_review_are_capped(open_db) -> None:
+    async with open_db() as db, transaction(db):
+        db.add(User(id=MERCHANT, first_name="Mia"))
 
     async def submit(listing_id: int | None = None, key: str | None = None) -> RevisionInfo:
-        async with sessions() as session:
+        async with open_db() as db:
             return await listings.submit(
-                session,
+                db,
                 merchant_id=MERCHANT,
                 draft=factories.listing(chargers=1),
                 moderation_chat_id=GROUP,
@@ -390,29 +391,29 @@ async def test_listings_under_review_are_capped(sessions) -> None:
     await submit(listing_id=first.listing_id)  # an edit of one under review replaces it
     results = await asyncio.gather(*(submit() for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, InvalidInput) for r in results), results
-    async with sessions() as session:
-        under_review = await session.scalar(
+    async with open_db() as db:
+        under_review = await db.scalar(
             select(func.count()).select_from(Listing).where(Listing.status == "pending")
         )
     assert under_review == 3
 
 
 async def test_a_capped_user_is_told_at_book_and_the_merchant_hears_nothing(
-    bot: BotHarness, db
+    bot: BotHarness, bot_db
 ) -> None:
     """Through the bot: with three requests waiting, Book says so at once."""
     api = bot.api
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
     await api.wait_idle()
-    charger_id = await _approved_charger(db)
-    async with db() as session:
-        await session.execute(
+    charger_id = await _approved_charger(bot_db)
+    async with bot_db() as db:
+        await db.execute(
             Listing.__table__.update().values(photo_file_id=photo)  # type: ignore[attr-defined]
         )
-        await session.commit()
+        await db.commit()
     rules = BookingRules(zone=bot.settings.zone, max_open_requests=3)
     for hours in (2, 4, 6):
-        await _request(db, charger_id, hours, rules)
+        await _request(bot_db, charger_id, hours, rules)
     await bot.say(RIDER, "/find", "Where are you")
     after = api.last_message_id(RIDER)
     api.send_location(RIDER, RIDER, 31.2310, 121.4740)
@@ -438,8 +439,8 @@ async def test_the_local_bot_api_server_enforces_telegrams_limits(api: FakeBotAP
             inline_keyboard=[[InlineKeyboardButton(text="x", callback_data=data)]]
         )
 
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api.url))
-    bot = Bot(api.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    http = AiohttpSession(api=TelegramAPIServer.from_base(api.url))
+    bot = Bot(api.token, session=http, default=DefaultBotProperties(parse_mode="HTML"))
     try:
         # text: 4096 characters after entity parsing (tags do not count)
         sent = await bot.send_message(RIDER, "<b>" + "界" * 4096 + "</b>")

@@ -144,10 +144,10 @@ async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url
     assert "approved" in plain(listings_reply)
 
     engine = create_engine(database_url)
-    async with create_session_factory(engine)() as session:
-        listing = (await session.scalars(select(Listing))).one()
+    async with create_session_factory(engine)() as db:
+        listing = (await db.scalars(select(Listing))).one()
         assert listing.status == ListingStatus.APPROVED and listing.published
-        audit = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+        audit = (await db.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
         assert [(a.action, a.actor_id) for a in audit] == [
             ("submit", MERCHANT),
             ("reject", ADMINS[0]),

@@ -50,8 +50,8 @@ def confirm_data(message: dict) -> str:
 
 async def token(url: str) -> str:
     engine = create_engine(url)
-    async with create_session_factory(engine)() as session:
-        value = (await session.scalars(select(Charger.qr_token))).one()
+    async with create_session_factory(engine)() as db:
+        value = (await db.scalars(select(Charger.qr_token))).one()
     await engine.dispose()
     return value
 

@@ -69,29 +69,29 @@ async def test_a_refusal_right_after_a_name_change_locks_nobody_out(bot: BotHarn
 
 
 async def test_the_user_cache_holds_plain_values_that_a_rollback_cannot_expire(
-    sessions,
+    open_db,
 ) -> None:
     known = users.KnownUsers(10)
-    async with sessions() as session:
-        profile = await users.touch(session, 7, "Ann", None, "en", known)
+    async with open_db() as db:
+        profile = await users.touch(db, 7, "Ann", None, "en", known)
         with pytest.raises(NotFound):
-            async with transaction(session):  # a refusal inside a write, same session
+            async with transaction(db):  # a refusal inside a write, same session
                 raise NotFound("err.booking_not_found")
         assert profile == users.UserProfile(7, "Ann", None, "en", None)
-    async with sessions() as session:
-        assert await users.touch(session, 7, "Ann", None, "en", known) == profile
-        chosen = await users.set_language(session, profile, "zh", known)
+    async with open_db() as db:
+        assert await users.touch(db, 7, "Ann", None, "en", known) == profile
+        chosen = await users.set_language(db, profile, "zh", known)
     assert known.get(7) == chosen and chosen.language == "zh"
-    async with sessions() as session:  # a rename keeps the stored choice
-        renamed = await users.touch(session, 7, "Annie", "annie", "en", known)
+    async with open_db() as db:  # a rename keeps the stored choice
+        renamed = await users.touch(db, 7, "Annie", "annie", "en", known)
     assert renamed == users.UserProfile(7, "Annie", "annie", "en", "zh")
     assert not isinstance(known.get(7), User)
 
 
-async def test_a_failed_conversation_write_leaves_the_cache_as_the_database(sessions) -> None:
+async def test_a_failed_conversation_write_leaves_the_cache_as_the_database(open_db) -> None:
     """The FSM storage's cache copies values (never rows) and forgets an entry
     before writing it, so a write that fails leaves nothing stale behind."""
-    storage = SqlStorage(sessions)
+    storage = SqlStorage(open_db)
     key = StorageKey(bot_id=1, chat_id=8, user_id=8)
     await storage.set_state(key, "Booking:when")
     await storage.set_data(key, {"charger_id": 1})
@@ -102,24 +102,24 @@ async def test_a_failed_conversation_write_leaves_the_cache_as_the_database(sess
         await storage.set_data(key, {"charger_id": 2, "bad": object()})
     assert await storage.get_data(key) == {"charger_id": 1}
     assert await storage.get_state(key) == "Booking:when"
-    assert await SqlStorage(sessions).get_data(key) == {"charger_id": 1}
+    assert await SqlStorage(open_db).get_data(key) == {"charger_id": 1}
 
 
-async def test_two_first_updates_of_a_new_user_at_once_both_get_their_profile(sessions) -> None:
+async def test_two_first_updates_of_a_new_user_at_once_both_get_their_profile(open_db) -> None:
     """A new user's first message in the group and in private arrive together: two
     updates under two locks both find no row; the one that loses the insert reads
     the winner's row instead of failing the update (seen on PostgreSQL)."""
     import asyncio
 
     async def first_update(user_id: int, name: str) -> users.UserProfile:
-        async with sessions() as session:
-            return await users.touch(session, user_id, name, None, "en")
+        async with open_db() as db:
+            return await users.touch(db, user_id, name, None, "en")
 
     for user_id in range(5001, 5011):  # a race: ten new users, two updates each
         one, two = await asyncio.gather(
             first_update(user_id, "Lin"), first_update(user_id, "Lin L.")
         )
         assert one.id == two.id == user_id
-    async with sessions() as session:
-        row = await session.get(User, 5001)
+    async with open_db() as db:
+        row = await db.get(User, 5001)
         assert row is not None and row.first_name in ("Lin", "Lin L.")

@@ -36,8 +36,8 @@ async def bot(api: FakeBotAPI, sqlite_url: str) -> AsyncIterator[BotHarness]:
 
 async def _count(url: str, model) -> int:
     engine = create_engine(url)
-    async with create_session_factory(engine)() as session:
-        count = await session.scalar(select(func.count()).select_from(model))
+    async with create_session_factory(engine)() as db:
+        count = await db.scalar(select(func.count()).select_from(model))
     await engine.dispose()
     return count or 0
 
@@ -130,11 +130,11 @@ async def test_flood_control_is_waited_out(bot: BotHarness, sqlite_url: str) -> 
     assert "Volt Café" in plain(card)
     assert len(bot.api.calls("sendPhoto")) >= 1
     engine = create_engine(sqlite_url)
-    sessions = create_session_factory(engine)
+    open_db = create_session_factory(engine)
     query = select(OutboxMessage).where(OutboxMessage.kind == "review_card")
     for _ in range(50):  # the sender marks the row right after Telegram accepted it
-        async with sessions() as session:
-            row = (await session.scalars(query)).one()
+        async with open_db() as db:
+            row = (await db.scalars(query)).one()
         if row.sent_at is not None:
             break
         await asyncio.sleep(0.1)
@@ -192,8 +192,8 @@ async def test_my_listings_pause_resume_and_forged_buttons(
         answer = await api.wait_for_callback_answer(query)
         assert answer.get("show_alert"), data
     engine = create_engine(sqlite_url)
-    async with create_session_factory(engine)() as session:
-        listing = (await session.scalars(select(Listing))).one()
+    async with create_session_factory(engine)() as db:
+        listing = (await db.scalars(select(Listing))).one()
         assert listing.paused and listing.published
     await engine.dispose()
 
@@ -229,8 +229,8 @@ async def test_chatter_and_commands_are_not_answers(bot: BotHarness, sqlite_url:
     api.send_text(GROUP, ADMINS[0], "hmm, let me look at the photo first")
     await api.wait_idle(quiet=0.3)
     engine = create_engine(sqlite_url)
-    async with create_session_factory(engine)() as session:
-        listing = (await session.scalars(select(Listing))).one()
+    async with create_session_factory(engine)() as db:
+        listing = (await db.scalars(select(Listing))).one()
         assert listing.status.value == "pending"
     await engine.dispose()
     api.send_text(GROUP, ADMINS[0], "Blurry photo", reply_to_message_id=prompt["message_id"])

@@ -66,9 +66,9 @@ async def bot(api: FakeBotAPI, database_url: str) -> AsyncIterator[BotHarness]:
 
 async def _counts(url: str) -> dict[str, int]:
     engine = create_engine(url)
-    async with create_session_factory(engine)() as session:
+    async with create_session_factory(engine)() as db:
         counts = {
-            model.__name__: await session.scalar(select(func.count()).select_from(model)) or 0
+            model.__name__: await db.scalar(select(func.count()).select_from(model)) or 0
             for model in (AuditEntry, Booking, FsmRecord, OutboxMessage, User)
         }
     await engine.dispose()

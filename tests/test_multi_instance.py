@@ -259,8 +259,8 @@ async def test_lifecycle_across_two_instances_with_one_killed(
     await plug.start()
     try:
         engine = create_engine(database)
-        async with create_session_factory(engine)() as session, transaction(session):
-            await session.execute(  # open all day, so "now for 1 h" fits at any hour
+        async with create_session_factory(engine)() as db, transaction(db):
+            await db.execute(  # open all day, so "now for 1 h" fits at any hour
                 update(Charger).values(hours={str(d): [["00:00", "24:00"]] for d in range(7)})
             )
         await engine.dispose()
@@ -342,13 +342,13 @@ async def test_due_work_happens_once_with_two_instances(
     driver = BotHarness(api, database)
     charger_id, token = await label_token(driver, database)  # seeds an approved listing
     engine = create_engine(database)
-    sessions = create_session_factory(engine)
+    open_db = create_session_factory(engine)
     now = utcnow()
     plug = SimTasmota(broker.url, "plug_0")  # the seeded charger's plug
     await plug.start()
-    async with sessions() as session:  # a booking; its window is cut short once started
+    async with open_db() as db:  # a booking; its window is cut short once started
         booking = await bookings.request(
-            session,
+            db,
             user_id=OTHER_RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -359,11 +359,11 @@ async def test_due_work_happens_once_with_two_instances(
             now=now - timedelta(minutes=11),
         )
         await bookings.accept(
-            session, booking_id=booking.id, merchant_id=MERCHANT, now=now - timedelta(minutes=11)
+            db, booking_id=booking.id, merchant_id=MERCHANT, now=now - timedelta(minutes=11)
         )
         # and one that nobody starts: a no-show when its window ends
         missed = await bookings.request(
-            session,
+            db,
             user_id=RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -373,21 +373,21 @@ async def test_due_work_happens_once_with_two_instances(
             rules=RULES,
             now=now,
         )
-        await bookings.accept(session, booking_id=missed.id, merchant_id=MERCHANT, now=now)
+        await bookings.accept(db, booking_id=missed.id, merchant_id=MERCHANT, now=now)
     await scan_and_start(driver, OTHER_RIDER, token)  # on either instance
     assert plug.on
-    async with sessions() as session, transaction(session):  # both windows end now
-        await session.execute(
+    async with open_db() as db, transaction(db):  # both windows end now
+        await db.execute(
             update(Booking)
             .where(Booking.id.in_((booking.id, missed.id)))
             .values(end_at=utcnow() + timedelta(seconds=2))
         )
     made = []
-    async with sessions() as session:
+    async with open_db() as db:
         for hours in (1, 3, 5):  # three requests nobody answers
             start = now + timedelta(hours=hours)
             booking = await bookings.request(
-                session,
+                db,
                 user_id=RIDER,
                 charger_id=charger_id,
                 device_kind="e_bike",
@@ -398,16 +398,16 @@ async def test_due_work_happens_once_with_two_instances(
                 now=now,
             )
             made.append(booking.id)
-        async with transaction(session):
-            await session.execute(
+        async with transaction(db):
+            await db.execute(
                 update(Booking)
                 .where(Booking.id.in_(made))
                 .values(respond_by=now - timedelta(seconds=1))
             )
 
     async def settled() -> bool:
-        async with sessions() as session:
-            left = await session.scalar(
+        async with open_db() as db:
+            left = await db.scalar(
                 select(func.count())
                 .select_from(Booking)
                 .where(Booking.status == BookingStatus.REQUESTED)
@@ -422,13 +422,13 @@ async def test_due_work_happens_once_with_two_instances(
     await driver.expect(MERCHANT, "no-show", 0, timeout=20)
     await driver.expect(GROUP, "Order #", 0, timeout=20)
     await api.wait_idle(quiet=1.5)
-    async with sessions() as session:
-        expiries = await session.scalar(
+    async with open_db() as db:
+        expiries = await db.scalar(
             select(func.count())
             .select_from(AuditEntry)
             .where(AuditEntry.action == "expired", AuditEntry.entity == "booking")
         )
-        orders = await session.scalar(select(func.count()).select_from(Order))
+        orders = await db.scalar(select(func.count()).select_from(Order))
     await engine.dispose()
     await plug.stop()
     assert expiries == 3

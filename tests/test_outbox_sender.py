@@ -60,82 +60,80 @@ async def bot(settings: Settings) -> AsyncIterator[Bot]:
 
 
 @pytest.fixture
-def sender(
-    bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> OutboxSender:
-    return OutboxSender(bot, sessions, settings, rate_per_second=200)
+def sender(bot: Bot, open_db: async_sessionmaker[AsyncSession], settings: Settings) -> OutboxSender:
+    return OutboxSender(bot, open_db, settings, rate_per_second=200)
 
 
 async def drain(
     sender: OutboxSender,
-    sessions: async_sessionmaker[AsyncSession],
+    open_db: async_sessionmaker[AsyncSession],
     timeout: float = 10,  # noqa: ASYNC109
 ) -> None:
     """Run the sender until nothing is owed (a 429 makes a row due a second later)."""
     async with asyncio.timeout(timeout):
         while True:
             await sender.drain_once()
-            async with sessions() as session:
-                if await outbox.pending_count(session) == 0:
+            async with open_db() as db:
+                if await outbox.pending_count(db) == 0:
                     return
             await asyncio.sleep(0.05)
 
 
-async def only(sessions: async_sessionmaker[AsyncSession], kind: str) -> OutboxMessage:
+async def only(open_db: async_sessionmaker[AsyncSession], kind: str) -> OutboxMessage:
     """The newest row of ``kind`` (the one the test enqueued)."""
-    async with sessions() as session:
+    async with open_db() as db:
         query = select(OutboxMessage).where(OutboxMessage.kind == kind)
-        return (await session.scalars(query.order_by(OutboxMessage.id.desc()))).first()
+        return (await db.scalars(query.order_by(OutboxMessage.id.desc()))).first()
 
 
-async def settle_all(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def settle_all(open_db: async_sessionmaker[AsyncSession]) -> None:
     """Count everything owed so far as delivered: a test looks at what follows."""
-    async with sessions() as session, transaction(session):
-        await session.execute(
+    async with open_db() as db, transaction(db):
+        await db.execute(
             update(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).values(sent_at=utcnow())
         )
 
 
-async def seed_users(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as session, transaction(session):
-        session.add_all([User(id=MERCHANT, first_name="Mia"), User(id=RIDER, first_name="Ravi")])
+async def seed_users(open_db: async_sessionmaker[AsyncSession]) -> None:
+    async with open_db() as db, transaction(db):
+        db.add_all([User(id=MERCHANT, first_name="Mia"), User(id=RIDER, first_name="Ravi")])
 
 
 async def approved_listing(
-    api: FakeBotAPI, sessions: async_sessionmaker[AsyncSession], chargers: int = 1, **fields: object
+    api: FakeBotAPI, open_db: async_sessionmaker[AsyncSession], chargers: int = 1, **fields: object
 ) -> int:
     """An approved listing open around the clock, its notifications settled; its id."""
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
     draft = factories.listing(chargers=chargers, photo_file_id=photo, **fields)
     for charger in draft.chargers:
         charger.hours = {str(d): [["00:00", "24:00"]] for d in range(7)}
-    async with sessions() as session:
+    async with open_db() as db:
         revision = await listings.submit(
-            session, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
+            db, merchant_id=MERCHANT, draft=draft, moderation_chat_id=GROUP
         )
         await listings.approve(
-            session, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
+            db, revision_id=revision.id, admin_id=ADMINS[0], moderation_chat_id=GROUP
         )
-    await settle_all(sessions)
+    await settle_all(open_db)
     return revision.listing_id
 
 
 async def accepted_booking(
     api: FakeBotAPI,
-    sessions: async_sessionmaker[AsyncSession],
+    open_db: async_sessionmaker[AsyncSession],
     settings: Settings,
     **fields: object,
 ) -> None:
     """The merchant accepted the rider's booking: only "booking_accepted" is owed."""
-    await seed_users(sessions)
-    listing_id = await approved_listing(api, sessions, **fields)
+    await seed_users(open_db)
+    listing_id = await approved_listing(api, open_db, **fields)
     start = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-    async with sessions() as session:
+    async with open_db() as db:
         charger_id = (
-            await session.scalars(select(Charger.id).where(Charger.listing_id == listing_id))
+            await db.scalars(select(Charger.id).where(Charger.listing_id == listing_id))
         ).one()
         booking = await bookings.request(
-            session,
+            db,
             user_id=RIDER,
             charger_id=charger_id,
             device_kind="e_bike",
@@ -144,9 +142,9 @@ async def accepted_booking(
             end=start + timedelta(hours=1),
             rules=BookingRules(zone=settings.zone),
         )
-        await bookings.accept(session, booking_id=booking.id, merchant_id=MERCHANT)
-    async with sessions() as session, transaction(session):
-        await session.execute(
+        await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT)
+    async with open_db() as db, transaction(db):
+        await db.execute(
             update(OutboxMessage)
             .where(OutboxMessage.kind != "booking_accepted")
             .values(sent_at=utcnow())
@@ -158,139 +156,139 @@ def texts(api: FakeBotAPI, chat_id: int) -> list[dict]:
 
 
 async def test_an_empty_address_gets_a_location_and_the_text(
-    api: FakeBotAPI, sessions, settings: Settings, sender: OutboxSender
+    api: FakeBotAPI, open_db, settings: Settings, sender: OutboxSender
 ) -> None:
     """Telegram refuses a venue without an address; it held the text back too."""
-    await accepted_booking(api, sessions, settings, address="")
-    await drain(sender, sessions)
+    await accepted_booking(api, open_db, settings, address="")
+    await drain(sender, open_db)
     messages = api.bot_messages(RIDER)
     assert ["text" in m for m in messages] == [True, False]  # the text first
     assert "Booking accepted" in plain(messages[0])
     assert "venue" not in messages[1]
     assert messages[1]["location"]["latitude"] == pytest.approx(31.2304, abs=1e-4)
     assert not api.calls("sendVenue")
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.sent_at is not None and row.last_error is None
     assert row.parts_done == {"text": "sent", "place": "sent"}
 
 
 @pytest.mark.parametrize("method", ["sendMessage", "sendVenue"])
 async def test_flood_control_in_the_middle_sends_each_part_once(
-    api: FakeBotAPI, sessions, settings: Settings, sender: OutboxSender, method: str
+    api: FakeBotAPI, open_db, settings: Settings, sender: OutboxSender, method: str
 ) -> None:
     """A 429 on either part: the part before it is not sent again (the venue went
     out three times), the part refused goes out after the wait."""
-    await accepted_booking(api, sessions, settings)
+    await accepted_booking(api, open_db, settings)
     api.fail_next(method, error_code=429, retry_after=1)
     await sender.drain_once()
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.sent_at is None and row.attempts == 0  # flood control is not a failure
     assert row.due_at > utcnow()  # waits retry_after
     assert len(row.parts_done) == (1 if method == "sendVenue" else 0)
 
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     messages = api.bot_messages(RIDER)
     assert [("text" in m, "venue" in m) for m in messages] == [(True, False), (False, True)]
     assert messages[1]["venue"]["address"] == "1 Nanjing Rd"
     assert len(api.calls(method)) == 2  # the refused call and the one after the wait
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.sent_at is not None and row.parts_done == {"text": "sent", "place": "sent"}
 
 
 async def test_a_refused_text_does_not_hold_back_the_place(
-    api: FakeBotAPI, sessions, settings: Settings, sender: OutboxSender
+    api: FakeBotAPI, open_db, settings: Settings, sender: OutboxSender
 ) -> None:
-    await accepted_booking(api, sessions, settings)
+    await accepted_booking(api, open_db, settings)
     api.fail_next("sendMessage", error_code=400, description=REFUSED, retry_after=None)
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     assert [m for m in api.bot_messages(RIDER) if "venue" in m]
     assert not texts(api, RIDER)
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.parts_done == {"text": FAILED, "place": "sent"}
     assert row.sent_at is not None and row.failed_at is None
     assert row.last_error and row.last_error.startswith("text: ") and REFUSED in row.last_error
 
 
 async def test_a_refused_place_does_not_hold_back_the_text(
-    api: FakeBotAPI, sessions, settings: Settings, sender: OutboxSender
+    api: FakeBotAPI, open_db, settings: Settings, sender: OutboxSender
 ) -> None:
-    await accepted_booking(api, sessions, settings)
+    await accepted_booking(api, open_db, settings)
     api.fail_next("sendVenue", error_code=400, description=REFUSED, retry_after=None)
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     (message,) = api.bot_messages(RIDER)
     assert "Booking accepted" in plain(message)
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.parts_done == {"text": "sent", "place": FAILED} and row.sent_at is not None
 
 
 async def test_every_part_refused_is_a_failed_message(
-    api: FakeBotAPI, sessions, settings: Settings, sender: OutboxSender
+    api: FakeBotAPI, open_db, settings: Settings, sender: OutboxSender
 ) -> None:
-    await accepted_booking(api, sessions, settings)
+    await accepted_booking(api, open_db, settings)
     for method in ("sendMessage", "sendVenue"):
         api.fail_next(method, error_code=400, description=REFUSED, retry_after=None)
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     assert api.bot_messages(RIDER) == []
-    row = await only(sessions, "booking_accepted")
+    row = await only(open_db, "booking_accepted")
     assert row.failed_at is not None and row.sent_at is None
     assert row.parts_done == {"text": FAILED, "place": FAILED}
 
 
 async def test_review_card_with_flood_control_between_photo_and_text(
-    api: FakeBotAPI, sessions, sender: OutboxSender
+    api: FakeBotAPI, open_db, sender: OutboxSender
 ) -> None:
     """A card too long for a caption is a photo and then the text with the buttons:
     a 429 on the text posts neither twice, and the card is still recorded."""
-    await seed_users(sessions)
+    await seed_users(open_db)
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
-    async with sessions() as session:
+    async with open_db() as db:
         revision = await listings.submit(
-            session,
+            db,
             merchant_id=MERCHANT,
             draft=factories.listing(chargers=3, photo_file_id=photo),
             moderation_chat_id=GROUP,
         )
     api.fail_next("sendMessage", error_code=429, retry_after=1)
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     photos = [m for m in api.bot_messages(GROUP) if "photo" in m]
     cards = texts(api, GROUP)
     assert len(photos) == 1 and not plain(photos[0])  # the photo alone, once
     assert len(cards) == 1 and "Volt Café" in plain(cards[0])
     assert buttons(cards[0])  # approve / reject
-    async with sessions() as session:
-        stored = await session.get(ListingRevision, revision.id)
+    async with open_db() as db:
+        stored = await db.get(ListingRevision, revision.id)
         assert stored is not None
         assert (stored.card_chat_id, stored.card_message_id) == (GROUP, cards[0]["message_id"])
         assert stored.card_is_photo is False
-    row = await only(sessions, "review_card")
+    row = await only(open_db, "review_card")
     assert row.parts_done == {"photo": "sent", "card": "sent"} and row.sent_at is not None
 
 
 async def test_qr_labels_each_once_a_refused_one_not_blocking(
-    api: FakeBotAPI, sessions, sender: OutboxSender
+    api: FakeBotAPI, open_db, sender: OutboxSender
 ) -> None:
     """A listing's labels (one photo per charger): a 400 on the first does not stop
     the others, and a 429 on a later one does not send the earlier ones again."""
-    await seed_users(sessions)
-    listing_id = await approved_listing(api, sessions, chargers=3)
-    async with sessions() as session:
+    await seed_users(open_db)
+    listing_id = await approved_listing(api, open_db, chargers=3)
+    async with open_db() as db:
         charger_ids = (
-            await session.scalars(
+            await db.scalars(
                 select(Charger.id).where(Charger.listing_id == listing_id).order_by(Charger.id)
             )
         ).all()
     before = len(api.bot_messages(MERCHANT))
-    async with sessions() as session, transaction(session):
-        outbox.enqueue(session, MERCHANT, "qr_labels", listing_id=listing_id)
+    async with open_db() as db, transaction(db):
+        outbox.enqueue(db, MERCHANT, "qr_labels", listing_id=listing_id)
     api.fail_next("sendPhoto", error_code=400, description=REFUSED, retry_after=None)
     api.fail_next("sendPhoto", error_code=429, retry_after=1)  # then the second label
-    await drain(sender, sessions)
+    await drain(sender, open_db)
     labels = api.bot_messages(MERCHANT)[before:]
     captions = [plain(m) for m in labels]
     assert len(labels) == 2 and all("photo" in m for m in labels)
     assert "Charger 2" in captions[0] and "Charger 3" in captions[1]
     assert len(api.calls("sendPhoto")) == 4  # 400, 429, label 2, label 3
-    row = await only(sessions, "qr_labels")
+    row = await only(open_db, "qr_labels")
     assert row.parts_done == {
         f"label:{charger_ids[0]}": FAILED,
         f"label:{charger_ids[1]}": "sent",

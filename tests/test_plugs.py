@@ -36,10 +36,10 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture(autouse=True)
-async def people(sessions: Sessions) -> None:
-    async with sessions() as session:
-        session.add_all([User(id=i, first_name=f"u{i}") for i in (A, B)])
-        await session.commit()
+async def people(open_db: Sessions) -> None:
+    async with open_db() as db:
+        db.add_all([User(id=i, first_name=f"u{i}") for i in (A, B)])
+        await db.commit()
 
 
 def shop(*plugs: str, driver: str = "tasmota") -> ListingDraft:
@@ -50,11 +50,11 @@ def shop(*plugs: str, driver: str = "tasmota") -> ListingDraft:
 
 
 async def submit(
-    sessions: Sessions, merchant: int, data: ListingDraft, listing_id: int | None = None
+    open_db: Sessions, merchant: int, data: ListingDraft, listing_id: int | None = None
 ) -> ListingRevision:
-    async with sessions() as session:
+    async with open_db() as db:
         return await listings.submit(
-            session,
+            db,
             merchant_id=merchant,
             draft=data,
             moderation_chat_id=GROUP,
@@ -62,17 +62,17 @@ async def submit(
         )
 
 
-async def approve(sessions: Sessions, revision_id: int, admin: int = ADMIN_1) -> Decision:
-    async with sessions() as session:
+async def approve(open_db: Sessions, revision_id: int, admin: int = ADMIN_1) -> Decision:
+    async with open_db() as db:
         result = await listings.approve(
-            session, revision_id=revision_id, admin_id=admin, moderation_chat_id=GROUP
+            db, revision_id=revision_id, admin_id=admin, moderation_chat_id=GROUP
         )
     return result.outcome
 
 
-async def active_plugs(sessions: Sessions) -> list[tuple[int, str, str]]:
-    async with sessions() as session:
-        rows = await session.execute(
+async def active_plugs(open_db: Sessions) -> list[tuple[int, str, str]]:
+    async with open_db() as db:
+        rows = await db.execute(
             select(Charger.listing_id, Charger.plug_driver, Charger.plug_id)
             .where(Charger.active.is_(True))
             .order_by(Charger.listing_id, Charger.position)
@@ -80,92 +80,92 @@ async def active_plugs(sessions: Sessions) -> list[tuple[int, str, str]]:
         return [tuple(r) for r in rows.all()]  # type: ignore[misc]
 
 
-async def count(sessions: Sessions, model: Any) -> int:
-    async with sessions() as session:
-        return await session.scalar(select(func.count()).select_from(model)) or 0
+async def count(open_db: Sessions, model: Any) -> int:
+    async with open_db() as db:
+        return await db.scalar(select(func.count()).select_from(model)) or 0
 
 
-async def status_of(sessions: Sessions, revision_id: int) -> RevisionStatus:
-    async with sessions() as session:
-        revision = await session.get(ListingRevision, revision_id)
+async def status_of(open_db: Sessions, revision_id: int) -> RevisionStatus:
+    async with open_db() as db:
+        revision = await db.get(ListingRevision, revision_id)
         assert revision is not None
         return revision.status
 
 
-async def test_submit_refuses_another_listings_plug(sessions: Sessions) -> None:
-    first = await submit(sessions, A, shop("tasmota_A1", "tasmota_A2"))
-    assert await approve(sessions, first.id) == Decision.DONE
-    revisions, outbox = await count(sessions, ListingRevision), await count(sessions, OutboxMessage)
+async def test_submit_refuses_another_listings_plug(open_db: Sessions) -> None:
+    first = await submit(open_db, A, shop("tasmota_A1", "tasmota_A2"))
+    assert await approve(open_db, first.id) == Decision.DONE
+    revisions, outbox = await count(open_db, ListingRevision), await count(open_db, OutboxMessage)
 
     with pytest.raises(InvalidInput) as error:
-        await submit(sessions, B, shop("tasmota_B1", "tasmota_A2"))
+        await submit(open_db, B, shop("tasmota_B1", "tasmota_A2"))
     assert error.value.key == "err.plug_taken"
     assert error.value.params == {"n": 2, "plug": "tasmota_A2"}
     # nothing written: no listing, no revision, no card
-    assert await count(sessions, Listing) == 1
-    assert await count(sessions, ListingRevision) == revisions
-    assert await count(sessions, OutboxMessage) == outbox
+    assert await count(open_db, Listing) == 1
+    assert await count(open_db, ListingRevision) == revisions
+    assert await count(open_db, OutboxMessage) == outbox
 
     # topics are case-sensitive in MQTT, and the other driver is another topic
-    await submit(sessions, B, shop("tasmota_a2"))
-    theirs = await submit(sessions, B, shop("tasmota_A2", driver="shelly"))
-    assert await approve(sessions, theirs.id) == Decision.DONE
+    await submit(open_db, B, shop("tasmota_a2"))
+    theirs = await submit(open_db, B, shop("tasmota_A2", driver="shelly"))
+    assert await approve(open_db, theirs.id) == Decision.DONE
 
     # an edit of B's approved listing may not take A's plug either
-    async with sessions() as session:
-        latest = (await listings.owned_overview(session, theirs.listing_id, B)).latest
+    async with open_db() as db:
+        latest = (await listings.owned_overview(db, theirs.listing_id, B)).latest
     edit = ListingDraft.from_dict(latest.data)
     edit.chargers[0].plug_driver = "tasmota"
     with pytest.raises(InvalidInput) as error:
-        await submit(sessions, B, edit, listing_id=theirs.listing_id)
+        await submit(open_db, B, edit, listing_id=theirs.listing_id)
     assert error.value.key == "err.plug_taken"
-    async with sessions() as session:
-        listing = await session.get(Listing, theirs.listing_id)
+    async with open_db() as db:
+        listing = await db.get(Listing, theirs.listing_id)
         assert listing is not None and listing.status == ListingStatus.APPROVED
 
 
-async def test_one_draft_cannot_name_a_plug_twice(sessions: Sessions) -> None:
+async def test_one_draft_cannot_name_a_plug_twice(open_db: Sessions) -> None:
     with pytest.raises(InvalidInput) as error:
-        await submit(sessions, A, shop("tasmota_A1", "tasmota_A2", "tasmota_A1"))
+        await submit(open_db, A, shop("tasmota_A1", "tasmota_A2", "tasmota_A1"))
     assert error.value.key == "err.plug_twice"
     assert error.value.params == {"n": 1, "other": 3, "plug": "tasmota_A1"}
-    assert await count(sessions, Listing) == 0
+    assert await count(open_db, Listing) == 0
 
 
-async def test_an_edit_keeps_its_own_plugs_and_may_move_them(sessions: Sessions) -> None:
-    first = await submit(sessions, A, shop("tasmota_A1", "tasmota_A2"))
-    await approve(sessions, first.id)
-    async with sessions() as session:
-        latest = (await listings.owned_overview(session, first.listing_id, A)).latest
+async def test_an_edit_keeps_its_own_plugs_and_may_move_them(open_db: Sessions) -> None:
+    first = await submit(open_db, A, shop("tasmota_A1", "tasmota_A2"))
+    await approve(open_db, first.id)
+    async with open_db() as db:
+        latest = (await listings.owned_overview(db, first.listing_id, A)).latest
     edit = ListingDraft.from_dict(latest.data)
     edit.shop_name = "Volt Café 2"  # same plugs: no conflict with itself
-    second = await submit(sessions, A, edit, listing_id=first.listing_id)
-    assert await approve(sessions, second.id) == Decision.DONE
+    second = await submit(open_db, A, edit, listing_id=first.listing_id)
+    assert await approve(open_db, second.id) == Decision.DONE
 
     # the two chargers swap plugs: the unique index never sees both on one plug
     one, two = edit.chargers
     one.plug_id, two.plug_id = two.plug_id, one.plug_id
-    third = await submit(sessions, A, edit, listing_id=first.listing_id)
-    assert await approve(sessions, third.id) == Decision.DONE
+    third = await submit(open_db, A, edit, listing_id=first.listing_id)
+    assert await approve(open_db, third.id) == Decision.DONE
     listing_id = first.listing_id
-    assert await active_plugs(sessions) == [
+    assert await active_plugs(open_db) == [
         (listing_id, "tasmota", "tasmota_A2"),
         (listing_id, "tasmota", "tasmota_A1"),
     ]
 
 
-async def test_a_removed_charger_frees_its_plug(sessions: Sessions) -> None:
-    first = await submit(sessions, A, shop("tasmota_A1", "tasmota_A2"))
-    await approve(sessions, first.id)
-    async with sessions() as session:
-        latest = (await listings.owned_overview(session, first.listing_id, A)).latest
+async def test_a_removed_charger_frees_its_plug(open_db: Sessions) -> None:
+    first = await submit(open_db, A, shop("tasmota_A1", "tasmota_A2"))
+    await approve(open_db, first.id)
+    async with open_db() as db:
+        latest = (await listings.owned_overview(db, first.listing_id, A)).latest
     edit = ListingDraft.from_dict(latest.data)
     # charger 2 is removed and a new charger takes its plug, in one version
     edit.chargers = [edit.chargers[0], factories.charger(plug_id="tasmota_A2")]
-    second = await submit(sessions, A, edit, listing_id=first.listing_id)
-    assert await approve(sessions, second.id) == Decision.DONE
-    async with sessions() as session:
-        chargers = (await session.scalars(select(Charger).order_by(Charger.id))).all()
+    second = await submit(open_db, A, edit, listing_id=first.listing_id)
+    assert await approve(open_db, second.id) == Decision.DONE
+    async with open_db() as db:
+        chargers = (await db.scalars(select(Charger).order_by(Charger.id))).all()
         assert [(c.plug_id, c.active) for c in chargers] == [
             ("tasmota_A1", True),
             ("tasmota_A2", False),
@@ -173,56 +173,56 @@ async def test_a_removed_charger_frees_its_plug(sessions: Sessions) -> None:
         ]
     # the next edit drops that charger: the plug is free for another merchant
     edit.chargers = edit.chargers[:1]
-    third = await submit(sessions, A, edit, listing_id=first.listing_id)
-    await approve(sessions, third.id)
-    other = await submit(sessions, B, shop("tasmota_A2"))
-    assert await approve(sessions, other.id) == Decision.DONE
-    assert await active_plugs(sessions) == [
+    third = await submit(open_db, A, edit, listing_id=first.listing_id)
+    await approve(open_db, third.id)
+    other = await submit(open_db, B, shop("tasmota_A2"))
+    assert await approve(open_db, other.id) == Decision.DONE
+    assert await active_plugs(open_db) == [
         (first.listing_id, "tasmota", "tasmota_A1"),
         (other.listing_id, "tasmota", "tasmota_A2"),
     ]
 
 
-async def test_approval_refuses_a_plug_approved_meanwhile(sessions: Sessions) -> None:
-    mine = await submit(sessions, A, shop("tasmota_A1"))
-    theirs = await submit(sessions, B, shop("tasmota_B1", "tasmota_A1"))
-    async with sessions() as session:  # the card warns while both wait
-        revision = await listings.get_revision(session, theirs.id)
-        assert await listings.revision_plug_conflicts(session, revision) == [
+async def test_approval_refuses_a_plug_approved_meanwhile(open_db: Sessions) -> None:
+    mine = await submit(open_db, A, shop("tasmota_A1"))
+    theirs = await submit(open_db, B, shop("tasmota_B1", "tasmota_A1"))
+    async with open_db() as db:  # the card warns while both wait
+        revision = await listings.get_revision(db, theirs.id)
+        assert await listings.revision_plug_conflicts(db, revision) == [
             PlugConflict(2, "tasmota", "tasmota_A1", mine.listing_id, public=False)
         ]
-    before = await count(sessions, OutboxMessage)
-    assert await approve(sessions, mine.id) == Decision.DONE
-    async with sessions() as session:  # approving one refreshes the other's card
+    before = await count(open_db, OutboxMessage)
+    assert await approve(open_db, mine.id) == Decision.DONE
+    async with open_db() as db:  # approving one refreshes the other's card
         kinds = (
-            await session.execute(
+            await db.execute(
                 select(OutboxMessage.kind, OutboxMessage.payload).order_by(OutboxMessage.id)
             )
         ).all()[before:]
         assert ("review_card_refresh", {"revision_id": theirs.id}) in [tuple(k) for k in kinds]
-        revision = await listings.get_revision(session, theirs.id)
-        assert await listings.revision_plug_conflicts(session, revision) == [
+        revision = await listings.get_revision(db, theirs.id)
+        assert await listings.revision_plug_conflicts(db, revision) == [
             PlugConflict(2, "tasmota", "tasmota_A1", mine.listing_id, public=True)
         ]
-    audit, outbox = await count(sessions, AuditEntry), await count(sessions, OutboxMessage)
+    audit, outbox = await count(open_db, AuditEntry), await count(open_db, OutboxMessage)
 
     with pytest.raises(InvalidInput) as error:
-        await approve(sessions, theirs.id, ADMIN_2)
+        await approve(open_db, theirs.id, ADMIN_2)
     assert error.value.key == "err.plug_taken_review"
     assert error.value.params == {"n": 2, "plug": "tasmota_A1", "listing": mine.listing_id}
     # nothing half-done: still pending, nothing public, no audit, no message
-    assert await status_of(sessions, theirs.id) == RevisionStatus.PENDING
-    async with sessions() as session:
-        listing = await session.get(Listing, theirs.listing_id)
+    assert await status_of(open_db, theirs.id) == RevisionStatus.PENDING
+    async with open_db() as db:
+        listing = await db.get(Listing, theirs.listing_id)
         assert listing is not None
         assert listing.status == ListingStatus.PENDING and not listing.published
-    assert await count(sessions, AuditEntry) == audit
-    assert await count(sessions, OutboxMessage) == outbox
-    assert await active_plugs(sessions) == [(mine.listing_id, "tasmota", "tasmota_A1")]
+    assert await count(open_db, AuditEntry) == audit
+    assert await count(open_db, OutboxMessage) == outbox
+    assert await active_plugs(open_db) == [(mine.listing_id, "tasmota", "tasmota_A1")]
     # the admin can still reject it, and the merchant is told
-    async with sessions() as session:
+    async with open_db() as db:
         result = await listings.reject(
-            session,
+            db,
             revision_id=theirs.id,
             admin_id=ADMIN_2,
             reason=listings.preset_reason("duplicate"),
@@ -232,14 +232,14 @@ async def test_approval_refuses_a_plug_approved_meanwhile(sessions: Sessions) ->
 
 
 async def test_the_database_refuses_what_the_check_missed(
-    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+    open_db: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The unique index is the last guard: with the check blind (as it is for a
     transaction that raced another's commit on PostgreSQL), the approval still
     fails whole and says why."""
-    mine = await submit(sessions, A, shop("tasmota_A1"))
-    theirs = await submit(sessions, B, shop("tasmota_A1"))
-    await approve(sessions, mine.id)
+    mine = await submit(open_db, A, shop("tasmota_A1"))
+    theirs = await submit(open_db, B, shop("tasmota_A1"))
+    await approve(open_db, mine.id)
     real = listings.plug_conflicts
     calls: list[int] = []
 
@@ -249,17 +249,17 @@ async def test_the_database_refuses_what_the_check_missed(
 
     monkeypatch.setattr(listings, "plug_conflicts", blind_once)
     with pytest.raises(InvalidInput) as error:
-        await approve(sessions, theirs.id, ADMIN_2)
+        await approve(open_db, theirs.id, ADMIN_2)
     assert error.value.key == "err.plug_taken_review"
-    assert await status_of(sessions, theirs.id) == RevisionStatus.PENDING
-    assert await active_plugs(sessions) == [(mine.listing_id, "tasmota", "tasmota_A1")]
+    assert await status_of(open_db, theirs.id) == RevisionStatus.PENDING
+    assert await active_plugs(open_db) == [(mine.listing_id, "tasmota", "tasmota_A1")]
 
 
 async def test_two_approvals_racing_for_one_plug(
-    sessions: Sessions, engine: Any, monkeypatch: pytest.MonkeyPatch
+    open_db: Sessions, engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = await submit(sessions, A, shop("tasmota_X"))
-    second = await submit(sessions, B, shop("tasmota_Y", "tasmota_X"))
+    first = await submit(open_db, A, shop("tasmota_X"))
+    second = await submit(open_db, B, shop("tasmota_Y", "tasmota_X"))
     checks: list[int] = []
     if engine.dialect.name == "postgresql":
         # both pass the check before either writes: only the index can decide
@@ -278,16 +278,16 @@ async def test_two_approvals_racing_for_one_plug(
 
     async def attempt(revision_id: int, admin: int) -> Decision | str:
         try:
-            return await approve(sessions, revision_id, admin)
+            return await approve(open_db, revision_id, admin)
         except InvalidInput as error:
             return error.key
 
     outcomes = await asyncio.gather(attempt(first.id, ADMIN_1), attempt(second.id, ADMIN_2))
     assert sorted(map(str, outcomes)) == ["done", "err.plug_taken_review"], outcomes
     winner, loser = (first, second) if outcomes[0] == Decision.DONE else (second, first)
-    assert await status_of(sessions, winner.id) == RevisionStatus.APPROVED
-    assert await status_of(sessions, loser.id) == RevisionStatus.PENDING
-    plugs = await active_plugs(sessions)
+    assert await status_of(open_db, winner.id) == RevisionStatus.APPROVED
+    assert await status_of(open_db, loser.id) == RevisionStatus.PENDING
+    plugs = await active_plugs(open_db)
     assert [p for p in plugs if p[2] == "tasmota_X"] == [
         (winner.listing_id, "tasmota", "tasmota_X")
     ]
@@ -296,22 +296,22 @@ async def test_two_approvals_racing_for_one_plug(
         assert len(checks) == 3
 
 
-async def test_the_wizard_step_check(sessions: Sessions) -> None:
-    first = await submit(sessions, A, shop("tasmota_A1"))
-    await approve(sessions, first.id)
+async def test_the_wizard_step_check(open_db: Sessions) -> None:
+    first = await submit(open_db, A, shop("tasmota_A1"))
+    await approve(open_db, first.id)
     typing = shop("tasmota_B1", "tasmota_B1")
-    async with sessions() as session:
+    async with open_db() as db:
         with pytest.raises(InvalidInput) as error:
-            await listings.check_plug(session, typing, 1)
+            await listings.check_plug(db, typing, 1)
         assert (error.value.key, error.value.params) == ("err.plug_twice_step", {"other": 1})
         typing.chargers[1].plug_id = "tasmota_A1"
         with pytest.raises(InvalidInput) as error:
-            await listings.check_plug(session, typing, 1)
+            await listings.check_plug(db, typing, 1)
         assert error.value.key == "err.plug_taken_step"
         # the owner editing that listing keeps it
-        await listings.check_plug(session, typing, 1, listing_id=first.listing_id)
+        await listings.check_plug(db, typing, 1, listing_id=first.listing_id)
         typing.chargers[1].plug_id = "tasmota_B2"
-        await listings.check_plug(session, typing, 1)
+        await listings.check_plug(db, typing, 1)
 
 
 def _charger_row(listing_id: int, plug: str, active: bool = True) -> dict[str, Any]:
@@ -335,19 +335,19 @@ def _charger_row(listing_id: int, plug: str, active: bool = True) -> dict[str, A
     }
 
 
-async def test_the_unique_index_covers_active_chargers_only(sessions: Sessions) -> None:
-    async with sessions() as session, transaction(session):
+async def test_the_unique_index_covers_active_chargers_only(open_db: Sessions) -> None:
+    async with open_db() as db, transaction(db):
         first = Listing(merchant_id=A, status=ListingStatus.APPROVED)
         second = Listing(merchant_id=B, status=ListingStatus.APPROVED)
-        session.add_all([first, second])
-        await session.flush()
+        db.add_all([first, second])
+        await db.flush()
         ids = first.id, second.id
-        await session.execute(insert(Charger), [_charger_row(ids[0], "P")])
+        await db.execute(insert(Charger), [_charger_row(ids[0], "P")])
         # an inactive charger keeps its old plug without holding it
-        await session.execute(insert(Charger), [_charger_row(ids[1], "P", active=False)])
+        await db.execute(insert(Charger), [_charger_row(ids[1], "P", active=False)])
     with pytest.raises(IntegrityError):
-        async with sessions() as session, transaction(session):
-            await session.execute(insert(Charger), [_charger_row(ids[1], "P")])
-    async with sessions() as session, transaction(session):
-        await session.execute(update(Charger).values(active=False))
-        await session.execute(insert(Charger), [_charger_row(ids[1], "P")])
+        async with open_db() as db, transaction(db):
+            await db.execute(insert(Charger), [_charger_row(ids[1], "P")])
+    async with open_db() as db, transaction(db):
+        await db.execute(update(Charger).values(active=False))
+        await db.execute(insert(Charger), [_charger_row(ids[1], "P")])

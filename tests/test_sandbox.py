@@ -121,9 +121,9 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
     charger = next(c for c in sandbox.farm.chargers if c.driver == "shelly")
     # an accepted booking for now (the booking flow itself is clicked in the browser test)
     now = utcnow()
-    async with sandbox.app.open_db() as session:
+    async with sandbox.app.open_db() as db:
         booking = await bookings.request(
-            session,
+            db,
             user_id=demo.USER.id,
             charger_id=charger.id,
             device_kind=charger_kind(charger.method),
@@ -133,7 +133,7 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
             rules=BookingRules(zone=sandbox.app.settings.zone),
             now=now,
         )
-        await bookings.accept(session, booking_id=booking.id, merchant_id=demo.MERCHANT.id, now=now)
+        await bookings.accept(db, booking_id=booking.id, merchant_id=demo.MERCHANT.id, now=now)
 
     async with aiohttp.ClientSession(base_url=sandbox.url) as http:
 

@@ -47,7 +47,7 @@ from tests.test_flow_charging import (
     accepted_booking,
     api,  # noqa: F401  (fixture)
     bot,  # noqa: F401  (fixture)
-    db,
+    database,
     label_token,
     plugs,  # noqa: F401  (fixture)
     rows,
@@ -239,8 +239,8 @@ async def test_start_fails_and_bills_nothing_despite_forged_replies(
     plug.silent = True
     await plug.start()
     plugs.append(plug)
-    async with db(database_url) as session, transaction(session):
-        await session.execute(
+    async with database(database_url) as db, transaction(db):
+        await db.execute(
             update(Charger)
             .where(Charger.id == charger_id)
             .values(plug_driver="shelly", plug_id=victim)
@@ -260,9 +260,9 @@ async def test_start_fails_and_bills_nothing_despite_forged_replies(
         assert "Nothing was billed" in plain(refused)
     assert rogue.sniffed and rogue.forged > 100
 
-    sessions, orders, booked = await rows(database_url)
-    assert [s.status for s in sessions] == [SessionStatus.FAILED]
-    assert sessions[0].started_at is None and not orders
+    open_db, orders, booked = await rows(database_url)
+    assert [s.status for s in open_db] == [SessionStatus.FAILED]
+    assert open_db[0].started_at is None and not orders
     assert booked[0].status == BookingStatus.ACCEPTED
     await telegram.wait_idle()
     told = [plain(m) for m in telegram.bot_messages(MERCHANT) if m["message_id"] > merchant_after]

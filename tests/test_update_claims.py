@@ -43,8 +43,8 @@ async def redis(redis_server: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def sql(sessions: async_sessionmaker[AsyncSession]) -> Make:
-    return lambda **kwargs: SqlUpdateClaims(sessions, **kwargs)
+def sql(open_db: async_sessionmaker[AsyncSession]) -> Make:
+    return lambda **kwargs: SqlUpdateClaims(open_db, **kwargs)
 
 
 def in_redis(redis: Redis) -> Make:
@@ -129,16 +129,16 @@ async def once_runs_each_update_once(make: Make) -> None:
     assert await patient.once(7, handle) == (Outcome.BUSY, None)
 
 
-async def test_database_claims_act_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    await claims_act_once(sql(sessions))
+async def test_database_claims_act_once(open_db: async_sessionmaker[AsyncSession]) -> None:
+    await claims_act_once(sql(open_db))
 
 
 async def test_redis_claims_act_once(redis: Redis) -> None:
     await claims_act_once(in_redis(redis))
 
 
-async def test_database_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    await once_runs_each_update_once(sql(sessions))
+async def test_database_once(open_db: async_sessionmaker[AsyncSession]) -> None:
+    await once_runs_each_update_once(sql(open_db))
 
 
 async def test_redis_once(redis: Redis) -> None:
@@ -146,11 +146,11 @@ async def test_redis_once(redis: Redis) -> None:
     assert await redis.ttl("chargeshare:42:update:5") > 3600  # remembered for a while
 
 
-async def test_old_update_ids_are_pruned(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_old_update_ids_are_pruned(open_db: async_sessionmaker[AsyncSession]) -> None:
     old = utcnow() - timedelta(days=2)
-    async with sessions() as session, transaction(session):
-        session.add(HandledUpdate(update_id=1, received_at=old, owner="a", claimed_until=old))
-    await SqlUpdateClaims(sessions).claim(2, "b")
-    async with sessions() as session:
-        left = (await session.scalars(select(HandledUpdate.update_id))).all()
+    async with open_db() as db, transaction(db):
+        db.add(HandledUpdate(update_id=1, received_at=old, owner="a", claimed_until=old))
+    await SqlUpdateClaims(open_db).claim(2, "b")
+    async with open_db() as db:
+        left = (await db.scalars(select(HandledUpdate.update_id))).all()
     assert left == [2]

@@ -94,8 +94,8 @@ def monitor(app: App) -> str:
 
 async def users(app: App) -> int:
     engine = create_engine(app.settings.database_url)
-    async with create_session_factory(engine)() as session:
-        count = await session.scalar(select(func.count()).select_from(User))
+    async with create_session_factory(engine)() as db:
+        count = await db.scalar(select(func.count()).select_from(User))
     await engine.dispose()
     return count or 0
 

@@ -1,6 +1,6 @@
-"""What handlers and ui need of the config, as plain values.
+"""What handlers and ui need of the settings, as plain values.
 
-The composition root (bot/factory.py) builds it from ``Config`` once; handlers
+The composition root (bot/settings.py ``ui_config``) builds it from ``Settings`` once; handlers
 get it by dependency injection as ``config``, the outbox's renderers with each
 message. Nothing below the root reads the environment.
 """

@@ -1,0 +1,1 @@
+"""Texts (and their buttons) built from the plain values services return."""

@@ -6,7 +6,7 @@ handlers/errors.py; the conversation stays where it was."""
 from datetime import datetime
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -146,9 +146,8 @@ async def confirm(
         await query.message.edit_text(t("booking.cancelled"))
         return
     data = await state.get_data()
-    # the summary is done with: a request refused (the window taken meanwhile) is
-    # answered with why, and the next message is taken as another window
-    await state.set_state(BookForm.when)
+    # refused (the window taken meanwhile: the refusal lists the free ones), the
+    # summary stays, and a window typed now replaces it (``when`` takes it)
     booking = await bookings.request(
         db,
         user_id=query.from_user.id,
@@ -239,7 +238,8 @@ def build_router() -> Router:
     not_command = ~F.text.startswith("/")
     router.message.register(kind, BookForm.kind, not_command)
     router.message.register(model, BookForm.model, not_command)
-    router.message.register(when, BookForm.when, not_command)
+    # while the summary is shown, a window typed replaces it
+    router.message.register(when, StateFilter(BookForm.when, BookForm.confirm), not_command)
     router.callback_query.register(
         confirm,
         BookForm.confirm,

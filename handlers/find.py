@@ -138,7 +138,7 @@ async def card(
 async def show_map(
     query: CallbackQuery, callback_data: FindCb, bot: Bot, db: Db, t: Translator
 ) -> None:
-    listing, _chargers = await bookings.bookable_listing(db, callback_data.listing_id)
+    listing = await bookings.public_place(db, callback_data.listing_id)
     await query.answer()
     await send_place(bot, query.from_user.id, listing)  # a location when there is no address
 

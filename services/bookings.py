@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import joinedload
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
@@ -69,6 +70,16 @@ async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
 def bookable(listing: Listing | None) -> bool:
     """People may find a listing and book its chargers: published and not paused."""
     return listing is not None and listing.published and not listing.paused
+
+
+async def public_place(db: Db, listing_id: int) -> ListingInfo:
+    """Where a listing people may book is (Show on map); else the same refusal as
+    ``bookable_listing``."""
+    async with read(db):
+        listing = await db.get(Listing, listing_id, populate_existing=True)
+        if listing is None or not bookable(listing):
+            raise NotFound("err.listing_unavailable")
+        return ListingInfo.of(listing)
 
 
 async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[ChargerInfo]]:
@@ -237,7 +248,7 @@ async def check_request_limits(
 
 
 async def _locked(db: Db, booking_id: int) -> Booking:
-    booking = await db.get(Booking, booking_id, populate_existing=True)
+    booking = await db.get(Booking, booking_id, populate_existing=True, options=_WITH_SHOP)
     if booking is None:
         raise NotFound("err.booking_not_found")
     # serialise deciders of one charger: PostgreSQL row lock (SQLite: BEGIN IMMEDIATE)
@@ -358,7 +369,7 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
 
 
 async def get(db: Db, booking_id: int) -> Booking:
-    booking = await db.get(Booking, booking_id, populate_existing=True)
+    booking = await db.get(Booking, booking_id, populate_existing=True, options=_WITH_SHOP)
     if booking is None:
         raise NotFound("err.booking_not_found")
     return booking
@@ -386,7 +397,7 @@ async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> 
 
 async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> Page[BookingInfo]:
     async with read(db):
-        page: Page[Booking] = await page_of(db, statement, number, size)
+        page: Page[Booking] = await page_of(db, statement.options(*_WITH_SHOP), number, size)
         items = [await _info(db, booking) for booking in page.items]
     return Page(items, page.total, page.number, page.pages, page.size)
 
@@ -397,6 +408,11 @@ async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> P
 async def info(db: Db, booking_id: int) -> BookingInfo:
     async with read(db):
         return await _info(db, await get(db, booking_id))
+
+
+# a booking's charger and its listing in the same query: what ``_info`` shows then
+# costs no query of its own (``get`` finds the listing in the session)
+_WITH_SHOP = (joinedload(Booking.charger).joinedload(Charger.listing),)
 
 
 async def _info(db: Db, booking: Booking) -> BookingInfo:

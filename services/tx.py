@@ -18,7 +18,9 @@ OpenDb: TypeAlias = async_sessionmaker[AsyncSession]
 
 # read by models.db: on SQLite this transaction takes the write lock at BEGIN
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
-_IN_UNIT = "chargeshare.unit_of_work"  # in Session.info while a unit of work runs
+# in Session.info while a unit of work, or an outermost read, runs
+_IN_UNIT = "chargeshare.unit_of_work"
+_IN_READ = "chargeshare.read"
 
 
 @asynccontextmanager
@@ -56,13 +58,17 @@ async def _unit(db: AsyncSession) -> AsyncIterator[None]:
 async def read(db: Db) -> AsyncIterator[Db]:
     """A read for a person's answer: it ends when done, so the connection goes back
     to the pool before the caller talks to Telegram. Inside a unit of work
-    (``transaction``) it is part of that unit and ends with it."""
-    if db.info.get(_IN_UNIT):
+    (``transaction``), or inside another read (a notification rendered from several),
+    it is part of that one and ends with it."""
+    if db.info.get(_IN_UNIT) or db.info.get(_IN_READ):
         yield db
         return
+    db.info[_IN_READ] = True
     try:
         yield db
     except BaseException:
         await db.rollback()
         raise
+    finally:
+        db.info.pop(_IN_READ, None)
     await db.commit()

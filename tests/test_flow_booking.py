@@ -251,3 +251,43 @@ async def test_show_on_map_without_an_address_sends_a_location(
     place = await api.wait_for_message(RIDER, lambda m: "location" in m, after=after)
     assert place["location"]["latitude"] == pytest.approx(31.2304, abs=0.01)
     assert not api.calls("sendVenue")
+
+
+async def test_a_confirm_refused_keeps_the_booking_going(
+    bot: BotHarness, database_url: str
+) -> None:
+    """The window was taken while the summary was up: Confirm says so with the free
+    windows (a message: too long for an alert), nothing is booked, and a window
+    typed then replaces the summary (the conversation stayed where it was)."""
+    api = bot.api
+    charger_id = await seed_listing(bot, database_url)
+    summary = await book(bot, RIDER, "tomorrow 09:00-11:00", "Confirm booking")
+    # meanwhile another rider's overlapping booking is accepted
+    engine = create_engine(database_url)
+    start = (utcnow() + timedelta(days=1)).astimezone(bot.settings.zone)
+    start = start.replace(hour=10, minute=0, second=0, microsecond=0)
+    async with create_session_factory(engine)() as db:
+        theirs = await bookings.request(
+            db,
+            user_id=OTHER_RIDER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=start,
+            end=start + timedelta(hours=2),
+            rules=BookingRules(zone=bot.settings.zone),
+        )
+        await bookings.accept(db, booking_id=theirs.id, merchant_id=MERCHANT)
+    after = api.last_message_id(RIDER)
+    answer = await bot.press(RIDER, RIDER, summary, "Confirm booking")
+    assert not answer.get("show_alert")
+    refusal = await bot.expect(RIDER, "already accepted", after)
+    assert "Free windows that day" in plain(refusal) and "12:00" in plain(refusal)
+    async with create_session_factory(engine)() as db:
+        mine = (await db.scalars(select(Booking).where(Booking.user_id == RIDER))).all()
+    await engine.dispose()
+    assert mine == []
+    summary = await bot.say(RIDER, "tomorrow 13:00-14:00", "Confirm booking")
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, summary, "Confirm booking")
+    await bot.expect(RIDER, "Booking #2 is requested", after)

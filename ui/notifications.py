@@ -27,7 +27,7 @@ from services.dto import (
 )
 from services.listings import PlugConflict
 from services.outbox import Notification, OutboxKind
-from services.tx import Db
+from services.tx import Db, read
 from ui import keyboards
 from ui.callbacks import FindAction, FindCb
 from ui.config import Config
@@ -356,9 +356,11 @@ async def render(
     bot: Bot, db: Db, config: Config, message: Notification, part: Part = send_now
 ) -> None:
     renderer = RENDERERS[message.kind]
-    if message.chat_id < 0:  # a group: one language for everyone
-        language = config.group_language
-    else:
-        user = await users.profile(db, message.chat_id)
-        language = users.language_for(user, user.telegram_language if user else None)
-    await renderer(Context(bot, db, config, translator(language), part), message)
+    # one read for what the message shows (each part's unit of work ends it first)
+    async with read(db):
+        if message.chat_id < 0:  # a group: one language for everyone
+            language = config.group_language
+        else:
+            user = await users.profile(db, message.chat_id)
+            language = users.language_for(user, user.telegram_language if user else None)
+        await renderer(Context(bot, db, config, translator(language), part), message)

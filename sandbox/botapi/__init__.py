@@ -1,6 +1,7 @@
 """A local Telegram Bot API server (used by the sandbox and by the tests).
 
-See :mod:`sandbox.botapi.server` for details; the public API is re-exported here.
+See :mod:`sandbox.botapi.server` for how it is put together; the public API is
+re-exported here.
 """
 
 from .server import (

@@ -5,8 +5,10 @@ re-exported here.
 """
 
 from .server import (
+    CURRENCIES,
     FakeBotAPI,
     HtmlParseError,
+    Payment,
     Upload,
     buttons,
     parse_html,
@@ -15,8 +17,10 @@ from .server import (
 )
 
 __all__ = [
+    "CURRENCIES",
     "FakeBotAPI",
     "HtmlParseError",
+    "Payment",
     "Upload",
     "buttons",
     "parse_html",

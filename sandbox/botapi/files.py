@@ -133,6 +133,13 @@ class Files(Messages):
             raise KeyError(f"unknown file_id {file_id!r}")
         return stored.data, stored.mime_type or "application/octet-stream"
 
+    def file_name(self, file_id: str) -> str | None:
+        """The file name a stored document was sent with (None for photos)."""
+        stored = self._files.get(file_id)
+        if stored is None:
+            raise KeyError(f"unknown file_id {file_id!r}")
+        return stored.file_name
+
     # ------------------------------------------------------------------ Bot API methods
 
     def _send_photo(self, params: JsonDict) -> JsonDict:

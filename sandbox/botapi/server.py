@@ -43,14 +43,17 @@ from .commands import Commands
 from .entities import HtmlParseError, parse_html
 from .faults import Faults
 from .files import Files
+from .payments import CURRENCIES, Payment, Payments
 from .protocol import ApiError, JsonDict, bad, decode_value
 from .records import Upload, buttons, plain, reply_buttons
 from .updates import Updates
 from .world import Handler
 
 __all__ = [
+    "CURRENCIES",
     "FakeBotAPI",
     "HtmlParseError",
+    "Payment",
     "Upload",
     "buttons",
     "parse_html",
@@ -62,7 +65,7 @@ _API_PATH_RE = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[^/]+)/?$")
 _FILE_PATH_RE = re.compile(r"^/file/bot(?P<token>[^/]+)/(?P<path>.+)$")
 
 
-class FakeBotAPI(Updates, Files, Callbacks, Commands, Faults):
+class FakeBotAPI(Updates, Files, Payments, Callbacks, Commands, Faults):
     """A local Telegram Bot API server with scriptable users, for tests.
 
     Usage::
@@ -120,6 +123,9 @@ class FakeBotAPI(Updates, Files, Callbacks, Commands, Faults):
             "getFile": self._get_file,
             # callbacks
             "answerCallbackQuery": self._answer_callback_query,
+            # payments
+            "sendInvoice": self._send_invoice,
+            "answerPreCheckoutQuery": self._answer_pre_checkout_query,
         }
         self._methods.update({name.lower(): (name, handler) for name, handler in handlers.items()})
 

@@ -19,6 +19,9 @@ from typing import Any
 from .protocol import JsonDict, MessagePredicate
 from .records import Chat, Entry, buttons, plain, public, reply_buttons
 
+# Message contents that format_history names (a text or caption is shown anyway).
+_KINDS = ("photo", "document", "location", "venue", "contact", "invoice", "successful_payment")
+
 #: A Bot API method: decoded params in, the ``result`` out (or an awaitable of it).
 Handler = Callable[[JsonDict], Any]
 
@@ -150,7 +153,7 @@ class World:
             msg = entry.msg
             who = "bot" if msg["from"]["id"] == self.bot_id else msg["from"].get("first_name")
             kind = next(
-                (k for k in ("photo", "document", "location", "venue", "contact") if k in msg),
+                (k for k in _KINDS if k in msg),
                 "",
             )
             line = f"  #{msg['message_id']} [{who}]{f' <{kind}>' if kind else ''} {plain(msg)!r}"

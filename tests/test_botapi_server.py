@@ -40,6 +40,7 @@ from aiohttp import web
 from PIL import Image
 
 from tests.botapi import FakeBotAPI, buttons, parse_html, plain, reply_buttons
+from tests.support.waiting import wait_until
 
 ANN = 1001
 BOB = 1002
@@ -513,13 +514,6 @@ class _Receiver:
         await self.runner.cleanup()
 
 
-async def _until(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_webhook_delivery_in_order_with_secret_and_retries(api: FakeBotAPI, bot: Bot) -> None:
     api.webhook_backoff = (0.05, 0.2)
     async with _Receiver(fail=2, drop=1) as hook:
@@ -529,7 +523,7 @@ async def test_webhook_delivery_in_order_with_secret_and_retries(api: FakeBotAPI
             await bot.get_updates()
         api.send_text(ANN, ANN, "second")
         api.send_location(ANN, ANN, 31.23, 121.47)
-        await _until(lambda: len(hook.received) == 3)
+        await wait_until(lambda: len(hook.received) == 3)
         texts = [body["message"].get("text") for body, _, _ in hook.received]  # type: ignore[union-attr]
         assert texts == ["queued before the webhook", "second", None]
         assert [body["update_id"] for body, _, _ in hook.received] == [1, 2, 3]
@@ -564,7 +558,7 @@ async def test_webhook_without_secret_and_a_poll_ended_by_set_webhook(
         with pytest.raises(TelegramConflictError, match="setWebhook"):
             await poll
         api.send_text(ANN, ANN, "hi")
-        await _until(lambda: len(hook.received) == 1)
+        await wait_until(lambda: len(hook.received) == 1)
         assert hook.received[0][1] is None  # no secret header without a secret_token
         with pytest.raises(TelegramBadRequest, match="HTTPS URL"):
             await bot.set_webhook("ftp://example.com/hook")

@@ -30,6 +30,7 @@ from sandbox.runner import Sandbox
 from sandbox.web import WebPage
 from services import bookings
 from services.bookings import BookingRules
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,13 +78,13 @@ async def test_python_m_bot_without_token_starts_the_sandbox(tmp_path: Path) -> 
             async with http.get(url + "/") as response:
                 assert response.status == 200
                 assert "ChargeShare sandbox" in await response.text()
-            async with asyncio.timeout(30):
-                while True:
-                    async with http.get(url + "/api/chargers") as response:
-                        chargers = (await response.json())["chargers"]
-                    if len(chargers) == 4 and all(c["online"] and c["label"] for c in chargers):
-                        break
-                    await asyncio.sleep(0.2)
+
+            async def chargers_up() -> bool:
+                async with http.get(url + "/api/chargers") as response:
+                    chargers = (await response.json())["chargers"]
+                return len(chargers) == 4 and all(c["online"] and c["label"] for c in chargers)
+
+            await wait_until(chargers_up, 30, interval=0.1, what="four chargers online")
         assert (tmp_path / "data" / "sandbox.db").exists()
     finally:
         if process.returncode is None:
@@ -147,13 +148,12 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
                 assert response.status == 200, await response.text()
                 return await response.json()
 
-        async with asyncio.timeout(20):  # the bot sends the demo labels at start
-            while True:
-                async with http.get("/api/chargers") as response:
-                    listed = {c["id"]: c for c in (await response.json())["chargers"]}
-                if listed[charger.id]["label"]:
-                    break
-                await asyncio.sleep(0.2)
+        async def labelled() -> bool:  # the bot sends the demo labels at start
+            async with http.get("/api/chargers") as response:
+                listed = {c["id"]: c for c in (await response.json())["chargers"]}
+            return bool(listed[charger.id]["label"])
+
+        await wait_until(labelled, 20, interval=0.1, what="the charger's label")
 
         after = api.last_message_id(demo.USER.id)
         scanned = await post("/api/scan", {"charger_id": charger.id})

@@ -29,6 +29,7 @@ from tests.botapi import FakeBotAPI, plain
 from tests.harness import GROUP, BotHarness, start_api
 from tests.plugs import SimPlug, SimShelly, SimTasmota
 from tests.support.services import MosquittoServer
+from tests.support.waiting import wait_until
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, seed_listing
 from tests.test_flow_qr import decode
 
@@ -136,11 +137,7 @@ async def rows(url: str) -> tuple[list[ChargingSession], list[Order], list[Booki
 
 
 async def until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    await wait_until(check, timeout)
 
 
 async def label_token(bot: BotHarness, url: str) -> tuple[int, str]:
@@ -207,7 +204,11 @@ async def test_scan_start_status_stop_order(
     assert [s.status for s in sessions] == [SessionStatus.CHARGING]
     assert booked[0].status == BookingStatus.CHARGING and not orders
 
-    await asyncio.sleep(1.2)  # the simulated plug draws 2 kW: some energy to bill
+    # some energy to bill: an order keeps kWh to 3 decimals, so over 0.5 Wh since the
+    # start reading (the simulated plug draws 2 kW: about a second after the start)
+    start_kwh = sessions[0].start_kwh
+    since = start_kwh if start_kwh is not None else plug.energy_wh() / 1000
+    await wait_until(lambda: plug.energy_wh() / 1000 >= since + 0.0006, what="energy drawn")
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, started, "Status")
     status = await bot.expect(RIDER, "Energy so far", after)
@@ -333,7 +334,12 @@ async def test_bot_restart_mid_session_goes_on_or_closes_once(
     started = await scan_and_start(bot, RIDER, token)
 
     await bot.restart()  # the plug stays on: the session goes on
-    await asyncio.sleep(1)
+    assert bot.app is not None
+    bridge = bot.app.bridge
+    # the new process reconciled the session with its plug, and then did nothing for a
+    # scheduler round (ending the session would have told the rider)
+    await until(lambda: _true(bridge.reread_count >= 1 and bridge.client.connected))
+    await api.wait_idle(quiet=0.5)
     sessions, orders, _ = await rows(database_url)
     assert sessions[0].status == SessionStatus.CHARGING and not orders and plug.on
     after = api.last_message_id(RIDER)

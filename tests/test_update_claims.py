@@ -23,6 +23,7 @@ from models import HandledUpdate
 from models.base import utcnow
 from services.tx import transaction
 from tests.support.services import start_redis
+from tests.support.waiting import wait_until
 
 Make = Callable[..., UpdateClaims]
 TTL = 0.3  # a short claim, so a dead taker's runs out quickly in the tests
@@ -52,10 +53,7 @@ def in_redis(redis: Redis) -> Make:
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+    await wait_until(check, timeout)
 
 
 async def claims_act_once(make: Make) -> None:

@@ -130,20 +130,22 @@ async def _orders(
 async def _no_shows(
     db: AsyncSession, since: datetime, merchant_id: int | None
 ) -> list[tuple[datetime, int, str, int]]:
-    """(when, charger id, currency, merchant's part) of the no-shows that kept money."""
+    """(window's end, charger id, currency, merchant's part) of the no-shows that kept
+    money; a no-show counts on the day its window ended."""
     query = (
         select(
-            LedgerTransaction.created_at,
+            Booking.end_at,
             Booking.charger_id,
             LedgerAccount.currency,
             LedgerEntry.amount_minor,
         )
+        .select_from(LedgerTransaction)
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .join(Booking, Booking.id == LedgerTransaction.booking_id)
         .where(
             LedgerTransaction.kind == "no_show",
-            LedgerTransaction.created_at >= since,
+            Booking.end_at >= since,
             LedgerAccount.kind == AccountKind.MERCHANT_PAYABLE,
             LedgerEntry.amount_minor != 0,
         )

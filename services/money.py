@@ -18,8 +18,9 @@ is a round figure well above the published minimum (US$1.30 to 2 at the rates of
 the published maximum.
 """
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 from services.errors import InvalidInput
 
@@ -65,12 +66,12 @@ TABLE: dict[str, Currency] = {
     c.code: c
     for c in (
         _currency("CNY", 2, (648, 6_489_198), (1_000, 3_000_000), (20, 50, 100)),
-        _currency("HKD", 2, (776, 7_760_905), (1_000, 4_000_000), (20, 50, 100)),
+        _currency("HKD", 2, (776, 7_760_905), (1_000, 3_500_000), (20, 50, 100)),
         _currency("USD", 2, (100, 1_000_000), (100, 500_000), (5, 10, 20)),
         _currency("EUR", 2, (82, 828_275), (150, 400_000), (5, 10, 20)),
         _currency("GBP", 2, (72, 720_251), (150, 350_000), (5, 10, 20)),
         _currency("SGD", 2, (132, 1_326_903), (200, 650_000), (5, 10, 20)),
-        _currency("JPY", 0, (108, 1_083_590), (200, 700_000), (500, 1_000, 2_000)),
+        _currency("JPY", 0, (108, 1_083_590), (200, 500_000), (500, 1_000, 2_000)),
     )
 }
 CURRENCIES: tuple[str, ...] = tuple(TABLE)
@@ -106,11 +107,10 @@ def parse_amount(text: str, code: str) -> int:
     """What a person typed as an amount (``"20"``, ``"20.5"``, ``"20,50"``) → minor
     units. Refused: not a number, not positive, or finer than the minor unit."""
     cleaned = text.strip().replace(",", ".").replace(" ", "")
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise InvalidInput("err.amount", currency=code) from None
-    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(currency(code).quantum):
+    if not re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]{1,12})?", cleaned):  # no signs, exponents, NaN
+        raise InvalidInput("err.amount", currency=code)
+    amount = Decimal(cleaned)
+    if amount <= 0 or amount != amount.quantize(currency(code).quantum):
         raise InvalidInput("err.amount", currency=code)
     return to_minor(amount, code)
 

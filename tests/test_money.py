@@ -1,11 +1,13 @@
 """Currencies and amounts (services/money.py), the exponent in listing prices
 (services/listing_draft.py), rated power, and the payment settings."""
 
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from services.errors import InvalidInput
 from services.listing_draft import parse_power, parse_price, price_minor
 from services.money import (
@@ -137,3 +139,14 @@ def test_payment_settings() -> None:
     ):
         with pytest.raises(SettingsError, match=name.upper()):
             load_settings(**{name: value}, **COMMON)
+
+
+def test_every_setting_is_in_env_example_and_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert re.search(rf"^{name.upper()}=", example, re.M), f"{name.upper()} in .env.example"
+        assert f"`{name.upper()}`" in readme, f"{name.upper()} in the README's table"
+    # .env.example as it is: pay at the shop
+    assert load_settings(_env_file=root / ".env.example").money_rules.prepaid is False

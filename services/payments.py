@@ -611,6 +611,8 @@ async def release_hold(
     to the wallet, and its open invoices cancelled. Returns what was released (0 in
     pay-at-shop mode, or when nothing is held). ``why`` names the event once per
     booking (rejected, expired, cancelled, unpaid, failed_start:<session id>)."""
+    if booking.pay_by is None:  # booked at the shop: no hold, no invoice, no query
+        return 0
     code = booking.currency
     hold_key = ledger.hold(booking.id, code)
     held = await ledger.balance(db, hold_key, lock=True)

@@ -36,7 +36,7 @@ class Settlement:
     merchant_minor: int
     # + returned to the wallet from the prepayment; − taken from the wallet beyond it
     wallet_change_minor: int
-    wallet_minor: int  # the wallet after the settlement
+    wallet_minor: int | None  # the wallet after the settlement (None: pay at the shop)
     shortfall_invoice_id: int | None  # owed when the wallet went below zero
 
 
@@ -56,10 +56,7 @@ async def settle(
     if booking.prepaid_minor is None:  # pay at the shop: nothing moves now
         order.payment = OrderPayment.PAY_AT_SHOP
         await db.flush()
-        wallet = await ledger.balance(db, wallet_key)
-        return Settlement(
-            order.id, order.payment, code, cost, None, fee, cost - fee, 0, wallet, None
-        )
+        return Settlement(order.id, order.payment, code, cost, None, fee, cost - fee, 0, None, None)
     hold_key = ledger.hold(booking.id, code)
     held = await ledger.balance(db, hold_key, lock=True)
     order.payment = OrderPayment.PREPAID
@@ -114,6 +111,8 @@ async def no_show(db: AsyncSession, booking: Booking, rules: MoneyRules) -> NoSh
     """In the NO_SHOW transaction: keep NO_SHOW_FEE_PERCENT of the hold for the
     merchant (less the platform's fee on it) and return the rest to the wallet."""
     code = booking.currency
+    if booking.prepaid_minor is None:  # booked at the shop (or never paid): nothing held
+        return NoShow(booking.id, code, 0, 0, 0, 0, 0)
     hold_key = ledger.hold(booking.id, code)
     held = await ledger.balance(db, hold_key, lock=True)
     kept = percent_of(held, rules.no_show_fee_percent)

@@ -500,11 +500,12 @@ async def finish(
         )
         session.add(order)
         await session.flush()
-        await settlement.settle(session, order, booking, rules.money, utcnow())
         await session.refresh(order, ["session"])
         await session.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
+        # after the booking's row: a payment locks booking, then accounts, too
+        await settlement.settle(session, order, booking, rules.money, utcnow())
         audit.record(session, "order", order.id, "create", actor, None, why)
         for chat, audience in (
             (charging.user_id, "user"),

@@ -37,8 +37,20 @@ DAYS = 30  # the daily series: the last 30 days, today included
 PERIODS = ("today", "week", "month")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Totals:
+    orders: int = 0
+    kwh: Decimal = Decimal(0)
+    revenue_minor: int = 0
+    fee_minor: int = 0
+    payable_minor: int = 0
+    no_show_minor: int = 0  # the merchant's part of what no-shows kept
+
+
+@dataclass
+class _Sum:
+    """Totals while they are added up."""
+
     orders: int = 0
     kwh: Decimal = Decimal(0)
     revenue_minor: int = 0
@@ -52,6 +64,16 @@ class Totals:
         self.revenue_minor += order.cost_minor
         self.fee_minor += order.fee_minor
         self.payable_minor += order.merchant_minor
+
+    def done(self) -> Totals:
+        return Totals(
+            self.orders,
+            self.kwh,
+            self.revenue_minor,
+            self.fee_minor,
+            self.payable_minor,
+            self.no_show_minor,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,8 +186,8 @@ def _periods(
     periods = []
     for name in PERIODS:
         since = starts[name]
-        per: dict[tuple[int, str], Totals] = defaultdict(Totals)
-        total: dict[str, Totals] = defaultdict(Totals)
+        per: dict[tuple[int, str], _Sum] = defaultdict(_Sum)
+        total: dict[str, _Sum] = defaultdict(_Sum)
         for order, _charger, _shop in rows:
             if order.ended_at >= since:
                 per[(order.charger_id, order.currency)].add_order(order)
@@ -181,12 +203,12 @@ def _periods(
                 chargers[charger_id][0].method,
                 chargers[charger_id][1],
                 code,
-                totals,
+                totals.done(),
             )
             for (charger_id, code), totals in sorted(per.items())
             if charger_id in chargers
         )
-        periods.append(Period(name, since, listed, dict(total)))
+        periods.append(Period(name, since, listed, {c: t.done() for c, t in total.items()}))
     return tuple(periods)
 
 

@@ -7,9 +7,11 @@ zero per currency before anything is written, and updates each account's cached
 balance with its entries; a repeat of a key posts nothing and returns the first
 transaction.
 
-Accounts are named by a key (kind, owner, currency) and made on first use. Row
-locks are taken in account id order, so two postings never wait on each other
-in a cycle (PostgreSQL); SQLite serialises writers anyway.
+Accounts are named by a key (kind, owner, currency) and made on first use. A
+unit of work that moves money first takes the row locks of every account it will
+touch with ``lock`` (in account id order, after the locks of the rows whose state
+it changes), so two units never wait on each other in a cycle on PostgreSQL, also
+when one checks a balance before it posts; SQLite serialises writers anyway.
 """
 
 from collections import defaultdict
@@ -116,6 +118,20 @@ async def account_id(db: AsyncSession, account: AccountKey) -> int:
     return made
 
 
+async def lock(db: AsyncSession, accounts: Iterable[AccountKey]) -> dict[AccountKey, int]:
+    """Lock these accounts' rows (made first when new) in id order until the
+    transaction ends, and return their balances, which stay true until it posts."""
+    ids = {account: await account_id(db, account) for account in sorted(set(accounts))}
+    rows = await db.execute(
+        select(LedgerAccount.id, LedgerAccount.balance_minor)
+        .where(LedgerAccount.id.in_(ids.values()))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+    )
+    by_id = {account_id: amount for account_id, amount in rows.all()}
+    return {account: by_id[ident] for account, ident in ids.items()}
+
+
 async def post(
     db: AsyncSession,
     *,
@@ -165,17 +181,15 @@ async def post(
     return Posted(record.id, key, repeat=False)
 
 
-async def balance(db: AsyncSession, account: AccountKey, *, lock: bool = False) -> int:
-    """The account's balance (0 when it has none yet); ``lock``: hold its row until
-    the transaction ends, so a check of the balance stays true until the posting."""
+async def balance(db: AsyncSession, account: AccountKey) -> int:
+    """The account's balance (0 when it has none yet). A unit of work that decides
+    on it takes it from ``lock`` instead."""
     kind, owner, currency = account
     query = select(LedgerAccount.balance_minor).where(
         LedgerAccount.kind == kind,
         LedgerAccount.owner_id == owner,
         LedgerAccount.currency == currency,
     )
-    if lock:
-        query = query.with_for_update()
     return (await db.scalar(query)) or 0
 
 

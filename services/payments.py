@@ -181,8 +181,8 @@ async def _pay_or_invoice(
     """The booking is locked (or new) and UNPAID."""
     estimate = await _prepayment(db, booking)
     code = booking.currency
-    wallet_key = ledger.wallet(booking.user_id, code)
-    wallet = await ledger.balance(db, wallet_key, lock=True)
+    wallet_key, hold_key = ledger.wallet(booking.user_id, code), ledger.hold(booking.id, code)
+    wallet = (await ledger.lock(db, [wallet_key, hold_key]))[wallet_key]
     if wallet >= estimate:
         moved = await db.execute(
             update(Booking)
@@ -199,7 +199,7 @@ async def _pay_or_invoice(
             db,
             kind="hold",
             key=f"hold:booking:{booking.id}",
-            legs=[(wallet_key, -estimate), (ledger.hold(booking.id, code), estimate)],
+            legs=[(wallet_key, -estimate), (hold_key, estimate)],
             booking_id=booking.id,
             actor_id=booking.user_id,
         )
@@ -552,6 +552,13 @@ async def record_payment(
             if first is None:
                 raise
             return await _outcome(db, first, duplicate=True)
+        accounts = [ledger.clearing(currency_code), ledger.wallet(user_id, currency_code)]
+        if booking is not None:  # it may be paid from the wallet now
+            accounts += [
+                ledger.wallet(user_id, booking.currency),
+                ledger.hold(booking.id, booking.currency),
+            ]
+        await ledger.lock(db, accounts)
         await ledger.post(
             db,
             kind="payment",
@@ -614,14 +621,14 @@ async def release_hold(
     if booking.pay_by is None:  # booked at the shop: no hold, no invoice, no query
         return 0
     code = booking.currency
-    hold_key = ledger.hold(booking.id, code)
-    held = await ledger.balance(db, hold_key, lock=True)
+    hold_key, wallet_key = ledger.hold(booking.id, code), ledger.wallet(booking.user_id, code)
+    held = (await ledger.lock(db, [hold_key, wallet_key]))[hold_key]
     if held:
         await ledger.post(
             db,
             kind="release",
             key=f"release:booking:{booking.id}:{why}",
-            legs=[(hold_key, -held), (ledger.wallet(booking.user_id, code), held)],
+            legs=[(hold_key, -held), (wallet_key, held)],
             booking_id=booking.id,
             actor_id=actor_id,
             memo=why,

@@ -71,7 +71,8 @@ async def record_payout(
             first = (await db.scalars(select(Payout).where(Payout.key == key))).one_or_none()
             if first is not None:
                 return _view(first, await ledger.balance(db, payable_key), repeat=True)
-        owed = await ledger.balance(db, payable_key, lock=True)
+        clearing_key = ledger.clearing(currency_code)
+        owed = (await ledger.lock(db, [payable_key, clearing_key]))[payable_key]
         if amount_minor > owed:
             raise InvalidInput(
                 "err.payout_too_much",
@@ -98,7 +99,7 @@ async def record_payout(
             db,
             kind="payout",
             key=f"payout:{payout.id}",
-            legs=[(payable_key, -amount_minor), (ledger.clearing(currency_code), amount_minor)],
+            legs=[(payable_key, -amount_minor), (clearing_key, amount_minor)],
             actor_id=admin_id,
             memo=reference,
         )

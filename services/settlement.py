@@ -58,7 +58,8 @@ async def settle(
         await db.flush()
         return Settlement(order.id, order.payment, code, cost, None, fee, cost - fee, 0, None, None)
     hold_key = ledger.hold(booking.id, code)
-    held = await ledger.balance(db, hold_key, lock=True)
+    payable_key, fees_key = ledger.payable(order.merchant_id, code), ledger.fees(code)
+    held = (await ledger.lock(db, [hold_key, wallet_key, payable_key, fees_key]))[hold_key]
     order.payment = OrderPayment.PREPAID
     order.prepaid_minor = held
     order.settled_at = now
@@ -69,13 +70,13 @@ async def settle(
         legs=[
             (hold_key, -held),
             (wallet_key, held - cost),
-            (ledger.payable(order.merchant_id, code), cost - fee),
-            (ledger.fees(code), fee),
+            (payable_key, cost - fee),
+            (fees_key, fee),
         ],
         booking_id=booking.id,
         order_id=order.id,
     )
-    wallet = await ledger.balance(db, wallet_key, lock=True)
+    wallet = await ledger.balance(db, wallet_key)
     shortfall = None
     if wallet < 0:
         shortfall = await payments.owe_shortfall(
@@ -113,8 +114,9 @@ async def no_show(db: AsyncSession, booking: Booking, rules: MoneyRules) -> NoSh
     code = booking.currency
     if booking.prepaid_minor is None:  # booked at the shop (or never paid): nothing held
         return NoShow(booking.id, code, 0, 0, 0, 0, 0)
-    hold_key = ledger.hold(booking.id, code)
-    held = await ledger.balance(db, hold_key, lock=True)
+    hold_key, wallet_key = ledger.hold(booking.id, code), ledger.wallet(booking.user_id, code)
+    payable_key, fees_key = ledger.payable(booking.merchant_id, code), ledger.fees(code)
+    held = (await ledger.lock(db, [hold_key, wallet_key, payable_key, fees_key]))[hold_key]
     kept = percent_of(held, rules.no_show_fee_percent)
     fee = percent_of(kept, rules.platform_fee_percent)
     await ledger.post(
@@ -123,9 +125,9 @@ async def no_show(db: AsyncSession, booking: Booking, rules: MoneyRules) -> NoSh
         key=f"no_show:booking:{booking.id}",
         legs=[
             (hold_key, -held),
-            (ledger.wallet(booking.user_id, code), held - kept),
-            (ledger.payable(booking.merchant_id, code), kept - fee),
-            (ledger.fees(code), fee),
+            (wallet_key, held - kept),
+            (payable_key, kept - fee),
+            (fees_key, fee),
         ],
         booking_id=booking.id,
     )

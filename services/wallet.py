@@ -118,8 +118,11 @@ async def request_refund(
     refunds_due, and the moderation group is owed the request
     (``refund_requested``). Nothing to refund: a refusal, nothing changes."""
     async with transaction(db):
-        wallet_key = ledger.wallet(user_id, currency_code)
-        balance = await ledger.balance(db, wallet_key, lock=True)
+        wallet_key, due_key = (
+            ledger.wallet(user_id, currency_code),
+            ledger.refunds_due(user_id, currency_code),
+        )
+        balance = (await ledger.lock(db, [wallet_key, due_key]))[wallet_key]
         if balance <= 0:
             raise InvalidInput("err.refund_nothing")
         request = RefundRequest(
@@ -135,7 +138,7 @@ async def request_refund(
             db,
             kind="refund_request",
             key=f"refund:{request.id}:requested",
-            legs=[(wallet_key, -balance), (ledger.refunds_due(user_id, currency_code), balance)],
+            legs=[(wallet_key, -balance), (due_key, balance)],
             actor_id=user_id,
         )
         audit.record(db, "refund", request.id, "request", user_id, None, "requested")

@@ -20,9 +20,11 @@ from models import (
     InvoiceStatus,
     LedgerEntry,
     Payment,
+    User,
 )
 from models.db import create_engine, create_session_factory
-from services import bookings, ledger, payments
+from services import bookings, ledger, payments, payouts
+from services import wallet as wallet_service
 from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP
 from services.payments import BOOKING_GONE, BOOKING_PAID, MISMATCH, SHORT, TOPUP, CheckoutState
@@ -507,3 +509,61 @@ async def test_pay_at_shop_books_as_before_and_moves_no_money(sessions, world) -
             db, booking_id=booking.id, user_id=USER, rules=PAY_AT_SHOP
         )
     assert state.state == CheckoutState.PAY_AT_SHOP
+
+
+async def test_many_payments_refunds_and_payouts_at_once_on_two_instances(
+    database_url, sessions, world
+) -> None:
+    """The platform-wide accounts are shared by every payment: units of work that
+    touch them at once (two instances) wait for each other and never deadlock."""
+    users = list(range(3001, 3011))
+    async with sessions() as db:
+        db.add_all([User(id=u, first_name="u") for u in users])
+        await ledger.post(  # the merchant is owed something to pay out
+            db,
+            kind="test",
+            key="test:owed",
+            legs=[(ledger.payable(MERCHANT, "CNY"), 5000), (ledger.fees("CNY"), -5000)],
+        )
+        await db.commit()
+    invoices = []
+    for user in users:
+        async with sessions() as db:
+            view = await payments.topup(
+                db, user_id=user, amount_minor=2000, currency_code="CNY", rules=PREPAID, now=ASKED
+            )
+            invoices.append(await db.get(Invoice, view.id))
+    other = create_engine(database_url)
+    try:
+        instances = (sessions, create_session_factory(other))
+
+        async def refund(user: int, factory) -> None:
+            async with factory() as db:
+                await wallet_service.request_refund(
+                    db, user_id=user, currency_code="CNY", rules=PREPAID, now=ASKED
+                )
+
+        async def payout(factory) -> None:
+            async with factory() as db:
+                await payouts.record_payout(
+                    db,
+                    admin_id=9,
+                    merchant_id=MERCHANT,
+                    amount_minor=500,
+                    currency_code="CNY",
+                    reference="bank",
+                    now=ASKED,
+                )
+
+        await asyncio.gather(
+            *(pay(instances[i % 2], invoice, now=ASKED) for i, invoice in enumerate(invoices)),
+            *(payout(instances[i % 2]) for i in range(4)),
+        )
+        await asyncio.gather(*(refund(user, instances[i % 2]) for i, user in enumerate(users)))
+    finally:
+        await other.dispose()
+    assert await balance(sessions, ledger.clearing("CNY")) == -20_000 + 2000
+    assert await balance(sessions, ledger.payable(MERCHANT, "CNY")) == 3000
+    for user in users:
+        assert await balance(sessions, ledger.refunds_due(user, "CNY")) == 2000
+    await assert_sound(sessions)

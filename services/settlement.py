@@ -136,7 +136,7 @@ async def no_show(db: AsyncSession, booking: Booking, rules: MoneyRules) -> NoSh
 
 async def mark_paid_at_shop(
     db: AsyncSession, *, order_id: int, merchant_id: int, now: datetime
-) -> Order:
+) -> Settlement:
     """One unit of work: the merchant says the user paid at the shop. The fee
     agreed at the order is booked as owed by the merchant; a second press (or a
     prepaid order) changes nothing."""
@@ -167,5 +167,15 @@ async def mark_paid_at_shop(
         )
         audit.record(db, "order", order_id, "paid_at_shop", merchant_id, "pay_at_shop", "paid")
         outbox.enqueue(db, order.user_id, "order_paid_at_shop", order_id=order_id)
-        await db.refresh(order)
-        return order
+        return Settlement(
+            order.id,
+            OrderPayment.PAID_AT_SHOP,
+            order.currency,
+            order.cost_minor,
+            None,
+            order.fee_minor,
+            order.merchant_minor,
+            0,
+            None,
+            None,
+        )

@@ -7,13 +7,14 @@ from bot.i18n import Html, Translator
 from bot.views import fit, hours_text
 from models import Booking, Charger, Listing
 from services.bookings import REJECT_PRESETS
+from services.money import format_minor
 from services.search import Hit, opening
 
 
 def money(minor: int | None, currency: str) -> str:
     if minor is None:
         return "—"
-    return f"{minor // 100}.{minor % 100:02d} {currency}"
+    return f"{format_minor(minor, currency)} {currency}"
 
 
 def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
@@ -23,7 +24,7 @@ def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
 
 
 def tariff_text(t: Translator, price_minor: int, unit: str, currency: str) -> str:
-    amount = f"{price_minor // 100}.{price_minor % 100:02d}"
+    amount = format_minor(price_minor, currency)
     return t(f"price.per_{unit}", amount=amount, currency=currency)
 
 

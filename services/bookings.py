@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, outbox
+from services import audit, outbox, payments
+from services.deadlines import answer_by
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.money import PAY_AT_SHOP, MoneyRules
 from services.paging import Page, page_of
 from services.text import clean_reason
 from services.tx import transaction
@@ -26,11 +28,11 @@ from services.windows import Interval, fits_hours, free_windows
 
 MAX_BOOKING = timedelta(hours=24)
 MIN_BOOKING = timedelta(minutes=15)
-# a window that starts within this long counts as "now": the merchant then has
-# the full answer time rather than until a start that has already come
-IMMEDIATE = timedelta(minutes=5)
 REJECT_PRESETS = ("no_spot", "closing_early", "no_power")
-OPEN = (BookingStatus.REQUESTED, BookingStatus.ACCEPTED)
+# open: the user's (unpaid, requested or accepted) booking still stands
+OPEN = (BookingStatus.UNPAID, BookingStatus.REQUESTED, BookingStatus.ACCEPTED)
+# waiting: counted against the user's cap of open requests
+WAITING = (BookingStatus.UNPAID, BookingStatus.REQUESTED)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class BookingRules:
     max_open_requests: int | None = None
     # how far ahead a window may start (BOOKING_HORIZON_DAYS)
     horizon_days: int = 30
+    # payments: prepaid (a provider is set: a booking is UNPAID until paid) or pay at the shop
+    money: MoneyRules = PAY_AT_SHOP
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:
@@ -140,15 +144,13 @@ async def request(
         assert listing is not None
         if listing.merchant_id == user_id:
             raise NotAllowed("err.own_charger")
-        answer_time = timedelta(minutes=rules.response_minutes)
-        respond_by = (
-            now + answer_time if start - now <= IMMEDIATE else min(now + answer_time, start)
-        )
+        respond_by = answer_by(start, now, rules.response_minutes)
+        prepaid = rules.money.prepaid
         booking = Booking(
             user_id=user_id,
             charger_id=charger.id,
             merchant_id=listing.merchant_id,
-            status=BookingStatus.REQUESTED,
+            status=BookingStatus.UNPAID if prepaid else BookingStatus.REQUESTED,
             device_kind=device_kind,
             device_model=device_model[:128],
             start_at=start,
@@ -158,11 +160,15 @@ async def request(
             currency=charger.currency,
             estimate_minor=estimate_minor(charger.price_minor, charger.price_unit, start, end),
             respond_by=respond_by,
+            pay_by=now + timedelta(minutes=rules.money.payment_minutes) if prepaid else None,
         )
         session.add(booking)
         await session.flush()
-        audit.record(session, "booking", booking.id, "request", user_id, None, "requested")
-        outbox.enqueue(session, listing.merchant_id, "booking_request", booking_id=booking.id)
+        audit.record(session, "booking", booking.id, "request", user_id, None, booking.status.value)
+        if prepaid:  # paid from the wallet (the merchant asked) or an invoice owed
+            await payments.checkout(session, booking, rules.money, now)
+        else:
+            outbox.enqueue(session, listing.merchant_id, "booking_request", booking_id=booking.id)
     return booking
 
 
@@ -190,7 +196,7 @@ async def check_request_limits(
         waiting = await session.scalar(
             select(func.count())
             .select_from(Booking)
-            .where(Booking.user_id == user_id, Booking.status == BookingStatus.REQUESTED)
+            .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
         )
         if (waiting or 0) >= rules.max_open_requests:
             raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
@@ -284,6 +290,7 @@ async def reject(
             reason,
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
+        await payments.release_hold(session, booking, "rejected", merchant_id)
         outbox.enqueue(session, booking.user_id, "booking_rejected", booking_id=booking.id)
     return booking
 
@@ -305,9 +312,13 @@ async def cancel(
             )
         ):
             raise InvalidInput("err.booking_started")
+        await session.refresh(booking)  # as it is now that deciders queue behind us
+        was_unpaid = booking.status == BookingStatus.UNPAID
         if not await _move(session, booking, BookingStatus.CANCELLED, OPEN, user_id):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(session, booking.merchant_id, "booking_cancelled", booking_id=booking.id)
+        await payments.release_hold(session, booking, "cancelled", user_id)
+        if not was_unpaid:  # the merchant never heard of an unpaid booking
+            outbox.enqueue(session, booking.merchant_id, "booking_cancelled", booking_id=booking.id)
     return booking
 
 
@@ -330,6 +341,7 @@ async def expire_due(session: AsyncSession, now: datetime | None = None) -> int:
                 session, booking, BookingStatus.EXPIRED, (BookingStatus.REQUESTED,), None
             ):
                 continue
+            await payments.release_hold(session, booking, "expired")
             outbox.enqueue(session, booking.user_id, "booking_expired", booking_id=booking.id)
             outbox.enqueue(
                 session, booking.merchant_id, "booking_expired_merchant", booking_id=booking.id

@@ -31,8 +31,9 @@ from models import (
 )
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, billing, outbox
+from services import audit, billing, outbox, payments, settlement
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.money import PAY_AT_SHOP, MoneyRules
 from services.paging import Page, page_of
 from services.tx import transaction
 
@@ -45,6 +46,8 @@ class ChargingRules:
     # a user may start this long before the booked window
     grace_before: timedelta = timedelta(minutes=10)
     warn_before: timedelta = timedelta(minutes=5)
+    # fees, and whether bookings were prepaid (settled at the order) or paid at the shop
+    money: MoneyRules = PAY_AT_SHOP
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,7 @@ async def confirm_start(
                 )
             )
             audit.record(session, "session", session_id, "failed", None, "starting", "failed")
+            await payments.release_hold(session, charging.booking, f"failed_start:{session_id}")
             if notify_user:
                 outbox.enqueue(
                     session, charging.user_id, "session_start_failed", session_id=session_id
@@ -337,6 +341,7 @@ async def fail_start(
         )
         if charging is None:
             return False
+        await payments.release_hold(session, charging.booking, f"failed_start:{session_id}")
         if notify_user:  # nobody is waiting on the Start button's answer (recovery)
             outbox.enqueue(session, charging.user_id, "session_start_failed", session_id=session_id)
     return True
@@ -499,6 +504,8 @@ async def finish(
         await session.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
+        # after the booking's row: a payment locks booking, then accounts, too
+        await settlement.settle(session, order, booking, rules.money, utcnow())
         audit.record(session, "order", order.id, "create", actor, None, why)
         for chat, audience in (
             (charging.user_id, "user"),
@@ -576,8 +583,11 @@ async def stale_stops(session: AsyncSession, before: datetime) -> list[ChargingS
     )
 
 
-async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
-    """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each."""
+async def mark_no_shows(
+    session: AsyncSession, now: datetime, money: MoneyRules = PAY_AT_SHOP
+) -> int:
+    """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each
+    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned)."""
     starting = exists().where(
         ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
     )
@@ -605,6 +615,7 @@ async def mark_no_shows(session: AsyncSession, now: datetime) -> int:
             booking = await session.get(Booking, booking_id, populate_existing=True)
             assert booking is not None
             audit.record(session, "booking", booking_id, "no_show", None, "accepted", "no_show")
+            await settlement.no_show(session, booking, money)
             outbox.enqueue(session, booking.merchant_id, "booking_no_show", booking_id=booking_id)
             outbox.enqueue(session, booking.user_id, "booking_no_show_user", booking_id=booking_id)
             marked += 1

@@ -615,7 +615,7 @@ class ChargingControl:
                     self._settle(device_of(item), item.id, give_up=self._given_up(item, now))
                 )
         async with self._sessions() as session:
-            done += await charging.mark_no_shows(session, now)
+            done += await charging.mark_no_shows(session, now, self.rules.money)
             running = await charging.charging_now(session)
         for item in running:
             device = device_of(item)

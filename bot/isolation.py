@@ -8,7 +8,6 @@ the lock lives a few seconds and the instance holding it extends it while the
 handler runs, so a dead holder's lock runs out in seconds.
 """
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
@@ -23,6 +22,8 @@ from aiogram.fsm.storage.base import (
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
+
+from bot.renewal import renewing
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +41,21 @@ class RenewedRedisEventIsolation(BaseEventIsolation):
         name = self.key_builder.build(key, "lock")
         lock = Lock(self.redis, name, timeout=self.ttl, sleep=0.02)
         await lock.acquire()
-        renewer = asyncio.create_task(self._renew(lock))
         try:
-            yield None
+            async with renewing(self.ttl / 3, lambda: self._renew(lock)):
+                yield None
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
             with contextlib.suppress(LockError):  # ran out meanwhile (a long stall)
                 await lock.release()
 
-    async def _renew(self, lock: Lock) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                await lock.reacquire()
-            except LockError:
-                log.warning("per-user lock %s lost while handling an update", lock.name)
-                return
+    @staticmethod
+    async def _renew(lock: Lock) -> bool:
+        try:
+            await lock.reacquire()
+        except LockError:
+            log.warning("per-user lock %s lost while handling an update", lock.name)
+            return False
+        return True
 
     async def close(self) -> None:
         pass

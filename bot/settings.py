@@ -1,6 +1,7 @@
 """Settings from the environment and `.env` (names: the run contract in ARCHITECTURE.md)."""
 
 import re
+from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.bookings import BookingRules
-from services.listing_draft import CURRENCIES
+from services.money import CURRENCIES, MoneyRules
 from ui.config import Config
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     group_language: Literal["en", "zh"] = "en"
     # the default currency of prices: one of those a price may have
     currency: str = "CNY"
+    # Telegram Payments: the provider token from BotFather (Payments); unset, the bot
+    # runs "pay at the shop" (no invoices; the merchant marks an order paid)
+    payment_provider_token: SecretStr | None = None
+    # the platform's share of each order's cost, and what a no-show keeps of its
+    # prepayment (percent, two decimals at most)
+    platform_fee_percent: Decimal = Field(default=Decimal(10), ge=0, le=100, decimal_places=2)
+    no_show_fee_percent: Decimal = Field(default=Decimal(0), ge=0, le=100, decimal_places=2)
+    # how long a booking waits for its payment before it expires
+    booking_payment_minutes: int = Field(default=10, ge=2, le=60)
     # how long a merchant has to answer a booking request (never past its start)
     booking_response_minutes: int = Field(default=15, ge=1, le=24 * 60)
     # how far ahead a booking may start
@@ -71,6 +81,7 @@ class Settings(BaseSettings):
     @field_validator(
         "mqtt_username",
         "mqtt_password",
+        "payment_provider_token",
         "orders_chat_id",
         "redis_url",
         "webhook_url",
@@ -188,6 +199,19 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def money_rules(self) -> MoneyRules:
+        """What services.payments and services.settlement are told about money."""
+        return MoneyRules(
+            prepaid=self.payment_provider_token is not None,
+            platform_fee_percent=self.platform_fee_percent,
+            no_show_fee_percent=self.no_show_fee_percent,
+            payment_minutes=self.booking_payment_minutes,
+            response_minutes=self.booking_response_minutes,
+            admin_chat_id=self.moderation_chat_id,
+            currency=self.currency,
+        )
 
     @property
     def platform_chat_id(self) -> int:

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.renewal import renewing
 from models import HandledUpdate
 from models.base import utcnow
 from services.tx import Db, OpenDb, transaction
@@ -95,34 +96,25 @@ class UpdateClaims:
         if claim is Claim.HANDLED:
             log.info("update %s delivered again: handled before, skipped", update_id)
             return Outcome.REPEAT, None
-        renewer = asyncio.create_task(self._renew(update_id, owner))
         try:
-            result = await handle()
+            async with renewing(self.claim_seconds / 3, lambda: self._renew(update_id, owner)):
+                result = await handle()
         except BaseException:
-            await self._stop(renewer)
             with contextlib.suppress(Exception):  # it runs out by itself otherwise
                 await asyncio.shield(self.release(update_id, owner))
             raise
-        await self._stop(renewer)
         try:
             await self.finish(update_id, owner)
         except Exception:  # handled all the same: Telegram gets its answer, no repeat
             log.warning("update %s: not marked handled", update_id, exc_info=True)
         return Outcome.HANDLED, result
 
-    async def _renew(self, update_id: int, owner: str) -> None:
-        while True:
-            await asyncio.sleep(self.claim_seconds / 3)
-            try:
-                await self.renew(update_id, owner)
-            except Exception:  # a blip: the next renewal may make it
-                log.warning("update %s: claim not renewed", update_id, exc_info=True)
-
-    @staticmethod
-    async def _stop(renewer: "asyncio.Task[None]") -> None:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+    async def _renew(self, update_id: int, owner: str) -> bool:
+        try:
+            await self.renew(update_id, owner)
+        except Exception:  # a blip: the next renewal may make it
+            log.warning("update %s: claim not renewed", update_id, exc_info=True)
+        return True
 
 
 class RedisUpdateClaims(UpdateClaims):

@@ -11,10 +11,25 @@ from models.enums import BookingStatus, ListingStatus, RevisionStatus
 from models.fsm import FsmRecord
 from models.handled_update import HandledUpdate
 from models.listing import Charger, Listing, ListingRevision
+from models.money import (
+    AccountKind,
+    Invoice,
+    InvoicePurpose,
+    InvoiceStatus,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    OrderPayment,
+    Payment,
+    Payout,
+    RefundRequest,
+    RefundStatus,
+)
 from models.outbox import OutboxMessage
 from models.user import User
 
 __all__ = [
+    "AccountKind",
     "AuditEntry",
     "Base",
     "Booking",
@@ -24,11 +39,22 @@ __all__ = [
     "EndReason",
     "FsmRecord",
     "HandledUpdate",
+    "Invoice",
+    "InvoicePurpose",
+    "InvoiceStatus",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
     "Listing",
     "ListingRevision",
     "ListingStatus",
     "Order",
+    "OrderPayment",
     "OutboxMessage",
+    "Payment",
+    "Payout",
+    "RefundRequest",
+    "RefundStatus",
     "RevisionStatus",
     "SessionStatus",
     "User",

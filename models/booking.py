@@ -19,6 +19,7 @@ class Booking(Base):
     __table_args__ = (
         Index("ix_bookings_charger_window", "charger_id", "status", "start_at"),
         Index("ix_bookings_due", "status", "respond_by"),
+        Index("ix_bookings_unpaid", "status", "pay_by"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -40,5 +41,9 @@ class Booking(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
+    # prepaid mode: an UNPAID booking expires at pay_by; prepaid_minor is what was
+    # held for it when it was paid (None: not prepaid, pay at the shop)
+    pay_by: Mapped[datetime | None]
+    prepaid_minor: Mapped[int | None]
 
     charger: Mapped[Charger] = relationship(lazy="joined")

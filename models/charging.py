@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, utcnow
 from models.booking import Booking
 from models.listing import enum_column
+from models.money import ORDER_PAYMENT_DEFAULT, OrderPayment, money_enum
 
 
 class SessionStatus(StrEnum):
@@ -103,5 +104,16 @@ class Order(Base):
     cost_minor: Mapped[int]
     end_reason: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # settlement (services.settlement): what was prepaid, the platform's fee and the
+    # merchant's share of the cost, and how it was paid
+    prepaid_minor: Mapped[int | None]
+    fee_minor: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    merchant_minor: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    payment: Mapped[OrderPayment] = mapped_column(
+        money_enum(OrderPayment, 16),
+        default=OrderPayment.PAY_AT_SHOP,
+        server_default=ORDER_PAYMENT_DEFAULT,
+    )
+    settled_at: Mapped[datetime | None]
 
     charge: Mapped[ChargingSession] = relationship(lazy="joined")

@@ -22,6 +22,8 @@ class RevisionStatus(StrEnum):
 
 
 class BookingStatus(StrEnum):
+    # prepaid mode: waiting for its payment (pay_by); the merchant is not asked yet
+    UNPAID = "unpaid"
     REQUESTED = "requested"
     ACCEPTED = "accepted"
     REJECTED = "rejected"

@@ -1,7 +1,19 @@
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -86,6 +98,8 @@ class Charger(Base):
     price_minor: Mapped[int]
     price_unit: Mapped[str] = mapped_column(String(8))
     currency: Mapped[str] = mapped_column(String(3))
+    # rated power (kW): what a per-kWh booking is prepaid on (power × hours × price)
+    power_kw: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
     plug_driver: Mapped[str] = mapped_column(String(16))
     plug_id: Mapped[str] = mapped_column(String(64))
     qr_token: Mapped[str] = mapped_column(String(64), unique=True)

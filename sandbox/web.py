@@ -6,7 +6,8 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
 - ``GET  /api/state?v=N``   the three chats (long-polls while the version is N)
 - ``GET  /api/chargers``    chargers with their plugs' live relay state and energy
 - ``GET  /api/map``         the city centre and the shops, for the little maps
-- ``GET  /api/file/{id}``   a stored file (photos)
+- ``GET  /api/file/{id}``   a stored file (photos; documents, ``?download=1`` to save one
+  under its name)
 - ``GET  /api/label/{id}``  a charger's QR label: the PNG the bot sent the merchant
 - ``POST /api/send``        text (``chat``, ``text``, optional ``actor``, ``reply_to``)
 - ``POST /api/photo``       multipart ``chat``, ``file``, optional ``caption``, ``actor``
@@ -16,6 +17,9 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
   for the bot's callback answer and returns it
 - ``POST /api/scan``        ``charger_id``: decodes the label like a phone camera and
   sends what the camera's link opens (``/start <token>``) as the user
+- ``POST /api/pay``         ``chat``, ``message_id``, optional ``decline``: pays the
+  invoice in that message with the test card (or the provider declines it); waits
+  for the outcome (the bot has Telegram's 10 s to answer the pre-checkout query)
 
 Only the page itself may drive it, not another web page open in the same browser:
 every request must name this server as its ``Host`` (a loopback name and the port;
@@ -33,12 +37,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
 
 from sandbox import demo
-from sandbox.botapi import FakeBotAPI
+from sandbox.botapi import FakeBotAPI, Payment
 from sandbox.devices import PlugFarm
 from services.tx import OpenDb
 from ui.callbacks import QrAction, QrRenewCb
@@ -97,6 +101,7 @@ class WebPage:
         app.router.add_post("/api/contact", self.contact)
         app.router.add_post("/api/press", self.press)
         app.router.add_post("/api/scan", self.scan)
+        app.router.add_post("/api/pay", self.pay)
         return app
 
     async def start(self, host: str, port: int) -> None:
@@ -192,6 +197,9 @@ class WebPage:
                 "actors": [{"id": p.id, "name": p.name} for p in pane["actors"]],
                 "messages": [m for m in self.api.history(chat_id) if not m.get("deleted")],
                 "keyboard": self.api.keyboard_markup(chat_id),
+                "payments": [
+                    self._payment_view(p) for p in self.api.payments if p.chat_id == chat_id
+                ],
             }
         return web.json_response(
             {
@@ -230,7 +238,12 @@ class WebPage:
             raise web.HTTPNotFound() from None
         if data.startswith(b"\x89PNG"):
             mime = "image/png"
-        return web.Response(body=data, content_type=mime, headers={"Cache-Control": "max-age=3600"})
+        headers = {"Cache-Control": "max-age=3600"}
+        name = self.api.file_name(request.match_info["file_id"])
+        if name and request.query.get("download"):
+            # RFC 6266 / 5987: a UTF-8 name (an order export may be called 订单.csv)
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        return web.Response(body=data, content_type=mime, headers=headers)
 
     # -- QR labels ----------------------------------------------------------------------
     def _label_message(self, charger_id: int) -> JsonDict | None:
@@ -360,3 +373,34 @@ class WebPage:
         except AssertionError:
             answer = {"text": None, "show_alert": False, "unanswered": True}
         return web.json_response({"answer": answer})
+
+    # -- payments -----------------------------------------------------------------------
+    @staticmethod
+    def _payment_view(payment: Payment) -> JsonDict:
+        return {
+            "invoice_message_id": payment.invoice_message_id,
+            "status": payment.status,
+            "error_message": payment.error_message,
+            "currency": payment.currency,
+            "total_amount": payment.total_amount,
+            "message_id": payment.message_id,
+        }
+
+    async def pay(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        pane = self._pane(str(body.get("chat")))
+        person = self._actor(pane, body.get("actor"))
+        try:
+            message_id = int(body["message_id"])
+        except (KeyError, TypeError, ValueError):
+            raise web.HTTPBadRequest(text="message_id is required") from None
+        decline = body.get("decline", False)
+        if not isinstance(decline, bool):
+            raise web.HTTPBadRequest(text="decline must be true or false")
+        try:
+            payment = await self.api.pay_invoice(
+                pane["chat"], person.id, message_id, decline=decline
+            )
+        except ValueError as error:
+            raise web.HTTPBadRequest(text=str(error)) from None
+        return web.json_response({"payment": self._payment_view(payment)})

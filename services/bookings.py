@@ -17,9 +17,11 @@ from sqlalchemy.orm import joinedload
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, outbox
+from services import audit, outbox, payments
+from services.deadlines import answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.text import clean_reason
@@ -28,11 +30,11 @@ from services.windows import Interval, fits_hours, free_windows
 
 MAX_BOOKING = timedelta(hours=24)
 MIN_BOOKING = timedelta(minutes=15)
-# a window that starts within this long counts as "now": the merchant then has
-# the full answer time rather than until a start that has already come
-IMMEDIATE = timedelta(minutes=5)
 REJECT_PRESETS = ("no_spot", "closing_early", "no_power")
-OPEN = (BookingStatus.REQUESTED, BookingStatus.ACCEPTED)
+# open: the user's (unpaid, requested or accepted) booking still stands
+OPEN = (BookingStatus.UNPAID, BookingStatus.REQUESTED, BookingStatus.ACCEPTED)
+# waiting: counted against the user's cap of open requests
+WAITING = (BookingStatus.UNPAID, BookingStatus.REQUESTED)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class BookingRules:
     max_open_requests: int | None = None
     # how far ahead a window may start (BOOKING_HORIZON_DAYS)
     horizon_days: int = 30
+    # payments: prepaid (a provider is set: a booking is UNPAID until paid) or pay at the shop
+    money: MoneyRules = PAY_AT_SHOP
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:
@@ -175,15 +179,13 @@ async def request(
         assert listing is not None
         if listing.merchant_id == user_id:
             raise NotAllowed("err.own_charger")
-        answer_time = timedelta(minutes=rules.response_minutes)
-        respond_by = (
-            now + answer_time if start - now <= IMMEDIATE else min(now + answer_time, start)
-        )
+        respond_by = answer_by(start, now, rules.response_minutes)
+        prepaid = rules.money.prepaid
         booking = Booking(
             user_id=user_id,
             charger_id=charger.id,
             merchant_id=listing.merchant_id,
-            status=BookingStatus.REQUESTED,
+            status=BookingStatus.UNPAID if prepaid else BookingStatus.REQUESTED,
             device_kind=device_kind,
             device_model=device_model[:128],
             start_at=start,
@@ -193,11 +195,17 @@ async def request(
             currency=charger.currency,
             estimate_minor=estimate_minor(charger.price_minor, charger.price_unit, start, end),
             respond_by=respond_by,
+            pay_by=now + timedelta(minutes=rules.money.payment_minutes) if prepaid else None,
         )
         db.add(booking)
         await db.flush()
-        audit.record(db, "booking", booking.id, "request", user_id, None, "requested")
-        outbox.enqueue(db, listing.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id)
+        audit.record(db, "booking", booking.id, "request", user_id, None, booking.status.value)
+        if prepaid:  # paid from the wallet (the merchant asked) or an invoice owed
+            await payments.checkout(db, booking, rules.money, now)
+        else:
+            outbox.enqueue(
+                db, listing.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id
+            )
         made = BookingInfo.of(booking, listing.shop_name or "", charger)
     return made
 
@@ -226,7 +234,7 @@ async def check_request_limits(
         waiting = await db.scalar(
             select(func.count())
             .select_from(Booking)
-            .where(Booking.user_id == user_id, Booking.status == BookingStatus.REQUESTED)
+            .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
         )
         if (waiting or 0) >= rules.max_open_requests:
             raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
@@ -314,6 +322,7 @@ async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> B
             reason,
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
+        await payments.release_hold(db, booking, "rejected", merchant_id)
         outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_REJECTED, booking_id=booking.id)
         return await _info(db, booking)
 
@@ -335,9 +344,15 @@ async def cancel(
             )
         ):
             raise InvalidInput("err.booking_started")
+        await db.refresh(booking)  # as it is now that deciders queue behind us
+        was_unpaid = booking.status == BookingStatus.UNPAID
         if not await _move(db, booking, BookingStatus.CANCELLED, OPEN, user_id):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
-        outbox.enqueue(db, booking.merchant_id, OutboxKind.BOOKING_CANCELLED, booking_id=booking.id)
+        await payments.release_hold(db, booking, "cancelled", user_id)
+        if not was_unpaid:  # the merchant never heard of an unpaid booking
+            outbox.enqueue(
+                db, booking.merchant_id, OutboxKind.BOOKING_CANCELLED, booking_id=booking.id
+            )
         return await _info(db, booking)
 
 
@@ -360,6 +375,7 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
                 db, booking, BookingStatus.EXPIRED, (BookingStatus.REQUESTED,), None
             ):
                 continue
+            await payments.release_hold(db, booking, "expired")
             outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_EXPIRED, booking_id=booking.id)
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_EXPIRED_MERCHANT, booking_id=booking.id

@@ -30,9 +30,10 @@ from models import (
 )
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, billing, outbox
+from services import audit, billing, outbox, payments, settlement
 from services.dto import BookingInfo, ChargeInfo, ChargerInfo, ChargeStatus, ListingInfo, OrderInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
+from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.tx import Db, read, transaction
@@ -46,6 +47,8 @@ class ChargingRules:
     # a user may start this long before the booked window
     grace_before: timedelta = timedelta(minutes=10)
     warn_before: timedelta = timedelta(minutes=5)
+    # fees, and whether bookings were prepaid (settled at the order) or paid at the shop
+    money: MoneyRules = PAY_AT_SHOP
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,7 @@ async def confirm_start(
                 )
             )
             audit.record(db, "session", session_id, "failed", None, "starting", "failed")
+            await payments.release_hold(db, charge.booking, f"failed_start:{session_id}")
             if notify_user:
                 outbox.enqueue(
                     db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
@@ -356,6 +360,7 @@ async def fail_start(db: Db, *, session_id: int, why: str, notify_user: bool = F
         )
         if charge is None:
             return False
+        await payments.release_hold(db, charge.booking, f"failed_start:{session_id}")
         if notify_user:  # nobody is waiting on the Start button's answer (recovery)
             outbox.enqueue(
                 db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
@@ -522,6 +527,8 @@ async def finish(
         await db.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
+        # after the booking's row: a payment locks booking, then accounts, too
+        await settlement.settle(db, order, booking, rules.money, utcnow())
         audit.record(db, "order", order.id, "create", actor, None, why)
         for chat, audience in (
             (charge.user_id, "user"),
@@ -595,8 +602,9 @@ async def stale_stops(db: Db, before: datetime) -> list[ChargingSession]:
     )
 
 
-async def mark_no_shows(db: Db, now: datetime) -> int:
-    """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each."""
+async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) -> int:
+    """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each
+    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned)."""
     starting = exists().where(
         ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
     )
@@ -624,6 +632,7 @@ async def mark_no_shows(db: Db, now: datetime) -> int:
             booking = await db.get(Booking, booking_id, populate_existing=True)
             assert booking is not None
             audit.record(db, "booking", booking_id, "no_show", None, "accepted", "no_show")
+            await settlement.no_show(db, booking, money)
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_NO_SHOW, booking_id=booking_id
             )

@@ -635,7 +635,7 @@ class ChargingControl:
                     self._settle(device_of(item), item.id, give_up=self._given_up(item, now))
                 )
         async with self._open_db() as db:
-            done += await charging.mark_no_shows(db, now)
+            done += await charging.mark_no_shows(db, now, self.rules.money)
             running = await charging.charging_now(db)
         for item in running:
             device = device_of(item)

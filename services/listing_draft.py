@@ -11,14 +11,15 @@ from typing import Any
 
 from services.errors import InvalidInput
 from services.hours import Hours
+from services.money import CURRENCIES, to_minor
+from services.money import currency as money_currency
 from services.text import clean
 
 CHARGING_METHODS = ("ac_slow", "dc_fast", "socket", "usb", "other")
 DEVICE_KINDS = ("ev_car", "e_bike", "e_scooter", "phone_laptop", "other")
 PRICE_UNITS = ("hour", "kwh")
 PLUG_DRIVERS = ("tasmota", "shelly")
-# the only currencies a price may have (also the CURRENCY setting): all with 2 minor digits
-CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "SGD")
+# CURRENCIES (imported above): those a price may have, also the CURRENCY setting
 _CURRENCY_SIGNS = {"¥": "CNY", "￥": "CNY", "元": "CNY", "$": "USD", "€": "EUR", "£": "GBP"}
 
 MAX_CHARGERS = 10  # keeps a summary and a review card within one message
@@ -37,6 +38,9 @@ class ChargerDraft:
     price_unit: str | None = None
     price: str | None = None  # decimal as text, e.g. "2.50"
     currency: str | None = None
+    # rated power in kW as text, e.g. "7.4": what a per-kWh booking is prepaid on
+    # (asked by the wizard; optional for the chargers listed before it asked)
+    power_kw: str | None = None
     plug_driver: str | None = None
     plug_id: str | None = None
 
@@ -168,16 +172,17 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
         named.setdefault(match.group(2), match.group(2))
     if len(named) > 1:
         raise InvalidInput("err.currency_conflict", written=", ".join(named.values()))
-    currency = next(iter(named), default_currency)
-    if currency not in CURRENCIES:
+    code = next(iter(named), default_currency)
+    if code not in CURRENCIES:
         raise InvalidInput("err.currency", currencies=", ".join(CURRENCIES))
     try:
         amount = Decimal(match.group(1))
     except InvalidOperation:
         raise InvalidInput("err.price", currency=default_currency) from None
-    if amount <= 0 or amount > MAX_PRICE or amount != amount.quantize(Decimal("0.01")):
+    quantum = money_currency(code).quantum  # 0.01, or 1 for a currency without cents
+    if amount <= 0 or amount > MAX_PRICE or amount != amount.quantize(quantum):
         raise InvalidInput("err.price", currency=default_currency)
-    return str(amount.quantize(Decimal("0.01"))), currency
+    return str(amount.quantize(quantum)), code
 
 
 # The broker's ACL (deploy/mosquitto.acl) gives each plug's account, named as the plug,
@@ -213,8 +218,30 @@ def parse_coordinates(latitude: float, longitude: float) -> tuple[float, float]:
     return round(latitude, 6), round(longitude, 6)
 
 
-def price_minor(price: str) -> int:
-    return int((Decimal(price) * 100).to_integral_value())
+def price_minor(price: str, code: str) -> int:
+    """A price as parse_price wrote it → minor units of its currency."""
+    return to_minor(Decimal(price), code)
+
+
+MAX_POWER_KW = Decimal(1000)  # the largest DC chargers are a few hundred kW
+_POWER_UNITS = {"KW": 1, "千瓦": 1, "W": 1000, "瓦": 1000}
+
+
+def parse_power(text: str) -> str:
+    """A charger's rated power: ``7``, ``7.4 kW``, ``3,5千瓦``, ``2200 W`` → kW as text
+    with at most two decimals (``"2.2"``). Refused: not a number, zero, over 1000 kW."""
+    cleaned = clean(text, max_len=1000, min_len=0).upper().replace(",", ".").replace(" ", "")
+    divisor = 1
+    for unit, per_kw in _POWER_UNITS.items():
+        if cleaned.endswith(unit):
+            cleaned, divisor = cleaned.removesuffix(unit), per_kw
+            break
+    if not re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", cleaned):
+        raise InvalidInput("err.power")
+    power = (Decimal(cleaned) / divisor).quantize(Decimal("0.01"))
+    if power <= 0 or power > MAX_POWER_KW:
+        raise InvalidInput("err.power")
+    return f"{power.normalize():f}"
 
 
 class DraftIncomplete(InvalidInput):

@@ -8,6 +8,7 @@ so the old version stays public while an edit of it is under review.
 import hashlib
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import Select, func, select, text, update
@@ -566,8 +567,9 @@ def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
     charger.supply_model = draft.supply_model or ""
     charger.hours = dict(draft.hours or {})
     charger.price_unit = draft.price_unit or "hour"
-    charger.price_minor = price_minor(draft.price)
     charger.currency = draft.currency or "CNY"
+    charger.price_minor = price_minor(draft.price, charger.currency)
+    charger.power_kw = Decimal(draft.power_kw) if draft.power_kw else None
     charger.plug_driver = draft.plug_driver or "tasmota"
     charger.plug_id = draft.plug_id or ""
 

@@ -39,6 +39,15 @@ class OutboxKind(StrEnum):
     SESSION_WARNING = "session_warning"  # to the user, before the window ends
     ORDER = "order"  # to the user, the merchant and the platform
     OWED_CALL = "owed_call"  # a direct reply Telegram refused at the time (ui/owed.py)
+    # money (#14)
+    INVOICE = "invoice"  # to the user: an invoice to pay (a booking, a top-up, a shortfall)
+    PAYMENT_RECEIVED = "payment_received"  # to the user: credited, and what it paid for
+    BOOKING_PAYMENT_EXPIRED = "booking_payment_expired"  # to the user: not paid in time
+    ORDER_PAID_AT_SHOP = "order_paid_at_shop"  # to the user: the merchant marked it paid
+    REFUND_REQUESTED = "refund_requested"  # to the admins' group
+    REFUND_DONE = "refund_done"  # to the user
+    REFUND_DECLINED = "refund_declined"  # to the user
+    PAYOUT_RECORDED = "payout_recorded"  # to the merchant
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,18 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
+    LabeledPrice,
     Message,
+    PreCheckoutQuery,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    SuccessfulPayment,
 )
 from aiohttp import web
 from PIL import Image
 
 from tests.botapi import FakeBotAPI, buttons, parse_html, plain, reply_buttons
+from tests.support.waiting import wait_until
 
 ANN = 1001
 BOB = 1002
@@ -510,13 +514,6 @@ class _Receiver:
         await self.runner.cleanup()
 
 
-async def _until(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_webhook_delivery_in_order_with_secret_and_retries(api: FakeBotAPI, bot: Bot) -> None:
     api.webhook_backoff = (0.05, 0.2)
     async with _Receiver(fail=2, drop=1) as hook:
@@ -526,7 +523,7 @@ async def test_webhook_delivery_in_order_with_secret_and_retries(api: FakeBotAPI
             await bot.get_updates()
         api.send_text(ANN, ANN, "second")
         api.send_location(ANN, ANN, 31.23, 121.47)
-        await _until(lambda: len(hook.received) == 3)
+        await wait_until(lambda: len(hook.received) == 3)
         texts = [body["message"].get("text") for body, _, _ in hook.received]  # type: ignore[union-attr]
         assert texts == ["queued before the webhook", "second", None]
         assert [body["update_id"] for body, _, _ in hook.received] == [1, 2, 3]
@@ -561,7 +558,7 @@ async def test_webhook_without_secret_and_a_poll_ended_by_set_webhook(
         with pytest.raises(TelegramConflictError, match="setWebhook"):
             await poll
         api.send_text(ANN, ANN, "hi")
-        await _until(lambda: len(hook.received) == 1)
+        await wait_until(lambda: len(hook.received) == 1)
         assert hook.received[0][1] is None  # no secret header without a secret_token
         with pytest.raises(TelegramBadRequest, match="HTTPS URL"):
             await bot.set_webhook("ftp://example.com/hook")
@@ -635,3 +632,285 @@ def _png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 3), (255, 0, 0)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- documents
+
+
+async def test_documents_keep_their_name_type_and_caption(api: FakeBotAPI, bot: Bot) -> None:
+    image = io.BytesIO()
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(image, "PNG")
+    sent = {
+        "orders.csv": (b"id,total\n1,12.00\n", "text/csv"),
+        "chart.png": (image.getvalue(), "image/png"),
+    }
+    for name, (data, mime) in sent.items():
+        message = await bot.send_document(
+            ANN, BufferedInputFile(data, name), caption=f"<b>{name}</b> &amp; more"
+        )
+        assert message.document is not None
+        assert (message.document.file_name, message.document.mime_type) == (name, mime)
+        assert message.caption == f"{name} & more"
+        assert message.caption_entities is not None
+        assert message.caption_entities[0].type == "bold"
+        assert api.file_info(message.document.file_id) == (data, mime)
+        assert api.file_name(message.document.file_id) == name
+        downloaded = await bot.download(message.document.file_id)
+        assert downloaded is not None and downloaded.read() == data
+    assert [m["document"]["file_name"] for m in api.bot_messages(ANN)] == list(sent)
+
+
+# --------------------------------------------------------------------------- payments
+
+
+def cny_invoice(**overrides: object) -> dict[str, object]:
+    """sendInvoice arguments for a ¥12.00 charge (aiogram's names)."""
+    return {
+        "chat_id": ANN,
+        "title": "Charging 2 h",
+        "description": "Shop 1, charger 2, 2 hours",
+        "payload": "booking:42",
+        "provider_token": "TEST:provider",
+        "currency": "CNY",
+        "prices": [LabeledPrice(label="2 h", amount=1000), LabeledPrice(label="Fee", amount=200)],
+        **overrides,
+    }
+
+
+def payments_router(seen: list[object], *, error: str | None = None) -> Router:
+    """Answers pre-checkout queries (ok, or ``error``) and thanks for each payment."""
+    router = Router(name="payments")
+
+    @router.pre_checkout_query()
+    async def pre_checkout(query: PreCheckoutQuery) -> None:
+        seen.append(query)
+        await query.answer(ok=error is None, error_message=error)
+
+    @router.message(F.successful_payment)
+    async def paid(message: Message) -> None:
+        assert message.successful_payment is not None
+        seen.append(message.successful_payment)
+        amount = message.successful_payment.total_amount
+        await message.answer(f"Paid {amount} {message.successful_payment.currency}")
+
+    return router
+
+
+@pytest.fixture
+async def paying(
+    api: FakeBotAPI, bot: Bot, request: pytest.FixtureRequest
+) -> AsyncIterator[list[object]]:
+    """A Dispatcher with :func:`payments_router` polling; yields what its handlers saw."""
+    seen: list[object] = []
+    dp = Dispatcher()
+    dp.include_router(payments_router(seen, error=getattr(request, "param", None)))
+    task = asyncio.create_task(
+        dp.start_polling(bot, handle_signals=False, allowed_updates=dp.resolve_used_update_types())
+    )
+    await api.wait_for_poller()
+    yield seen
+    await dp.stop_polling()
+    await task
+
+
+async def test_send_invoice_makes_an_invoice_message(api: FakeBotAPI, bot: Bot) -> None:
+    pay_first = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text="Pay ¥12.00", pay=True)],
+            [InlineKeyboardButton(text="Cancel", callback_data="cancel")],
+        ]
+    )
+    message = await bot.send_invoice(
+        **cny_invoice(start_parameter="b42", photo_url="https://example.com/p.jpg"),
+        reply_markup=pay_first,
+    )
+    assert message.invoice is not None
+    assert message.invoice.model_dump() == {
+        "title": "Charging 2 h",
+        "description": "Shop 1, charger 2, 2 hours",
+        "start_parameter": "b42",
+        "currency": "CNY",
+        "total_amount": 1200,
+    }
+    assert buttons(api.bot_messages(ANN)[-1]) == [["Pay ¥12.00"], ["Cancel"]]
+    kept = api.invoice(ANN, message.message_id)
+    assert kept is not None
+    assert (kept["payload"], kept["provider_token"]) == ("booking:42", "TEST:provider")
+    # Telegram Stars: no provider, one price, no decimals
+    stars = await bot.send_invoice(
+        **cny_invoice(currency="XTR", provider_token="", prices=[LabeledPrice(label="x", amount=5)])
+    )
+    assert stars.invoice is not None and stars.invoice.total_amount == 5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"title": ""}, "title must be 1-32"),
+        ({"title": "x" * 33}, "title must be 1-32"),
+        ({"description": "d" * 256}, "description must be 1-255"),
+        ({"payload": "p" * 129}, "INVOICE_PAYLOAD_INVALID"),
+        ({"payload": "é" * 65}, "INVOICE_PAYLOAD_INVALID"),  # 130 bytes
+        ({"currency": "yuan"}, "CURRENCY_INVALID"),
+        ({"provider_token": None}, "PAYMENT_PROVIDER_INVALID"),
+        ({"currency": "XTR"}, "PAYMENT_PROVIDER_INVALID"),  # Stars take no provider
+        ({"prices": []}, "prices must be a non-empty array"),
+        ({"prices": [LabeledPrice(label="free", amount=0)]}, "Total price must be positive"),
+        # under ¥7 (about US$1) and over ¥70,000 (about US$10,000), as Telegram's limits
+        ({"prices": [LabeledPrice(label="2 h", amount=699)]}, "CURRENCY_TOTAL_AMOUNT_INVALID"),
+        (
+            {"prices": [LabeledPrice(label="2 h", amount=7_000_001)]},
+            "CURRENCY_TOTAL_AMOUNT_INVALID",
+        ),
+        (
+            {"currency": "USD", "prices": [LabeledPrice(label="x", amount=99)]},
+            "CURRENCY_TOTAL_AMOUNT_INVALID",
+        ),
+        (
+            {
+                "reply_markup": InlineKeyboardMarkup(
+                    inline_keyboard=[[InlineKeyboardButton(text="Cancel", callback_data="c")]]
+                )
+            },
+            "REPLY_MARKUP_BUY_EMPTY",
+        ),
+    ],
+)
+async def test_send_invoice_validation(
+    api: FakeBotAPI, bot: Bot, overrides: dict[str, object], error: str
+) -> None:
+    with pytest.raises(TelegramBadRequest, match=error):
+        await bot.send_invoice(**cny_invoice(**overrides))
+    assert api.history(ANN) == []
+
+
+async def test_smallest_and_largest_totals_pass(api: FakeBotAPI, bot: Bot) -> None:
+    for amount in (700, 7_000_000):
+        prices = [
+            LabeledPrice(label="a", amount=amount + 300),
+            LabeledPrice(label="-", amount=-300),
+        ]
+        message = await bot.send_invoice(**cny_invoice(prices=prices))  # a discount part
+        assert message.invoice is not None and message.invoice.total_amount == amount
+
+
+async def test_paying_through_a_dispatcher(api: FakeBotAPI, bot: Bot, paying: list[object]) -> None:
+    invoice = await bot.send_invoice(**cny_invoice())
+    payment = await api.pay_invoice(ANN, ANN, invoice.message_id)
+    assert payment.status == "paid", payment
+    thanks = await api.wait_for_message(ANN, lambda m: plain(m) == "Paid 1200 CNY")
+
+    query, paid = paying
+    assert isinstance(query, PreCheckoutQuery) and isinstance(paid, SuccessfulPayment)
+    assert query.id == payment.pre_checkout_query_id
+    assert query.from_user.id == ANN
+    assert (query.currency, query.total_amount, query.invoice_payload) == (
+        "CNY",
+        1200,
+        "booking:42",
+    )
+    assert (paid.currency, paid.total_amount, paid.invoice_payload) == ("CNY", 1200, "booking:42")
+    assert paid.telegram_payment_charge_id and paid.provider_payment_charge_id
+    assert payment.successful_payment == paid.model_dump(exclude_none=True)
+    assert api.pre_checkout_answer(query.id) == {"ok": True, "error_message": None}
+    receipt = api.history(ANN)[payment.message_id - 1]
+    assert receipt["from"]["id"] == ANN and "successful_payment" in receipt
+    with pytest.raises(ValueError, match="paid already"):
+        await api.pay_invoice(ANN, ANN, invoice.message_id)
+
+    # Telegram may deliver the same payment twice: same message, same charge id
+    api.deliver_payment_again(payment)
+    await api.wait_for_message(
+        ANN, lambda m: plain(m) == "Paid 1200 CNY", after=thanks["message_id"]
+    )
+    again = paying[-1]
+    assert isinstance(again, SuccessfulPayment)
+    assert again.telegram_payment_charge_id == paid.telegram_payment_charge_id
+    assert payment.deliveries == 2
+
+    # each payment has its own charge id
+    second = await bot.send_invoice(**cny_invoice(payload="booking:43"))
+    other = await api.pay_invoice(ANN, ANN, second.message_id)
+    assert other.successful_payment is not None and payment.successful_payment is not None
+    assert (
+        other.successful_payment["telegram_payment_charge_id"]
+        != payment.successful_payment["telegram_payment_charge_id"]
+    )
+
+
+async def test_a_forged_amount_reaches_the_bot_as_paid(
+    api: FakeBotAPI, bot: Bot, paying: list[object]
+) -> None:
+    invoice = await bot.send_invoice(**cny_invoice())
+    payment = await api.pay_invoice(ANN, ANN, invoice.message_id, total_amount=1, currency="USD")
+    assert payment.status == "paid"
+    await api.wait_for_message(ANN, lambda m: plain(m) == "Paid 1 USD")
+    query = paying[0]
+    assert isinstance(query, PreCheckoutQuery)
+    assert (query.total_amount, query.currency, query.invoice_payload) == (1, "USD", "booking:42")
+
+
+@pytest.mark.parametrize("paying", ["Sorry, the charger was just taken"], indirect=True)
+async def test_the_bot_refuses_at_pre_checkout(
+    api: FakeBotAPI, bot: Bot, paying: list[object]
+) -> None:
+    invoice = await bot.send_invoice(**cny_invoice())
+    payment = await api.pay_invoice(ANN, ANN, invoice.message_id)
+    assert payment.status == "rejected"
+    assert payment.error_message == "Sorry, the charger was just taken"
+    assert payment.successful_payment is None
+    await api.wait_idle()
+    assert [m["message_id"] for m in api.history(ANN)] == [invoice.message_id]  # no payment
+    # an answered query cannot be answered again
+    assert payment.pre_checkout_query_id is not None
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_pre_checkout_query(payment.pre_checkout_query_id, ok=True)
+
+
+async def test_pre_checkout_answer_rules_and_deadline(api: FakeBotAPI, bot: Bot) -> None:
+    api.pre_checkout_timeout = 0.5  # Telegram's 10 s, shortened for the test
+    invoice = await bot.send_invoice(**cny_invoice())
+    paying = asyncio.create_task(api.pay_invoice(ANN, ANN, invoice.message_id))
+    (update,) = await bot.get_updates(timeout=5, allowed_updates=["pre_checkout_query"])
+    query = update.pre_checkout_query
+    assert query is not None and query.invoice_payload == "booking:42"
+    with pytest.raises(TelegramBadRequest, match="ERROR_TEXT_EMPTY"):
+        await bot.answer_pre_checkout_query(query.id, ok=False)  # a refusal needs a reason
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_pre_checkout_query("12345", ok=True)  # unknown id
+    payment = await paying  # nobody answered in time
+    assert payment.status == "timed_out" and payment.successful_payment is None
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_pre_checkout_query(query.id, ok=True)  # too late
+    assert api.pre_checkout_answer(query.id) is None
+    assert [m["message_id"] for m in api.history(ANN)] == [invoice.message_id]
+
+    # an answer in time, by the deadline given to this payment
+    paying = asyncio.create_task(api.pay_invoice(ANN, ANN, invoice.message_id, timeout=5))
+    (update,) = await bot.get_updates(offset=update.update_id + 1, timeout=5)
+    assert update.pre_checkout_query is not None
+    assert await bot.answer_pre_checkout_query(update.pre_checkout_query.id, ok=True)
+    assert (await paying).status == "paid"
+    assert [p.status for p in api.payments] == ["timed_out", "paid"]
+
+
+async def test_the_provider_declines(api: FakeBotAPI, bot: Bot) -> None:
+    invoice = await bot.send_invoice(**cny_invoice())
+    # the card is refused before the bot hears of it: no update at all
+    payment = await api.pay_invoice(ANN, ANN, invoice.message_id, decline=True)
+    assert (payment.status, payment.pre_checkout_query_id) == ("declined", None)
+    assert api.pending_updates == 0
+
+    # refused after the bot said yes: a pre-checkout query, but no payment follows
+    paying = asyncio.create_task(
+        api.pay_invoice(ANN, ANN, invoice.message_id, decline_after_checkout=True)
+    )
+    (update,) = await bot.get_updates(timeout=5)
+    assert update.pre_checkout_query is not None
+    await bot.answer_pre_checkout_query(update.pre_checkout_query.id, ok=True)
+    payment = await paying
+    assert payment.status == "declined" and payment.pre_checkout_query_id is not None
+    assert await bot.get_updates(offset=update.update_id + 1, timeout=0) == []
+    assert [m["message_id"] for m in api.history(ANN)] == [invoice.message_id]
+    with pytest.raises(ValueError, match="not an invoice"):
+        await api.pay_invoice(ANN, ANN, 99)

@@ -173,17 +173,19 @@ async def test_writers_of_one_process_queue_on_one_gate_whatever_the_engine(tmp_
         async with first.begin() as conn:
             await conn.run_sync(User.metadata.create_all)
         order: list[str] = []
+        holding = asyncio.Event()
 
         async def slow() -> None:
             async with create_session_factory(first)() as db, transaction(db):
                 db.add(User(id=1, first_name="slow"))
                 await db.flush()
                 order.append("slow holds the lock")
-                await asyncio.sleep(0.2)
+                holding.set()
+                await asyncio.sleep(0.2)  # holds it a while: the quick one must wait
             order.append("slow done")
 
         async def quick() -> None:
-            await asyncio.sleep(0.05)
+            await holding.wait()
             async with create_session_factory(second)() as db, transaction(db):
                 db.add(User(id=2, first_name="quick"))
             order.append("quick done")

@@ -29,6 +29,7 @@ from tests.botapi import FakeBotAPI, plain
 from tests.harness import GROUP, BotHarness, start_api
 from tests.plugs import SimPlug, SimShelly, SimTasmota
 from tests.support.services import MosquittoServer
+from tests.support.waiting import wait_until
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, seed_listing
 from tests.test_flow_qr import decode
 
@@ -137,11 +138,7 @@ async def rows(url: str) -> tuple[list[ChargingSession], list[Order], list[Booki
 
 
 async def until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    await wait_until(check, timeout)
 
 
 async def label_token(bot: BotHarness, url: str) -> tuple[int, str]:
@@ -204,11 +201,15 @@ async def test_scan_start_status_stop_order(
     assert plug.on, "the plug was switched on"
     assert "Your window ends at" in plain(started)
     await bot.expect(MERCHANT, "Charging started: booking", merchant_after)
-    open_db, orders, booked = await rows(database_url)
-    assert [s.status for s in open_db] == [SessionStatus.CHARGING]
+    charges, orders, booked = await rows(database_url)
+    assert [s.status for s in charges] == [SessionStatus.CHARGING]
     assert booked[0].status == BookingStatus.CHARGING and not orders
 
-    await asyncio.sleep(1.2)  # the simulated plug draws 2 kW: some energy to bill
+    # some energy to bill: an order keeps kWh to 3 decimals, so over 0.5 Wh since the
+    # start reading (the simulated plug draws 2 kW: about a second after the start)
+    start_kwh = charges[0].start_kwh
+    since = start_kwh if start_kwh is not None else plug.energy_wh() / 1000
+    await wait_until(lambda: plug.energy_wh() / 1000 >= since + 0.0006, what="energy drawn")
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, started, "Status")
     status = await bot.expect(RIDER, "Energy so far", after)
@@ -236,9 +237,9 @@ async def test_scan_start_status_stop_order(
     await bot.expect(GROUP, "Order #", 0, timeout=10)
     await api.wait_idle()
     assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
-    open_db, orders, booked = await rows(database_url)
+    charges, orders, booked = await rows(database_url)
     assert len(orders) == 1 and orders[0].energy_kwh is not None and orders[0].energy_kwh > 0
-    assert open_db[0].status == SessionStatus.COMPLETED and open_db[0].power_off_confirmed
+    assert charges[0].status == SessionStatus.COMPLETED and charges[0].power_off_confirmed
     assert booked[0].status == BookingStatus.COMPLETED
 
     # the same code scanned again: the booking is over
@@ -261,8 +262,8 @@ async def test_plug_that_never_confirms_bills_nothing_and_can_be_retried(
     await bot.press(RIDER, RIDER, card, "Start charging")
     refused = await bot.expect(RIDER, "did not confirm", after, timeout=10)
     assert "Nothing was billed" in plain(refused)
-    open_db, orders, booked = await rows(database_url)
-    assert [s.status for s in open_db] == [SessionStatus.FAILED]
+    charges, orders, booked = await rows(database_url)
+    assert [s.status for s in charges] == [SessionStatus.FAILED]
     assert booked[0].status == BookingStatus.ACCEPTED and not orders
 
     plug.never_confirm = False  # the user checked the plug: Start again on the same card
@@ -288,8 +289,8 @@ async def test_plug_offline_mid_session_closes_it_once(
     await bot.expect(MERCHANT, "the charger went offline", merchant_after, timeout=10)
     await api.wait_idle()
     assert [len(order_messages(api, c)) for c in (RIDER, MERCHANT, GROUP)] == [1, 1, 1]
-    open_db, orders, _ = await rows(database_url)
-    assert len(orders) == 1 and open_db[0].end_reason == "device_offline"
+    charges, orders, _ = await rows(database_url)
+    assert len(orders) == 1 and charges[0].end_reason == "device_offline"
     # closed at the last moment the plug was heard, not when the will arrived
     assert orders[0].ended_at <= dropped_at + timedelta(seconds=1)
 
@@ -312,12 +313,12 @@ async def test_broker_restart_mid_session(
     await until(lambda: _true(client.reconnects > reconnects and client.connected), 20)
     await plug.wait_ready(20)
     await asyncio.sleep(2.5)  # past the offline grace: the plug came back in time
-    open_db, orders, _ = await rows(database_url)
-    assert open_db[0].status == SessionStatus.CHARGING and not orders and plug.on
+    charges, orders, _ = await rows(database_url)
+    assert charges[0].status == SessionStatus.CHARGING and not orders and plug.on
 
     await stop(bot, RIDER, started)
     await bot.expect(RIDER, "Order #", 0, timeout=10)
-    open_db, orders, _ = await rows(database_url)
+    charges, orders, _ = await rows(database_url)
     assert len(orders) == 1 and not plug.on
 
 
@@ -334,9 +335,14 @@ async def test_bot_restart_mid_session_goes_on_or_closes_once(
     started = await scan_and_start(bot, RIDER, token)
 
     await bot.restart()  # the plug stays on: the session goes on
-    await asyncio.sleep(1)
-    open_db, orders, _ = await rows(database_url)
-    assert open_db[0].status == SessionStatus.CHARGING and not orders and plug.on
+    assert bot.app is not None
+    bridge = bot.app.bridge
+    # the new process reconciled the session with its plug, and then did nothing for a
+    # scheduler round (ending the session would have told the rider)
+    await until(lambda: _true(bridge.reread_count >= 1 and bridge.client.connected))
+    await api.wait_idle(quiet=0.5)
+    charges, orders, _ = await rows(database_url)
+    assert charges[0].status == SessionStatus.CHARGING and not orders and plug.on
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, started, "Status")
     await bot.expect(RIDER, "Energy so far", after)
@@ -483,8 +489,8 @@ async def test_bot_killed_mid_session_goes_on_with_one_order(
         query = api.press_button(RIDER, RIDER, started["message_id"], "Status")
         await api.wait_for_callback_answer(query, timeout=30)  # the new process starts up
         await driver.expect(RIDER, "Energy so far", after, timeout=10)
-        open_db, orders, _ = await rows(database_url)
-        assert open_db[0].status == SessionStatus.CHARGING and not orders
+        charges, orders, _ = await rows(database_url)
+        assert charges[0].status == SessionStatus.CHARGING and not orders
 
         await stop(driver, RIDER, started)
         await driver.expect(RIDER, "Order #", after, timeout=10)

@@ -143,8 +143,8 @@ async def test_killed_right_after_the_power_on(
     plug.never_confirm = False
     if plug_switched:
         plug.set_relay(True)  # the relay switched; its report went to a dead process
-    open_db, _, _ = await rows(database_url)
-    assert [s.status for s in open_db] == [SessionStatus.STARTING]
+    charges, _, _ = await rows(database_url)
+    assert [s.status for s in charges] == [SessionStatus.STARTING]
 
     spawned = await bots.start()
     serving = asyncio.ensure_future(bots.serving(driver))
@@ -153,17 +153,17 @@ async def test_killed_right_after_the_power_on(
         told = time.monotonic()
         assert any("Stop charging" in label for row in buttons(running) for label in row)
         await driver.expect(MERCHANT, "Charging started: booking", merchant_after, timeout=10)
-        open_db, orders, booked = await rows(database_url)
-        assert [s.status for s in open_db] == [SessionStatus.CHARGING] and not orders
+        charges, orders, booked = await rows(database_url)
+        assert [s.status for s in charges] == [SessionStatus.CHARGING] and not orders
         assert booked[0].status == BookingStatus.CHARGING
         assert plug.on  # on, and billed from the answer on: the rider can stop it
     else:
         failed = await driver.expect(RIDER, "nothing was billed", after, timeout=30)
         told = time.monotonic()
         assert "not confirmed" in plain(failed)
-        open_db, orders, booked = await rows(database_url)
-        assert [s.status for s in open_db] == [SessionStatus.FAILED] and not orders
-        assert open_db[0].started_at is None and open_db[0].end_reason == "device_off"
+        charges, orders, booked = await rows(database_url)
+        assert [s.status for s in charges] == [SessionStatus.FAILED] and not orders
+        assert charges[0].started_at is None and charges[0].end_reason == "device_off"
         assert booked[0].status == BookingStatus.ACCEPTED and not plug.on
     ready = await serving
     assert told - spawned < 30, f"{told - spawned:.1f}s after the restart"
@@ -208,8 +208,8 @@ async def test_killed_right_after_the_power_off(
     plug.never_confirm = False
     if plug_switched:
         plug.set_relay(False)  # it did switch off; its report went to a dead process
-    open_db, orders, _ = await rows(database_url)
-    assert [s.status for s in open_db] == [SessionStatus.STOPPING] and not orders
+    charges, orders, _ = await rows(database_url)
+    assert [s.status for s in charges] == [SessionStatus.STOPPING] and not orders
 
     spawned = await bots.start()
     serving = asyncio.ensure_future(bots.serving(driver))
@@ -222,8 +222,8 @@ async def test_killed_right_after_the_power_off(
     assert not plug.on
     # sent again only to the plug that had not switched off
     assert _power_commands(plug, False) == (1 if plug_switched else 2)
-    open_db, orders, booked = await rows(database_url)
-    assert len(orders) == 1 and open_db[0].power_off_confirmed is True
+    charges, orders, booked = await rows(database_url)
+    assert len(orders) == 1 and charges[0].power_off_confirmed is True
     assert abs((orders[0].ended_at - asked).total_seconds()) < 2  # billed to the Stop
     assert booked[0].status == BookingStatus.COMPLETED
     await driver.expect(GROUP, "Order #", 0, timeout=10)

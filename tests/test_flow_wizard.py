@@ -11,6 +11,7 @@ from models import FsmRecord, Listing, OutboxMessage
 from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, buttons, plain
 from tests.harness import ADMINS, GROUP, BotHarness, start_api
+from tests.support.waiting import wait_until
 from tests.test_flow_listing import MERCHANT, fill_charger, fill_shop
 
 
@@ -132,13 +133,17 @@ async def test_flood_control_is_waited_out(bot: BotHarness, sqlite_url: str) -> 
     engine = create_engine(sqlite_url)
     open_db = create_session_factory(engine)
     query = select(OutboxMessage).where(OutboxMessage.kind == "review_card")
-    for _ in range(50):  # the sender marks the row right after Telegram accepted it
+    row: OutboxMessage | None = None
+
+    async def sent() -> bool:  # the sender marks the row right after Telegram accepted it
+        nonlocal row
         async with open_db() as db:
             row = (await db.scalars(query)).one()
-        if row.sent_at is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert row.sent_at is not None and row.attempts == 1  # a 429 is not a failed attempt
+        return row.sent_at is not None
+
+    await wait_until(sent, what="the review card marked sent")
+    assert row is not None and row.sent_at is not None
+    assert row.attempts == 1  # a 429 is not a failed attempt
     await engine.dispose()
 
 

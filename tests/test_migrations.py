@@ -23,8 +23,16 @@ TABLES = {
     "charging_sessions",
     "orders",
     "handled_updates",
+    "ledger_accounts",
+    "ledger_transactions",
+    "ledger_entries",
+    "invoices",
+    "payments",
+    "refund_requests",
+    "payouts",
     "alembic_version",
 }
+HEAD = "0007"
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
@@ -34,7 +42,7 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert tables >= TABLES
-        assert await current_heads(engine) == {"0006"}
+        assert await current_heads(engine) == {HEAD}
 
         await downgrade(engine, "base")
         async with engine.connect() as conn:
@@ -43,7 +51,7 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         assert await current_heads(engine) == set()
 
         await upgrade(engine)  # and back again: downgrade left nothing behind
-        assert await current_heads(engine) == {"0006"}
+        assert await current_heads(engine) == {HEAD}
     finally:
         await engine.dispose()
 
@@ -99,6 +107,6 @@ async def test_one_charger_per_plug_names_the_plugs_shared_before_it(database_ur
         async with engine.begin() as conn:
             await conn.execute(text("UPDATE chargers SET active = false WHERE id = 2"))
         await upgrade(engine)
-        assert await current_heads(engine) == {"0006"}
+        assert await current_heads(engine) == {HEAD}
     finally:
         await engine.dispose()

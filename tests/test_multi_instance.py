@@ -39,6 +39,7 @@ from tests.support.services import (
     free_port,
     start_redis,
 )
+from tests.support.waiting import wait_until
 from tests.test_flow_booking import OTHER_RIDER
 from tests.test_flow_charging import RULES, label_token, scan_and_start, stop
 from tests.test_flow_listing import fill_charger, fill_shop
@@ -414,10 +415,10 @@ async def test_due_work_happens_once_with_two_instances(
             )
         return left == 0
 
-    for _ in range(100):
-        if await settled() and not plug.on:
-            break
-        await asyncio.sleep(0.1)
+    async def plug_off_and_settled() -> bool:
+        return not plug.on and await settled()
+
+    await wait_until(plug_off_and_settled, timeout=10, what="the bookings settled")
     await driver.expect(OTHER_RIDER, "the booked window ended", 0, timeout=20)
     await driver.expect(MERCHANT, "no-show", 0, timeout=20)
     await driver.expect(GROUP, "Order #", 0, timeout=20)

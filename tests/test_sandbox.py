@@ -1,7 +1,8 @@
 """The offline sandbox without a browser: `python -m bot` without BOT_TOKEN starts it
 (with the embedded amqtt broker here), the token switch, a charge driven through
 the page's JSON API on amqtt (the browser test uses mosquitto where it is installed),
-and that no other web page can drive the page's API (issue #12)."""
+that no other web page can drive the page's API (issue #12), and paying an invoice
+through it (issue #14)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BufferedInputFile, LabeledPrice, Message, PreCheckoutQuery
 
 from models.base import utcnow
 from sandbox import demo
-from sandbox.botapi import FakeBotAPI
+from sandbox.botapi import FakeBotAPI, plain
 from sandbox.env import has_bot_token
 from sandbox.runner import Sandbox
 from sandbox.web import WebPage
 from services import bookings
 from services.bookings import BookingRules
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +78,13 @@ async def test_python_m_bot_without_token_starts_the_sandbox(tmp_path: Path) -> 
             async with http.get(url + "/") as response:
                 assert response.status == 200
                 assert "ChargeShare sandbox" in await response.text()
-            async with asyncio.timeout(30):
-                while True:
-                    async with http.get(url + "/api/chargers") as response:
-                        chargers = (await response.json())["chargers"]
-                    if len(chargers) == 4 and all(c["online"] and c["label"] for c in chargers):
-                        break
-                    await asyncio.sleep(0.2)
+
+            async def chargers_up() -> bool:
+                async with http.get(url + "/api/chargers") as response:
+                    chargers = (await response.json())["chargers"]
+                return len(chargers) == 4 and all(c["online"] and c["label"] for c in chargers)
+
+            await wait_until(chargers_up, 30, interval=0.1, what="four chargers online")
         assert (tmp_path / "data" / "sandbox.db").exists()
     finally:
         if process.returncode is None:
@@ -142,13 +148,12 @@ async def test_scan_and_charge_through_the_page_api_on_amqtt(sandbox: Sandbox) -
                 assert response.status == 200, await response.text()
                 return await response.json()
 
-        async with asyncio.timeout(20):  # the bot sends the demo labels at start
-            while True:
-                async with http.get("/api/chargers") as response:
-                    listed = {c["id"]: c for c in (await response.json())["chargers"]}
-                if listed[charger.id]["label"]:
-                    break
-                await asyncio.sleep(0.2)
+        async def labelled() -> bool:  # the bot sends the demo labels at start
+            async with http.get("/api/chargers") as response:
+                listed = {c["id"]: c for c in (await response.json())["chargers"]}
+            return bool(listed[charger.id]["label"])
+
+        await wait_until(labelled, 20, interval=0.1, what="the charger's label")
 
         after = api.last_message_id(demo.USER.id)
         scanned = await post("/api/scan", {"charger_id": charger.id})
@@ -259,3 +264,118 @@ async def test_the_page_itself_may(page: tuple[WebPage, FakeBotAPI]) -> None:
             async with http.get(f"{web.url}/api/state", headers={"Host": host}) as response:
                 assert response.status == 200
     assert [m["text"] for m in api.history(demo.USER.id)] == ["/start", "/start"]
+
+
+# -- paying an invoice and downloading a document (issue #14) -----------------------------
+
+
+def payments_bot(api: FakeBotAPI) -> tuple[Bot, Dispatcher]:
+    """A bot that confirms every order except the one whose payload is "taken"."""
+    bot = Bot(api.token, session=AiohttpSession(api=TelegramAPIServer.from_base(api.url)))
+    router = Router()
+
+    @router.pre_checkout_query()
+    async def confirm(query: PreCheckoutQuery) -> None:
+        taken = query.invoice_payload == "taken"
+        await query.answer(ok=not taken, error_message="Sorry, that charger was just taken")
+
+    @router.message(F.successful_payment)
+    async def thanks(message: Message) -> None:
+        await message.answer("Thank you for paying")
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    return bot, dispatcher
+
+
+async def test_paying_an_invoice_through_the_page_api(page: tuple[WebPage, FakeBotAPI]) -> None:
+    web, api = page
+    bot, dispatcher = payments_bot(api)
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            bot, handle_signals=False, allowed_updates=dispatcher.resolve_used_update_types()
+        )
+    )
+    await api.wait_for_poller()
+
+    async def invoice(payload: str) -> int:
+        sent = await bot.send_invoice(
+            demo.USER.id,
+            title="Charging 2 h",
+            description="Shop 1, charger 2",
+            payload=payload,
+            provider_token="TEST:provider",
+            currency="CNY",
+            prices=[LabeledPrice(label="2 h", amount=1200)],
+        )
+        return sent.message_id
+
+    try:
+        async with aiohttp.ClientSession(base_url=web.url) as http:
+
+            async def pay(body: dict, status: int = 200) -> dict:
+                async with http.post("/api/pay", json={"chat": "user", **body}) as response:
+                    assert response.status == status, await response.text()
+                    return await response.json() if status == 200 else {}
+
+            first = await invoice("booking:1")
+            declined = await pay({"message_id": first, "decline": True})
+            assert declined["payment"]["status"] == "declined"
+            paid = await pay({"message_id": first})
+            assert paid["payment"] | {"message_id": 0} == {
+                "invoice_message_id": first,
+                "status": "paid",
+                "error_message": None,
+                "currency": "CNY",
+                "total_amount": 1200,
+                "message_id": 0,
+            }
+            thanks = await api.wait_for_message(
+                demo.USER.id, lambda m: plain(m) == "Thank you for paying"
+            )
+            await pay({"message_id": first}, 400)  # paid already
+            taken = await pay({"message_id": await invoice("taken")})
+            assert taken["payment"]["status"] == "rejected"
+            assert taken["payment"]["error_message"] == "Sorry, that charger was just taken"
+            await pay({"message_id": 1, "decline": "yes"}, 400)
+            await pay({"message_id": thanks["message_id"]}, 400)  # not an invoice
+
+            async with http.get("/api/state?v=-1") as response:
+                chat = (await response.json())["chats"]["user"]
+            assert [p["status"] for p in chat["payments"]] == ["declined", "paid", "rejected"]
+            receipt = next(m for m in chat["messages"] if "successful_payment" in m)
+            assert receipt["successful_payment"]["total_amount"] == 1200
+            assert chat["payments"][1]["message_id"] == receipt["message_id"]
+
+            # only the page itself may pay
+            async with http.post(
+                "/api/pay",
+                json={"chat": "user", "message_id": first},
+                headers={"Origin": "http://evil.example"},
+            ) as response:
+                assert response.status == 403
+    finally:
+        await dispatcher.stop_polling()
+        await polling
+        await bot.session.close()
+    assert len(api.payments) == 3
+
+
+async def test_a_document_downloads_under_its_name(page: tuple[WebPage, FakeBotAPI]) -> None:
+    web, api = page
+    bot = Bot(api.token, session=AiohttpSession(api=TelegramAPIServer.from_base(api.url)))
+    try:
+        sent = await bot.send_document(
+            demo.MERCHANT.id, BufferedInputFile(b"order,total\n1,12.00\n", "订单.csv")
+        )
+    finally:
+        await bot.session.close()
+    assert sent.document is not None
+    url = f"{web.url}/api/file/{sent.document.file_id}?download=1"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        assert response.content_type == "text/csv"
+        assert response.headers["Content-Disposition"] == (
+            "attachment; filename*=UTF-8''%E8%AE%A2%E5%8D%95.csv"
+        )
+        assert await response.read() == b"order,total\n1,12.00\n"

@@ -260,9 +260,9 @@ async def test_start_fails_and_bills_nothing_despite_forged_replies(
         assert "Nothing was billed" in plain(refused)
     assert rogue.sniffed and rogue.forged > 100
 
-    open_db, orders, booked = await rows(database_url)
-    assert [s.status for s in open_db] == [SessionStatus.FAILED]
-    assert open_db[0].started_at is None and not orders
+    charges, orders, booked = await rows(database_url)
+    assert [s.status for s in charges] == [SessionStatus.FAILED]
+    assert charges[0].started_at is None and not orders
     assert booked[0].status == BookingStatus.ACCEPTED
     await telegram.wait_idle()
     told = [plain(m) for m in telegram.bot_messages(MERCHANT) if m["message_id"] > merchant_after]

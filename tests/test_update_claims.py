@@ -23,9 +23,11 @@ from models import HandledUpdate
 from models.base import utcnow
 from services.tx import transaction
 from tests.support.services import start_redis
+from tests.support.waiting import wait_until
 
 Make = Callable[..., UpdateClaims]
-TTL = 0.3  # a short claim, so a dead taker's runs out quickly in the tests
+TTL = 0.6  # a short claim, so a dead taker's runs out quickly in the tests
+LONG = 60.0  # a claim that cannot run out during a test, however loaded the machine
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +54,27 @@ def in_redis(redis: Redis) -> Make:
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+    await wait_until(check, timeout)
 
 
 async def claims_act_once(make: Make) -> None:
-    first, second = make(claim_seconds=TTL), make(claim_seconds=TTL)
+    first, second = make(claim_seconds=LONG), make(claim_seconds=LONG)
     assert await first.claim(1, "a") is Claim.TAKEN
     assert await second.claim(1, "b") is Claim.BUSY  # being handled by the first
     await first.finish(1, "a")
     assert await second.claim(1, "b") is Claim.HANDLED  # a repeat: skipped
 
-    # the first dies while handling update 2: its claim runs out, the repeat is taken
-    assert await first.claim(2, "a") is Claim.TAKEN
+    # a taker dies while handling update 2: its claim runs out, the repeat is taken
+    dying = make(claim_seconds=TTL)
+    assert await dying.claim(2, "a") is Claim.TAKEN
 
     async def taken() -> bool:
         return await second.claim(2, "b") is Claim.TAKEN
 
     await eventually(taken)
     # the dead taker's leftovers do not disturb the new one's claim
-    await first.renew(2, "a")
-    await first.release(2, "a")
+    await dying.renew(2, "a")
+    await dying.release(2, "a")
     assert await make(claim_seconds=TTL).claim(2, "c") is Claim.BUSY
     await second.finish(2, "b")
     assert await first.claim(2, "a") is Claim.HANDLED

@@ -21,6 +21,7 @@ from models.db import create_engine, create_session_factory
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import ADMINS, GROUP, start_api
 from tests.support.services import MosquittoServer, free_port, start_redis
+from tests.support.waiting import wait_until
 
 SECRET = "s3cret-Token_for-tests"
 USER = 3001
@@ -73,14 +74,16 @@ async def webhook_app(
     task = asyncio.create_task(app.run_webhook())
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+
+        async def serving() -> bool:
             if task.done():
-                task.result()
+                task.result()  # start-up failed: say why
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(f"{base}/healthz") as response:
-                    if response.status == 200 and api.calls("setWebhook"):
-                        break
-            await asyncio.sleep(0.05)
+                    return response.status == 200 and bool(api.calls("setWebhook"))
+            return False
+
+        await wait_until(serving, timeout=10, what="the webhook app serving")
     yield app, base
     app.stopping.set()
     await asyncio.wait_for(task, 20)
@@ -141,7 +144,7 @@ async def test_forged_or_malformed_calls_are_refused(
             headers={"Content-Type": "application/json", **headers},
         ) as response:
             assert response.status == status
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # that nothing happens has no event: a quiet while
     assert await users(app) == before  # nobody was registered, nothing answered
 
 
@@ -152,12 +155,15 @@ async def test_probes_and_metrics(webhook_app: tuple[App, str], api: FakeBotAPI)
     async with aiohttp.ClientSession(base_url=monitor(app)) as http:
         async with http.get("/healthz") as response:
             assert response.status == 200
-        for _ in range(100):  # the broker connection comes up in the background
+        checks: dict[str, str] = {}
+
+        async def ready() -> bool:  # the broker connection comes up in the background
+            nonlocal checks
             async with http.get("/readyz") as response:
                 checks = await response.json()
-                if response.status == 200:
-                    break
-            await asyncio.sleep(0.05)
+                return response.status == 200
+
+        await wait_until(ready, what="/readyz")
         assert checks == {"database": "ok", "mqtt": "ok"}
         async with http.get("/metrics") as response:
             assert response.status == 200

@@ -61,6 +61,24 @@ function zoom(src) {
   document.body.append(layer);
 }
 
+// Amounts come in the currency's smallest units (Telegram's total_amount); Intl knows
+// how many of them make one (2 for CNY, 0 for JPY). Stars (XTR) are whole stars.
+function money(amount, currency) {
+  if (currency === "XTR") return `⭐ ${amount}`;
+  try {
+    const format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    return format.format(amount / 10 ** format.resolvedOptions().maximumFractionDigits);
+  } catch (error) {
+    return `${(amount / 100).toFixed(2)} ${currency}`;
+  }
+}
+
+function fileSize(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${bytes} B`;
+}
+
 // ------------------------------------------------------------------ text with entities
 
 const SIMPLE = {
@@ -190,10 +208,48 @@ function summary(message) {
   if (message.venue) return `📍 ${message.venue.title}`;
   if (message.location) return "📍 Location";
   if (message.contact) return `👤 ${message.contact.first_name}`;
+  if (message.document) return `📄 ${message.document.file_name || "File"}`;
+  if (message.invoice) return `🧾 ${message.invoice.title}`;
+  if (message.successful_payment) return "✅ Payment";
   return "Message";
 }
 
+// The payment recorded for an invoice message (the newest attempt), if any.
+function paymentOf(pane, invoiceMessageId) {
+  const attempts = (pane.chat.payments || []).filter((p) => p.invoice_message_id === invoiceMessageId);
+  return attempts.find((p) => p.status === "paid") || attempts[attempts.length - 1] || null;
+}
+
+// A payment shows as a service line in the middle of the chat, as in Telegram.
+function renderPaymentNotice(pane, message) {
+  const paid = message.successful_payment;
+  const record = (pane.chat.payments || []).find((p) => p.message_id === message.message_id);
+  const invoice = record && pane.chat.messages.find((m) => m.message_id === record.invoice_message_id);
+  const what = invoice && invoice.invoice ? ` for “${invoice.invoice.title}”` : "";
+  return el("div", { class: "msg service", dataset: { id: message.message_id } },
+    el("div", { class: "service-text" },
+      `✅ You paid ${money(paid.total_amount, paid.currency)} to @${botUsername}${what}`));
+}
+
+function renderInvoice(pane, message, bubble) {
+  const invoice = message.invoice;
+  const payment = paymentOf(pane, message.message_id);
+  bubble.classList.add("invoice");
+  bubble.append(el("div", { class: "invoice-title" }, invoice.title));
+  bubble.append(el("div", { class: "invoice-description" }, invoice.description));
+  bubble.append(el("div", { class: "invoice-amount" },
+    el("b", {}, money(invoice.total_amount, invoice.currency)), el("span", { class: "test-badge" }, "TEST")));
+  const rows = (message.reply_markup || {}).inline_keyboard;
+  if (rows && rows.length) return;  // the bot's own keyboard starts with the Pay button
+  const paid = payment && payment.status === "paid";
+  const button = el("button", { type: "button", class: "pay-button", disabled: paid },
+    paid ? "✓ Paid" : `Pay ${money(invoice.total_amount, invoice.currency)}`);
+  if (!paid) button.addEventListener("click", () => openPaySheet(pane, message));
+  bubble.append(button);
+}
+
 function renderMessage(pane, message) {
+  if (message.successful_payment) return renderPaymentNotice(pane, message);
   const mine = message.from && message.from.id !== botId;
   const bubble = el("div", { class: "bubble" });
   if (mine && pane.chat.id < 0) bubble.append(el("div", { class: "sender" }, senderName(message)));
@@ -209,9 +265,17 @@ function renderMessage(pane, message) {
   }
   if (message.document) {
     const doc = message.document;
-    bubble.append(el("a", { href: `/api/file/${encodeURIComponent(doc.file_id)}`, target: "_blank" },
-      `📄 ${doc.file_name || "file"}`));
+    const name = doc.file_name || "file";
+    bubble.append(el("a", {
+      class: "document",
+      href: `/api/file/${encodeURIComponent(doc.file_id)}?download=1`,
+      download: name,
+      title: `Download ${name}`,
+    }, el("span", { class: "doc-icon" }, "📄"),
+    el("span", { class: "doc-text" }, el("span", { class: "doc-name" }, name),
+      el("span", { class: "doc-size" }, `${fileSize(doc.file_size || 0)} · ${doc.mime_type || ""}`))));
   }
+  if (message.invoice) renderInvoice(pane, message, bubble);
   if (message.venue) {
     bubble.append(drawMap(message.venue.location));
     bubble.append(el("div", { class: "venue-title" }, message.venue.title));
@@ -250,6 +314,13 @@ function inlineKeyboard(pane, message, rows) {
     for (const button of row) {
       if (button.url) {
         line.append(el("a", { href: button.url, target: "_blank", rel: "noopener" }, `${button.text} ↗`));
+      } else if (button.pay && message.invoice) {
+        const payment = paymentOf(pane, message.message_id);
+        const paid = payment && payment.status === "paid";
+        const node = el("button", { type: "button", class: "pay-button", disabled: paid },
+          paid ? "✓ Paid" : button.text);
+        if (!paid) node.addEventListener("click", () => openPaySheet(pane, message));
+        line.append(node);
       } else if (button.callback_data !== undefined) {
         const node = el("button", { type: "button", dataset: { data: button.callback_data } }, button.text);
         node.addEventListener("click", () => press(pane, message, button, node));
@@ -371,6 +442,63 @@ function drawnStorefront() {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
+// ------------------------------------------------------------------ paying (a test card)
+
+function openPaySheet(pane, message) {
+  const { els } = pane;
+  const invoice = message.invoice;
+  const amount = money(invoice.total_amount, invoice.currency);
+  pane.paying = message.message_id;
+  els.payTitle.textContent = invoice.title;
+  els.payAmount.textContent = amount;
+  els.payConfirm.textContent = `Pay ${amount}`;
+  setPayStatus(pane, "", "");
+  setPayBusy(pane, false);
+  els.paysheet.hidden = false;
+}
+
+function setPayBusy(pane, busy) {
+  const { els } = pane;
+  for (const node of [els.payConfirm, els.payDecline, els.payCancel]) node.disabled = busy;
+  els.paysheet.classList.toggle("busy", busy);
+}
+
+function setPayStatus(pane, kind, text) {
+  const { els } = pane;
+  els.payStatus.hidden = !text;
+  els.payStatus.className = `paysheet-status ${kind}`;
+  els.payStatusText.textContent = text;
+}
+
+const PAY_OUTCOMES = {
+  rejected: (p) => p.error_message || "The bot refused the order.",
+  timed_out: () => "The bot did not confirm the order in time. No money was taken.",
+  declined: () => "Your card was declined by the payment provider.",
+};
+
+async function pay(pane, decline) {
+  const messageId = pane.paying;
+  setPayBusy(pane, true);
+  setPayStatus(pane, "pending", decline
+    ? "Asking the payment provider…"
+    : "Waiting for the bot to confirm the order…");
+  try {
+    const { payment } = await api("/api/pay", {
+      chat: pane.name, actor: actorOf(pane), message_id: messageId, decline,
+    });
+    if (payment.status === "paid") {
+      pane.els.paysheet.hidden = true;
+      toast(pane, `✅ Paid ${money(payment.total_amount, payment.currency)}`);
+      return;
+    }
+    setPayStatus(pane, "failed", PAY_OUTCOMES[payment.status](payment));
+  } catch (error) {
+    setPayStatus(pane, "failed", `⚠️ ${error.message}`);
+  } finally {
+    setPayBusy(pane, false);
+  }
+}
+
 // ------------------------------------------------------------------ panes
 
 function setupPane(name) {
@@ -378,7 +506,7 @@ function setupPane(name) {
   root.append(document.getElementById("pane-template").content.cloneNode(true));
   const q = (selector) => root.querySelector(selector);
   const pane = {
-    name, root, chat: null, signature: "", replyTo: null, dismissedReply: null, stick: true,
+    name, root, chat: null, signature: "", replyTo: null, dismissedReply: null, stick: true, paying: null,
     els: {
       avatar: q(".avatar"), title: q(".title"), sub: q(".sub"), actor: q(".actor"),
       messages: q(".messages"), replybar: q(".replybar"), replybarText: q(".replybar-text"),
@@ -386,6 +514,9 @@ function setupPane(name) {
       attach: q(".attach"), attachMenu: q(".attach-menu"), file: q("input.file"),
       picker: q(".picker"), pickerMap: q(".picker-map"), alert: q(".alert"),
       alertText: q(".alert-text"), toast: q(".toast"),
+      paysheet: q(".paysheet"), payTitle: q(".paysheet-item-title"), payAmount: q(".paysheet-amount"),
+      payConfirm: q(".pay-confirm"), payDecline: q(".pay-decline"), payCancel: q(".pay-cancel"),
+      payStatus: q(".paysheet-status"), payStatusText: q(".paysheet-status-text"),
     },
   };
   const { els } = pane;
@@ -416,6 +547,9 @@ function setupPane(name) {
   q(".picker-here").addEventListener("click", () => shareLocation(pane, HERE[name]));
   q(".picker-cancel").addEventListener("click", () => { els.picker.hidden = true; });
   q(".alert-ok").addEventListener("click", () => { els.alert.hidden = true; });
+  els.payConfirm.addEventListener("click", () => pay(pane, false));
+  els.payDecline.addEventListener("click", () => pay(pane, true));
+  els.payCancel.addEventListener("click", () => { els.paysheet.hidden = true; });
   q(".replybar-close").addEventListener("click", () => {
     pane.dismissedReply = pane.replyTo;
     setReply(pane, null);
@@ -440,7 +574,7 @@ function renderPane(pane, chat) {
       }
     }
   }
-  const signature = JSON.stringify([chat.messages, chat.keyboard]);
+  const signature = JSON.stringify([chat.messages, chat.keyboard, chat.payments]);
   if (signature === pane.signature) return;
   pane.signature = signature;
   const box = els.messages;

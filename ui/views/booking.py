@@ -9,6 +9,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from services import bookings
 from services.bookings import REJECT_PRESETS, Quote
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
+from services.money import format_minor
 from services.paging import Page
 from services.search import Hit, opening
 from ui import paging
@@ -20,7 +21,7 @@ from ui.views.listing import fit, hours_text
 def money(minor: int | None, currency: str) -> str:
     if minor is None:
         return "—"
-    return f"{minor // 100}.{minor % 100:02d} {currency}"
+    return f"{format_minor(minor, currency)} {currency}"
 
 
 def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
@@ -30,7 +31,7 @@ def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
 
 
 def tariff_text(t: Translator, price_minor: int, unit: str, currency: str) -> str:
-    amount = f"{price_minor // 100}.{price_minor % 100:02d}"
+    amount = format_minor(price_minor, currency)
     return t(f"price.per_{unit}", amount=amount, currency=currency)
 
 

@@ -176,6 +176,9 @@ class BookingInfo:
     reason: str | None
     charger: ChargerInfo
     shop_name: str
+    # prepaid mode: unpaid until pay_by; what the rider prepaid (held until settled)
+    pay_by: datetime | None = None
+    prepaid_minor: int | None = None
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
@@ -197,6 +200,8 @@ class BookingInfo:
             row.reason,
             charger or ChargerInfo.of(row.charger),
             shop_name,
+            row.pay_by,
+            row.prepaid_minor,
         )
 
 

@@ -65,6 +65,15 @@ class Translator:
     def html(self, key: str, /, **params: Any) -> Html:
         return Html(self(key, **params))
 
+    def join(self, items: Iterable[str]) -> str:
+        """A list as the language writes it: "a, b" in English, "a、b" in Chinese."""
+        return self._texts.get("list.sep", ", ").join(items)
+
+    def currency(self, code: str) -> str:
+        """A currency as the reader calls it next to an amount: CNY in English,
+        元 in Chinese (so a price reads 元/小时, never CNY/小时)."""
+        return self._texts.get(f"currency.{code}") or code
+
     def __repr__(self) -> str:
         return f"Translator({self.language!r})"
 

@@ -200,10 +200,10 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
     if match.group(2):
         named.setdefault(match.group(2), match.group(2))
     if len(named) > 1:
-        raise InvalidInput("err.currency_conflict", written=", ".join(named.values()))
+        raise InvalidInput("err.currency_conflict", written=tuple(named.values()))
     code = next(iter(named), default_currency)
     if code not in CURRENCIES:
-        raise InvalidInput("err.currency", currencies=", ".join(CURRENCIES))
+        raise InvalidInput("err.currency", currencies=CURRENCIES)
     try:
         amount = Decimal(match.group(1))
     except InvalidOperation:
@@ -278,5 +278,5 @@ class DraftIncomplete(InvalidInput):
     wizard's Edit menu does)."""
 
     def __init__(self, draft: ListingDraft) -> None:
-        super().__init__("err.draft_incomplete", fields=", ".join(draft.missing()))
+        super().__init__("err.draft_incomplete", fields=tuple(draft.missing()))
         self.draft = draft

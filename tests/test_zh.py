@@ -11,12 +11,14 @@ import pytest
 
 from services.clock_words import clock_ranges
 from services.dto import ChargerInfo, ListingInfo, ListingStatus
+from services.errors import InvalidInput
 from services.hours import parse_hours
 from services.listing_draft import SUPPLY_PRESET, supply_preset
 from services.search import Hit, search_terms
 from services.windows import parse_window
 from tests import factories
-from ui.i18n import Translator, catalog
+from ui.errors import refusal
+from ui.i18n import FORMER_LABELS, Translator, all_variants, catalog, keys_by_label
 from ui.views.booking import hit_line, listing_card, money, tariff_text
 from ui.views.listing import hours_text, listing_text, supply_text
 
@@ -171,6 +173,24 @@ def test_rendered_english_is_as_before_and_has_no_chinese_presets() -> None:
     assert cost == "3.20 CNY"
 
 
+def test_a_refusal_lists_as_the_language_does() -> None:
+    """A list in a refusal (two currencies typed) is joined with 、 in Chinese."""
+    error = InvalidInput("err.currency_conflict", written=("$", "CNY"))
+    zh = refusal(Translator("zh"), error, SHANGHAI, NOW).text
+    en = refusal(Translator("en"), error, SHANGHAI, NOW).text
+    assert "（$、CNY）" in zh and "($, CNY)" in en
+    unknown = InvalidInput("err.currency", currencies=("CNY", "HKD"))
+    assert "CNY、HKD" in refusal(Translator("zh"), unknown, SHANGHAI, NOW).text
+
+
+def test_a_keyboard_shown_before_the_rewrite_still_works() -> None:
+    assert "任意型号" in all_variants("btn.any_model")
+    assert keys_by_label(["unit.hour", "unit.kwh"])["按千瓦时"] == "unit.kwh"
+    former = {label for labels in FORMER_LABELS.values() for label in labels}
+    current = {text for lang in ("en", "zh") for text in catalog(lang).values()}
+    assert not former & current
+
+
 # -- presets stored as keys ---------------------------------------------------
 
 
@@ -269,8 +289,6 @@ def test_parse_window_in_chinese(text: str, start: datetime, end: datetime) -> N
     "text", ["今晚", "明天上午", "2月30日 9点到11点", "周八 9点到11点", "随便"]
 )
 def test_parse_window_refuses_what_it_cannot_read(text: str) -> None:
-    from services.errors import InvalidInput
-
     with pytest.raises(InvalidInput) as refused:
         parse_window(text, NOW, SHANGHAI)
     assert refused.value.key == "err.window_format"

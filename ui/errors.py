@@ -42,6 +42,8 @@ def refusal(t: Translator, error: DomainError, zone: ZoneInfo, now: datetime) ->
             value = clock(value, zone, now)
         elif name == "status":
             value = t(f"booking.status_{value}")
+        elif isinstance(value, tuple | list):  # a list, joined as the language writes one
+            value = t.join(str(item) for item in value)
         params[name] = value
     if isinstance(error, DraftIncomplete):  # the gaps, as the wizard's Edit menu names them
         params["fields"] = missing_text(t, error.draft)

@@ -87,10 +87,21 @@ def _translator(language: str) -> Translator:
     return Translator(language)
 
 
+# Reply-keyboard labels the catalogs had before the Chinese was rewritten (issue
+# #16): a keyboard shown before an update is still on the person's screen after it.
+FORMER_LABELS: dict[str, tuple[str, ...]] = {
+    "btn.add_charger": ("➕ 添加充电设备",),
+    "btn.any_model": ("任意型号",),
+    "btn.to_summary": ("✅ 完成，查看出租信息",),
+    "unit.kwh": ("按千瓦时",),
+}
+
+
 def all_variants(key: str) -> set[str]:
     """A label in every language, to recognise a reply-keyboard button whatever
-    language the person had when it was shown."""
-    return {catalog(lang)[key] for lang in LANGUAGES if key in catalog(lang)}
+    language the person had when it was shown (and what it said before an update)."""
+    labels = {catalog(lang)[key] for lang in LANGUAGES if key in catalog(lang)}
+    return labels.union(FORMER_LABELS.get(key, ()))
 
 
 def keys_by_label(keys: Iterable[str]) -> dict[str, str]:

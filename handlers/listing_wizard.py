@@ -260,7 +260,7 @@ def prompt(
             text = t(
                 "ask.price",
                 unit=t(f"unit.{wiz.charger.price_unit or 'hour'}"),
-                currency=config.currency,
+                currency=t.currency(config.currency),
             )
         case "plug_driver":
             rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]

@@ -4,7 +4,7 @@ MYPY ?= $(if $(wildcard .venv/bin/mypy),.venv/bin/mypy,mypy)
 # Extra pytest arguments: make test ARGS='tests/test_x.py -q'
 ARGS ?=
 
-.PHONY: run test lint typecheck bench
+.PHONY: run test lint typecheck bench i18n
 
 run:
 	bash scripts/run.sh
@@ -22,3 +22,7 @@ lint:
 # strict, as configured in pyproject.toml ([tool.mypy]); .ci/run runs it after the tests
 typecheck:
 	$(MYPY)
+
+# ui/locales/*.toml → the gettext catalogs the bot reads (scripts/i18n_to_gettext.py)
+i18n:
+	.venv/bin/python scripts/i18n_to_gettext.py

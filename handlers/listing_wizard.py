@@ -39,6 +39,8 @@ from services.listing_draft import (
     MAX_CHARGERS,
     PLUG_DRIVERS,
     PRICE_UNITS,
+    SUPPLY_KINDS,
+    SUPPLY_PRESET,
     ChargerDraft,
     ListingDraft,
     parse_area,
@@ -85,7 +87,7 @@ CHARGER_STEPS = (
 )  # fmt: skip
 # the summary's Edit menu offers the shop steps by these labels
 FIELD_LABELS = tuple(f"field.{step}" for step in SHOP_STEPS)
-SUPPLY_SUGGESTIONS = ("supply.wallbox", "supply.pile", "supply.socket", "supply.cabinet")
+SUPPLY_SUGGESTIONS = tuple(f"supply.{code}" for code in SUPPLY_KINDS)
 HOURS_SHORTCUTS = ("hours.shortcut_daily", "hours.shortcut_always", "hours.shortcut_weekdays")
 
 NEXT, STAY = "next", "stay"
@@ -240,7 +242,7 @@ def prompt(
             chosen = wiz.charger.device_kinds
             labels = [("✅ " if k in chosen else "") + t(f"kind.{k}") for k in DEVICE_KINDS]
             rows = [*keyboards.chunk(labels, 2), [t("btn.done")]]
-            selected = ", ".join(t(f"kind.{k}") for k in chosen) or "—"
+            selected = t.join(t(f"kind.{k}") for k in chosen) or "—"
             text = t("ask.kinds", n=n, selected=selected)
         case "models":
             rows = [[t("btn.any_model")]]
@@ -258,7 +260,7 @@ def prompt(
             text = t(
                 "ask.price",
                 unit=t(f"unit.{wiz.charger.price_unit or 'hour'}"),
-                currency=config.currency,
+                currency=t.currency(config.currency),
             )
         case "plug_driver":
             rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]
@@ -454,7 +456,15 @@ def _models(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
 
 
 def _supply_kind(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
-    wiz.charger.supply_kind = parse_text(_text(message), max_len=64, min_len=2)
+    text = _text(message)
+    # a preset's button (in either language) is stored as its code, to be shown in
+    # the reader's language; anything else is the merchant's own words
+    code = keys_by_label(SUPPLY_SUGGESTIONS).get(text.strip())
+    wiz.charger.supply_kind = (
+        SUPPLY_PRESET + code.removeprefix("supply.")
+        if code
+        else parse_text(text, max_len=64, min_len=2)
+    )
     return NEXT
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from models import Listing
 from services import listings, users
-from services.listing_draft import ChargerDraft, ListingDraft
+from services.listing_draft import SUPPLY_PRESET, ChargerDraft, ListingDraft
 from services.tx import OpenDb
 
 
@@ -53,15 +53,17 @@ class DemoShop:
 
 
 def _charger(
-    method: str, kinds: list[str], supply: str, price: str, unit: str, plug: str
+    method: str, kinds: list[str], supply: tuple[str, str], price: str, unit: str, plug: str
 ) -> ChargerDraft:
     driver = "shelly" if plug.startswith("shelly") else "tasmota"
+    kind, model = supply
     return ChargerDraft(
         method=method,
         device_kinds=kinds,
         device_models="",
-        supply_kind=supply.split(" ", 1)[0],
-        supply_model=supply,
+        # a preset kind, as the wizard's button stores it: shown in each reader's language
+        supply_kind=SUPPLY_PRESET + kind,
+        supply_model=model,
         hours=dict(EVERY_DAY),
         price_unit=unit,
         price=price,
@@ -73,8 +75,8 @@ def _charger(
 
 SHOPS = (
     DemoShop(
-        "Volt Café",
-        "120 Nanjing West Rd",
+        "Volt Café 伏特咖啡",
+        "南京西路 120 号（人民广场旁）· 120 Nanjing West Rd, by People's Square",
         31.2329,
         121.4712,
         45,
@@ -83,33 +85,47 @@ SHOPS = (
             _charger(
                 "socket",
                 ["e_bike", "e_scooter"],
-                "Smart socket Sonoff",
+                ("socket", "Sonoff S31"),
                 "2.50",
                 "hour",
                 "tasmota_volt_1",
             ),
             _charger(
-                "usb", ["phone_laptop"], "USB hub Anker", "1.00", "hour", "shellyplugsg3-volt02"
+                "usb",
+                ["phone_laptop"],
+                ("usb_hub", "Anker PowerPort"),
+                "1.00",
+                "hour",
+                "shellyplugsg3-volt02",
             ),
         ),
     ),
     DemoShop(
-        "Bund Bike Hub",
-        "18 Zhongshan East 1st Rd",
+        "Bund Bike Hub 外滩单车站",
+        "中山东一路 18 号 · 18 Zhongshan East 1st Rd",
         31.2396,
         121.4903,
         80,
         (52, 120, 200),
-        (_charger("socket", ["e_bike"], "Smart socket Nous", "3.00", "hour", "tasmota_bund_1"),),
+        (_charger("socket", ["e_bike"], ("socket", "Nous A1T"), "3.00", "hour", "tasmota_bund_1"),),
     ),
     DemoShop(
-        "Xintiandi EV Point",
-        "181 Taicang Rd",
+        "Xintiandi EV Point 新天地充电站",
+        "太仓路 181 号 · 181 Taicang Rd",
         31.2203,
         121.4751,
         300,
         (40, 150, 110),
-        (_charger("ac_slow", ["ev_car"], "Wallbox Pulsar", "1.80", "kwh", "shellypro1pm-xtd01"),),
+        (
+            _charger(
+                "ac_slow",
+                ["ev_car"],
+                ("wallbox", "Wallbox Pulsar Plus"),
+                "1.80",
+                "kwh",
+                "shellypro1pm-xtd01",
+            ),
+        ),
     ),
 )
 
@@ -128,8 +144,10 @@ def storefront_png(name: str, colour: tuple[int, int, int]) -> bytes:
         if font_path.exists()
         else ImageFont.load_default(size=40)
     )
-    text_width = draw.textlength(name, font=font)
-    draw.text(((width - text_width) / 2, 92), name, fill=(40, 40, 40), font=font)
+    # DejaVu has no CJK glyphs: the sign shows the Latin part of a bilingual name
+    sign = "".join(c for c in name if ord(c) < 0x2E80).strip() or name
+    text_width = draw.textlength(sign, font=font)
+    draw.text(((width - text_width) / 2, 92), sign, fill=(40, 40, 40), font=font)
     draw.rectangle((270, 220, 370, height - 30), fill=(70, 55, 45))
     for left in (80, 420):
         draw.rectangle((left, 200, left + 140, 320), fill=(190, 225, 245))

@@ -126,7 +126,7 @@ class Sandbox:
             raise RuntimeError("the bot stopped during start-up")
         await poller
 
-        self.web = WebPage(api, self.farm, self.app.open_db)
+        self.web = WebPage(api, self.farm, self.app.open_db, timezone=self.settings.timezone)
         await self.web.start(self.host, self.port)
 
     async def wait(self) -> None:

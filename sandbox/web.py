@@ -15,8 +15,9 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
 - ``POST /api/contact``     ``chat``: the acting person shares their own phone number
 - ``POST /api/press``       ``chat``, ``message_id``, ``data``: an inline button; waits
   for the bot's callback answer and returns it
-- ``POST /api/scan``        ``charger_id``: decodes the label like a phone camera and
-  sends what the camera's link opens (``/start <token>``) as the user
+- ``POST /api/scan``        ``charger_id``, optional ``actor``: decodes the label like a
+  phone camera and sends what the camera's link opens (``/start <token>``) as the user
+  chosen on the page
 - ``POST /api/pay``         ``chat``, ``message_id``, optional ``decline``: pays the
   invoice in that message with the test card (or the provider declines it); waits
   for the outcome (the bot has Telegram's 10 s to answer the pre-checkout query)
@@ -77,10 +78,12 @@ class WebPage:
         api: FakeBotAPI,
         farm: PlugFarm,
         open_db: OpenDb,
+        timezone: str = "UTC",
     ) -> None:
         self.api = api
         self.farm = farm
         self.open_db = open_db
+        self.timezone = timezone  # TIMEZONE: the page shows bubble times in it
         self.url = ""
         self._hosts: set[str] = set()  # the Host values that name this server
         self._runner: web.AppRunner | None = None
@@ -205,6 +208,7 @@ class WebPage:
             {
                 "version": version,
                 "bot": {"id": self.api.bot_id, "username": self.api.bot_username},
+                "timezone": self.timezone,
                 "chats": chats,
             }
         )
@@ -286,6 +290,7 @@ class WebPage:
             charger_id = int(body.get("charger_id", 0))
         except (TypeError, ValueError):
             raise web.HTTPBadRequest(text="charger_id must be a number") from None
+        person = self._actor(PANES["user"], body.get("actor"))  # the user chosen on the page
         png = self._label_png(charger_id)
         link = await asyncio.to_thread(decode_qr, png)
         if link is None:
@@ -294,7 +299,7 @@ class WebPage:
         start = parse_qs(parts.query).get("start", [""])[0]
         # the camera opens https://t.me/<bot>?start=<token>; Telegram sends "/start <token>"
         text = f"/start {start}" if start else "/start"
-        message = self.api.send_text(demo.USER.id, demo.USER.id, text)
+        message = self.api.send_text(person.id, person.id, text)
         return web.json_response({"link": link, "text": text, **self._message_ref(message)})
 
     # -- acting -------------------------------------------------------------------------

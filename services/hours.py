@@ -8,6 +8,7 @@ import itertools
 import re
 from collections.abc import Sequence
 
+from services.clock_words import clock_ranges
 from services.errors import InvalidInput
 
 Hours = dict[str, list[list[str]]]
@@ -101,6 +102,7 @@ def parse_hours(text: str) -> Hours:
     text = text.strip()
     if text.lower() in {"24/7", "24h", "always", "全天", "全天候", "24小时"}:
         return {str(d): [["00:00", "24:00"]] for d in ALL_DAYS}
+    text = clock_ranges(text)  # "早上9点到晚上9点" → "09:00-21:00"
     result: dict[int, list[tuple[int, int]]] = {}
     clauses = [c for c in _CLAUSE_BREAK.split(text) if c.strip()]
     if not clauses:
@@ -148,16 +150,33 @@ def _refuse_overlap_past_midnight(days: dict[int, list[tuple[int, int]]]) -> Non
                     )
 
 
-def format_hours(hours: Hours, day_names: Sequence[str], closed: str) -> str:
-    """``Mon–Fri 08:00–20:00; Sat 10:00–16:00; Sun closed`` with the given names."""
-    per_day = [", ".join(f"{s}–{e}" for s, e in hours.get(str(d), [])) or closed for d in ALL_DAYS]
+def format_hours(
+    hours: Hours,
+    day_names: Sequence[str],
+    closed: str,
+    *,
+    every_day: str | None = None,
+    day_range: str = "{first}–{last}",
+    window_sep: str = ", ",
+    day_sep: str = "; ",
+) -> str:
+    """``Mon–Fri 08:00–20:00; Sat 10:00–16:00; Sun closed`` with the given names
+    and the language's separators (Chinese: ``周一至周五 08:00–20:00；周六 …``)."""
+    per_day = [
+        window_sep.join(f"{s}–{e}" for s, e in hours.get(str(d), [])) or closed for d in ALL_DAYS
+    ]
     if len(set(per_day)) == 1:
-        return f"{day_names[0]}–{day_names[6]} {per_day[0]}"
+        days = every_day or day_range.format(first=day_names[0], last=day_names[6])
+        return f"{days} {per_day[0]}"
     parts: list[str] = []
     start = 0
     for d in range(1, 8):
         if d == 7 or per_day[d] != per_day[start]:
-            days = day_names[start] if d - 1 == start else f"{day_names[start]}–{day_names[d - 1]}"
+            days = (
+                day_names[start]
+                if d - 1 == start
+                else day_range.format(first=day_names[start], last=day_names[d - 1])
+            )
             parts.append(f"{days} {per_day[start]}")
             start = d
-    return "; ".join(parts)
+    return day_sep.join(parts)

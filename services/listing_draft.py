@@ -19,6 +19,35 @@ CHARGING_METHODS = ("ac_slow", "dc_fast", "socket", "usb", "other")
 DEVICE_KINDS = ("ev_car", "e_bike", "e_scooter", "phone_laptop", "other")
 PRICE_UNITS = ("hour", "kwh")
 PLUG_DRIVERS = ("tasmota", "shelly")
+# a supply device kind picked from the wizard's buttons is stored as "preset:<code>"
+# and shown in the reader's language; a kind the merchant typed stays as typed
+SUPPLY_KINDS = ("wallbox", "pile", "socket", "cabinet", "usb_hub")
+SUPPLY_PRESET = "preset:"
+# Before presets were stored as codes, a pressed button stored its label: those
+# rows (chargers and submitted versions) are read as the preset they were, so no
+# migration rewrites them. Frozen: these are the labels as they were then.
+_LEGACY_SUPPLY_LABELS = {
+    "wallbox": "wallbox",
+    "charging pile": "pile",
+    "smart socket": "socket",
+    "battery charging cabinet": "cabinet",
+    "壁挂式充电桩": "wallbox",
+    "落地式充电桩": "pile",
+    "智能插座": "socket",
+    "电池充电柜": "cabinet",
+}
+
+
+def supply_preset(stored: str | None) -> str | None:
+    """The preset code a stored supply kind stands for, or None for a typed one."""
+    if not stored:
+        return None
+    if stored.startswith(SUPPLY_PRESET):
+        code = stored.removeprefix(SUPPLY_PRESET)
+        return code if code in SUPPLY_KINDS else None
+    return _LEGACY_SUPPLY_LABELS.get(stored.strip().casefold())
+
+
 # CURRENCIES (imported above): those a price may have, also the CURRENCY setting
 _CURRENCY_SIGNS = {"¥": "CNY", "￥": "CNY", "元": "CNY", "$": "USD", "€": "EUR", "£": "GBP"}
 
@@ -171,10 +200,10 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
     if match.group(2):
         named.setdefault(match.group(2), match.group(2))
     if len(named) > 1:
-        raise InvalidInput("err.currency_conflict", written=", ".join(named.values()))
+        raise InvalidInput("err.currency_conflict", written=tuple(named.values()))
     code = next(iter(named), default_currency)
     if code not in CURRENCIES:
-        raise InvalidInput("err.currency", currencies=", ".join(CURRENCIES))
+        raise InvalidInput("err.currency", currencies=CURRENCIES)
     try:
         amount = Decimal(match.group(1))
     except InvalidOperation:
@@ -249,5 +278,5 @@ class DraftIncomplete(InvalidInput):
     wizard's Edit menu does)."""
 
     def __init__(self, draft: ListingDraft) -> None:
-        super().__init__("err.draft_incomplete", fields=", ".join(draft.missing()))
+        super().__init__("err.draft_incomplete", fields=tuple(draft.missing()))
         self.draft = draft

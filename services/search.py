@@ -5,12 +5,13 @@ the few rows inside it, and full rows are read only for the page shown."""
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, or_, select
 
 from models import Charger, Listing
 from services.dto import ChargerInfo, ListingInfo
@@ -191,28 +192,70 @@ async def _candidates(
     return candidates
 
 
+# what a typed place is split into: runs of Chinese characters, numbers, Latin words
+_TERM = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[0-9]+|[^\W\d_\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# "上海市黄浦区南京西路": a city or district written before the street is not in
+# most addresses as merchants type them
+_CJK_PREFIX = re.compile(r"^(?:[\u4e00-\u9fff]{2,4}?[市省])?(?:[\u4e00-\u9fff]{2,4}?[区县])?")
+# the same word in the short and the long form, as addresses are written both ways
+_ALIASES = {
+    "rd": ("rd", "road"),
+    "road": ("rd", "road"),
+    "st": ("st", "street"),
+    "street": ("st", "street"),
+    "ave": ("ave", "avenue"),
+    "avenue": ("ave", "avenue"),
+    "sq": ("sq", "square"),
+    "square": ("sq", "square"),
+    "no": (),  # "No. 120"
+    "路": ("路",),
+}
+
+
+def search_terms(text: str) -> list[tuple[str, ...]]:
+    """A typed place as terms that must all appear (in any order), each with its
+    alternatives: "Nanjing West Road 120" → (nanjing,) (west,) (rd, road) (120,);
+    "上海市南京西路120号" → (南京西路,) (120,) (号,). Full-width letters and digits
+    count as their ASCII forms."""
+    terms: list[tuple[str, ...]] = []
+    for word in _TERM.findall(unicodedata.normalize("NFKC", text).casefold()):
+        if _CJK.match(word):
+            word = _CJK_PREFIX.sub("", word) or word
+        alternatives = _ALIASES.get(word, (word,))
+        if alternatives:
+            terms.append(alternatives)
+    return terms
+
+
 async def by_text(db: Db, text: str, limit: int = 20) -> list[ListingInfo]:
-    """Listings whose address or shop name contains the words (no geocoder offline).
+    """Listings whose address or shop name holds every word of the text, in any
+    order and in Chinese or English as the merchant wrote them ("南京西路",
+    "人民广场", "Nanjing West Rd"); there is no geocoder offline.
 
     The text is cleaned as every typed answer is (a NUL would fail the query on
-    PostgreSQL); text that cleaning refuses matches nothing. ``%`` and ``_`` are
-    searched for as themselves, not as wildcards.
+    PostgreSQL); text that cleaning refuses, or with no word in it, matches nothing.
     """
     try:
-        words = clean(text, max_len=200)
+        terms = search_terms(clean(text, max_len=200))
     except InvalidInput:
         return []
-    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", words) + "%"
+    if not terms:
+        return []
+    conditions = []
+    for alternatives in terms:
+        matches = []
+        for word in alternatives:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
+            matches.append(Listing.address.ilike(pattern, escape="\\"))
+            matches.append(Listing.shop_name.ilike(pattern, escape="\\"))
+        conditions.append(or_(*matches))
     async with read(db):
         found = (
             await db.scalars(
                 select(Listing)
-                .where(
-                    Listing.published.is_(True),
-                    Listing.paused.is_(False),
-                    Listing.address.ilike(pattern, escape="\\")
-                    | Listing.shop_name.ilike(pattern, escape="\\"),
-                )
+                .where(Listing.published.is_(True), Listing.paused.is_(False), *conditions)
+                .order_by(Listing.id)
                 .limit(limit)
             )
         ).all()

@@ -7,10 +7,12 @@ booking cross midnight.
 """
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from services.clock_words import clock_ranges
 from services.errors import InvalidInput
 from services.hours import Hours
 
@@ -104,16 +106,71 @@ _WINDOW_TEXT = re.compile(
 )
 
 
+# a day as people say it before a time: the day, and the part of it the times are in
+_SPOKEN_DAYS = {
+    "today": (0, None),
+    "今天": (0, None),
+    "今日": (0, None),
+    "tonight": (0, "晚上"),
+    "今晚": (0, "晚上"),
+    "今早": (0, "早上"),
+    "tomorrow": (1, None),
+    "明天": (1, None),
+    "明日": (1, None),
+    "明晚": (1, "晚上"),
+    "明早": (1, "早上"),
+    "后天": (2, None),
+}
+_SPOKEN = re.compile(
+    r"^\s*(?:(?P<word>"
+    + "|".join(_SPOKEN_DAYS)
+    + r")|(?:周|星期|礼拜)(?P<weekday>[一二三四五六日天])"
+    r"|(?P<month>\d{1,2})月(?P<day>\d{1,2})[日号])?\s*(?P<times>.+?)\s*$",
+    re.IGNORECASE,
+)
+_CLOCK_RANGE = re.compile(r"\d{2}:\d{2}-\d{2}:\d{2}")
+
+
+def _spoken(text: str, today: date) -> str:
+    """ "今晚8点到10点", "明天上午9点-11点", "周六 10:00-12:00", "12月1日 9点到11点",
+    "tonight 8-10pm" as ``YYYY-MM-DD HH:MM-HH:MM``; "" when it is none of those."""
+    match = _SPOKEN.match(text)
+    if not match:
+        return ""
+    period = None
+    if match["word"]:
+        ahead, period = _SPOKEN_DAYS[match["word"].lower()]
+        day = today + timedelta(days=ahead)
+    elif match["weekday"]:  # the next such day, today included
+        weekday = 6 if match["weekday"] == "天" else "一二三四五六日".index(match["weekday"])
+        day = today + timedelta(days=(weekday - today.weekday()) % 7)
+    elif match["month"]:
+        try:
+            day = date(today.year, int(match["month"]), int(match["day"]))
+        except ValueError:
+            return ""
+        if day < today:
+            day = day.replace(year=today.year + 1)
+    else:
+        day = today
+    times = clock_ranges(match["times"], period)
+    if not _CLOCK_RANGE.fullmatch(times):
+        return ""
+    return f"{day:%Y-%m-%d} {times}"
+
+
 def parse_window(text: str, now: datetime, zone: ZoneInfo) -> Interval:
-    """``18:00-20:00`` (today), ``tomorrow 09:00-11:00``, ``2026-12-01 22:00-01:00``.
+    """``18:00-20:00`` (today), ``tomorrow 09:00-11:00``, ``2026-12-01 22:00-01:00``,
+    and as said in Chinese: ``今晚8点到10点``, ``明天上午9点-11点``, ``周六 10:00-12:00``.
 
     An end at or before the start is on the next day (past midnight), when that
     makes a window of at most 12 hours; otherwise it is refused as end-before-start.
     """
-    match = _WINDOW_TEXT.match(text)
+    text = unicodedata.normalize("NFKC", text)  # full-width digits, "：" and "～"
+    today = now.astimezone(zone).date()
+    match = _WINDOW_TEXT.match(text) or _WINDOW_TEXT.match(_spoken(text, today))
     if not match:
         raise InvalidInput("err.window_format")
-    today = now.astimezone(zone).date()
     try:
         if match["word"]:
             day = today + timedelta(days=_DAY_WORDS[match["word"].lower()])

@@ -97,6 +97,6 @@ async def test_label_on_approval_and_renewal(bot: BotHarness, sqlite_url: str) -
     detail = await bot.expect(MERCHANT, "QR labels", after)
     after = api.last_message_id(MERCHANT)
     answer = await bot.press(MERCHANT, MERCHANT, detail, "QR labels")
-    assert "Labels sent: 1" in answer["text"]
+    assert "1 label sent" in answer["text"]
     again = await bot.expect(MERCHANT, "Print this label", after)
     assert decode(api, again).endswith(f"?start={second}")

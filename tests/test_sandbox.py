@@ -379,3 +379,20 @@ async def test_a_document_downloads_under_its_name(page: tuple[WebPage, FakeBotA
             "attachment; filename*=UTF-8''%E8%AE%A2%E5%8D%95.csv"
         )
         assert await response.read() == b"order,total\n1,12.00\n"
+
+
+async def test_scan_acts_only_as_a_user_of_the_page_and_the_state_has_the_zone(
+    page: tuple[WebPage, FakeBotAPI],
+) -> None:
+    """Scan sends /start as the user chosen on the page: never as the merchant or an
+    admin. The page shows bubble times in the bot's TIMEZONE, which the state names."""
+    web, api = page
+    async with aiohttp.ClientSession() as http:
+        for actor in (demo.MERCHANT.id, demo.ADMINS[0].id, "x"):
+            async with http.post(
+                f"{web.url}/api/scan", json={"charger_id": 1, "actor": actor}
+            ) as response:
+                assert response.status == 400, await response.text()
+        async with http.get(f"{web.url}/api/state") as response:
+            assert (await response.json())["timezone"] == "UTC"  # WebPage's default
+    assert api.history(demo.USER.id) == [] and api.history(demo.MERCHANT.id) == []

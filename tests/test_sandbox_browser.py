@@ -55,12 +55,17 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-async def page(sandbox: Sandbox) -> AsyncIterator[object]:
+async def page(sandbox: Sandbox, request: pytest.FixtureRequest) -> AsyncIterator[object]:
+    # a test may ask for another screen size (indirect parametrisation)
+    width, height = getattr(request, "param", (1600, 1000))
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
         )
-        context = await browser.new_context(viewport={"width": 1600, "height": 1000})
+        # a browser elsewhere than the bot's TIMEZONE (Asia/Shanghai)
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, timezone_id="America/New_York"
+        )
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -234,7 +239,7 @@ async def lifecycle(page) -> None:
         await user.root.locator(".reply-keyboard button", has_text="Share location").click()
         await user.root.locator(".picker-here").click()
 
-    results = await user.act(here, "location(s) near you")
+    results = await user.act(here, "locations near you")
     card = await user.press(results, SHOP, "Book charger 1")
     assert await user.message(card).locator("img.photo").count()
     await user.press(card, "Book charger 1", "Which device")
@@ -254,8 +259,9 @@ async def lifecycle(page) -> None:
 
     # the user scans the QR label at the charger: the camera's link opens the bot
     start = await user.act(charger.locator("button.scan").click, "press Start")
-    sent = page.locator("#pane-user .msg.me", has_text="/start ").last
-    assert len((await sent.inner_text()).split("/start ", 1)[1].split()[0]) >= 22
+    # as in Telegram, the bubble says "/start": the link's token is not shown
+    sent = page.locator("#pane-user .msg.me .text", has_text="/start").last
+    assert (await sent.inner_text()).strip() == "/start"
     merchant_before = await merchant._snapshot()
     running = await user.press(start, "Start charging", "Charging started")
     await merchant.expect_after(merchant_before, "Charging started")
@@ -281,3 +287,49 @@ async def lifecycle(page) -> None:
         arg=PLUG,
     )
     assert await plug.locator(".relay.off").count() == 1
+
+
+@pytest.mark.parametrize("page", [(1024, 768)], indirect=True)
+async def test_the_page_at_1024_px_with_its_guide_times_and_newest_messages(
+    sandbox: Sandbox, page
+) -> None:
+    """From 1024 px wide nothing runs off the side; the guide says what to try; a
+    bubble's time is the bot's TIMEZONE, not the browser's; a pane whose chat grows
+    shows its newest message."""
+    user = Pane(page, "user")
+    await page.locator(".charger").nth(3).wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1024
+    for name in ("user", "merchant", "group"):
+        box = await page.locator(f"#pane-{name}").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1024, name
+        assert box["width"] >= 280, name
+
+    await page.locator(".guide summary").click()
+    guide = page.locator(".guide ol")
+    await guide.wait_for()
+    assert "Approve" in await guide.inner_text() and "Scan" in await guide.inner_text()
+    await page.locator(".guide summary").click()
+
+    for _ in range(4):  # long answers: more than the pane holds
+        await user.say("/help", "/newlisting")
+    shanghai = {
+        time.strftime("%H:%M", time.gmtime(time.time() + 8 * 3600 + delta))
+        for delta in (-60, 0, 60)
+    }
+    last = page.locator("#pane-user .msg.me .meta").last
+    assert (await last.inner_text()).strip() in shanghai
+    at_bottom = await page.evaluate(
+        """() => { const box = document.querySelector('#pane-user .messages');
+        return box.scrollHeight > box.clientHeight
+            && box.scrollHeight - box.scrollTop - box.clientHeight < 4; }"""
+    )
+    assert at_bottom
+    # scrolled up, a new message still comes into view
+    await page.evaluate("document.querySelector('#pane-user .messages').scrollTop = 0")
+    await user.say("/help", "/newlisting")
+    await page.wait_for_function(
+        """() => { const box = document.querySelector('#pane-user .messages');
+        return box.scrollHeight - box.scrollTop - box.clientHeight < 4; }"""
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "sandbox-1024.png"))

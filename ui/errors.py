@@ -42,6 +42,10 @@ def refusal(t: Translator, error: DomainError, zone: ZoneInfo, now: datetime) ->
             value = clock(value, zone, now)
         elif name == "status":
             value = t(f"booking.status_{value}")
+        elif name == "currency" and isinstance(value, str):  # 元 next to an amount in zh
+            value = t.currency(value)
+        elif isinstance(value, tuple | list):  # a list, joined as the language writes one
+            value = t.join(str(item) for item in value)
         params[name] = value
     if isinstance(error, DraftIncomplete):  # the gaps, as the wizard's Edit menu names them
         params["fields"] = missing_text(t, error.draft)

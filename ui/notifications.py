@@ -39,7 +39,15 @@ from ui.views import charging as charging_views
 from ui.views.booking import booking_text, charger_title
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
-from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
+from ui.views.listing import (
+    fit,
+    listing_text,
+    plug_conflicts_text,
+    reason_text,
+    status_line,
+    supply_text,
+    when,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +218,9 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
     charger = booking.charger
     listing = await listings.listing_info(ctx.db, charger.listing_id)
     accepted = ctx.t(
-        "booking.accepted_user", body=text, supply=f"{charger.supply_kind} / {charger.supply_model}"
+        "booking.accepted_user",
+        body=text,
+        supply=supply_text(ctx.t, charger.supply_kind, charger.supply_model),
     )
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, accepted))
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))

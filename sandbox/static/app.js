@@ -6,6 +6,7 @@ const PANES = ["user", "merchant", "group"];
 const panes = {};          // name -> {root, els, chat, signature, replyTo, dismissedReply}
 let botId = 0;
 let botUsername = "";
+let timeZone;  // the bot's TIMEZONE: bubble times as the bot's own texts say them
 let mapData = { centre: { latitude: 31.2304, longitude: 121.4737 }, shops: [] };
 // where each person "is" when they share their current location
 const HERE = {
@@ -248,6 +249,15 @@ function renderInvoice(pane, message, bubble) {
   bubble.append(button);
 }
 
+function clockTime(seconds) {
+  const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  try {
+    return new Date(seconds * 1000).toLocaleTimeString([], { ...options, timeZone });
+  } catch (error) {  // a zone this browser does not know: its own
+    return new Date(seconds * 1000).toLocaleTimeString([], options);
+  }
+}
+
 function renderMessage(pane, message) {
   if (message.successful_payment) return renderPaymentNotice(pane, message);
   const mine = message.from && message.from.id !== botId;
@@ -289,12 +299,14 @@ function renderMessage(pane, message) {
       el("div", { class: "avatar" }, (c.first_name || "?").slice(0, 1)),
       el("div", {}, el("div", { class: "title" }, c.first_name), el("div", {}, `+${c.phone_number.replace(/^\+/, "")}`))));
   }
-  const text = message.text !== undefined ? message.text : message.caption;
+  let text = message.text !== undefined ? message.text : message.caption;
+  // a deep link's payload is not shown: Telegram shows "/start" for "/start <token>"
+  if (mine && message.text && /^\/start\s/.test(message.text)) text = "/start";
   if (text) {
     bubble.append(el("div", { class: "text" },
       formatted(text, message.text !== undefined ? message.entities : message.caption_entities)));
   }
-  const time = new Date(message.date * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const time = clockTime(message.date);
   bubble.append(el("div", { class: "meta" }, message.edit_date ? `edited ${time}` : time));
   const node = el("div", {
     class: `msg ${mine ? "me" : "bot"}`,
@@ -570,7 +582,7 @@ function renderPane(pane, chat) {
     if (chat.actors.length > 1) {
       els.actor.hidden = false;
       for (const actor of chat.actors) {
-        els.actor.append(el("option", { value: actor.id }, `as ${actor.name} (admin)`));
+        els.actor.append(el("option", { value: actor.id }, chat.id < 0 ? `as ${actor.name} (admin)` : `as ${actor.name}`));
       }
     }
   }
@@ -578,7 +590,12 @@ function renderPane(pane, chat) {
   if (signature === pane.signature) return;
   pane.signature = signature;
   const box = els.messages;
-  const atBottom = first || pane.stick;
+  // a new message always comes into view, as in Telegram; otherwise (a button
+  // pressed, a message edited) the pane stays where the person scrolled it
+  const newest = chat.messages.length ? chat.messages[chat.messages.length - 1].message_id : 0;
+  const arrived = newest !== pane.newest;
+  pane.newest = newest;
+  const atBottom = first || pane.stick || arrived;
   box.replaceChildren(...chat.messages.map((message) => renderMessage(pane, message)));
   replyKeyboard(pane, chat.keyboard);
   // a force-reply prompt makes the next message a reply to it, as Telegram apps do
@@ -647,7 +664,7 @@ async function scan(chargerId, node) {
   const button = node.querySelector(".scan");
   button.disabled = true;
   try {
-    const result = await api("/api/scan", { charger_id: chargerId });
+    const result = await api("/api/scan", { charger_id: chargerId, actor: actorOf(panes.user) });
     toast(panes.user, `📷 ${result.link}\n→ ${result.text.slice(0, 24)}…`);
   } catch (error) {
     toast(panes.user, `⚠️ ${error.message}`);
@@ -665,6 +682,7 @@ async function stateLoop() {
       const state = await api(`/api/state?v=${version}`);
       botId = state.bot.id;
       botUsername = state.bot.username;
+      timeZone = state.timezone || undefined;
       version = state.version;
       for (const name of PANES) renderPane(panes[name], state.chats[name]);
       document.body.dataset.version = version;

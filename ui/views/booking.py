@@ -15,13 +15,14 @@ from services.search import Hit, opening
 from ui import paging
 from ui.callbacks import BookCb, BookingAction, BookingCb, FindAction, FindCb, PageOf
 from ui.i18n import Html, Translator
-from ui.views.listing import fit, hours_text
+from ui.views.listing import fit, hours_text, supply_text
 
 
-def money(minor: int | None, currency: str) -> str:
+def money(t: Translator, minor: int | None, currency: str) -> str:
+    """An amount with its currency as the reader calls it: 3.20 CNY, 3.20 元."""
     if minor is None:
         return "—"
-    return f"{format_minor(minor, currency)} {currency}"
+    return f"{format_minor(minor, currency)} {t.currency(currency)}"
 
 
 def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
@@ -32,7 +33,22 @@ def window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
 
 def tariff_text(t: Translator, price_minor: int, unit: str, currency: str) -> str:
     amount = format_minor(price_minor, currency)
-    return t(f"price.per_{unit}", amount=amount, currency=currency)
+    return t(f"price.per_{unit}", amount=amount, currency=t.currency(currency))
+
+
+def day_and_time(t: Translator, moment: datetime, zone: ZoneInfo, now: datetime) -> str:
+    """A moment within the coming week in the reader's words: "today 07:00",
+    "tomorrow 07:00", "Wed 07:00" (周三 07:00), never strftime's English names."""
+    local, today = moment.astimezone(zone), now.astimezone(zone).date()
+    days = (local.date() - today).days
+    day = (
+        t("day.today")
+        if days == 0
+        else t("day.tomorrow")
+        if days == 1
+        else t(f"day.{local.weekday()}")
+    )
+    return f"{day} {local:%H:%M}"
 
 
 def charger_title(t: Translator, charger: ChargerInfo) -> str:
@@ -45,10 +61,10 @@ def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime)
     if open_now:
         state = t("find.open_now")
     elif opens_at:
-        state = t("find.opens_at", when=opens_at.astimezone(zone).strftime("%a %H:%M"))
+        state = t("find.opens_at", when=day_and_time(t, opens_at, zone, now))
     else:
         state = t("find.closed")
-    kinds = ", ".join(dict.fromkeys(t(f"kind.{k}") for c in hit.chargers for k in c.device_kinds))
+    kinds = t.join(dict.fromkeys(t(f"kind.{k}") for c in hit.chargers for k in c.device_kinds))
     return t.html(
         "find.line",
         n=index,
@@ -68,9 +84,9 @@ def listing_card(t: Translator, listing: ListingInfo, chargers: list[ChargerInfo
             t(
                 "find.card_charger",
                 title=charger_title(t, charger),
-                kinds=", ".join(t(f"kind.{k}") for k in charger.device_kinds),
+                kinds=t.join(t(f"kind.{k}") for k in charger.device_kinds),
                 models=charger.device_models or t("view.any_model"),
-                supply=f"{charger.supply_kind} / {charger.supply_model}",
+                supply=supply_text(t, charger.supply_kind, charger.supply_model),
                 hours=hours_text(t, charger.hours),
                 price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
             )
@@ -89,7 +105,7 @@ def listing_card(t: Translator, listing: ListingInfo, chargers: list[ChargerInfo
 def booking_text(t: Translator, booking: BookingInfo, zone: ZoneInfo) -> Html:
     charger = booking.charger
     estimate = (
-        money(booking.estimate_minor, booking.currency)
+        money(t, booking.estimate_minor, booking.currency)
         if booking.estimate_minor is not None
         else t("booking.estimate_kwh")
     )
@@ -123,7 +139,7 @@ def summary(
     """The booking before Confirm: where, which device, when, at what price."""
     charger = quote.charger
     estimate = (
-        money(quote.estimate_minor, charger.currency)
+        money(t, quote.estimate_minor, charger.currency)
         if quote.estimate_minor is not None
         else t("booking.estimate_kwh")
     )

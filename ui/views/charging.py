@@ -13,7 +13,7 @@ from ui import paging
 from ui.callbacks import ChargeAction, ChargeCb, OnCharge, PageOf, StartCb
 from ui.i18n import Html, Translator
 from ui.views.booking import charger_title, money, tariff_text, window_text
-from ui.views.listing import fit
+from ui.views.listing import fit, supply_text
 
 
 def clock(moment: datetime, zone: ZoneInfo, now: datetime) -> str:
@@ -38,7 +38,7 @@ def scan_card(t: Translator, scan: Scan, zone: ZoneInfo) -> Html:
         "charge.card",
         shop=scan.listing.shop_name or "",
         charger=charger_title(t, charger),
-        supply=f"{charger.supply_kind} / {charger.supply_model}",
+        supply=supply_text(t, charger.supply_kind, charger.supply_model),
         device=t(f"kind.{booking.device_kind}"),
         window=window_text(booking.start_at, booking.end_at, zone),
         tariff=tariff_text(t, booking.price_minor, booking.price_unit, booking.currency),
@@ -69,7 +69,7 @@ def status_text(t: Translator, status: ChargeStatus, zone: ZoneInfo, now: dateti
         shop=booking.shop_name,
         charger=charger_title(t, booking.charger),
         energy=energy_text(t, so_far.energy_kwh, so_far.energy_suspect),
-        cost=money(so_far.cost_minor, booking.currency),
+        cost=money(t, so_far.cost_minor, booking.currency),
         tariff=tariff_text(t, booking.price_minor, booking.price_unit, booking.currency),
         end=clock(booking.end_at, zone, now),
     )
@@ -87,7 +87,7 @@ def order_text(t: Translator, order: OrderInfo, zone: ZoneInfo, *, parties: bool
         minutes=order.minutes,
         energy=energy_text(t, order.energy_kwh, order.energy_suspect),
         tariff=tariff_text(t, order.price_minor, order.price_unit, order.currency),
-        cost=money(order.cost_minor, order.currency),
+        cost=money(t, order.cost_minor, order.currency),
     )
     if parties:
         text += "\n" + t(

@@ -10,7 +10,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from services.dto import ListingStatus, RevisionInfo
 from services.hours import Hours, format_hours
-from services.listing_draft import ChargerDraft, ListingDraft
+from services.listing_draft import ChargerDraft, ListingDraft, supply_preset
 from services.listings import ListingOverview, PlugConflict
 from services.paging import Page
 from ui import keyboards, paging
@@ -27,7 +27,15 @@ def esc(value: object) -> str:
 def hours_text(t: Translator, hours: Hours | None) -> str:
     if not hours:
         return "—"
-    return format_hours(hours, [t(k) for k in DAY_KEYS], t("hours.closed"))
+    return format_hours(
+        hours,
+        [t(k) for k in DAY_KEYS],
+        t("hours.closed"),
+        every_day=t("hours.every_day"),
+        day_range=t("hours.range", first="{first}", last="{last}"),
+        window_sep=t("hours.window_sep"),
+        day_sep=t("hours.day_sep"),
+    )
 
 
 def price_text(t: Translator, charger: ChargerDraft) -> str:
@@ -36,12 +44,20 @@ def price_text(t: Translator, charger: ChargerDraft) -> str:
     return t(
         f"price.per_{charger.price_unit or 'hour'}",
         amount=charger.price,
-        currency=charger.currency or "",
+        currency=t.currency(charger.currency or ""),
     )
 
 
+def supply_text(t: Translator, kind: str | None, model: str | None) -> str:
+    """The supply device: a preset kind in the reader's language (an English reader
+    never sees 智能插座 for a kind picked from the buttons), then its model."""
+    code = supply_preset(kind)
+    kind_text = t(f"supply.{code}") if code else kind
+    return f"{kind_text or '—'} / {model or '—'}"
+
+
 def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
-    kinds = ", ".join(t(f"kind.{k}") for k in charger.device_kinds) or "—"
+    kinds = t.join(t(f"kind.{k}") for k in charger.device_kinds) or "—"
     plug = (
         f"{t('driver.' + charger.plug_driver)} <code>{esc(charger.plug_id or '—')}</code>"
         if charger.plug_driver
@@ -53,7 +69,7 @@ def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
         method=t(f"method.{charger.method}") if charger.method else "—",
         kinds=kinds,
         models=charger.device_models or t("view.any_model"),
-        supply=f"{charger.supply_kind or '—'} / {charger.supply_model or '—'}",
+        supply=supply_text(t, charger.supply_kind, charger.supply_model),
         hours=hours_text(t, charger.hours),
         price=price_text(t, charger),
         plug=Html(plug),
@@ -155,7 +171,7 @@ def missing_text(t: Translator, draft: ListingDraft) -> str:
     parts += [t("btn.edit_charger", n=i + 1) for i, c in enumerate(draft.chargers) if c.missing()]
     if not draft.chargers:
         parts.append(t("btn.add_charger"))
-    return ", ".join(parts)
+    return t.join(parts)
 
 
 def already_decided(t: Translator, revision: RevisionInfo) -> str:

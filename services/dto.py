@@ -59,6 +59,7 @@ class ChargerInfo:
     price_unit: str
     currency: str
     qr_token: str
+    power_kw: Decimal | None = None  # rated power (what a per-kWh booking is prepaid on)
 
     # the columns ``of_row`` reads, in the order of the fields
     COLUMNS: ClassVar[tuple[Any, ...]] = (
@@ -75,6 +76,7 @@ class ChargerInfo:
         Charger.price_unit,
         Charger.currency,
         Charger.qr_token,
+        Charger.power_kw,
     )
 
     @classmethod
@@ -100,6 +102,7 @@ class ChargerInfo:
             row.price_unit,
             row.currency,
             row.qr_token,
+            row.power_kw,
         )
 
 

@@ -15,7 +15,7 @@ from services.search import Hit, opening
 from ui import paging
 from ui.callbacks import BookCb, BookingAction, BookingCb, FindAction, FindCb, PageOf
 from ui.i18n import Html, Translator
-from ui.views.listing import fit, hours_text
+from ui.views.listing import fit, hours_text, supply_text
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -70,7 +70,9 @@ def listing_card(t: Translator, listing: ListingInfo, chargers: list[ChargerInfo
                 title=charger_title(t, charger),
                 kinds=", ".join(t(f"kind.{k}") for k in charger.device_kinds),
                 models=charger.device_models or t("view.any_model"),
-                supply=f"{charger.supply_kind} / {charger.supply_model}",
+                supply=supply_text(
+                    t, f"{charger.supply_kind} / {charger.supply_model}", charger.power_kw
+                ),
                 hours=hours_text(t, charger.hours),
                 price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
             )

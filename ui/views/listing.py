@@ -4,6 +4,7 @@ the merchant's listing view. Everything typed by a person is escaped."""
 import html
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
@@ -40,6 +41,13 @@ def price_text(t: Translator, charger: ChargerDraft) -> str:
     )
 
 
+def supply_text(t: Translator, supply: str, power_kw: Decimal | str | None) -> str:
+    """The supply device, with its rated power when known (``7 kW``)."""
+    if not power_kw:
+        return supply
+    return t("view.with_power", supply=supply, power=f"{Decimal(power_kw).normalize():f}")
+
+
 def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
     kinds = ", ".join(t(f"kind.{k}") for k in charger.device_kinds) or "—"
     plug = (
@@ -53,7 +61,9 @@ def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
         method=t(f"method.{charger.method}") if charger.method else "—",
         kinds=kinds,
         models=charger.device_models or t("view.any_model"),
-        supply=f"{charger.supply_kind or '—'} / {charger.supply_model or '—'}",
+        supply=supply_text(
+            t, f"{charger.supply_kind or '—'} / {charger.supply_model or '—'}", charger.power_kw
+        ),
         hours=hours_text(t, charger.hours),
         price=price_text(t, charger),
         plug=Html(plug),

@@ -17,6 +17,7 @@ from handlers import (
     listing_wizard,
     moderation,
     my_listings,
+    payments,
     qr_labels,
 )
 
@@ -25,6 +26,8 @@ def build_root_router(moderation_chat_id: int) -> Router:
     root = Router(name="root")
     root.include_routers(
         errors.build_router(),
+        # payments answer whatever state the payer's conversation is in
+        payments.build_router(),
         # a scanned QR code (/start <token>) and /stop work in every state, even
         # in the middle of a wizard, whose draft stays where it was
         charging.build_router(),

@@ -34,27 +34,27 @@ def day(d: int, month: int = 3, hour: int = 10) -> datetime:
 
 
 @pytest.fixture
-async def world(sessions) -> World:
-    world = await make_world(sessions, [USER])
+async def world(open_db) -> World:
+    world = await make_world(open_db, [USER])
     # last month (still in the 30 days): an hour at 6.00
-    old = await paid_booking(sessions, world.per_hour, USER, day(27, month=2), hours=1)
-    await run_session(sessions, old, minutes=60)
+    old = await paid_booking(open_db, world.per_hour, USER, day(27, month=2), hours=1)
+    await run_session(open_db, old, minutes=60)
     # Monday: 4 kWh at 1.50
-    metered = await paid_booking(sessions, world.per_kwh, USER, day(1), hours=1)
-    await run_session(sessions, metered, minutes=60, kwh=4.0)
+    metered = await paid_booking(open_db, world.per_kwh, USER, day(1), hours=1)
+    await run_session(open_db, metered, minutes=60, kwh=4.0)
     # Tuesday: a no-show that keeps half its 12.00
-    missed = await paid_booking(sessions, world.per_hour, USER, day(2), hours=2)
-    async with sessions() as db:
+    missed = await paid_booking(open_db, world.per_hour, USER, day(2), hours=2)
+    async with open_db() as db:
         money = replace(PREPAID, no_show_fee_percent=Decimal(50))
         assert await charging.mark_no_shows(db, missed.end_at, money) == 1
     # today: half an hour
-    today = await paid_booking(sessions, world.per_hour, USER, day(3, hour=12), hours=2)
-    await run_session(sessions, today, minutes=30)
+    today = await paid_booking(open_db, world.per_hour, USER, day(3, hour=12), hours=2)
+    await run_session(open_db, today, minutes=30)
     return world
 
 
-async def test_earnings_per_period_and_charger(sessions, world) -> None:
-    async with sessions() as db:
+async def test_earnings_per_period_and_charger(open_db, world) -> None:
+    async with open_db() as db:
         figures = await earnings.earnings(db, merchant_id=MERCHANT, now=NOW, zone=ZONE)
     periods = {p.name: p for p in figures.periods}
     today = periods["today"]
@@ -99,12 +99,12 @@ async def test_earnings_per_period_and_charger(sessions, world) -> None:
     }
     assert by_day["2027-03-01"].kwh == Decimal("4.000")
     assert figures.payable == {"CNY": 540 + 540 + 540 + 270}
-    await assert_sound(sessions)
+    await assert_sound(open_db)
 
 
-async def test_a_payout_lowers_what_the_merchant_is_owed_once(sessions, world) -> None:
+async def test_a_payout_lowers_what_the_merchant_is_owed_once(open_db, world) -> None:
     owed = 1890
-    async with sessions() as db:
+    async with open_db() as db:
         with pytest.raises(InvalidInput) as too_much:
             await payouts.record_payout(
                 db,
@@ -143,13 +143,13 @@ async def test_a_payout_lowers_what_the_merchant_is_owed_once(sessions, world) -
     assert again.repeat and again.id == first.id
     assert [p.id for p in listed] == [first.id]
     assert figures.payable == {"CNY": owed - 1000}
-    assert await balance(sessions, ledger.payable(MERCHANT, "CNY")) == owed - 1000
-    assert (await outbox_kinds(sessions, MERCHANT)).count("payout_recorded") == 1
-    await assert_sound(sessions)
+    assert await balance(open_db, ledger.payable(MERCHANT, "CNY")) == owed - 1000
+    assert (await outbox_kinds(open_db, MERCHANT)).count("payout_recorded") == 1
+    await assert_sound(open_db)
 
 
-async def test_the_orders_as_csv(sessions, world) -> None:
-    async with sessions() as db:
+async def test_the_orders_as_csv(open_db, world) -> None:
+    async with open_db() as db:
         text = await earnings.orders_csv(db, merchant_id=MERCHANT, zone=ZONE)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["date"] for r in rows] == ["2027-02-27", "2027-03-01", "2027-03-03"]
@@ -167,15 +167,15 @@ async def test_the_orders_as_csv(sessions, world) -> None:
         "Volt Café",
     )
     assert rows[2]["start"] == "2027-03-03 12:00" and rows[2]["end"] == "2027-03-03 12:30"
-    async with sessions() as db:
+    async with open_db() as db:
         since = await earnings.orders_csv(
             db, merchant_id=MERCHANT, zone=ZONE, since=datetime(2027, 3, 2, tzinfo=ZONE)
         )
     assert len(list(csv.DictReader(io.StringIO(since)))) == 1
 
 
-async def test_the_platform_report(sessions, world) -> None:
-    async with sessions() as db:
+async def test_the_platform_report(open_db, world) -> None:
+    async with open_db() as db:
         report = await earnings.report(db, now=NOW, zone=ZONE)
     assert [(c.charger_id, c.totals.revenue_minor) for c in report.top_chargers] == [
         (world.per_hour, 900),

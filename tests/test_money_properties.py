@@ -119,7 +119,7 @@ class Model:
     """What the test did, to check the database against."""
 
     world: World
-    sessions: Any
+    open_db: Any
     other: Any  # another instance's session factory (its own engine and pool)
     faults: Faults
     cursor: datetime = datetime(2027, 6, 1, 8, 0, tzinfo=ZONE)
@@ -161,12 +161,12 @@ class Model:
     async def booking(self, index: int) -> Booking | None:
         if not self.bookings:
             return None
-        async with self.sessions() as db:
+        async with self.open_db() as db:
             return await db.get(Booking, self.bookings[index % len(self.bookings)])
 
-    async def deliver(self, invoice: Invoice, charge: str, sessions: Any = None) -> Any:
+    async def deliver(self, invoice: Invoice, charge: str, open_db: Any = None) -> Any:
         """A successful_payment update for ``invoice`` (the same charge each time)."""
-        async with (sessions or self.sessions)() as db:
+        async with (open_db or self.open_db)() as db:
             return await payments.record_payment(
                 db,
                 user_id=invoice.user_id,
@@ -215,7 +215,7 @@ async def book(m: Model, who: int, unit: str, hours: int, topup: int) -> None:
     if topup:
 
         async def top_up() -> Any:
-            async with m.sessions() as db:
+            async with m.open_db() as db:
                 return await payments.topup(
                     db,
                     user_id=user,
@@ -227,12 +227,12 @@ async def book(m: Model, who: int, unit: str, hours: int, topup: int) -> None:
 
         view = await m.unit(top_up)
         assert view is not None
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             invoice = await db.get(Invoice, view.id)
         await m.pay(invoice, "once")
 
     async def request() -> Booking:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await bookings.request(
                 db,
                 user_id=user,
@@ -254,7 +254,7 @@ async def pay(m: Model, index: int, how: str) -> None:
     booking = await m.booking(index)
     if booking is None:
         return
-    async with m.sessions() as db:
+    async with m.open_db() as db:
         invoice = (
             await db.scalars(
                 select(Invoice).where(
@@ -271,7 +271,7 @@ async def pay_late(m: Model, index: int) -> None:
     booking = await m.booking(index)
     if booking is None:
         return
-    async with m.sessions() as db:
+    async with m.open_db() as db:
         invoice = (
             await db.scalars(
                 select(Invoice).where(Invoice.booking_id == booking.id).order_by(Invoice.id.desc())
@@ -287,7 +287,7 @@ async def decide(m: Model, index: int, action: str) -> None:
         return
 
     async def work() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             if action == "accept":
                 return await bookings.accept(
                     db,
@@ -312,11 +312,11 @@ async def expire(m: Model, index: int) -> None:
         return
 
     async def requests() -> int:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await bookings.expire_due(db, now=booking.respond_by)
 
     async def unpaid() -> int:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await payments.expire_unpaid(
                 db, (booking.pay_by or booking.created_at) + payments.PRE_CHECKOUT_GRACE
             )
@@ -332,7 +332,7 @@ async def fail_start(m: Model, index: int) -> None:
     rules = charging_rules(MONEY)
 
     async def begin() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.begin_start(
                 db,
                 booking_id=booking.id,
@@ -346,7 +346,7 @@ async def fail_start(m: Model, index: int) -> None:
         return
 
     async def fail() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.fail_start(db, session_id=started.id, why="no_confirm")
 
     await m.unit(fail)
@@ -359,7 +359,7 @@ async def session(m: Model, index: int, minutes: int, kwh: int) -> None:
     rules = charging_rules(MONEY)
 
     async def begin() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.begin_start(
                 db,
                 booking_id=booking.id,
@@ -373,7 +373,7 @@ async def session(m: Model, index: int, minutes: int, kwh: int) -> None:
         return
 
     async def confirm() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.confirm_start(
                 db, session_id=started.id, at=booking.start_at, energy_kwh=0.0
             )
@@ -382,7 +382,7 @@ async def session(m: Model, index: int, minutes: int, kwh: int) -> None:
         return
 
     async def finish() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.finish(
                 db,
                 session_id=started.id,
@@ -400,7 +400,7 @@ async def no_show(m: Model, index: int) -> None:
         return
 
     async def work() -> int:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await charging.mark_no_shows(db, booking.end_at, MONEY)
 
     await m.unit(work)
@@ -410,7 +410,7 @@ async def refund(m: Model, who: int, decision: str) -> None:
     user = m.users[who]
 
     async def ask() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await wallet.request_refund(
                 db, user_id=user, currency_code="CNY", rules=MONEY, now=m.cursor
             )
@@ -420,7 +420,7 @@ async def refund(m: Model, who: int, decision: str) -> None:
         return
 
     async def settle() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             if decision == "done":
                 return await wallet.mark_refunded(
                     db, refund_id=request.id, admin_id=ADMIN, reference="re_1", now=m.cursor
@@ -434,14 +434,14 @@ async def refund(m: Model, who: int, decision: str) -> None:
 
 
 async def payout(m: Model, percent: int) -> None:
-    async with m.sessions() as db:
+    async with m.open_db() as db:
         owed = await ledger.balance(db, ledger.payable(MERCHANT, "CNY"))
     if owed <= 0:
         return
     amount = max(1, owed * percent // 100)
 
     async def work() -> Any:
-        async with m.sessions() as db:
+        async with m.open_db() as db:
             return await payouts.record_payout(
                 db,
                 admin_id=ADMIN,
@@ -534,7 +534,7 @@ CLOSED = (
 
 
 async def check(m: Model) -> None:
-    async with m.sessions() as db:
+    async with m.open_db() as db:
         audit = await ledger.audit(db)
         assert audit.sound, audit
         # each charge credited exactly once, with its amount: none lost, none doubled
@@ -588,14 +588,14 @@ async def check(m: Model) -> None:
 
 
 @pytest.fixture
-async def model(database_url, sessions, faults) -> Any:
-    world = await make_world(sessions, [])
+async def model(database_url, open_db, faults) -> Any:
+    world = await make_world(open_db, [])
     other = create_engine(database_url)
-    model = Model(world, sessions, create_session_factory(other), faults)
+    model = Model(world, open_db, create_session_factory(other), faults)
     yield model
     await other.dispose()
     # the run was not vacuous: units were killed, orders settled, no-shows and refunds made
-    async with sessions() as db:
+    async with open_db() as db:
         kinds = set((await db.scalars(select(LedgerTransaction.kind).distinct())).all())
     assert faults.fired > 0
     assert {"payment", "hold", "release", "settle"} <= kinds, kinds
@@ -611,7 +611,7 @@ async def model(database_url, sessions, faults) -> Any:
 async def test_money_is_conserved_and_every_payment_credited_once(model: Model, steps) -> None:
     model.bookings = []
     model.users = [next(model.ids), next(model.ids)]
-    async with model.sessions() as db:
+    async with model.open_db() as db:
         db.add_all([User(id=u, first_name="u") for u in model.users])
         await db.commit()
     for (step, *args), crash_at in steps:

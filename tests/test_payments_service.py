@@ -51,18 +51,18 @@ ASKED = START - 30 * MINUTE
 
 
 @pytest.fixture
-async def world(sessions) -> World:
-    return await make_world(sessions, [USER, OTHER])
+async def world(open_db) -> World:
+    return await make_world(open_db, [USER, OTHER])
 
 
-async def booking_row(sessions, booking_id: int) -> Booking:
-    async with sessions() as db:
+async def booking_row(open_db, booking_id: int) -> Booking:
+    async with open_db() as db:
         found = await db.get(Booking, booking_id)
     assert found is not None
     return found
 
 
-async def pre_checkout(sessions, invoice: Invoice, **overrides):
+async def pre_checkout(open_db, invoice: Invoice, **overrides):
     values = {
         "payload": invoice.payload,
         "user_id": invoice.user_id,
@@ -70,7 +70,7 @@ async def pre_checkout(sessions, invoice: Invoice, **overrides):
         "currency_code": invoice.currency,
         "now": ASKED + MINUTE,
     } | overrides
-    async with sessions() as db:
+    async with open_db() as db:
         return await payments.pre_checkout(db, **values)
 
 
@@ -78,12 +78,12 @@ async def pre_checkout(sessions, invoice: Invoice, **overrides):
 
 
 async def test_a_booking_the_wallet_cannot_pay_waits_for_an_invoice_of_what_it_lacks(
-    sessions, world
+    open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)  # 12.00 CNY
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)  # 12.00 CNY
     assert booking.status == BookingStatus.UNPAID
     assert booking.pay_by == ASKED + timedelta(minutes=10)
-    invoice = await open_invoice(sessions, booking.id)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
     assert (invoice.purpose, invoice.amount_minor, invoice.currency) == (
         InvoicePurpose.BOOKING,
@@ -93,9 +93,9 @@ async def test_a_booking_the_wallet_cannot_pay_waits_for_an_invoice_of_what_it_l
     assert invoice.expires_at == booking.pay_by
     assert len(invoice.payload) >= 32  # random, unguessable
     # the merchant is not asked before the booking is paid; the user is owed the invoice
-    assert await outbox_kinds(sessions, MERCHANT) == []
-    assert await outbox_kinds(sessions, USER) == ["invoice"]
-    async with sessions() as db:
+    assert await outbox_kinds(open_db, MERCHANT) == []
+    assert await outbox_kinds(open_db, USER) == ["invoice"]
+    async with open_db() as db:
         state = await payments.checkout_state(
             db, booking_id=booking.id, user_id=USER, rules=PREPAID
         )
@@ -107,40 +107,40 @@ async def test_a_booking_the_wallet_cannot_pay_waits_for_an_invoice_of_what_it_l
     assert state.invoice is not None and state.invoice.id == invoice.id
 
 
-async def test_per_kwh_prepayment_is_rated_power_times_hours_times_price(sessions, world) -> None:
-    booking = await request(sessions, world.per_kwh, USER, START, hours=1)
-    invoice = await open_invoice(sessions, booking.id)
+async def test_per_kwh_prepayment_is_rated_power_times_hours_times_price(open_db, world) -> None:
+    booking = await request(open_db, world.per_kwh, USER, START, hours=1)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
     assert invoice.amount_minor == 1050  # 7 kW × 1 h × 1.50 CNY/kWh
 
 
 async def test_a_small_amount_is_a_top_up_of_at_least_the_minimum_then_paid_from_the_wallet(
-    sessions, world
+    open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=1)  # 6.00 < 10.00
-    invoice = await open_invoice(sessions, booking.id)
+    booking = await request(open_db, world.per_hour, USER, START, hours=1)  # 6.00 < 10.00
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
     assert (invoice.purpose, invoice.amount_minor) == (InvoicePurpose.TOPUP, 1000)
-    async with sessions() as db:
+    async with open_db() as db:
         state = await payments.checkout_state(
             db, booking_id=booking.id, user_id=USER, rules=PREPAID
         )
     assert state.choices_minor == (1000, 2000, 5000, 10000)  # the minimum, then 20/50/100
-    outcome = await pay(sessions, invoice, now=ASKED + MINUTE)
+    outcome = await pay(open_db, invoice, now=ASKED + MINUTE)
     assert outcome.outcome == BOOKING_PAID
     assert outcome.wallet_minor == 400  # 10.00 in, 6.00 held
-    paid = await booking_row(sessions, booking.id)
+    paid = await booking_row(open_db, booking.id)
     assert (paid.status, paid.prepaid_minor) == (BookingStatus.REQUESTED, 600)
-    assert await balance(sessions, ledger.hold(booking.id, "CNY")) == 600
-    assert await outbox_kinds(sessions, MERCHANT) == ["booking_request"]
-    await assert_sound(sessions)
+    assert await balance(open_db, ledger.hold(booking.id, "CNY")) == 600
+    assert await outbox_kinds(open_db, MERCHANT) == ["booking_request"]
+    await assert_sound(open_db)
 
 
-async def test_a_wallet_that_covers_the_booking_pays_it_at_once(sessions, world) -> None:
-    first = await request(sessions, world.per_hour, USER, START, hours=1)
-    invoice = await open_invoice(sessions, first.id)
+async def test_a_wallet_that_covers_the_booking_pays_it_at_once(open_db, world) -> None:
+    first = await request(open_db, world.per_hour, USER, START, hours=1)
+    invoice = await open_invoice(open_db, first.id)
     assert invoice is not None
-    async with sessions() as db:  # a larger top-up instead of the minimum
+    async with open_db() as db:  # a larger top-up instead of the minimum
         bigger = await payments.topup(
             db,
             user_id=USER,
@@ -150,50 +150,50 @@ async def test_a_wallet_that_covers_the_booking_pays_it_at_once(sessions, world)
             now=ASKED,
             booking_id=first.id,
         )
-    assert (await open_invoice(sessions, first.id)).id == bigger.id  # type: ignore[union-attr]
-    async with sessions() as db:  # the replaced invoice can no longer be paid
+    assert (await open_invoice(open_db, first.id)).id == bigger.id  # type: ignore[union-attr]
+    async with open_db() as db:  # the replaced invoice can no longer be paid
         old = await db.get(Invoice, invoice.id)
     assert old is not None and old.status == InvoiceStatus.CANCELLED
     with pytest.raises(InvalidInput) as refused:
-        await pre_checkout(sessions, invoice)
+        await pre_checkout(open_db, invoice)
     assert refused.value.key == "err.pay_closed"
-    async with sessions() as db:
+    async with open_db() as db:
         bigger_row = await db.get(Invoice, bigger.id)
-    await pay(sessions, bigger_row, now=ASKED + MINUTE)  # type: ignore[arg-type]
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 4400
+    await pay(open_db, bigger_row, now=ASKED + MINUTE)  # type: ignore[arg-type]
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 4400
     # the next booking is paid from the wallet at Confirm: no invoice, the merchant asked
-    second = await request(sessions, world.per_hour, USER, START + timedelta(hours=3), hours=2)
+    second = await request(open_db, world.per_hour, USER, START + timedelta(hours=3), hours=2)
     assert second.status == BookingStatus.REQUESTED
     assert second.prepaid_minor == 1200
-    assert await open_invoice(sessions, second.id) is None
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 3200
-    assert (await outbox_kinds(sessions, MERCHANT)).count("booking_request") == 2
-    await assert_sound(sessions)
+    assert await open_invoice(open_db, second.id) is None
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 3200
+    assert (await outbox_kinds(open_db, MERCHANT)).count("booking_request") == 2
+    await assert_sound(open_db)
 
 
 async def test_a_booking_beyond_the_largest_invoice_is_refused_and_nothing_stays(
-    sessions, world
+    open_db, world
 ) -> None:
-    async with sessions() as db:
+    async with open_db() as db:
         charger = await db.get(Charger, world.per_hour)
         assert charger is not None
         charger.price_minor = 200_000  # 2,000 CNY/h × 24 h > 30,000 CNY
         await db.commit()
     with pytest.raises(InvalidInput) as refused:
-        await request(sessions, world.per_hour, USER, START, hours=24)
+        await request(open_db, world.per_hour, USER, START, hours=24)
     assert refused.value.key == "err.pay_too_much"
-    async with sessions() as db:
+    async with open_db() as db:
         assert await db.scalar(select(func.count()).select_from(Booking)) == 0
 
 
 # -- pre-checkout ------------------------------------------------------------------------
 
 
-async def test_pre_checkout_checks_the_row_the_payload_points_to(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+async def test_pre_checkout_checks_the_row_the_payload_points_to(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
-    view = await pre_checkout(sessions, invoice)
+    view = await pre_checkout(open_db, invoice)
     assert view.id == invoice.id
     refusals = {
         "err.pay_unknown": {"payload": "forged"},
@@ -203,56 +203,56 @@ async def test_pre_checkout_checks_the_row_the_payload_points_to(sessions, world
     }
     for key, change in refusals.items():
         with pytest.raises(DomainError) as refused:
-            await pre_checkout(sessions, invoice, **change)
+            await pre_checkout(open_db, invoice, **change)
         assert refused.value.key == key, change
     with pytest.raises(InvalidInput) as refused:
-        await pre_checkout(sessions, invoice, currency_code="USD")
+        await pre_checkout(open_db, invoice, currency_code="USD")
     assert refused.value.key == "err.pay_mismatch"
     assert refused.value.params == {"amount": "12.00", "currency": "CNY"}
-    async with sessions() as db:
+    async with open_db() as db:
         await bookings.cancel(db, booking_id=booking.id, user_id=USER, now=ASKED)
     with pytest.raises(InvalidInput) as refused:  # its invoice closed with it
-        await pre_checkout(sessions, invoice)
+        await pre_checkout(open_db, invoice)
     assert refused.value.key == "err.pay_closed"
 
 
-async def test_a_cancelled_unpaid_booking_tells_the_merchant_nothing(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    async with sessions() as db:
+async def test_a_cancelled_unpaid_booking_tells_the_merchant_nothing(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    async with open_db() as db:
         await bookings.cancel(db, booking_id=booking.id, user_id=USER, now=ASKED)
-    assert await outbox_kinds(sessions, MERCHANT) == []
-    invoice = await open_invoice(sessions, booking.id)
+    assert await outbox_kinds(open_db, MERCHANT) == []
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is None
 
 
 # -- the payment -------------------------------------------------------------------------
 
 
-async def test_a_payment_pays_its_booking_once_and_asks_the_merchant(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+async def test_a_payment_pays_its_booking_once_and_asks_the_merchant(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
     paid_at = ASKED + 3 * MINUTE
     charge = charge_id()
-    outcome = await pay(sessions, invoice, charge=charge, now=paid_at)
+    outcome = await pay(open_db, invoice, charge=charge, now=paid_at)
     assert (outcome.outcome, outcome.duplicate, outcome.amount_minor) == (BOOKING_PAID, False, 1200)
     assert outcome.booking_id == booking.id and outcome.wallet_minor == 0
-    paid = await booking_row(sessions, booking.id)
+    paid = await booking_row(open_db, booking.id)
     assert paid.status == BookingStatus.REQUESTED
     assert paid.respond_by == paid_at + timedelta(minutes=15)  # the answer time runs from now
-    async with sessions() as db:
+    async with open_db() as db:
         row = await db.get(Invoice, invoice.id)
     assert row is not None
     assert (row.status, row.telegram_payment_charge_id) == (InvoiceStatus.PAID, charge)
     # the same update again (Telegram redelivers it): nothing more is credited
-    again = await pay(sessions, invoice, charge=charge, now=paid_at + MINUTE)
+    again = await pay(open_db, invoice, charge=charge, now=paid_at + MINUTE)
     assert again.duplicate and again.payment_id == outcome.payment_id
     assert again.outcome == BOOKING_PAID
-    assert await count_key(sessions, f"payment:{charge}") == 1
-    assert await balance(sessions, ledger.clearing("CNY")) == -1200
-    assert await outbox_kinds(sessions, MERCHANT) == ["booking_request"]
-    assert await outbox_kinds(sessions, USER) == ["invoice", "payment_received"]
-    async with sessions() as db:
+    assert await count_key(open_db, f"payment:{charge}") == 1
+    assert await balance(open_db, ledger.clearing("CNY")) == -1200
+    assert await outbox_kinds(open_db, MERCHANT) == ["booking_request"]
+    assert await outbox_kinds(open_db, USER) == ["invoice", "payment_received"]
+    async with open_db() as db:
         audits = (
             await db.scalars(
                 select(AuditEntry.action).where(
@@ -261,71 +261,71 @@ async def test_a_payment_pays_its_booking_once_and_asks_the_merchant(sessions, w
             )
         ).all()
     assert list(audits) == ["request", "paid"]
-    await assert_sound(sessions)
+    await assert_sound(open_db)
 
 
 async def test_one_payment_recorded_by_two_instances_at_once_is_credited_once(
-    database_url, sessions, world
+    database_url, open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
     other = create_engine(database_url)  # another instance: its own pool
     try:
         other_sessions = create_session_factory(other)
         charge = charge_id()
         outcomes = await asyncio.gather(
-            pay(sessions, invoice, charge=charge, now=ASKED + MINUTE),
+            pay(open_db, invoice, charge=charge, now=ASKED + MINUTE),
             pay(other_sessions, invoice, charge=charge, now=ASKED + MINUTE),
         )
     finally:
         await other.dispose()
     assert sorted(o.duplicate for o in outcomes) == [False, True]
     assert {o.payment_id for o in outcomes} == {outcomes[0].payment_id}
-    assert await count_key(sessions, f"payment:{charge}") == 1
-    assert await balance(sessions, ledger.hold(booking.id, "CNY")) == 1200
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 0
-    assert await outbox_kinds(sessions, MERCHANT) == ["booking_request"]
-    await assert_sound(sessions)
+    assert await count_key(open_db, f"payment:{charge}") == 1
+    assert await balance(open_db, ledger.hold(booking.id, "CNY")) == 1200
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 0
+    assert await outbox_kinds(open_db, MERCHANT) == ["booking_request"]
+    await assert_sound(open_db)
 
 
 async def test_a_payment_for_a_booking_cancelled_meanwhile_stays_in_the_wallet(
-    sessions, world
+    open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
-    await pre_checkout(sessions, invoice)  # approved, then the user cancels
-    async with sessions() as db:
+    await pre_checkout(open_db, invoice)  # approved, then the user cancels
+    async with open_db() as db:
         await bookings.cancel(db, booking_id=booking.id, user_id=USER, now=ASKED)
-    outcome = await pay(sessions, invoice, now=ASKED + MINUTE)  # it slipped through
+    outcome = await pay(open_db, invoice, now=ASKED + MINUTE)  # it slipped through
     assert outcome.outcome == BOOKING_GONE
     assert outcome.wallet_minor == 1200
-    assert (await booking_row(sessions, booking.id)).status == BookingStatus.CANCELLED
-    async with sessions() as db:  # it was paid after all: the invoice says so
+    assert (await booking_row(open_db, booking.id)).status == BookingStatus.CANCELLED
+    async with open_db() as db:  # it was paid after all: the invoice says so
         row = await db.get(Invoice, invoice.id)
     assert row is not None and row.status == InvoiceStatus.PAID
-    assert await outbox_kinds(sessions, USER) == ["invoice", "payment_received"]
-    assert await outbox_kinds(sessions, MERCHANT) == []
-    await assert_sound(sessions)
+    assert await outbox_kinds(open_db, USER) == ["invoice", "payment_received"]
+    assert await outbox_kinds(open_db, MERCHANT) == []
+    await assert_sound(open_db)
 
 
 async def test_a_payment_that_does_not_match_its_invoice_is_kept_not_applied(
-    sessions, world
+    open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
-    odd = await pay(sessions, invoice, amount=700, now=ASKED + MINUTE)
+    odd = await pay(open_db, invoice, amount=700, now=ASKED + MINUTE)
     assert (odd.outcome, odd.wallet_minor) == (MISMATCH, 700)
-    assert (await booking_row(sessions, booking.id)).status == BookingStatus.UNPAID
+    assert (await booking_row(open_db, booking.id)).status == BookingStatus.UNPAID
     # someone else paying the user's invoice (a forwarded one): their wallet, not the booking
-    stranger = await pay(sessions, invoice, user=OTHER, now=ASKED + MINUTE)
+    stranger = await pay(open_db, invoice, user=OTHER, now=ASKED + MINUTE)
     assert stranger.outcome == MISMATCH
-    assert await balance(sessions, ledger.wallet(OTHER, "CNY")) == 1200
-    assert (await booking_row(sessions, booking.id)).status == BookingStatus.UNPAID
+    assert await balance(open_db, ledger.wallet(OTHER, "CNY")) == 1200
+    assert (await booking_row(open_db, booking.id)).status == BookingStatus.UNPAID
     # an unknown payload: the money still reaches the payer's wallet
-    async with sessions() as db:
+    async with open_db() as db:
         lost = await payments.record_payment(
             db,
             user_id=USER,
@@ -338,14 +338,14 @@ async def test_a_payment_that_does_not_match_its_invoice_is_kept_not_applied(
             now=ASKED,
         )
     assert lost.outcome == payments.UNKNOWN and lost.wallet_minor == 1000
-    await assert_sound(sessions)
+    await assert_sound(open_db)
 
 
-async def test_a_payment_short_of_the_booking_owes_a_new_invoice(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+async def test_a_payment_short_of_the_booking_owes_a_new_invoice(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
-    async with sessions() as db:  # the wallet went below zero meanwhile (an earlier session)
+    async with open_db() as db:  # the wallet went below zero meanwhile (an earlier session)
         await ledger.post(
             db,
             kind="test",
@@ -353,19 +353,19 @@ async def test_a_payment_short_of_the_booking_owes_a_new_invoice(sessions, world
             legs=[(ledger.wallet(USER, "CNY"), -300), (ledger.payable(MERCHANT, "CNY"), 300)],
         )
         await db.commit()
-    outcome = await pay(sessions, invoice, now=ASKED + MINUTE)
+    outcome = await pay(open_db, invoice, now=ASKED + MINUTE)
     assert (outcome.outcome, outcome.wallet_minor) == (SHORT, 900)
-    fresh = await open_invoice(sessions, booking.id)
+    fresh = await open_invoice(open_db, booking.id)
     assert fresh is not None and fresh.id != invoice.id
     assert (fresh.purpose, fresh.amount_minor) == (InvoicePurpose.TOPUP, 1000)  # 3.00 < minimum
-    await pay(sessions, fresh, now=ASKED + 2 * MINUTE)
-    assert (await booking_row(sessions, booking.id)).status == BookingStatus.REQUESTED
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 700
-    await assert_sound(sessions)
+    await pay(open_db, fresh, now=ASKED + 2 * MINUTE)
+    assert (await booking_row(open_db, booking.id)).status == BookingStatus.REQUESTED
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 700
+    await assert_sound(open_db)
 
 
-async def test_a_plain_top_up_and_its_bounds(sessions, world) -> None:
-    async with sessions() as db:
+async def test_a_plain_top_up_and_its_bounds(open_db, world) -> None:
+    async with open_db() as db:
         for amount in (999, 3_000_001):
             with pytest.raises(InvalidInput) as refused:
                 await payments.topup(
@@ -393,10 +393,10 @@ async def test_a_plain_top_up_and_its_bounds(sessions, world) -> None:
         )
         invoice = await db.get(Invoice, view.id)
     assert invoice is not None and invoice.booking_id is None
-    outcome = await pay(sessions, invoice, now=ASKED)
+    outcome = await pay(open_db, invoice, now=ASKED)
     assert (outcome.outcome, outcome.wallet_minor) == (TOPUP, 2000)
-    async with sessions() as db:  # someone else's booking cannot be topped up for
-        booking = await request(sessions, world.per_hour, OTHER, START, hours=2)
+    async with open_db() as db:  # someone else's booking cannot be topped up for
+        booking = await request(open_db, world.per_hour, OTHER, START, hours=2)
         with pytest.raises(NotAllowed):
             await payments.topup(
                 db,
@@ -412,21 +412,21 @@ async def test_a_plain_top_up_and_its_bounds(sessions, world) -> None:
 # -- holds released, unpaid bookings expiring --------------------------------------------
 
 
-async def paid(sessions, world, start=START, hours=2.0) -> Booking:
-    booking = await request(sessions, world.per_hour, USER, start, hours=hours)
-    invoice = await open_invoice(sessions, booking.id)
+async def paid(open_db, world, start=START, hours=2.0) -> Booking:
+    booking = await request(open_db, world.per_hour, USER, start, hours=hours)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None
-    await pay(sessions, invoice, now=start - 29 * MINUTE)
-    return await booking_row(sessions, booking.id)
+    await pay(open_db, invoice, now=start - 29 * MINUTE)
+    return await booking_row(open_db, booking.id)
 
 
 @pytest.mark.parametrize("ending", ["rejected", "expired", "cancelled", "cancelled_accepted"])
 async def test_a_booking_that_ends_without_a_session_returns_its_hold_to_the_wallet(
-    sessions, world, ending
+    open_db, world, ending
 ) -> None:
-    booking = await paid(sessions, world)
-    assert await balance(sessions, ledger.hold(booking.id, "CNY")) == 1200
-    async with sessions() as db:
+    booking = await paid(open_db, world)
+    assert await balance(open_db, ledger.hold(booking.id, "CNY")) == 1200
+    async with open_db() as db:
         if ending == "rejected":
             await bookings.reject(db, booking_id=booking.id, merchant_id=MERCHANT, reason="busy")
         elif ending == "expired":
@@ -436,19 +436,19 @@ async def test_a_booking_that_ends_without_a_session_returns_its_hold_to_the_wal
         else:
             await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=ASKED)
             await bookings.cancel(db, booking_id=booking.id, user_id=USER, now=ASKED)
-    assert await balance(sessions, ledger.hold(booking.id, "CNY")) == 0
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 1200
-    async with sessions() as db:
+    assert await balance(open_db, ledger.hold(booking.id, "CNY")) == 0
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 1200
+    async with open_db() as db:
         money = await payments.booking_money(db, booking.id)
     assert (money.prepaid_minor, money.held_minor, money.released_minor) == (1200, 0, 1200)
-    await assert_sound(sessions)
+    await assert_sound(open_db)
 
 
-async def test_an_unpaid_booking_expires_after_pay_by_and_says_so(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
-    invoice = await open_invoice(sessions, booking.id)
+async def test_an_unpaid_booking_expires_after_pay_by_and_says_so(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
+    invoice = await open_invoice(open_db, booking.id)
     assert invoice is not None and booking.pay_by is not None
-    async with sessions() as db:
+    async with open_db() as db:
         assert await payments.expire_unpaid(db, booking.pay_by - MINUTE) == 0
         # a payment approved a moment before pay_by keeps it a little longer
         await payments.pre_checkout(
@@ -463,30 +463,30 @@ async def test_an_unpaid_booking_expires_after_pay_by_and_says_so(sessions, worl
         later = booking.pay_by + payments.PRE_CHECKOUT_GRACE
         assert await payments.expire_unpaid(db, later) == 1
         assert await payments.expire_unpaid(db, later) == 0  # once
-    expired = await booking_row(sessions, booking.id)
+    expired = await booking_row(open_db, booking.id)
     assert expired.status == BookingStatus.EXPIRED
-    async with sessions() as db:
+    async with open_db() as db:
         row = await db.get(Invoice, invoice.id)
     assert row is not None and row.status == InvoiceStatus.EXPIRED
-    assert await outbox_kinds(sessions, USER) == ["invoice", "booking_payment_expired"]
-    assert await outbox_kinds(sessions, MERCHANT) == []
+    assert await outbox_kinds(open_db, USER) == ["invoice", "booking_payment_expired"]
+    assert await outbox_kinds(open_db, MERCHANT) == []
     # a payment that slips through after the expiry is kept in the wallet
-    outcome = await pay(sessions, invoice, now=later + MINUTE)
+    outcome = await pay(open_db, invoice, now=later + MINUTE)
     assert (outcome.outcome, outcome.wallet_minor) == (BOOKING_GONE, 1200)
     with pytest.raises(NotFound):  # stale status buttons find nothing to show
-        async with sessions() as db:
+        async with open_db() as db:
             await payments.checkout_state(db, booking_id=10_000, user_id=USER, rules=PREPAID)
-    async with sessions() as db:
+    async with open_db() as db:
         with pytest.raises(InvalidInput):
             await payments.checkout_state(db, booking_id=booking.id, user_id=USER, rules=PREPAID)
 
 
 async def test_an_unpaid_booking_counts_against_the_open_requests_and_as_a_repeat(
-    sessions, world
+    open_db, world
 ) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2)
+    booking = await request(open_db, world.per_hour, USER, START, hours=2)
     with pytest.raises(InvalidInput) as repeat:
-        await request(sessions, world.per_hour, USER, START, hours=2)
+        await request(open_db, world.per_hour, USER, START, hours=2)
     assert repeat.value.key == "err.booking_repeat"
     assert repeat.value.params == {"id": booking.id}
 
@@ -494,13 +494,13 @@ async def test_an_unpaid_booking_counts_against_the_open_requests_and_as_a_repea
 # -- pay at the shop: as before ----------------------------------------------------------
 
 
-async def test_pay_at_shop_books_as_before_and_moves_no_money(sessions, world) -> None:
-    booking = await request(sessions, world.per_hour, USER, START, hours=2, money=PAY_AT_SHOP)
+async def test_pay_at_shop_books_as_before_and_moves_no_money(open_db, world) -> None:
+    booking = await request(open_db, world.per_hour, USER, START, hours=2, money=PAY_AT_SHOP)
     assert booking.status == BookingStatus.REQUESTED
     assert (booking.pay_by, booking.prepaid_minor) == (None, None)
-    assert await outbox_kinds(sessions, MERCHANT) == ["booking_request"]
-    assert await outbox_kinds(sessions, USER) == []
-    async with sessions() as db:
+    assert await outbox_kinds(open_db, MERCHANT) == ["booking_request"]
+    assert await outbox_kinds(open_db, USER) == []
+    async with open_db() as db:
         await bookings.reject(db, booking_id=booking.id, merchant_id=MERCHANT, reason="busy")
         assert await db.scalar(select(func.count()).select_from(LedgerEntry)) == 0
         assert await db.scalar(select(func.count()).select_from(Invoice)) == 0
@@ -512,12 +512,12 @@ async def test_pay_at_shop_books_as_before_and_moves_no_money(sessions, world) -
 
 
 async def test_many_payments_refunds_and_payouts_at_once_on_two_instances(
-    database_url, sessions, world
+    database_url, open_db, world
 ) -> None:
     """The platform-wide accounts are shared by every payment: units of work that
     touch them at once (two instances) wait for each other and never deadlock."""
     users = list(range(3001, 3011))
-    async with sessions() as db:
+    async with open_db() as db:
         db.add_all([User(id=u, first_name="u") for u in users])
         await ledger.post(  # the merchant is owed something to pay out
             db,
@@ -528,14 +528,14 @@ async def test_many_payments_refunds_and_payouts_at_once_on_two_instances(
         await db.commit()
     invoices = []
     for user in users:
-        async with sessions() as db:
+        async with open_db() as db:
             view = await payments.topup(
                 db, user_id=user, amount_minor=2000, currency_code="CNY", rules=PREPAID, now=ASKED
             )
             invoices.append(await db.get(Invoice, view.id))
     other = create_engine(database_url)
     try:
-        instances = (sessions, create_session_factory(other))
+        instances = (open_db, create_session_factory(other))
 
         async def refund(user: int, factory) -> None:
             async with factory() as db:
@@ -562,8 +562,8 @@ async def test_many_payments_refunds_and_payouts_at_once_on_two_instances(
         await asyncio.gather(*(refund(user, instances[i % 2]) for i, user in enumerate(users)))
     finally:
         await other.dispose()
-    assert await balance(sessions, ledger.clearing("CNY")) == -20_000 + 2000
-    assert await balance(sessions, ledger.payable(MERCHANT, "CNY")) == 3000
+    assert await balance(open_db, ledger.clearing("CNY")) == -20_000 + 2000
+    assert await balance(open_db, ledger.payable(MERCHANT, "CNY")) == 3000
     for user in users:
-        assert await balance(sessions, ledger.refunds_due(user, "CNY")) == 2000
-    await assert_sound(sessions)
+        assert await balance(open_db, ledger.refunds_due(user, "CNY")) == 2000
+    await assert_sound(open_db)

@@ -27,24 +27,24 @@ NOW = BASE
 
 
 @pytest.fixture
-async def world(sessions) -> World:
-    return await make_world(sessions, [USER])
+async def world(open_db) -> World:
+    return await make_world(open_db, [USER])
 
 
-async def top_up(sessions, amount: int, charge: str | None = None) -> None:
-    async with sessions() as db:
+async def top_up(open_db, amount: int, charge: str | None = None) -> None:
+    async with open_db() as db:
         view = await payments.topup(
             db, user_id=USER, amount_minor=amount, currency_code="CNY", rules=PREPAID, now=NOW
         )
         invoice = await db.get(Invoice, view.id)
     assert invoice is not None
-    await pay(sessions, invoice, charge=charge, now=NOW)
+    await pay(open_db, invoice, charge=charge, now=NOW)
 
 
-async def test_the_wallet_shows_its_balance_and_history(sessions, world) -> None:
-    await top_up(sessions, 2000)
-    await top_up(sessions, 5000)
-    async with sessions() as db:
+async def test_the_wallet_shows_its_balance_and_history(open_db, world) -> None:
+    await top_up(open_db, 2000)
+    await top_up(open_db, 5000)
+    async with open_db() as db:
         view = await wallet.wallet_of(db, user_id=USER, currency_code="CNY")
     assert (view.balance_minor, view.refunds_due_minor, view.open_refund) == (7000, 0, None)
     assert [(line.kind, line.amount_minor) for line in view.history] == [
@@ -54,20 +54,18 @@ async def test_the_wallet_shows_its_balance_and_history(sessions, world) -> None
     assert view.balances == {"CNY": 7000}
 
 
-async def test_a_refund_request_holds_the_balance_until_an_admin_refunds_it(
-    sessions, world
-) -> None:
+async def test_a_refund_request_holds_the_balance_until_an_admin_refunds_it(open_db, world) -> None:
     charge = charge_id()
-    await top_up(sessions, 2000, charge=charge)
-    async with sessions() as db:
+    await top_up(open_db, 2000, charge=charge)
+    async with open_db() as db:
         request = await wallet.request_refund(
             db, user_id=USER, currency_code="CNY", rules=PREPAID, now=NOW
         )
     assert (request.amount_minor, request.status) == (2000, RefundStatus.REQUESTED)
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 0
-    assert await balance(sessions, ledger.refunds_due(USER, "CNY")) == 2000
-    assert await outbox_kinds(sessions, ADMIN_CHAT) == ["refund_requested"]
-    async with sessions() as db:
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 0
+    assert await balance(open_db, ledger.refunds_due(USER, "CNY")) == 2000
+    assert await outbox_kinds(open_db, ADMIN_CHAT) == ["refund_requested"]
+    async with open_db() as db:
         with pytest.raises(InvalidInput) as nothing:  # the balance is already asked back
             await wallet.request_refund(
                 db, user_id=USER, currency_code="CNY", rules=PREPAID, now=NOW
@@ -80,7 +78,7 @@ async def test_a_refund_request_holds_the_balance_until_an_admin_refunds_it(
         (f"prov-{charge}", 2000)
     ]
     assert mine.open_refund is not None and mine.open_refund.id == request.id
-    async with sessions() as db:
+    async with open_db() as db:
         done = await wallet.mark_refunded(
             db, refund_id=request.id, admin_id=ADMIN, reference=" re_123 ", now=NOW
         )
@@ -94,15 +92,15 @@ async def test_a_refund_request_holds_the_balance_until_an_admin_refunds_it(
                 db, refund_id=request.id, admin_id=ADMIN, reason="no", now=NOW
             )
         assert twice.value.key == "err.refund_decided"
-    assert await balance(sessions, ledger.refunds_due(USER, "CNY")) == 0
-    assert await balance(sessions, ledger.clearing("CNY")) == 0  # in, and out again
-    assert await outbox_kinds(sessions, USER) == ["invoice", "payment_received", "refund_done"]
-    await assert_sound(sessions)
+    assert await balance(open_db, ledger.refunds_due(USER, "CNY")) == 0
+    assert await balance(open_db, ledger.clearing("CNY")) == 0  # in, and out again
+    assert await outbox_kinds(open_db, USER) == ["invoice", "payment_received", "refund_done"]
+    await assert_sound(open_db)
 
 
-async def test_a_declined_refund_goes_back_to_the_wallet(sessions, world) -> None:
-    await top_up(sessions, 2000)
-    async with sessions() as db:
+async def test_a_declined_refund_goes_back_to_the_wallet(open_db, world) -> None:
+    await top_up(open_db, 2000)
+    async with open_db() as db:
         request = await wallet.request_refund(
             db, user_id=USER, currency_code="CNY", rules=PREPAID, now=NOW
         )
@@ -117,22 +115,22 @@ async def test_a_declined_refund_goes_back_to_the_wallet(sessions, world) -> Non
             await wallet.mark_refunded(db, refund_id=999, admin_id=ADMIN, reference="x", now=NOW)
     assert declined.status == RefundStatus.DECLINED
     assert declined.reason == "paid for a booking\nthat ran"
-    assert await balance(sessions, ledger.wallet(USER, "CNY")) == 2000
-    assert await outbox_kinds(sessions, USER) == [
+    assert await balance(open_db, ledger.wallet(USER, "CNY")) == 2000
+    assert await outbox_kinds(open_db, USER) == [
         "invoice",
         "payment_received",
         "refund_declined",
     ]
-    async with sessions() as db:
+    async with open_db() as db:
         assert await ledger.balances(db, AccountKind.REFUNDS_DUE, USER) == {"CNY": 0}
-    await assert_sound(sessions)
+    await assert_sound(open_db)
 
 
-async def test_an_empty_or_negative_wallet_has_nothing_to_refund(sessions, world) -> None:
-    async with sessions() as db:
+async def test_an_empty_or_negative_wallet_has_nothing_to_refund(open_db, world) -> None:
+    async with open_db() as db:
         with pytest.raises(InvalidInput) as refused:
             await wallet.request_refund(
                 db, user_id=USER, currency_code="CNY", rules=PREPAID, now=NOW
             )
     assert refused.value.key == "err.refund_nothing"
-    assert await outbox_kinds(sessions, ADMIN_CHAT) == []
+    assert await outbox_kinds(open_db, ADMIN_CHAT) == []

@@ -176,3 +176,17 @@ class PageCb(CallbackData, prefix="pg"):
 
     of: PageOf
     page: Page = 0
+
+
+# -- money (#14) -------------------------------------------------------------------------
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[int, Field(ge=1, le=10**12)]  # minor units
+
+
+class TopupCb(CallbackData, prefix="tu"):
+    """A top-up of ``amount`` (minor units): for an unpaid booking, or the wallet (0)."""
+
+    amount: Amount
+    code: CurrencyCode
+    booking_id: Id = 0

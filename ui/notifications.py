@@ -15,7 +15,7 @@ from functools import partial
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from services import bookings, charging, listings, users
+from services import bookings, charging, listings, payments, users
 from services.dto import (
     BookingInfo,
     BookingStatus,
@@ -36,10 +36,11 @@ from ui.owed import replay
 from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
 from ui.views import charging as charging_views
-from ui.views.booking import booking_text, charger_title
+from ui.views.booking import booking_text, charger_title, window_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
 from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
+from ui.views.money import invoice_parts, more_choices, payment_text
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,54 @@ async def _order(ctx: Context, message: Notification) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
+# -- money (#14) -------------------------------------------------------------------------
+
+
+async def _invoice(ctx: Context, message: Notification) -> None:
+    """The invoice (sendInvoice), and for a booking's top-up the larger choices."""
+    invoice_id = message.payload["invoice_id"]
+    card = await payments.invoice_card(ctx.db, invoice_id)
+    if card is None:
+        return  # paid, replaced or expired before it went out: nothing to pay
+    token = ctx.config.provider_token
+    if token is None:  # invoices exist only in prepaid mode; the setting was removed since
+        log.warning("invoice %s not sent: PAYMENT_PROVIDER_TOKEN is unset", invoice_id)
+        return
+    booking = None
+    window = None
+    if card.invoice.booking_id is not None:
+        booking = await bookings.info(ctx.db, card.invoice.booking_id)
+        window = window_text(booking.start_at, booking.end_at, ctx.config.zone)
+    title, description, prices = invoice_parts(ctx.t, card, booking, window)
+    chat_id = message.chat_id
+
+    async def send() -> None:
+        sent = await ctx.bot.send_invoice(
+            chat_id,
+            title=title,
+            description=description,
+            payload=card.invoice.payload,
+            provider_token=token,
+            currency=card.invoice.currency,
+            prices=prices,
+        )
+        await payments.record_invoice_message(
+            ctx.db, invoice_id=invoice_id, chat_id=chat_id, message_id=sent.message_id
+        )
+
+    await ctx.part("invoice", send)
+    markup = more_choices(ctx.t, card)
+    if markup is not None:
+        text = ctx.t("pay.more_choices")
+        await ctx.part("choices", lambda: ctx.bot.send_message(chat_id, text, reply_markup=markup))
+
+
+async def _payment_received(ctx: Context, message: Notification) -> None:
+    outcome = await payments.payment_outcome(ctx.db, message.payload["payment_id"])
+    text = payment_text(ctx.t, outcome)
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
+
+
 async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
@@ -349,6 +398,10 @@ RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.REVIEW_CARD_REFRESH: _review_card_refresh,
     OutboxKind.LISTING_APPROVED: _listing_approved,
     OutboxKind.LISTING_REJECTED: _listing_rejected,
+    # money (#14)
+    OutboxKind.INVOICE: _invoice,
+    OutboxKind.PAYMENT_RECEIVED: _payment_received,
+    OutboxKind.BOOKING_PAYMENT_EXPIRED: _simple("pay.expired", find_again),
 }
 
 

@@ -24,7 +24,7 @@ from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
 from ui.views.booking import LISTS, booking_actions, booking_text, bookings_list, summary
-from ui.views.money import checkout_text
+from ui.views.money import checkout_text, mode_line
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
 
@@ -128,6 +128,7 @@ async def when(message: Message, state: FSMContext, db: Db, t: Translator, confi
     await state.set_state(BookForm.confirm)
     await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
     text, markup = summary(t, quote, data["kind"], data.get("model", ""), config.zone)
+    text += "\n" + mode_line(t, config.money)  # how it is paid (#14)
     await message.answer(text, reply_markup=markup)
 
 

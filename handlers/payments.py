@@ -7,11 +7,11 @@ reason the payer reads in the payment form."""
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
 
-from services import payments
+from services import payments, settlement
 from services.clock import utcnow
 from services.money import format_minor
 from services.tx import Db
-from ui.callbacks import TopupCb
+from ui.callbacks import PaidAtShopCb, TopupCb
 from ui.config import Config
 from ui.i18n import Translator
 
@@ -62,9 +62,23 @@ async def topup_choice(
     await query.answer(t("pay.topup_alert", amount=amount))
 
 
+async def mark_paid(
+    query: CallbackQuery, callback_data: PaidAtShopCb, db: Db, t: Translator
+) -> None:
+    """The merchant's Mark paid on a receipt (pay-at-shop mode): the service checks
+    it is their order and not marked yet (a second press changes nothing)."""
+    await settlement.mark_paid_at_shop(
+        db, order_id=callback_data.order_id, merchant_id=query.from_user.id, now=utcnow()
+    )
+    await query.answer(t("pay.marked_paid"))
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+
+
 def build_router() -> Router:
     router = Router(name="payments")
     router.pre_checkout_query.register(pre_checkout)
     router.message.register(successful_payment, F.successful_payment)
     router.callback_query.register(topup_choice, TopupCb.filter())
+    router.callback_query.register(mark_paid, PaidAtShopCb.filter())
     return router

@@ -23,6 +23,7 @@ from models import (
     ListingRevision,
     ListingStatus,
     Order,
+    OrderPayment,
     RevisionStatus,
     SessionStatus,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ListingInfo",
     "ListingStatus",
     "OrderInfo",
+    "OrderPayment",
     "RevisionInfo",
     "RevisionStatus",
     "SessionStatus",
@@ -266,6 +268,12 @@ class OrderInfo:
     power_off_confirmed: bool | None
     charger: ChargerInfo
     shop_name: str
+    # money (#14): how it is paid, what was prepaid, the platform's and merchant's shares
+    payment: OrderPayment = OrderPayment.PAY_AT_SHOP
+    prepaid_minor: int | None = None
+    fee_minor: int = 0
+    merchant_minor: int = 0
+    settled_at: datetime | None = None
 
     @property
     def charger_id(self) -> int:
@@ -292,6 +300,11 @@ class OrderInfo:
             row.charge.power_off_confirmed,
             ChargerInfo.of(charger),
             shop_name,
+            row.payment,
+            row.prepaid_minor,
+            row.fee_minor,
+            row.merchant_minor,
+            row.settled_at,
         )
 
 

@@ -18,7 +18,7 @@ from models.db import create_engine, create_session_factory
 from services import bookings, ledger
 from services.bookings import BookingRules
 from tests.botapi import FakeBotAPI, buttons, plain
-from tests.harness import BotHarness, start_api
+from tests.harness import GROUP, BotHarness, start_api
 from tests.plugs import SimPlug
 from tests.support.services import MosquittoServer
 from tests.support.waiting import wait_until
@@ -316,7 +316,19 @@ async def test_pay_start_stop_settle_and_the_wallets_rest(
     after = bot.api.last_message_id(RIDER)
     await stop(bot, RIDER, started)
     order = await bot.expect(RIDER, "Order #", after, timeout=10)
-    assert "Cost: 0.04 CNY" in plain(order)  # one started minute at 2.50/h
+    text = plain(order)
+    assert "Cost: 0.04 CNY" in text  # one started minute at 2.50/h
+    # the receipt: dates, the billing rule, the prepayment and what went back
+    assert "each started minute at the hourly price" in text
+    assert "Prepaid: 2.50 CNY · back to your wallet: 2.46 CNY" in text
+    assert "Paid and settled (prepaid in Telegram)" in text
+    day = f"{utcnow().astimezone(bot.settings.zone):%Y-%m-%d}"
+    assert f"Start: {day}" in text
+    merchant = await bot.expect(MERCHANT, "Order #", 0, timeout=10)
+    assert "platform fee: 0.00 CNY · your share: 0.04 CNY" in plain(merchant)
+    assert not buttons(merchant)  # prepaid: nothing to mark
+    platform = await bot.expect(GROUP, "Order #", 0, timeout=10)
+    assert "prepaid in Telegram · prepaid: 2.50 CNY" in plain(platform)
     # the rest of the prepayment is back in the wallet: 7.50 + 2.50 - 0.04
     await wait_until(lambda: _wallet_is(database_url, RIDER, 996), timeout=10, what="settled")
 
@@ -363,3 +375,65 @@ async def test_a_failed_start_and_an_unanswered_request_return_the_prepayment(
 
 async def _wallet_is(url: str, user: int, amount: int) -> bool:
     return await wallet_of(url, user) == amount
+
+
+@pytest.fixture
+async def shop_bot(
+    api: FakeBotAPI, database_url: str, broker: MosquittoServer
+) -> AsyncIterator[BotHarness]:
+    """No provider token: pay at the shop."""
+    harness = BotHarness(
+        api,
+        database_url,
+        mqtt_url=broker.url,
+        scheduler_interval_seconds=0.3,
+        device_confirm_seconds=2,
+    )
+    await harness.start()
+    yield harness
+    await harness.stop()
+
+
+async def test_pay_at_the_shop_and_the_merchant_marks_it_paid(
+    shop_bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list[SimPlug]
+) -> None:
+    bot, api = shop_bot, shop_bot.api
+    charger_id, token = await label_token(bot, database_url)
+    await plug_for("tasmota", database_url, broker, charger_id, plugs)
+    now = utcnow()
+    async with database(database_url) as db:
+        booking = await bookings.request(
+            db,
+            user_id=RIDER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=now,
+            end=now + timedelta(hours=1),
+            rules=BookingRules(zone=bot.settings.zone),
+            now=now,
+        )
+        await bookings.accept(db, booking_id=booking.id, merchant_id=MERCHANT, now=now)
+    merchant_after = api.last_message_id(MERCHANT)
+    started = await scan_and_start(bot, RIDER, token)
+    after = api.last_message_id(RIDER)
+    await stop(bot, RIDER, started)
+    order = await bot.expect(RIDER, "Order #", after, timeout=10)
+    assert "Pay at the shop: please pay 0.04 CNY to the merchant" in plain(order)
+    receipt = await bot.expect(MERCHANT, "Order #", merchant_after, timeout=10)
+    assert "the rider pays you 0.04 CNY" in plain(receipt)
+    assert buttons(receipt) == [["✅ Mark paid"]]
+
+    # someone else's press changes nothing; the merchant's marks it paid, once
+    forged = await api.wait_for_callback_answer(
+        api.press(RIDER, RIDER, order["message_id"], "ps:1")
+    )
+    assert forged["show_alert"]
+    after = api.last_message_id(RIDER)
+    answer = await bot.press(MERCHANT, MERCHANT, receipt, "Mark paid")
+    assert "Marked paid" in answer["text"]
+    await bot.expect(RIDER, "marked order #1 (0.04 CNY) as paid at the shop", after)
+    again = await api.wait_for_callback_answer(
+        api.press(MERCHANT, MERCHANT, receipt["message_id"], "ps:1")
+    )
+    assert "already settled" in again["text"]

@@ -190,3 +190,9 @@ class TopupCb(CallbackData, prefix="tu"):
     amount: Amount
     code: CurrencyCode
     booking_id: Id = 0
+
+
+class PaidAtShopCb(CallbackData, prefix="ps"):
+    """The merchant's Mark paid on an order paid at the shop."""
+
+    order_id: Id

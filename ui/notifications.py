@@ -26,6 +26,7 @@ from services.dto import (
     SessionStatus,
 )
 from services.listings import PlugConflict
+from services.money import format_minor
 from services.outbox import Notification, OutboxKind
 from services.tx import Db, read
 from ui import keyboards
@@ -40,7 +41,14 @@ from ui.views.booking import booking_text, charger_title, window_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
 from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
-from ui.views.money import invoice_parts, more_choices, payment_text
+from ui.views.money import (
+    billing_rule,
+    invoice_parts,
+    mark_paid_button,
+    more_choices,
+    payment_text,
+    receipt_money,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +331,17 @@ async def _order(ctx: Context, message: Notification) -> None:
     order = await charging.order_info(ctx.db, message.payload["order_id"])
     audience = message.payload.get("audience", "user")
     text = charging_views.order_text(ctx.t, order, ctx.config.zone, parties=audience == "platform")
+    # the receipt's money: the billing rule, the prepayment, the shares, the state
+    text += "\n" + billing_rule(ctx.t, order.price_unit)
+    text += "\n" + receipt_money(ctx.t, order, audience)
+    markup = mark_paid_button(ctx.t, order) if audience == "merchant" else None
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+
+
+async def _order_paid_at_shop(ctx: Context, message: Notification) -> None:
+    order = await charging.order_info(ctx.db, message.payload["order_id"])
+    cost = f"{format_minor(order.cost_minor, order.currency)} {order.currency}"
+    text = ctx.t("pay.paid_at_shop_user", id=order.id, cost=cost)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
@@ -402,6 +421,7 @@ RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.INVOICE: _invoice,
     OutboxKind.PAYMENT_RECEIVED: _payment_received,
     OutboxKind.BOOKING_PAYMENT_EXPIRED: _simple("pay.expired", find_again),
+    OutboxKind.ORDER_PAID_AT_SHOP: _order_paid_at_shop,
 }
 
 

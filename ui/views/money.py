@@ -3,7 +3,8 @@
 from aiogram.types import InlineKeyboardMarkup, LabeledPrice
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from services.dto import BookingInfo, InvoicePurpose
+from services.dto import BookingInfo, InvoicePurpose, OrderInfo, OrderPayment
+from services.money import MoneyRules
 from services.money import currency as currency_row
 from services.payments import (
     BOOKING_GONE,
@@ -16,7 +17,7 @@ from services.payments import (
     InvoiceCard,
     PaymentOutcome,
 )
-from ui.callbacks import TopupCb
+from ui.callbacks import PaidAtShopCb, TopupCb
 from ui.i18n import Translator
 from ui.views.booking import charger_title, money
 
@@ -112,3 +113,66 @@ def payment_text(t: Translator, outcome: PaymentOutcome) -> str:
         wallet=money(outcome.wallet_minor, outcome.currency),
         id=outcome.booking_id or "",
     )
+
+
+# -- receipts ----------------------------------------------------------------------------
+
+
+def billing_rule(t: Translator, unit: str) -> str:
+    return t("pay.billing_kwh" if unit == "kwh" else "pay.billing_hour")
+
+
+def receipt_money(t: Translator, order: OrderInfo, audience: str) -> str:
+    """The order's money, as its reader may see it: the rider, the merchant (with the
+    fee's share) or the platform."""
+    code = order.currency
+    cost, fee, share = (
+        money(order.cost_minor, code),
+        money(order.fee_minor, code),
+        money(order.merchant_minor, code),
+    )
+    prepaid = order.payment == OrderPayment.PREPAID
+    if audience == "platform":
+        mode = {
+            OrderPayment.PREPAID: "pay.mode_prepaid",
+            OrderPayment.PAY_AT_SHOP: "pay.mode_at_shop",
+            OrderPayment.PAID_AT_SHOP: "pay.mode_paid_at_shop",
+        }[order.payment]
+        settled = order.payment != OrderPayment.PAY_AT_SHOP
+        return t(
+            "pay.receipt_platform",
+            mode=t(mode),
+            prepaid=money(order.prepaid_minor, code),
+            fee=fee,
+            share=share,
+            state=t("pay.state_settled" if settled else "pay.state_unpaid"),
+        )
+    if audience == "merchant":
+        if prepaid:
+            return t("pay.receipt_prepaid_merchant", fee=fee, share=share)
+        if order.payment == OrderPayment.PAID_AT_SHOP:
+            return t("pay.receipt_paid_at_shop_merchant", fee=fee, share=share)
+        return t("pay.receipt_at_shop_merchant", cost=cost, fee=fee, share=share)
+    if prepaid:
+        held = order.prepaid_minor or 0
+        back = held - order.cost_minor
+        if back >= 0:
+            return t("pay.receipt_prepaid_user", prepaid=money(held, code), back=money(back, code))
+        return t("pay.receipt_over_user", prepaid=money(held, code), extra=money(-back, code))
+    if order.payment == OrderPayment.PAID_AT_SHOP:
+        return t("pay.receipt_paid_at_shop_user")
+    return t("pay.receipt_at_shop_user", cost=cost)
+
+
+def mark_paid_button(t: Translator, order: OrderInfo) -> InlineKeyboardMarkup | None:
+    """For the merchant, while an order paid at the shop is not marked yet."""
+    if order.payment != OrderPayment.PAY_AT_SHOP:
+        return None
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("pay.mark_paid"), callback_data=PaidAtShopCb(order_id=order.id))
+    return builder.as_markup()
+
+
+def mode_line(t: Translator, rules: MoneyRules) -> str:
+    """Which way money goes on this deployment (the booking's summary says it)."""
+    return t("pay.summary_prepaid" if rules.prepaid else "pay.summary_at_shop")

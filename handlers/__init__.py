@@ -11,11 +11,13 @@ from handlers import (
     booking_decisions,
     charging,
     common,
+    earnings,
     errors,
     find,
     language,
     listing_wizard,
     moderation,
+    money_admin,
     my_listings,
     payments,
     qr_labels,
@@ -35,12 +37,14 @@ def build_root_router(moderation_chat_id: int) -> Router:
         common.build_router(),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),
+        money_admin.build_router(moderation_chat_id),
         listing_wizard.build_router(),
         my_listings.build_router(),
         qr_labels.build_router(),
         find.build_router(),
         booking.build_router(),
         booking_decisions.build_router(),
+        earnings.build_router(),
         common.build_fallback_router(),
     )
     return root

@@ -196,3 +196,11 @@ class PaidAtShopCb(CallbackData, prefix="ps"):
     """The merchant's Mark paid on an order paid at the shop."""
 
     order_id: Id
+
+
+class EarningsAction(StrEnum):
+    CSV = "csv"  # the merchant's orders as a CSV document
+
+
+class EarningsCb(CallbackData, prefix="ea"):
+    action: EarningsAction

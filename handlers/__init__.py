@@ -21,6 +21,7 @@ from handlers import (
     my_listings,
     payments,
     qr_labels,
+    wallet,
 )
 
 
@@ -45,6 +46,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         booking.build_router(),
         booking_decisions.build_router(),
         earnings.build_router(),
+        wallet.build_router(),
         common.build_fallback_router(),
     )
     return root

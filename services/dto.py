@@ -24,6 +24,7 @@ from models import (
     ListingStatus,
     Order,
     OrderPayment,
+    RefundStatus,
     RevisionStatus,
     SessionStatus,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ListingStatus",
     "OrderInfo",
     "OrderPayment",
+    "RefundStatus",
     "RevisionInfo",
     "RevisionStatus",
     "SessionStatus",

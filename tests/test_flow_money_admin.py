@@ -116,3 +116,90 @@ async def test_report_in_the_group_for_admins_only(
     assert not [
         m for m in api.bot_messages(GROUP) if m["message_id"] > after and "report" in plain(m)
     ]
+
+
+async def test_wallet_top_up_and_a_refund_marked_done_by_an_admin(
+    bot: BotHarness, database_url: str
+) -> None:
+    api = bot.api
+    shown = await bot.say(RIDER, "/wallet", "Your wallet")
+    assert "0.00 CNY" in plain(shown) and "No movements yet" in plain(shown)
+    assert buttons(shown) == [["➕ Top up"]]
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, shown, "Top up")
+    choices = await bot.expect(RIDER, "How much", after)
+    assert buttons(choices) == [["10.00 CNY", "20.00 CNY", "50.00 CNY", "100.00 CNY"]]
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, choices, "20.00 CNY")
+    invoice = await api.wait_for_message(RIDER, lambda m: "invoice" in m, after=after)
+    assert invoice["invoice"]["title"] == "Wallet top-up"
+    paid = await api.pay_invoice(RIDER, RIDER, invoice["message_id"])
+    assert paid.status == "paid" and paid.successful_payment is not None
+    await bot.expect(RIDER, "Top-up of 20.00 CNY received. Your wallet: 20.00 CNY", after)
+
+    shown = await bot.say(RIDER, "/wallet", "Your wallet")
+    assert "+20.00 CNY · payment received" in plain(shown)
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, shown, "Ask for a refund")
+    confirm = await bot.expect(RIDER, "whole balance, 20.00 CNY, back?", after)
+    group_after = api.last_message_id(GROUP)
+    await bot.press(RIDER, RIDER, confirm, "Yes, ask for it back")
+    await bot.expect(RIDER, "Refund #1 of 20.00 CNY asked", after)
+    # a second press asks nothing more: the wallet is empty now
+    again = await api.wait_for_callback_answer(
+        api.press(RIDER, RIDER, confirm["message_id"], "wl:refund_yes:0")
+    )
+    assert "no balance to refund" in again["text"]
+
+    card = await bot.expect(GROUP, "Refund request #1", group_after)
+    provider_id = paid.successful_payment["provider_payment_charge_id"]
+    assert provider_id in plain(card) and "20.00 CNY" in plain(card)
+    assert buttons(card) == [["✅ Mark refunded", "❌ Decline"]]
+    # not an admin: an alert, nothing changes
+    refused = await bot.press(GROUP, RIDER, card, "Mark refunded")
+    assert refused["show_alert"]
+
+    prompt_after = api.last_message_id(GROUP)
+    await bot.press(GROUP, ADMINS[0], card, "Mark refunded")
+    prompt = await bot.expect(GROUP, "refund reference for request #1", prompt_after)
+    after = api.last_message_id(RIDER)
+    api.send_text(GROUP, ADMINS[0], "re_3PqTEST", reply_to_message_id=prompt["message_id"])
+    await bot.expect(GROUP, "Refund #1 marked refunded", prompt_after)
+    told = await bot.expect(RIDER, "refund #1 of 20.00 CNY was sent back", after)
+    assert "re_3PqTEST" in plain(told)
+    card = await bot.expect(GROUP, "Refunded by", group_after)
+    assert not buttons(card)
+    # the old button, pressed again: already decided
+    stale = await api.wait_for_callback_answer(
+        api.press(GROUP, ADMINS[1], card["message_id"], "rf:decline:1")
+    )
+    assert "already been decided" in stale["text"]
+    shown = await bot.say(RIDER, "/wallet", "Your wallet")
+    assert "0.00 CNY" in plain(shown) and "refund asked" in plain(shown)
+
+
+async def test_payout_confirmed_by_an_admin_and_seen_in_earnings(
+    bot: BotHarness, database_url: str, open_db: async_sessionmaker[AsyncSession]
+) -> None:
+    api = bot.api
+    await two_orders(open_db)  # 8.10 CNY owed to the merchant
+    await bot.say_in_group(ADMINS[0], "/payout", "Usage: /payout")
+    await bot.say_in_group(ADMINS[0], "/payout 1001 lots REF", "Please type an amount")
+    await bot.say_in_group(ADMINS[0], "/payout @nobody 5 REF", "I do not know the user @nobody")
+    await bot.say_in_group(ADMINS[0], "/payout 1001 9 REF-1", "Owed to them now: 8.10 CNY")
+    # too much: refused at the confirmation, nothing recorded
+    confirm = await bot.expect(GROUP, "Record a payout", 0)
+    answer = await bot.press(GROUP, ADMINS[0], confirm, "Record payout")
+    assert "8.10" in answer["text"]
+
+    confirm = await bot.say_in_group(ADMINS[0], "/payout 1001 5.00 BANK-42", "Record a payout")
+    assert "Reference: BANK-42" in plain(confirm)
+    refused = await bot.press(GROUP, RIDER, confirm, "Record payout")  # not an admin
+    assert refused["show_alert"]
+    after = api.last_message_id(MERCHANT)
+    await bot.press(GROUP, ADMINS[0], confirm, "Record payout")
+    await bot.expect(GROUP, "Payout #1 of 5.00 CNY", 0)
+    told = await bot.expect(MERCHANT, "payout of 5.00 CNY was recorded", after)
+    assert "Still owed to you: 3.10 CNY" in plain(told)
+    shown = await bot.say(MERCHANT, "/earnings", "Your earnings")
+    assert "Owed to you now: 3.10 CNY" in plain(shown) and "5.00 CNY (ref. BANK-42)" in plain(shown)

@@ -15,12 +15,13 @@ from functools import partial
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from services import bookings, charging, listings, payments, users
+from services import bookings, charging, listings, payments, payouts, users, wallet
 from services.dto import (
     BookingInfo,
     BookingStatus,
     ChargeInfo,
     ListingInfo,
+    RefundStatus,
     RevisionInfo,
     RevisionStatus,
     SessionStatus,
@@ -49,6 +50,7 @@ from ui.views.money import (
     payment_text,
     receipt_money,
 )
+from ui.views.wallet import refund_buttons, refund_card
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +395,51 @@ async def _payment_received(ctx: Context, message: Notification) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
+async def _refund_requested(ctx: Context, message: Notification) -> None:
+    """The request's card in the moderation group, with the provider charge ids to
+    refund and Mark refunded / Decline (rendered as it is now: a late card of a
+    request decided meanwhile has no buttons)."""
+    refund_id = message.payload["refund_id"]
+    refund = await wallet.refund_view(ctx.db, refund_id)
+    profile = await users.profile(ctx.db, refund.user_id)
+    text = refund_card(ctx.t, refund, profile.first_name if profile else "", ctx.config.zone)
+    markup = refund_buttons(ctx.t, refund)
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
+        await wallet.record_refund_card(
+            ctx.db, refund_id=refund_id, chat_id=message.chat_id, message_id=sent.message_id
+        )
+
+    await ctx.part("card", post)
+
+
+async def _refund_decided(ctx: Context, message: Notification) -> None:
+    refund = await wallet.refund_view(ctx.db, message.payload["refund_id"], payments=0)
+    amount = f"{format_minor(refund.amount_minor, refund.currency)} {refund.currency}"
+    if refund.status == RefundStatus.DONE:
+        text = ctx.t(
+            "wallet.refund_done_user", id=refund.id, amount=amount, reference=refund.reference
+        )
+    else:
+        text = ctx.t(
+            "wallet.refund_declined_user", id=refund.id, amount=amount, reason=refund.reason
+        )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
+
+
+async def _payout_recorded(ctx: Context, message: Notification) -> None:
+    payout = await payouts.payout_view(ctx.db, message.payload["payout_id"])
+    code = payout.currency
+    text = ctx.t(
+        "payout.merchant_told",
+        amount=f"{format_minor(payout.amount_minor, code)} {code}",
+        reference=payout.reference,
+        owed=f"{format_minor(payout.payable_minor, code)} {code}",
+    )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
+
+
 async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
@@ -422,6 +469,10 @@ RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.PAYMENT_RECEIVED: _payment_received,
     OutboxKind.BOOKING_PAYMENT_EXPIRED: _simple("pay.expired", find_again),
     OutboxKind.ORDER_PAID_AT_SHOP: _order_paid_at_shop,
+    OutboxKind.REFUND_REQUESTED: _refund_requested,
+    OutboxKind.REFUND_DONE: _refund_decided,
+    OutboxKind.REFUND_DECLINED: _refund_decided,
+    OutboxKind.PAYOUT_RECORDED: _payout_recorded,
 }
 
 

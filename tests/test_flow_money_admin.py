@@ -203,3 +203,19 @@ async def test_payout_confirmed_by_an_admin_and_seen_in_earnings(
     assert "Still owed to you: 3.10 CNY" in plain(told)
     shown = await bot.say(MERCHANT, "/earnings", "Your earnings")
     assert "Owed to you now: 3.10 CNY" in plain(shown) and "5.00 CNY (ref. BANK-42)" in plain(shown)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_menus_and_help_name_the_money_commands(bot: BotHarness) -> None:
+    calls = bot.api.calls("setMyCommands")
+    private = [c for c in calls if (c.get("scope") or {}).get("type") == "all_private_chats"]
+    group = [c for c in calls if (c.get("scope") or {}).get("type") == "chat"]
+    for call in private:  # English and Chinese
+        names = [c["command"] for c in call["commands"]]
+        assert "wallet" in names and "earnings" in names
+    assert {c.get("language_code") for c in private} == {None, "zh"}
+    assert {"report", "payout"} <= {c["command"] for c in group[0]["commands"]}
+    shown = await bot.say(RIDER, "/help", "ChargeShare")
+    assert "within 10 minutes" in plain(shown) and "/wallet" in plain(shown)
+    shown = await bot.say(OTHER, "/help", "钱包")
+    assert "/earnings" in plain(shown)

@@ -204,11 +204,11 @@ async def payout_press(
 
 
 async def not_an_admin(query: CallbackQuery, t: Translator) -> None:
-    await query.answer(t("review.not_admin"), show_alert=True)
+    await query.answer(t("pay.not_admin"), show_alert=True)
 
 
 async def not_an_admin_command(message: Message, t: Translator) -> None:
-    await message.reply(t("review.not_admin"))
+    await message.reply(t("pay.not_admin"))
 
 
 def build_router(moderation_chat_id: int) -> Router:

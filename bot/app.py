@@ -24,8 +24,10 @@ from hardware_bridge.bridge import Bridge
 from hardware_bridge.mqtt import MqttClient
 from migrations.runner import upgrade
 from models.db import MAX_OVERFLOW, POOL_SIZE, create_engine, create_session_factory
+from services import payments
 from services.charging import ChargingRules
 from services.charging_control import ChargingControl
+from services.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class App:
                 zone=settings.zone,
                 platform_chat_id=settings.platform_chat_id,
                 grace_before=timedelta(minutes=settings.start_grace_minutes),
+                money=settings.money_rules,
             ),
             confirm_timeout=settings.device_confirm_seconds,
             offline_grace=settings.device_offline_grace_seconds,
@@ -93,7 +96,7 @@ class App:
             self.open_db,
             interval=settings.scheduler_interval_seconds,
             on_change=self.outbox.wake,
-            jobs=[self.charging.tick],
+            jobs=[self.charging.tick, self._expire_unpaid],
         )
         self.dispatcher: Dispatcher = create_dispatcher(
             settings,
@@ -105,6 +108,11 @@ class App:
             presses=self.presses,
         )
         self.stopping = asyncio.Event()  # webhook mode: set to stop serving
+
+    async def _expire_unpaid(self) -> int:
+        """Scheduler job: bookings not paid in time expire (the rider is told)."""
+        async with self.open_db() as db:
+            return await payments.expire_unpaid(db, utcnow())
 
     async def prepare(self) -> None:
         await upgrade(self.engine)  # the schema comes from migrations only

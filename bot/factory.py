@@ -41,8 +41,11 @@ PRIVATE_COMMANDS = (
     "language",
     "help",
     "cancel",
+    # money (#14)
+    "wallet",
+    "earnings",
 )
-GROUP_COMMANDS = ("pending", "sessions", "cancel")
+GROUP_COMMANDS = ("pending", "sessions", "cancel", "report", "payout")
 
 
 def create_bot(

@@ -231,8 +231,15 @@ def ui_config(settings: Settings) -> Config:
             response_minutes=settings.booking_response_minutes,
             max_open_requests=settings.max_open_bookings_per_user,
             horizon_days=settings.booking_horizon_days,
+            money=settings.money_rules,
         ),
         max_listings_under_review=settings.max_listings_under_review,
+        money=settings.money_rules,
+        provider_token=(
+            settings.payment_provider_token.get_secret_value()
+            if settings.payment_provider_token
+            else None
+        ),
     )
 
 

@@ -11,13 +11,17 @@ from handlers import (
     booking_decisions,
     charging,
     common,
+    earnings,
     errors,
     find,
     language,
     listing_wizard,
     moderation,
+    money_admin,
     my_listings,
+    payments,
     qr_labels,
+    wallet,
 )
 
 
@@ -25,6 +29,8 @@ def build_root_router(moderation_chat_id: int) -> Router:
     root = Router(name="root")
     root.include_routers(
         errors.build_router(),
+        # payments answer whatever state the payer's conversation is in
+        payments.build_router(),
         # a scanned QR code (/start <token>) and /stop work in every state, even
         # in the middle of a wizard, whose draft stays where it was
         charging.build_router(),
@@ -32,12 +38,15 @@ def build_root_router(moderation_chat_id: int) -> Router:
         common.build_router(),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),
+        money_admin.build_router(moderation_chat_id),
         listing_wizard.build_router(),
         my_listings.build_router(),
         qr_labels.build_router(),
         find.build_router(),
         booking.build_router(),
         booking_decisions.build_router(),
+        earnings.build_router(),
+        wallet.build_router(),
         common.build_fallback_router(),
     )
     return root

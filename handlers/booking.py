@@ -11,7 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
-from services import bookings
+from services import bookings, payments
 from services.clock import utcnow
 from services.dto import BookingInfo
 from services.paging import Page
@@ -24,6 +24,7 @@ from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
 from ui.views.booking import LISTS, booking_actions, booking_text, bookings_list, summary
+from ui.views.money import checkout_text, mode_line
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
 
@@ -127,6 +128,7 @@ async def when(message: Message, state: FSMContext, db: Db, t: Translator, confi
     await state.set_state(BookForm.confirm)
     await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
     text, markup = summary(t, quote, data["kind"], data.get("model", ""), config.zone)
+    text += "\n" + mode_line(t, config.money)  # how it is paid (#14)
     await message.answer(text, reply_markup=markup)
 
 
@@ -159,13 +161,16 @@ async def confirm(
         rules=config.booking_rules,
     )
     await state.clear()
+    minutes = config.booking_rules.response_minutes
+    text = t("booking.sent", id=booking.id, minutes=minutes)
+    if config.money.prepaid:  # paid from the wallet, or an invoice follows (the outbox)
+        checkout = await payments.checkout_state(
+            db, booking_id=booking.id, user_id=query.from_user.id, rules=config.money
+        )
+        text = checkout_text(t, checkout, config.money.payment_minutes, minutes)
     # the booking is committed: its confirmation comes first and reaches the rider even
     # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
-    await owed.deliver(
-        query.message.answer(
-            t("booking.sent", id=booking.id, minutes=config.booking_rules.response_minutes)
-        )
-    )
+    await owed.deliver(query.message.answer(text))
     await query.answer(t("booking.sent_alert"))
     await query.message.edit_reply_markup(reply_markup=None)
 

@@ -6,6 +6,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from handlers.listing_wizard import in_wizard
+from ui.config import Config
 from ui.i18n import Translator
 
 
@@ -27,8 +28,14 @@ async def start(message: Message, t: Translator) -> None:
     await message.answer(t("start.welcome", name=name))
 
 
-async def help_(message: Message, t: Translator) -> None:
-    await message.answer(t("help.text"))
+async def help_(message: Message, t: Translator, config: Config) -> None:
+    money = config.money  # how paying works here (#14)
+    paying = (
+        t("money_help.prepaid", minutes=money.payment_minutes)
+        if money.prepaid
+        else t("money_help.at_shop")
+    )
+    await message.answer(t("help.text") + "\n\n" + paying)
 
 
 async def unexpected_message(message: Message, t: Translator) -> None:

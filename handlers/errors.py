@@ -60,6 +60,8 @@ async def on_error(
             except TelegramBadRequest:  # the handler had answered it already
                 if update.callback_query.message is not None:
                     await update.callback_query.message.answer(t("err.internal"))
+        elif update.pre_checkout_query is not None:  # nothing is charged
+            await update.pre_checkout_query.answer(ok=False, error_message=t("err.internal"))
         elif update.message is not None:
             await update.message.answer(t("err.internal"))
     except Exception:  # the error report itself must never raise
@@ -83,6 +85,9 @@ async def on_refusal(
     if update.callback_query is not None:
         query = update.callback_query
         await _tell_presser(query, said, answered=query.id in answered)
+    elif update.pre_checkout_query is not None:
+        # the payment form shows the reason; no money moves
+        await update.pre_checkout_query.answer(ok=False, error_message=said.text)
     elif update.message is not None:
         message = update.message
         if message.chat.type == "private":

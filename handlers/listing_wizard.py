@@ -47,8 +47,10 @@ from services.listing_draft import (
     parse_coordinates,
     parse_phone,
     parse_plug_id,
+    parse_power,
     parse_price,
     parse_text,
+    price_example,
 )
 from services.text import clean
 from services.tx import Db
@@ -71,6 +73,7 @@ class ListingForm(StatesGroup):
     models = State()
     supply_kind = State()
     supply_model = State()
+    power = State()
     hours = State()
     price_unit = State()
     price = State()
@@ -82,7 +85,7 @@ class ListingForm(StatesGroup):
 
 SHOP_STEPS = ("contact", "shop_name", "photo", "area", "location", "address")
 CHARGER_STEPS = (
-    "method", "kinds", "models", "supply_kind", "supply_model",
+    "method", "kinds", "models", "supply_kind", "supply_model", "power",
     "hours", "price_unit", "price", "plug_driver", "plug_id",
 )  # fmt: skip
 # the summary's Edit menu offers the shop steps by these labels
@@ -201,8 +204,9 @@ SHOP_FIELDS = {
 }  # fmt: skip
 CHARGER_FIELDS = {
     "method": "method", "models": "device_models", "supply_kind": "supply_kind",
-    "supply_model": "supply_model", "hours": "hours", "price_unit": "price_unit",
-    "price": "price", "plug_driver": "plug_driver", "plug_id": "plug_id",
+    "supply_model": "supply_model", "power": "power_kw", "hours": "hours",
+    "price_unit": "price_unit", "price": "price", "plug_driver": "plug_driver",
+    "plug_id": "plug_id",
 }  # fmt: skip
 
 
@@ -261,6 +265,7 @@ def prompt(
                 "ask.price",
                 unit=t(f"unit.{wiz.charger.price_unit or 'hour'}"),
                 currency=t.currency(config.currency),
+                example=price_example(config.currency),
             )
         case "plug_driver":
             rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]
@@ -473,6 +478,12 @@ def _supply_model(message: Message, wiz: Wizard, t: Translator, s: Config) -> st
     return NEXT
 
 
+def _power(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
+    # asked of every charger: a per-kWh booking is prepaid on it, and riders see it
+    wiz.charger.power_kw = parse_power(_text(message, "err.power"))
+    return NEXT
+
+
 def _hours(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     # one clause a line is allowed, so line breaks stay
     text = clean(_text(message, "err.hours_format"), max_len=1000, multiline=True)
@@ -486,7 +497,9 @@ def _price_unit(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
 
 
 def _price(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
-    wiz.charger.price, wiz.charger.currency = parse_price(_text(message, "err.price"), s.currency)
+    if not message.text:
+        raise InvalidInput("err.price", currency=s.currency, example=price_example(s.currency))
+    wiz.charger.price, wiz.charger.currency = parse_price(message.text, s.currency)
     return NEXT
 
 
@@ -520,6 +533,7 @@ PARSERS: dict[str, Parser] = {
     "contact": _contact, "shop_name": _shop_name, "photo": _photo, "area": _area,
     "location": _location, "address": _address, "method": _method, "kinds": _kinds,
     "models": _models, "supply_kind": _supply_kind, "supply_model": _supply_model,
+    "power": _power,
     "hours": _hours, "price_unit": _price_unit, "price": _price,
     "plug_driver": _plug_driver, "plug_id": _plug_id, "more": _more,
 }  # fmt: skip

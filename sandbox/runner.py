@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "123456:SANDBOX-"  # + a random part per run: web pages cannot guess it
 BOT_USERNAME = "chargeshare_sandbox_bot"
 DEFAULT_DATABASE = Path("data/sandbox.db")
+# a provider token of the test shape BotFather gives (<id>:TEST:<secret>), known only
+# to the sandbox's own Bot API server
+SANDBOX_PROVIDER_TOKEN = "1234567890:TEST:chargeshare-sandbox"
 
 
 def fresh_database(path: Path) -> None:
@@ -92,6 +95,9 @@ class Sandbox:
             "orders_chat_id": "",
             "redis_url": "",
             "webhook_url": "",
+            # the local Bot API server takes any provider token, so the demo pays in
+            # Telegram (prepaid mode) with its test card; never a real provider's
+            "payment_provider_token": SANDBOX_PROVIDER_TOKEN,
             **self.overrides,
             # what makes it the sandbox
             "bot_token": self.token,

@@ -17,10 +17,14 @@ from models import (
     Charger,
     ChargingSession,
     EndReason,
+    InvoicePurpose,
+    InvoiceStatus,
     Listing,
     ListingRevision,
     ListingStatus,
     Order,
+    OrderPayment,
+    RefundStatus,
     RevisionStatus,
     SessionStatus,
 )
@@ -35,9 +39,13 @@ __all__ = [
     "ChargeStatus",
     "ChargerInfo",
     "EndReason",
+    "InvoicePurpose",
+    "InvoiceStatus",
     "ListingInfo",
     "ListingStatus",
     "OrderInfo",
+    "OrderPayment",
+    "RefundStatus",
     "RevisionInfo",
     "RevisionStatus",
     "SessionStatus",
@@ -59,6 +67,7 @@ class ChargerInfo:
     price_unit: str
     currency: str
     qr_token: str
+    power_kw: Decimal | None = None  # rated power (what a per-kWh booking is prepaid on)
 
     # the columns ``of_row`` reads, in the order of the fields
     COLUMNS: ClassVar[tuple[Any, ...]] = (
@@ -75,6 +84,7 @@ class ChargerInfo:
         Charger.price_unit,
         Charger.currency,
         Charger.qr_token,
+        Charger.power_kw,
     )
 
     @classmethod
@@ -100,6 +110,7 @@ class ChargerInfo:
             row.price_unit,
             row.currency,
             row.qr_token,
+            row.power_kw,
         )
 
 
@@ -264,6 +275,12 @@ class OrderInfo:
     power_off_confirmed: bool | None
     charger: ChargerInfo
     shop_name: str
+    # money (#14): how it is paid, what was prepaid, the platform's and merchant's shares
+    payment: OrderPayment = OrderPayment.PAY_AT_SHOP
+    prepaid_minor: int | None = None
+    fee_minor: int = 0
+    merchant_minor: int = 0
+    settled_at: datetime | None = None
 
     @property
     def charger_id(self) -> int:
@@ -290,6 +307,11 @@ class OrderInfo:
             row.charge.power_off_confirmed,
             ChargerInfo.of(charger),
             shop_name,
+            row.payment,
+            row.prepaid_minor,
+            row.fee_minor,
+            row.merchant_minor,
+            row.settled_at,
         )
 
 

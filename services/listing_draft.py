@@ -11,7 +11,7 @@ from typing import Any
 
 from services.errors import InvalidInput
 from services.hours import Hours
-from services.money import CURRENCIES, to_minor
+from services.money import CURRENCIES, format_minor, to_minor
 from services.money import currency as money_currency
 from services.text import clean
 
@@ -182,6 +182,11 @@ def parse_area(text: str) -> float:
     return round(value, 1)
 
 
+def price_example(code: str) -> str:
+    """A typical price as the currency writes it (2.50 CNY, 250 JPY), for prompts."""
+    return format_minor(250, code)
+
+
 def parse_price(text: str, default_currency: str) -> tuple[str, str]:
     """``2.5``, ``2.50 CNY``, ``¥2.5`` → (``"2.50"``, currency).
 
@@ -196,7 +201,9 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
             named.setdefault(code, sign)
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Z]{3})?\s*", cleaned)
     if not match:
-        raise InvalidInput("err.price", currency=default_currency)
+        raise InvalidInput(
+            "err.price", currency=default_currency, example=price_example(default_currency)
+        )
     if match.group(2):
         named.setdefault(match.group(2), match.group(2))
     if len(named) > 1:
@@ -207,10 +214,13 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
     try:
         amount = Decimal(match.group(1))
     except InvalidOperation:
-        raise InvalidInput("err.price", currency=default_currency) from None
+        raise InvalidInput(
+            "err.price", currency=default_currency, example=price_example(default_currency)
+        ) from None
     quantum = money_currency(code).quantum  # 0.01, or 1 for a currency without cents
     if amount <= 0 or amount > MAX_PRICE or amount != amount.quantize(quantum):
-        raise InvalidInput("err.price", currency=default_currency)
+        # the example follows the currency's exponent: 2.50 CNY, but 250 JPY
+        raise InvalidInput("err.price_digits", currency=code, example=price_example(code))
     return str(amount.quantize(quantum)), code
 
 

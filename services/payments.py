@@ -89,6 +89,7 @@ class InvoiceView:
     expires_at: datetime
     booking_id: int | None
     order_id: int | None
+    message_id: int | None = None  # where it was sent (None: not yet)
 
     @classmethod
     def of(cls, invoice: Invoice) -> "InvoiceView":
@@ -103,6 +104,7 @@ class InvoiceView:
             invoice.expires_at,
             invoice.booking_id,
             invoice.order_id,
+            invoice.message_id,
         )
 
 
@@ -423,7 +425,7 @@ async def pre_checkout(
         if invoice.user_id != user_id:
             raise NotAllowed("err.pay_not_yours")
         if invoice.status != InvoiceStatus.OPEN:
-            raise InvalidInput("err.pay_closed", status=invoice.status.value)
+            raise InvalidInput("err.pay_closed")
         if invoice.expires_at <= now:
             raise InvalidInput("err.pay_expired")
         if invoice.currency != currency_code or invoice.amount_minor != total_amount:
@@ -702,3 +704,47 @@ async def booking_money(db: Db, booking_id: int) -> BookingMoney:
         released,
         InvoiceView.of(invoice) if invoice else None,
     )
+
+
+# -- reads for the bot's messages --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceCard:
+    """An invoice as the bot sends it: what it is for, and what else the payer may
+    choose (a larger top-up)."""
+
+    invoice: InvoiceView
+    estimate_minor: int  # its booking's prepayment (0 without a booking)
+    wallet_minor: int  # the payer's wallet now, in the invoice's currency
+    due_minor: int  # what the wallet lacks for the booking (0 without one)
+    # larger top-ups the payer may choose instead (a booking's small rest)
+    choices_minor: tuple[int, ...] = ()
+
+
+async def invoice_card(db: Db, invoice_id: int) -> InvoiceCard | None:
+    """The invoice to send; None when it is no longer open (paid, replaced, expired):
+    a message owed for it then has nothing to show."""
+    invoice = await db.get(Invoice, invoice_id, populate_existing=True)
+    if invoice is None or invoice.status != InvoiceStatus.OPEN:
+        return None
+    code = invoice.currency
+    wallet = await ledger.balance(db, ledger.wallet(invoice.user_id, code))
+    estimate = due = 0
+    choices: tuple[int, ...] = ()
+    if invoice.booking_id is not None:
+        booking = await db.get(Booking, invoice.booking_id)
+        assert booking is not None
+        estimate = await _prepayment(db, booking)
+        due = max(0, estimate - wallet)
+        if invoice.purpose == InvoicePurpose.TOPUP:
+            choices = tuple(c for c in topup_choices(due, code) if c > invoice.amount_minor)
+    return InvoiceCard(InvoiceView.of(invoice), estimate, wallet, due, choices)
+
+
+async def payment_outcome(db: Db, payment_id: int) -> PaymentOutcome:
+    """What a recorded payment did (for the message that says so)."""
+    payment = await db.get(Payment, payment_id, populate_existing=True)
+    if payment is None:
+        raise NotFound("err.pay_unknown")
+    return await _outcome(db, payment, duplicate=False)

@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Payout
 from services import audit, ledger, outbox
-from services.errors import InvalidInput
-from services.money import TABLE, format_minor
+from services.errors import InvalidInput, NotFound
+from services.money import TABLE, format_minor, parse_amount
 from services.outbox import OutboxKind
 from services.text import clean
 from services.tx import Db, transaction
@@ -125,3 +125,42 @@ async def payouts_of(db: Db, merchant_id: int, *, limit: int = 10) -> list[Payou
                 db, ledger.payable(merchant_id, payout.currency)
             )
     return [_view(p, now_owed[p.currency]) for p in rows]
+
+
+async def payout_view(db: Db, payout_id: int) -> PayoutView:
+    """One payout (for the message that tells its merchant)."""
+    payout = await db.get(Payout, payout_id)
+    if payout is None:
+        raise NotFound("err.payout_not_found")
+    owed = await ledger.balance(db, ledger.payable(payout.merchant_id, payout.currency))
+    return _view(payout, owed)
+
+
+async def owed(db: Db, merchant_id: int, currency_code: str) -> int:
+    """What the platform owes the merchant now, in that currency."""
+    return await ledger.balance(db, ledger.payable(merchant_id, currency_code))
+
+
+@dataclass(frozen=True)
+class PayoutCommand:
+    """``/payout <merchant id or @username> <amount> <reference>`` as typed."""
+
+    merchant: int | None  # a numeric id
+    username: str | None  # or an @username, to look up
+    amount_minor: int
+    reference: str
+
+
+def parse_payout(args: str | None, currency_code: str) -> PayoutCommand:
+    """The command's arguments; anything else is refused with its usage."""
+    parts = (args or "").split(maxsplit=2)
+    if len(parts) != 3:
+        raise InvalidInput("err.payout_usage")
+    who, amount, reference = parts
+    amount_minor = parse_amount(amount, currency_code)
+    reference = clean(reference, max_len=REFERENCE_MAX)
+    if who.isdigit():
+        return PayoutCommand(int(who), None, amount_minor, reference)
+    if who.startswith("@") and len(who) > 1:
+        return PayoutCommand(None, who[1:], amount_minor, reference)
+    raise InvalidInput("err.payout_usage")

@@ -9,6 +9,7 @@ and then fails on every attribute access (DetachedInstanceError).
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from models import User
@@ -125,3 +126,13 @@ async def profile(db: Db, user_id: int) -> UserProfile | None:
     async with read(db):
         row = await db.get(User, user_id)
         return UserProfile.of(row) if row is not None else None
+
+
+async def id_by_username(db: Db, username: str) -> int | None:
+    """The id of the user who last wrote to the bot as ``@username`` (any case)."""
+    name = username.removeprefix("@").strip().lower()
+    if not name:
+        return None
+    return await db.scalar(
+        select(User.id).where(func.lower(User.username) == name).order_by(User.id).limit(1)
+    )

@@ -64,9 +64,11 @@ class WalletView:
     balances: dict[str, int]
 
 
-async def wallet_of(db: Db, *, user_id: int, currency_code: str, limit: int = 10) -> WalletView:
-    """The user's wallet in this currency: balance, history (newest first), the
-    refund waiting for an admin."""
+async def wallet_of(
+    db: Db, *, user_id: int, currency_code: str, limit: int = 10, before_id: int | None = None
+) -> WalletView:
+    """The user's wallet in this currency: balance, history (newest first; a page
+    older than transaction ``before_id``), the refund waiting for an admin."""
     wallet_key = ledger.wallet(user_id, currency_code)
     open_refund = (
         await db.scalars(
@@ -85,7 +87,7 @@ async def wallet_of(db: Db, *, user_id: int, currency_code: str, limit: int = 10
         currency_code,
         await ledger.balance(db, wallet_key),
         await ledger.balance(db, ledger.refunds_due(user_id, currency_code)),
-        tuple(await ledger.history(db, wallet_key, limit=limit)),
+        tuple(await ledger.history(db, wallet_key, limit=limit, before_id=before_id)),
         _view(open_refund) if open_refund else None,
         await ledger.balances(db, AccountKind.USER_WALLET, user_id),
     )

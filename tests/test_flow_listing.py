@@ -58,7 +58,9 @@ async def fill_charger(
     await bot.say(user, "✅ Done", "models")
     await bot.say(user, "Any model", "Supply device kind")
     await bot.say(user, "Smart socket", "Supply device model")
-    await bot.say(user, "Sonoff S31", "When can it be used")
+    await bot.say(user, "Sonoff S31", "Rated power")
+    await bot.say(user, "fast", "rated power in kW")  # bad input, same question
+    await bot.say(user, "2200 W", "When can it be used")
     await bot.say(user, "Mon 25:00-26:00", "is not a time of day")
     await bot.say(user, "Every day 08:00-22:00", "per hour")
     await bot.say(user, "per hour", "Price")
@@ -79,6 +81,7 @@ async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url
     text = plain(summary)
     assert "Volt Café" in text and "Charger 2" in text and "2.50 CNY/hour" in text
     assert "shellyplusplugs-b8d61a8a1234" in text and "Mon–Sun 08:00–22:00" in text
+    assert "Smart socket / Sonoff S31, 2.2 kW" in text
 
     group_cursor = api.last_message_id(GROUP)
     after = api.last_message_id(MERCHANT)

@@ -20,6 +20,7 @@ from services.money import (
     to_minor,
     topup_choices,
 )
+from ui.i18n import translator
 
 COMMON = {"bot_token": "1:x", "moderation_chat_id": -1, "_env_file": None}
 
@@ -150,3 +151,16 @@ def test_every_setting_is_in_env_example_and_the_readme() -> None:
         assert f"`{name.upper()}`" in readme, f"{name.upper()} in the README's table"
     # .env.example as it is: pay at the shop
     assert load_settings(_env_file=root / ".env.example").money_rules.prepaid is False
+
+
+def test_a_price_error_shows_an_example_in_the_currencys_own_digits() -> None:
+    """err.price said "at most two decimals, e.g. 2.50" also for a yen price."""
+    with pytest.raises(InvalidInput) as caught:
+        parse_price("2.5 JPY", "CNY")
+    assert caught.value.key == "err.price_digits"
+    assert caught.value.params == {"currency": "JPY", "example": "250"}
+    text = translator("en")(caught.value.key, **caught.value.params)
+    assert "250 JPY" in text and "2.50" not in text
+    with pytest.raises(InvalidInput) as caught:
+        parse_price("free", "CNY")
+    assert "2.50" in translator("en")(caught.value.key, **caught.value.params)

@@ -202,7 +202,8 @@ async def lifecycle(page) -> None:
     await merchant.tap_key("Done", "models")
     await merchant.tap_key("Any model", "Supply device kind")
     await merchant.say("Smart socket", "Supply device model")
-    await merchant.say("Sonoff S31", "When can it be used")
+    await merchant.say("Sonoff S31", "Rated power")
+    await merchant.say("2.2", "When can it be used")
     await merchant.tap_key("24/7", "per hour")
     await merchant.tap_key("per hour", "Price")
     await merchant.say("2.5", "smart plug")
@@ -246,8 +247,20 @@ async def lifecycle(page) -> None:
     await user.tap_key("E-bike", "Which model")
     await user.say("Yadea G5", "When?")
     summary = await user.tap_key("Now for 1 h", "Confirm booking")
+    assert "Paid in Telegram" in await user.message(summary).inner_text()
+    user_before = await user._snapshot()
+    await user.press(summary, "Confirm booking", "waits for your payment")
+    # 2.50 CNY is under the smallest invoice: a wallet top-up of 10.00 CNY, paid with
+    # the sandbox's test card; the booking is paid from the wallet, the merchant asked
+    invoice = await user.expect_after(user_before, "Wallet top-up")
+    assert "10.00" in await user.message(invoice).inner_text()
     merchant_before = await merchant._snapshot()
-    await user.press(summary, "Confirm booking", "is requested")
+
+    async def pay() -> None:
+        await user.message(invoice).locator("button.pay-button").click()
+        await user.root.locator(".paysheet .pay-confirm").click()
+
+    await user.act(pay, "booking #1 is paid")
     request = await merchant.expect_after(merchant_before, "New booking request from Lin")
 
     # the merchant accepts; the user gets the place as a venue on a map

@@ -179,7 +179,7 @@ def test_a_refusal_lists_as_the_language_does() -> None:
     zh = refusal(Translator("zh"), error, SHANGHAI, NOW).text
     en = refusal(Translator("en"), error, SHANGHAI, NOW).text
     assert "（$、CNY）" in zh and "($, CNY)" in en
-    price = InvalidInput("err.price", currency="CNY")  # a currency next to words: 元
+    price = InvalidInput("err.price", currency="CNY", example="2.50")  # next to words: 元
     assert "单位为元" in refusal(Translator("zh"), price, SHANGHAI, NOW).text
     assert "currency CNY" in refusal(Translator("en"), price, SHANGHAI, NOW).text
     unknown = InvalidInput("err.currency", currencies=("CNY", "HKD"))

@@ -176,3 +176,67 @@ class PageCb(CallbackData, prefix="pg"):
 
     of: PageOf
     page: Page = 0
+
+
+# -- money (#14) -------------------------------------------------------------------------
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[int, Field(ge=1, le=10**12)]  # minor units
+
+
+class TopupCb(CallbackData, prefix="tu"):
+    """A top-up of ``amount`` (minor units): for an unpaid booking, or the wallet (0)."""
+
+    amount: Amount
+    code: CurrencyCode
+    booking_id: Id = 0
+
+
+class PaidAtShopCb(CallbackData, prefix="ps"):
+    """The merchant's Mark paid on an order paid at the shop."""
+
+    order_id: Id
+
+
+class EarningsAction(StrEnum):
+    CSV = "csv"  # the merchant's orders as a CSV document
+
+
+class EarningsCb(CallbackData, prefix="ea"):
+    action: EarningsAction
+
+
+class WalletAction(StrEnum):
+    HISTORY = "history"  # a page of the history (before: the oldest id shown)
+    TOPUP = "topup"  # the quick choices
+    REFUND = "refund"  # asks to confirm
+    REFUND_YES = "refund_yes"
+    REFUND_NO = "refund_no"
+
+
+class WalletCb(CallbackData, prefix="wl"):
+    action: WalletAction
+    before: Id = 0
+
+
+class RefundAction(StrEnum):
+    DONE = "done"  # asks the provider's reference
+    DECLINE = "decline"  # asks the reason
+
+
+class RefundCb(CallbackData, prefix="rf"):
+    action: RefundAction
+    refund_id: Id
+
+
+class PayoutAction(StrEnum):
+    YES = "yes"
+    NO = "no"
+
+
+class PayoutCb(CallbackData, prefix="po"):
+    """The confirmation of a typed /payout; ``key`` names it in the admin's
+    conversation (the amount and reference stay on the server)."""
+
+    action: PayoutAction
+    key: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]

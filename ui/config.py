@@ -5,10 +5,11 @@ get it by dependency injection as ``config``, the outbox's renderers with each
 message. Nothing below the root reads the environment.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from services.bookings import BookingRules
+from services.money import PAY_AT_SHOP, MoneyRules
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,6 @@ class Config:
     currency: str  # the default currency of a typed price
     booking_rules: BookingRules
     max_listings_under_review: int  # per merchant at once
+    # money (#14): prepaid or pay at the shop, fees; the provider token sends invoices
+    money: MoneyRules = PAY_AT_SHOP
+    provider_token: str | None = field(default=None, repr=False)

@@ -190,6 +190,18 @@ class Payments(Messages):
         self._notify()
         return payment
 
+    def charge_later(self, payment: Payment) -> None:
+        """The provider completes a charge it held after the bot's ok at pre-checkout
+        (a payment made with ``decline_after_checkout=True``): the chat gets its
+        ``successful_payment`` now, whatever happened meanwhile (3-D Secure can take
+        minutes), as Telegram would deliver it."""
+        answer = self._pre_checkouts.get(payment.pre_checkout_query_id or "")
+        if payment.status != "declined" or answer is None or not (answer.answer or {}).get("ok"):
+            raise ValueError("only a payment approved at pre-checkout and held can be charged")
+        chat, user = self._acting(payment.chat_id, payment.user_id)
+        self._record_success(chat, user, payment)
+        self._notify()
+
     def deliver_payment_again(self, payment: Payment) -> None:
         """Queue the payment's ``successful_payment`` message once more, as Telegram
         may (after a lost confirmation or a webhook retry): the same message, in a

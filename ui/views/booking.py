@@ -86,7 +86,7 @@ def listing_card(t: Translator, listing: ListingInfo, chargers: list[ChargerInfo
                 title=charger_title(t, charger),
                 kinds=t.join(t(f"kind.{k}") for k in charger.device_kinds),
                 models=charger.device_models or t("view.any_model"),
-                supply=supply_text(t, charger.supply_kind, charger.supply_model),
+                supply=supply_text(t, charger.supply_kind, charger.supply_model, charger.power_kw),
                 hours=hours_text(t, charger.hours),
                 price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
             )

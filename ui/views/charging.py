@@ -81,8 +81,9 @@ def order_text(t: Translator, order: OrderInfo, zone: ZoneInfo, *, parties: bool
         id=order.id,
         shop=order.shop_name,
         charger=charger_title(t, order.charger),
-        start=clock(order.started_at, zone, order.ended_at),
-        end=clock(order.ended_at, zone, order.ended_at),
+        # a receipt: both with their dates
+        start=f"{order.started_at.astimezone(zone):%Y-%m-%d %H:%M}",
+        end=f"{order.ended_at.astimezone(zone):%Y-%m-%d %H:%M}",
         reason=t(f"charge.reason_{order.end_reason}"),
         minutes=order.minutes,
         energy=energy_text(t, order.energy_kwh, order.energy_suspect),

@@ -4,6 +4,7 @@ the merchant's listing view. Everything typed by a person is escaped."""
 import html
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
@@ -48,12 +49,18 @@ def price_text(t: Translator, charger: ChargerDraft) -> str:
     )
 
 
-def supply_text(t: Translator, kind: str | None, model: str | None) -> str:
+def supply_text(
+    t: Translator, kind: str | None, model: str | None, power_kw: Decimal | str | None = None
+) -> str:
     """The supply device: a preset kind in the reader's language (an English reader
-    never sees 智能插座 for a kind picked from the buttons), then its model."""
+    never sees 智能插座 for a kind picked from the buttons), then its model, and its
+    rated power when known (``7 kW``)."""
     code = supply_preset(kind)
     kind_text = t(f"supply.{code}") if code else kind
-    return f"{kind_text or '—'} / {model or '—'}"
+    supply = f"{kind_text or '—'} / {model or '—'}"
+    if not power_kw:
+        return supply
+    return t("view.with_power", supply=supply, power=f"{Decimal(power_kw).normalize():f}")
 
 
 def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
@@ -69,7 +76,7 @@ def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
         method=t(f"method.{charger.method}") if charger.method else "—",
         kinds=kinds,
         models=charger.device_models or t("view.any_model"),
-        supply=supply_text(t, charger.supply_kind, charger.supply_model),
+        supply=supply_text(t, charger.supply_kind, charger.supply_model, charger.power_kw),
         hours=hours_text(t, charger.hours),
         price=price_text(t, charger),
         plug=Html(plug),

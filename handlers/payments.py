@@ -9,11 +9,11 @@ from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
 
 from services import payments, settlement
 from services.clock import utcnow
-from services.money import format_minor
 from services.tx import Db
 from ui.callbacks import PaidAtShopCb, TopupCb
 from ui.config import Config
 from ui.i18n import Translator
+from ui.views.booking import money
 
 
 async def pre_checkout(query: PreCheckoutQuery, db: Db) -> None:
@@ -58,7 +58,7 @@ async def topup_choice(
         now=utcnow(),
         booking_id=callback_data.booking_id or None,
     )
-    amount = f"{format_minor(invoice.amount_minor, invoice.currency)} {invoice.currency}"
+    amount = money(t, invoice.amount_minor, invoice.currency)
     await query.answer(t("pay.topup_alert", amount=amount))
 
 

@@ -227,15 +227,15 @@ async def test_a_declined_refund_goes_back_to_the_wallet(bot: BotHarness) -> Non
     after = api.last_message_id(OTHER)
     await bot.press(OTHER, OTHER, shown, "充值")
     choices = await bot.expect(OTHER, "充值多少", after)
-    await bot.press(OTHER, OTHER, choices, "10.00 CNY")
+    await bot.press(OTHER, OTHER, choices, "10.00 元")
     invoice = await api.wait_for_message(OTHER, lambda m: "invoice" in m, after=after)
     assert invoice["invoice"]["title"] == "钱包充值"
     assert (await api.pay_invoice(OTHER, OTHER, invoice["message_id"])).status == "paid"
-    await bot.expect(OTHER, "已收到充值 10.00 CNY", after)
+    await bot.expect(OTHER, "已收到充值 10.00 元", after)
     shown = await bot.say(OTHER, "/wallet", "钱包")
     after = api.last_message_id(OTHER)
     await bot.press(OTHER, OTHER, shown, "申请退款")
-    confirm = await bot.expect(OTHER, "要申请退还全部余额 10.00 CNY 吗", after)
+    confirm = await bot.expect(OTHER, "要申请退还全部余额 10.00 元 吗", after)
     group_after = api.last_message_id(GROUP)
     await bot.press(OTHER, OTHER, confirm, "是，申请退款")
     card = await bot.expect(GROUP, "Refund request #1", group_after)  # the group's language
@@ -251,9 +251,9 @@ async def test_a_declined_refund_goes_back_to_the_wallet(bot: BotHarness) -> Non
         reply_to_message_id=prompt["message_id"],
     )
     await bot.expect(GROUP, "Refund #1 declined", group_after)
-    told = await bot.expect(OTHER, "退款申请 #1（10.00 CNY）被拒绝", after)
+    told = await bot.expect(OTHER, "退款申请 #1（10.00 元）被拒绝", after)
     assert "Paid with a card we cannot refund" in plain(told)
     shown = await bot.say(OTHER, "/wallet", "钱包")
-    assert "10.00 CNY" in plain(shown) and "退款被拒绝" in plain(shown)
+    assert "10.00 元" in plain(shown) and "退款被拒绝" in plain(shown)
     card = await bot.expect(GROUP, "Declined by", group_after)
     assert not buttons(card)

@@ -122,7 +122,8 @@ async def lifecycle_zh(page) -> None:
     await merchant.tap_key("完成", "型号")
     await merchant.tap_key("不限型号", "供电设备类型")
     await merchant.tap_key("智能插座", "品牌和型号")
-    await merchant.say("Sonoff S31", "什么时间可以使用")
+    await merchant.say("Sonoff S31", "额定功率")
+    await merchant.say("2.2", "什么时间可以使用")
     await merchant.say("全天", "按小时收费")
     await merchant.tap_key("按小时", "价格")
     await merchant.say("2.5", "智能插座")
@@ -157,8 +158,17 @@ async def lifecycle_zh(page) -> None:
     await user.say("雅迪 G5", "什么时间")
     summary = await user.tap_key("现在开始，1 小时", "确认预约")
     assert "预计 2.50 元" in await user.message(summary).inner_text()
+    user_before = await user._snapshot()
+    await user.press(summary, "确认预约", "等待付款")
+    # 2.50 元 is under the smallest invoice: a wallet top-up, paid with the test card
+    invoice = await user.expect_after(user_before, "以支付预约 #1")
     merchant_before = await merchant._snapshot()
-    await user.press(summary, "确认预约", "已发给商家")
+
+    async def pay() -> None:
+        await user.message(invoice).locator("button.pay-button").click()
+        await user.root.locator(".paysheet .pay-confirm").click()
+
+    await user.act(pay, "预约 #1 已支付")
     request = await merchant.expect_after(merchant_before, "发来新的预约申请")
 
     # the merchant accepts; the user is told in Chinese

@@ -27,7 +27,6 @@ from services.dto import (
     SessionStatus,
 )
 from services.listings import PlugConflict
-from services.money import format_minor
 from services.outbox import Notification, OutboxKind
 from services.tx import Db, read
 from ui import keyboards
@@ -38,7 +37,7 @@ from ui.owed import replay
 from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
 from ui.views import charging as charging_views
-from ui.views.booking import booking_text, charger_title, window_text
+from ui.views.booking import booking_text, charger_title, money, window_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
 from ui.views.listing import (
@@ -352,7 +351,7 @@ async def _order(ctx: Context, message: Notification) -> None:
 
 async def _order_paid_at_shop(ctx: Context, message: Notification) -> None:
     order = await charging.order_info(ctx.db, message.payload["order_id"])
-    cost = f"{format_minor(order.cost_minor, order.currency)} {order.currency}"
+    cost = money(ctx.t, order.cost_minor, order.currency)
     text = ctx.t("pay.paid_at_shop_user", id=order.id, cost=cost)
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
@@ -426,7 +425,7 @@ async def _refund_requested(ctx: Context, message: Notification) -> None:
 
 async def _refund_decided(ctx: Context, message: Notification) -> None:
     refund = await wallet.refund_view(ctx.db, message.payload["refund_id"], payments=0)
-    amount = f"{format_minor(refund.amount_minor, refund.currency)} {refund.currency}"
+    amount = money(ctx.t, refund.amount_minor, refund.currency)
     if refund.status == RefundStatus.DONE:
         text = ctx.t(
             "wallet.refund_done_user", id=refund.id, amount=amount, reference=refund.reference
@@ -443,9 +442,9 @@ async def _payout_recorded(ctx: Context, message: Notification) -> None:
     code = payout.currency
     text = ctx.t(
         "payout.merchant_told",
-        amount=f"{format_minor(payout.amount_minor, code)} {code}",
+        amount=money(ctx.t, payout.amount_minor, code),
         reference=payout.reference,
-        owed=f"{format_minor(payout.payable_minor, code)} {code}",
+        owed=money(ctx.t, payout.payable_minor, code),
     )
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 

@@ -68,6 +68,8 @@ def _charger(
         currency="CNY",
         plug_driver=driver,
         plug_id=plug,
+        # the demo's simulated plugs are there from the start: paired as the sandbox opens
+        paired_at="2026-01-01T00:00:00+00:00",
     )
 
 

@@ -59,6 +59,9 @@ class ChargerInfo:
     price_unit: str
     currency: str
     qr_token: str
+    # labels and pairing (issue #15)
+    short_code: str = ""
+    paired_at: datetime | None = None
 
     # the columns ``of_row`` reads, in the order of the fields
     COLUMNS: ClassVar[tuple[Any, ...]] = (
@@ -75,6 +78,8 @@ class ChargerInfo:
         Charger.price_unit,
         Charger.currency,
         Charger.qr_token,
+        Charger.short_code,
+        Charger.paired_at,
     )
 
     @classmethod
@@ -100,6 +105,8 @@ class ChargerInfo:
             row.price_unit,
             row.currency,
             row.qr_token,
+            row.short_code,
+            row.paired_at,
         )
 
 

@@ -251,7 +251,8 @@ class WebPage:
         the "Renew this QR code" button that names the charger)."""
         found = None
         for message in self.api.bot_messages(demo.MERCHANT.id):
-            if "photo" not in message:
+            # a PNG document since issue #15 (a photo before: JPEG, blurred for print)
+            if "document" not in message and "photo" not in message:
                 continue
             for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
                 for button in row:
@@ -270,7 +271,12 @@ class WebPage:
         message = self._label_message(charger_id)
         if message is None:
             raise web.HTTPNotFound(text="the bot has not sent this charger's label yet")
-        data, _ = self.api.file_info(message["photo"][-1]["file_id"])
+        file_id = (
+            message["document"]["file_id"]
+            if "document" in message
+            else message["photo"][-1]["file_id"]
+        )
+        data, _ = self.api.file_info(file_id)
         return data
 
     async def label(self, request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
 - ``POST /api/contact``     ``chat``: the acting person shares their own phone number
 - ``POST /api/press``       ``chat``, ``message_id``, ``data``: an inline button; waits
   for the bot's callback answer and returns it
+- ``POST /api/button``      ``driver``, ``plug_id``: a simulated plug's own button pressed
 - ``POST /api/scan``        ``charger_id``: decodes the label like a phone camera and
   sends what the camera's link opens (``/start <token>``) as the user
 - ``POST /api/pay``         ``chat``, ``message_id``, optional ``decline``: pays the
@@ -101,6 +102,7 @@ class WebPage:
         app.router.add_post("/api/contact", self.contact)
         app.router.add_post("/api/press", self.press)
         app.router.add_post("/api/scan", self.scan)
+        app.router.add_post("/api/button", self.button)
         app.router.add_post("/api/pay", self.pay)
         return app
 
@@ -214,7 +216,16 @@ class WebPage:
         for item in items:
             label = self._label_message(item["id"])
             item["label"] = f"/api/label/{item['id']}?m={label['message_id']}" if label else None
-        return web.json_response({"chargers": items})
+        return web.json_response({"chargers": items, "spare_plugs": self.farm.spare_snapshot()})
+
+    async def button(self, request: web.Request) -> web.Response:
+        """Someone presses a simulated plug's own button (pairing by button)."""
+        body = await self._body(request)
+        plug = self.farm.plug(str(body.get("driver")), str(body.get("plug_id")))
+        if plug is None:
+            raise web.HTTPNotFound(text="no such simulated plug")
+        await plug.press_button()
+        return web.json_response({"on": plug.on})
 
     async def map_data(self, request: web.Request) -> web.Response:
         shops: dict[int, JsonDict] = {}

@@ -3,8 +3,9 @@ whole lifecycle clicked through the three chat panes and the chargers column.
 
 A merchant submits a listing (a real photo upload, a location picked on the map, the
 sandbox's new plug paired in the wizard), an admin approves it in the group, the user
-finds it, books it, the merchant accepts, the user scans the charger's QR label (decoded from the bot's PNG), starts charging,
-the simulated plug turns on, the user stops, and the order shows in all three panes.
+finds it, books it, the merchant accepts, the user scans the charger's QR label
+(decoded from the bot's PNG), starts charging, the simulated plug turns on, the user
+stops, and the order shows in all three panes.
 A screenshot of the page after the flow is saved to test-artifacts/.
 """
 

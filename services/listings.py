@@ -637,20 +637,37 @@ async def _known_pairings(db: Db, draft: ListingDraft, merchant_id: int) -> None
             charger.paired_at = row.paired_at.isoformat()
 
 
+def _pending_of(merchant_id: int) -> Select[ListingRevision]:
+    return (
+        select(ListingRevision)
+        .join(Listing, Listing.id == ListingRevision.listing_id)
+        .where(
+            Listing.merchant_id == merchant_id,
+            ListingRevision.status == RevisionStatus.PENDING,
+        )
+    )
+
+
 async def owned_plugs(db: Db, *, merchant_id: int) -> list[tuple[str, str]]:
-    """(driver, plug id) of the merchant's public chargers."""
+    """(driver, plug id) of the merchant's public chargers and of their versions under
+    review (a plug kept for later may be ready before the admins decide)."""
     async with read(db):
         rows = await db.execute(
             select(Charger.plug_driver, Charger.plug_id)
             .join(Listing, Listing.id == Charger.listing_id)
             .where(Listing.merchant_id == merchant_id, Charger.active.is_(True))
         )
-        return [(driver, plug) for driver, plug in rows.all()]
+        plugs = [(driver, plug) for driver, plug in rows.all()]
+        for revision in (await db.scalars(_pending_of(merchant_id))).all():
+            draft = ListingDraft.from_dict(revision.data)
+            plugs += [c.plug_key for c in draft.chargers if c.plug_key is not None]
+        return plugs
 
 
 async def mark_paired(db: Db, *, merchant_id: int, driver: str, plug_id: str, at: datetime) -> int:
-    """Record a proven plug on the merchant's public charger that names it; returns
-    how many chargers were marked (0: it is only in a draft or under review)."""
+    """Record a proven plug on the merchant's public charger that names it, and in their
+    versions under review (approving one then keeps it paired); returns how many public
+    chargers were marked (0: it is only in a draft or under review)."""
     async with transaction(db):
         ids = (
             await db.scalars(
@@ -667,6 +684,16 @@ async def mark_paired(db: Db, *, merchant_id: int, driver: str, plug_id: str, at
         for charger_id in ids:
             await db.execute(update(Charger).where(Charger.id == charger_id).values(paired_at=at))
             audit.record(db, "charger", charger_id, "pair_plug", merchant_id)
+        pending = (
+            await db.scalars(_pending_of(merchant_id).execution_options(populate_existing=True))
+        ).all()
+        for revision in pending:
+            draft = ListingDraft.from_dict(revision.data)
+            named = [c for c in draft.chargers if c.plug_key == (driver, plug_id)]
+            for charger in named:
+                charger.paired_at, charger.plug_later = at.isoformat(), False
+            if named:
+                revision.data = draft.to_dict()  # a new value: JSON is not tracked in place
         return len(ids)
 
 

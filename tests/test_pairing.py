@@ -209,3 +209,41 @@ def test_only_a_paired_plug_or_one_kept_for_later_is_submitted() -> None:
     assert refused.value.key == "pairing.err_unpaired" and refused.value.params == {"n": 2}
     draft.chargers[1].plug_later = True  # "No plug yet" / "Pair later": on purpose
     draft.validate_complete()
+
+
+# -- a plug paired while its listing waits for review, and after (PostgreSQL and SQLite) --
+
+
+async def test_a_plug_paired_under_review_stays_paired_when_approved(open_db) -> None:
+    from sqlalchemy import select
+
+    from models import Charger, User
+    from services import bookings, listings
+
+    merchant, other = 3001, 3002
+    async with open_db() as db:
+        db.add_all([User(id=i, first_name=str(i)) for i in (merchant, other)])
+        await db.commit()
+    draft = factories.listing(chargers=2)
+    draft.chargers[1].paired_at, draft.chargers[1].plug_later = None, True  # "Pair later"
+    later = draft.chargers[1].plug_key
+    assert later is not None
+    async with open_db() as db:
+        revision = await listings.submit(
+            db, merchant_id=merchant, draft=draft, moderation_chat_id=-1
+        )
+        assert later in await listings.owned_plugs(db, merchant_id=merchant)
+        assert later not in await listings.owned_plugs(db, merchant_id=other)
+        at = datetime.now(UTC)
+        # not public yet: no charger marked, but the version under review is
+        assert (
+            await listings.mark_paired(
+                db, merchant_id=merchant, driver=later[0], plug_id=later[1], at=at
+            )
+            == 0
+        )
+        await listings.approve(db, revision_id=revision.id, admin_id=1, moderation_chat_id=-1)
+        chargers = (await db.scalars(select(Charger).order_by(Charger.position))).all()
+        assert [c.paired_at is not None for c in chargers] == [True, True]
+        assert abs((chargers[1].paired_at - at).total_seconds()) < 1
+        assert (await bookings.bookable_charger(db, chargers[1].id)).id == chargers[1].id

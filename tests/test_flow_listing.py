@@ -81,7 +81,11 @@ async def pair_later(bot: BotHarness, user: int, plug: str) -> None:
     after = bot.api.last_message_id(user)
     bot.api.send_text(user, user, plug)
     await bot.expect(user, "Pair the plug now", after, timeout=30)
+    after = bot.api.last_message_id(user)
     await bot.say(user, "🕓 Pair later", "Add another")
+    # the set-up instructions: no account administration in these tests (MQTT_DYNSEC off)
+    setup = await bot.expect(user, "Setting up a", after)
+    assert "ask the broker's admin to add an account" in plain(setup)
 
 
 async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url: str) -> None:

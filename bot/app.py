@@ -13,7 +13,7 @@ from aiogram import Bot, Dispatcher
 from redis.asyncio import Redis
 
 from bot import webhook
-from bot.factory import create_bot, create_dispatcher, set_commands
+from bot.factory import create_bot, create_dispatcher, create_pairing, set_commands
 from bot.metrics import Metrics
 from bot.outbox_sender import OutboxSender
 from bot.request_middlewares import AnsweredPresses
@@ -98,11 +98,13 @@ class App:
             on_change=self.outbox.wake,
             jobs=[self.charging.tick, self._expire_unpaid],
         )
+        self.pairing = create_pairing(settings, self.bridge)
         self.dispatcher: Dispatcher = create_dispatcher(
             settings,
             self.open_db,
             self.outbox,
             charging=self.charging,
+            pairing=self.pairing,
             metrics=self.metrics,
             redis=self.redis,
             presses=self.presses,

@@ -1,5 +1,7 @@
 """Factories: the one place where the bot's parts are built and joined."""
 
+from urllib.parse import unquote, urlsplit
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -26,7 +28,10 @@ from bot.request_middlewares import (
 )
 from bot.settings import Settings, ui_config
 from handlers import build_root_router
+from hardware_bridge.dynsec import DynSecAccounts
+from hardware_bridge.port import PowerSwitch
 from services.charging_control import ChargingControl
+from services.pairing import Pairing
 from services.tx import OpenDb
 from ui.i18n import LANGUAGES, translator
 from ui.owed import OwedCalls
@@ -36,6 +41,7 @@ PRIVATE_COMMANDS = (
     "find",
     "bookings",
     "stop",
+    "code",
     "newlisting",
     "listings",
     "language",
@@ -88,6 +94,7 @@ def create_dispatcher(
     metrics: Metrics | None = None,
     redis: Redis | None = None,
     presses: AnsweredPresses | None = None,
+    pairing: Pairing | None = None,
 ) -> Dispatcher:
     isolation: BaseEventIsolation
     if redis is not None:
@@ -111,6 +118,7 @@ def create_dispatcher(
         events_isolation=isolation,
         config=ui_config(settings),
         charging=charging,
+        pairing=pairing,
         metrics=metrics,
         # replies Telegram refuses for now go to the outbox (handlers/errors.py)
         owed=OwedCalls(open_db, wake),
@@ -124,6 +132,33 @@ def create_dispatcher(
     dp.include_router(build_root_router(settings.moderation_chat_id))
     inline_sync_filters(dp)
     return dp
+
+
+def create_pairing(settings: Settings, switch: PowerSwitch) -> Pairing:
+    """Pairing plugs over the bridge; with MQTT_DYNSEC, each plug's broker account is
+    made by the bot (mosquitto's dynamic security plugin)."""
+    broker = urlsplit(settings.mqtt_url)
+    accounts: DynSecAccounts | None = None
+    if settings.mqtt_dynsec:
+        username = (
+            settings.mqtt_dynsec_username
+            or settings.mqtt_username
+            or (unquote(broker.username) if broker.username else "")
+        )
+        secret = settings.mqtt_dynsec_password or settings.mqtt_password
+        password = secret.get_secret_value() if secret else unquote(broker.password or "")
+        accounts = DynSecAccounts(
+            broker.hostname or "127.0.0.1", broker.port or 1883, username, password
+        )
+    return Pairing(
+        switch,
+        accounts=accounts,
+        plug_host=settings.mqtt_plug_host or broker.hostname or "127.0.0.1",
+        plug_port=settings.mqtt_plug_port,
+        confirm_timeout=settings.device_confirm_seconds,
+        pulse_seconds=settings.pair_pulse_seconds,
+        button_timeout=settings.pair_button_seconds,
+    )
 
 
 async def set_commands(bot: Bot, settings: Settings) -> None:

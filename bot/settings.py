@@ -78,7 +78,26 @@ class Settings(BaseSettings):
     # listings of one merchant that may wait for review at once
     max_listings_under_review: int = Field(default=3, ge=1, le=100)
 
+    # -- pairing plugs and their broker accounts (issue #15) --
+    # the broker's address as the plugs reach it (shown in the set-up instructions);
+    # unset: MQTT_URL's host. The port: the broker's TLS listener for plugs
+    mqtt_plug_host: str | None = None
+    mqtt_plug_port: int = Field(default=8883, ge=1, le=65535)
+    # mosquitto's dynamic security plugin: the bot creates each plug's account (named as
+    # the plug, confined to its topics) as this dynsec admin (unset: the MQTT_* account).
+    # Off: the instructions ask the broker's admin to add the account
+    mqtt_dynsec: bool = False
+    mqtt_dynsec_username: str | None = None
+    mqtt_dynsec_password: SecretStr | None = None
+    # pairing: how long the plug stays switched the other way, and how long the bot
+    # waits for its button to be pressed
+    pair_pulse_seconds: float = Field(default=3.0, gt=0, le=30)
+    pair_button_seconds: int = Field(default=60, ge=10, le=300)
+
     @field_validator(
+        "mqtt_plug_host",
+        "mqtt_dynsec_username",
+        "mqtt_dynsec_password",
         "mqtt_username",
         "mqtt_password",
         "payment_provider_token",

@@ -14,6 +14,7 @@ from handlers import (
     earnings,
     errors,
     find,
+    labels,
     language,
     listing_wizard,
     moderation,
@@ -35,6 +36,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         # in the middle of a wizard, whose draft stays where it was
         charging.build_router(),
         charging.build_admin_router(moderation_chat_id),
+        labels.build_router(),  # /code and a label's photo: a scan by other means
         common.build_router(),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),

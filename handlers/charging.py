@@ -41,6 +41,13 @@ async def scanned(
     scan = await charges.scan(
         db, token=(command.args or "").strip(), user_id=message.from_user.id, rules=charging.rules
     )
+    await answer_scan(message, scan, t, config, charging)
+
+
+async def answer_scan(
+    message: Message, scan: charges.Scan, t: Translator, config: Config, charging: ChargingControl
+) -> None:
+    """The answer to a scan, however it came: the QR link, ``/code``, a label's photo."""
     if scan.running is not None:  # scanned again while charging: show where it stands
         status = await charging.status(scan.running.id)
         text = status_text(t, status, config.zone, utcnow())

@@ -43,6 +43,7 @@ from services.listing_draft import (
     SUPPLY_PRESET,
     ChargerDraft,
     ListingDraft,
+    new_plug_id,
     parse_area,
     parse_coordinates,
     parse_phone,
@@ -52,13 +53,15 @@ from services.listing_draft import (
     parse_text,
     price_example,
 )
+from services.pairing import Pairing, PairResult
 from services.text import clean
 from services.tx import Db
 from ui import keyboards
-from ui.callbacks import WizardAction, WizardCb
+from ui.callbacks import PairCb, WizardAction, WizardCb
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.views.listing import fit, listing_text
+from ui.views.pairing import outcome_text, pair_button, plug_fingerprint, setup_text
 
 
 class ListingForm(StatesGroup):
@@ -79,6 +82,7 @@ class ListingForm(StatesGroup):
     price = State()
     plug_driver = State()
     plug_id = State()
+    pair = State()  # pairing the plug just named failed: try again, by button, or later
     more = State()
     summary = State()
 
@@ -271,7 +275,11 @@ def prompt(
             rows = [[t(f"driver.{d}") for d in PLUG_DRIVERS]]
             text = t("ask.plug_driver")
         case "plug_id":
+            rows = [[t("pairing.btn_no_plug")]]
             text = t(f"ask.plug_id_{wiz.charger.plug_driver or 'tasmota'}")
+        case "pair":
+            rows = [[t("pairing.btn_retry")], [t("pairing.btn_button")], [t("pairing.btn_later")]]
+            text = t("pairing.options")
         case "more":
             rows = [[t("btn.add_charger")], [t("btn.to_summary")]]
             text = t("ask.more", count=len(wiz.draft.chargers))
@@ -321,7 +329,7 @@ def next_step(step: str, wiz: Wizard) -> str:
                 wiz.add_charger()
             return "method"
         return SHOP_STEPS[SHOP_STEPS.index(step) + 1]
-    if step == "plug_id":
+    if step in ("plug_id", "pair"):
         return "summary" if wiz.mode == "charger" else "more"
     return CHARGER_STEPS[CHARGER_STEPS.index(step) + 1]
 
@@ -335,6 +343,8 @@ def previous_step(step: str, wiz: Wizard) -> str | None:
         return SHOP_STEPS[SHOP_STEPS.index(step) - 1]
     if step == "more":
         wiz.ci = len(wiz.draft.chargers) - 1
+        return "plug_id"
+    if step == "pair":
         return "plug_id"
     if step == "method":
         # a new charger with nothing but (at most) its method is dropped; one
@@ -507,13 +517,23 @@ def _plug_driver(message: Message, wiz: Wizard, t: Translator, s: Config) -> str
     driver = _choice(message, "driver", PLUG_DRIVERS, "err.choose_button")
     if driver != wiz.charger.plug_driver:
         wiz.charger.plug_id = None  # an id of the other family means nothing
+        wiz.charger.paired_at, wiz.charger.plug_later = None, False
     wiz.charger.plug_driver = driver
     return NEXT
 
 
+NO_PLUG = "no_plug"
+
+
 def _plug_id(message: Message, wiz: Wizard, t: Translator, s: Config) -> str:
     driver = wiz.charger.plug_driver or "tasmota"
-    wiz.charger.plug_id = parse_plug_id(_text(message, f"err.plug_id_{driver}"), driver)
+    charger = wiz.charger
+    if (message.text or "").strip() in _label("pairing.btn_no_plug"):
+        # the bot names the plug-to-be; the merchant sets it up from the instructions
+        charger.plug_id, charger.paired_at, charger.plug_later = new_plug_id(), None, True
+        return NO_PLUG
+    charger.plug_id = parse_plug_id(_text(message, f"err.plug_id_{driver}"), driver)
+    charger.paired_at, charger.plug_later = None, False  # proven now, below
     return NEXT
 
 
@@ -565,7 +585,8 @@ async def resume_or_restart(
     assert isinstance(query.message, Message)
     kept = await Wizard.stored(state)
     if callback_data.action == WizardAction.RESUME and kept is not None:
-        step = kept.step if kept.step == "summary" or kept.step in PARSERS else "contact"
+        resumable = kept.step in ("summary", "pair") or kept.step in PARSERS
+        step = kept.step if resumable else "contact"
         await ask(query.message, step, kept, state, t, config)
         return
     await discard(state)
@@ -579,6 +600,7 @@ async def answer(
     db: Db,
     t: Translator,
     config: Config,
+    pairing: Pairing,
 ) -> None:
     step = _step_of(await state.get_state())
     wiz = await Wizard.load(state)
@@ -598,12 +620,126 @@ async def answer(
         return
     # a refused answer (InvalidInput) is said by handlers/errors.py and the same
     # question stays; the draft in storage is untouched: only an answer taken is saved
+    if step == "pair":
+        await ask(message, await _pair_step(message, wiz, state, pairing, t), wiz, state, t, config)
+        return
     outcome = PARSERS[step](message, wiz, t, config)
     if step == "plug_id":  # checkable here: not another charger's plug
         await listings.check_plug(db, wiz.draft, wiz.ci, wiz.listing_id)
+        if outcome == NO_PLUG:
+            await _instructions(message, wiz, pairing, t)
+            outcome = NEXT
+        else:
+            outcome = await _pair(message, wiz, state, pairing, t)
     targets = {STAY: lambda: step, NEXT: lambda: next_step(step, wiz)}
     target = targets.get(outcome, lambda: outcome)()
     await ask(message, target, wiz, state, t, config)
+
+
+# ------------------------------------------------------------------ pairing
+
+
+async def _pair(
+    message: Message, wiz: Wizard, state: FSMContext, pairing: Pairing, t: Translator
+) -> str:
+    """Prove control of the plug just named: NEXT when paired, else the pair step."""
+    charger = wiz.charger
+    plug = charger.plug_id or ""
+    await wiz.save(state)  # the plug id typed is kept while the plug is tried
+    await message.answer(t("pairing.checking", plug=plug))
+    result = await pairing.prove_by_switching(charger.plug_driver or "tasmota", plug)
+    return await _proven(message, wiz, result, pairing, t)
+
+
+async def _proven(
+    message: Message, wiz: Wizard, result: PairResult, pairing: Pairing, t: Translator
+) -> str:
+    charger = wiz.charger
+    text = outcome_text(t, result, charger.plug_id or "", int(pairing.button_timeout))
+    await message.answer(text)
+    if result.paired and result.at is not None:
+        charger.paired_at, charger.plug_later = result.at.isoformat(), False
+        return NEXT
+    return "pair"
+
+
+async def _pair_step(
+    message: Message, wiz: Wizard, state: FSMContext, pairing: Pairing, t: Translator
+) -> str:
+    """The answer to "pair now or later" after a proof that failed."""
+    text = (message.text or "").strip()
+    charger = wiz.charger
+    if text in _label("pairing.btn_retry"):
+        outcome = await _pair(message, wiz, state, pairing, t)
+    elif text in _label("pairing.btn_button"):
+        await message.answer(
+            t("pairing.press_now", plug=charger.plug_id, seconds=int(pairing.button_timeout))
+        )
+        result = await pairing.prove_by_button(
+            charger.plug_driver or "tasmota", charger.plug_id or ""
+        )
+        outcome = await _proven(message, wiz, result, pairing, t)
+    elif text in _label("pairing.btn_later"):
+        charger.paired_at, charger.plug_later = None, True
+        await _instructions(message, wiz, pairing, t)
+        outcome = NEXT
+    else:
+        raise InvalidInput("err.choose_button")
+    return next_step("pair", wiz) if outcome == NEXT else "pair"
+
+
+async def _instructions(message: Message, wiz: Wizard, pairing: Pairing, t: Translator) -> None:
+    """How to set the plug up (with its own broker account when the bot can make one),
+    and the Pair button for when it is ready."""
+    charger = wiz.charger
+    driver, plug = charger.plug_driver or "tasmota", charger.plug_id or ""
+    setup = await pairing.setup(driver, plug)
+    await message.answer(t("pairing.later", n=wiz.ci + 1))
+    await message.answer(
+        setup_text(t, wiz.ci + 1, setup), reply_markup=pair_button(t, driver, plug)
+    )
+
+
+async def pair_pressed(
+    query: CallbackQuery,
+    callback_data: PairCb,
+    state: FSMContext,
+    db: Db,
+    t: Translator,
+    pairing: Pairing,
+) -> None:
+    """The Pair button under a plug's instructions: the plug of one of the presser's
+    drafts or public chargers (anyone else's is refused), proven by switching."""
+    merchant = query.from_user.id
+    wiz = await Wizard.stored(state)
+    drafted = [
+        (c.plug_driver, c.plug_id)
+        for c in (wiz.draft.chargers if wiz is not None else [])
+        if c.plug_driver and c.plug_id
+    ]
+    public = await listings.owned_plugs(db, merchant_id=merchant)
+    found = next((p for p in (*drafted, *public) if plug_fingerprint(*p) == callback_data.fp), None)
+    if found is None:
+        await query.answer(t("pairing.err_not_yours"), show_alert=True)
+        return
+    driver, plug = found
+    await query.answer()
+    assert isinstance(query.message, Message)
+    await query.message.answer(t("pairing.checking", plug=plug))
+    result = await pairing.prove_by_switching(driver, plug)
+    await query.message.answer(outcome_text(t, result, plug, int(pairing.button_timeout)))
+    if not result.paired or result.at is None:
+        return
+    if wiz is not None:
+        wiz = await Wizard.stored(state) or wiz  # as it is now, after the wait
+        for charger in wiz.draft.chargers:
+            if (charger.plug_driver, charger.plug_id) == found:
+                charger.paired_at, charger.plug_later = result.at.isoformat(), False
+        await wiz.save(state)
+    if await listings.mark_paired(
+        db, merchant_id=merchant, driver=driver, plug_id=plug, at=result.at
+    ):
+        await query.message.answer(t("pairing.paired_public", plug=plug))
 
 
 async def cancel_wizard(message: Message, state: FSMContext, t: Translator) -> None:
@@ -754,7 +890,7 @@ def build_router() -> Router:
     )
     router.message.register(
         answer,
-        StateFilter(*(getattr(ListingForm, step) for step in PARSERS)),
+        StateFilter(*(getattr(ListingForm, step) for step in PARSERS), ListingForm.pair),
         ~F.text.startswith("/"),  # a command mid-wizard is a command, not an answer
     )
     # the summary's buttons: _summary_guard checks them against the kept draft, so
@@ -775,4 +911,5 @@ def build_router() -> Router:
         ),
     )
     router.callback_query.register(stale_wizard_button, WizardCb.filter())
+    router.callback_query.register(pair_pressed, PairCb.filter())
     return router

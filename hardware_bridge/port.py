@@ -101,3 +101,18 @@ class PowerSwitch(Protocol):
         ...
 
     def on_event(self, callback: EventCallback) -> None: ...
+
+
+# -- per-plug broker accounts (issue #15) -------------------------------------------
+
+
+class AccountsUnavailable(BridgeError):
+    """The broker's account administration did not answer or refused."""
+
+
+class BrokerAccounts(Protocol):
+    """Gives each plug its own broker login, confined to its own topics."""
+
+    async def plug_account(self, driver: Literal["tasmota", "shelly"], plug_id: str) -> str:
+        """Create (or reset) the account named ``plug_id``; returns its new password."""
+        ...

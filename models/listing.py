@@ -1,3 +1,4 @@
+import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -63,6 +64,16 @@ class Listing(Base):
     )
 
 
+# A label's short code, typed when a camera cannot scan: no 0/O/1/I, which read alike
+# (32 symbols, 6 of them: about a billion codes; it opens no more than the QR does).
+SHORT_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+SHORT_CODE_LENGTH = 6
+
+
+def new_short_code() -> str:
+    return "".join(secrets.choice(SHORT_CODE_ALPHABET) for _ in range(SHORT_CODE_LENGTH))
+
+
 # a plug switches one charger's power: two active chargers on one (driver, plug
 # id) would switch each other off (services.listings checks it first; this is
 # the last guard, also against two approvals racing)
@@ -104,6 +115,14 @@ class Charger(Base):
     plug_id: Mapped[str] = mapped_column(String(64))
     qr_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # -- labels and pairing (issue #15) --
+    # printed under the QR code; renewed with the token (services.listings.renew_token)
+    short_code: Mapped[str] = mapped_column(
+        String(SHORT_CODE_LENGTH), unique=True, default=new_short_code
+    )
+    # when the bot proved it controls the plug (switched it and heard the device
+    # answer); None: no plug yet or not proven, and the charger is not bookable
+    paired_at: Mapped[datetime | None]
 
     listing: Mapped[Listing] = relationship(back_populates="chargers")
 

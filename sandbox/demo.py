@@ -33,6 +33,9 @@ class Person:
 CENTRE = (31.2304, 121.4737)
 USER = Person(1001, "Lin", "8613800001001")
 MERCHANT = Person(2001, "Mia", "8613800002001")
+# a plug online on the broker that no charger has yet: the merchant pairs it in the
+# wizard (issue #15); its card beside the panes has its own button to press
+NEW_PLUGS = (("tasmota", "tasmota_new_1"),)
 ADMINS = (Person(901, "Ada", "8613800000901"), Person(902, "Ben", "8613800000902"))
 GROUP_ID = -1001234567890
 GROUP_TITLE = "ChargeShare moderation"
@@ -70,6 +73,8 @@ def _charger(
         currency="CNY",
         plug_driver=driver,
         plug_id=plug,
+        # the demo's simulated plugs are there from the start: paired as the sandbox opens
+        paired_at="2026-01-01T00:00:00+00:00",
     )
 
 

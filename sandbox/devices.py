@@ -56,7 +56,35 @@ class PlugFarm:
         self.interval = interval
         self.plugs: dict[tuple[str, str], SimPlug] = {}
         self.chargers: list[ChargerView] = []
+        # plugs online before any charger names them, to pair from the wizard
+        self.spare: tuple[tuple[str, str], ...] = ()
         self._task: asyncio.Task[None] | None = None
+
+    async def add_spare(self, *plugs: tuple[str, str]) -> None:
+        """Plugs online on the broker that no charger has yet (issue #15: pairing)."""
+        self.spare += plugs
+        for driver, plug_id in plugs:
+            await self._start_plug(driver, plug_id, "socket")
+
+    async def _start_plug(self, driver: str, plug_id: str, method: str) -> None:
+        cls = SimShelly if driver == "shelly" else SimTasmota
+        plug = cls(
+            self.mqtt_url, plug_id, watts=WATTS.get(method, 500.0), tele_period=self.tele_period
+        )
+        self.plugs[(driver, plug_id)] = plug
+        await plug.start()
+        log.info("simulated %s plug %s is online", driver, plug_id)
+
+    def spare_snapshot(self) -> list[dict[str, Any]]:
+        """The spare plugs no charger has yet, with their relay, for the page."""
+        used = {(view.driver, view.plug_id) for view in self.chargers}
+        out = []
+        for driver, plug_id in self.spare:
+            plug = self.plug(driver, plug_id)
+            if (driver, plug_id) in used or plug is None:
+                continue
+            out.append({"driver": driver, "plug_id": plug_id, "online": plug.online, "on": plug.on})
+        return out
 
     async def sync(self) -> None:
         async with self.open_db() as db:
@@ -87,16 +115,7 @@ class PlugFarm:
             key = (view.driver, view.plug_id)
             if key in self.plugs or not view.plug_id:
                 continue
-            cls = SimShelly if view.driver == "shelly" else SimTasmota
-            plug = cls(
-                self.mqtt_url,
-                view.plug_id,
-                watts=WATTS.get(view.method, 500.0),
-                tele_period=self.tele_period,
-            )
-            self.plugs[key] = plug
-            await plug.start()
-            log.info("simulated %s plug %s is online", view.driver, view.plug_id)
+            await self._start_plug(view.driver, view.plug_id, view.method)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

@@ -120,6 +120,7 @@ class Sandbox:
         await demo.seed(self.app.open_db, store_photo)
 
         self.farm = PlugFarm(self.broker.url, self.app.open_db, tele_period=self.tele_period)
+        await self.farm.add_spare(*demo.NEW_PLUGS)
         await self.farm.sync()
         self.farm.start()
 

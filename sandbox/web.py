@@ -15,6 +15,7 @@ Plain HTML/CSS/JS from ``sandbox/static`` (no build step) and a small JSON API:
 - ``POST /api/contact``     ``chat``: the acting person shares their own phone number
 - ``POST /api/press``       ``chat``, ``message_id``, ``data``: an inline button; waits
   for the bot's callback answer and returns it
+- ``POST /api/button``      ``driver``, ``plug_id``: a simulated plug's own button pressed
 - ``POST /api/scan``        ``charger_id``, optional ``actor``: decodes the label like a
   phone camera and sends what the camera's link opens (``/start <token>``) as the user
   chosen on the page
@@ -104,6 +105,7 @@ class WebPage:
         app.router.add_post("/api/contact", self.contact)
         app.router.add_post("/api/press", self.press)
         app.router.add_post("/api/scan", self.scan)
+        app.router.add_post("/api/button", self.button)
         app.router.add_post("/api/pay", self.pay)
         return app
 
@@ -218,7 +220,16 @@ class WebPage:
         for item in items:
             label = self._label_message(item["id"])
             item["label"] = f"/api/label/{item['id']}?m={label['message_id']}" if label else None
-        return web.json_response({"chargers": items})
+        return web.json_response({"chargers": items, "spare_plugs": self.farm.spare_snapshot()})
+
+    async def button(self, request: web.Request) -> web.Response:
+        """Someone presses a simulated plug's own button (pairing by button)."""
+        body = await self._body(request)
+        plug = self.farm.plug(str(body.get("driver")), str(body.get("plug_id")))
+        if plug is None:
+            raise web.HTTPNotFound(text="no such simulated plug")
+        await plug.press_button()
+        return web.json_response({"on": plug.on})
 
     async def map_data(self, request: web.Request) -> web.Response:
         shops: dict[int, JsonDict] = {}
@@ -255,7 +266,8 @@ class WebPage:
         the "Renew this QR code" button that names the charger)."""
         found = None
         for message in self.api.bot_messages(demo.MERCHANT.id):
-            if "photo" not in message:
+            # a PNG document since issue #15 (a photo before: JPEG, blurred for print)
+            if "document" not in message and "photo" not in message:
                 continue
             for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
                 for button in row:
@@ -274,7 +286,12 @@ class WebPage:
         message = self._label_message(charger_id)
         if message is None:
             raise web.HTTPNotFound(text="the bot has not sent this charger's label yet")
-        data, _ = self.api.file_info(message["photo"][-1]["file_id"])
+        file_id = (
+            message["document"]["file_id"]
+            if "document" in message
+            else message["photo"][-1]["file_id"]
+        )
+        data, _ = self.api.file_info(file_id)
         return data
 
     async def label(self, request: web.Request) -> web.Response:

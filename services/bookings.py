@@ -68,6 +68,8 @@ async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
             raise NotFound("err.charger_gone")
         if listing.paused:
             raise InvalidInput("err.listing_paused")
+        if charger.paired_at is None:  # no plug yet: nothing could switch the power
+            raise InvalidInput("pairing.err_not_bookable")
         return ChargerInfo.of(charger)
 
 

@@ -30,6 +30,7 @@ from models import (
 )
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
+from models.listing import SHORT_CODE_ALPHABET, SHORT_CODE_LENGTH
 from services import audit, billing, outbox, payments, settlement
 from services.dto import BookingInfo, ChargeInfo, ChargerInfo, ChargeStatus, ListingInfo, OrderInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
@@ -198,6 +199,38 @@ async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: dat
     if running is not None:
         raise InvalidInput("err.charger_busy", until=running.booking.end_at)
     return Scan.of(charger, listing, current, None)
+
+
+# -- short codes (issue #15): a label's code typed instead of scanned ----------------
+
+
+def normalize_code(text: str) -> str:
+    """``k7p2qx``, ``K7P-2QX``, ``k7p 2qx`` → ``K7P2QX``; anything that cannot be a
+    label's code is refused (letters that read alike are not guessed at: a code
+    never has them, so one typed with them is a typo to show, not to fix silently)."""
+    code = "".join(text.split()).replace("-", "").upper()
+    if len(code) != SHORT_CODE_LENGTH or any(c not in SHORT_CODE_ALPHABET for c in code):
+        raise InvalidInput("label.err_format")
+    return code
+
+
+async def scan_code(
+    db: Db,
+    *,
+    code: str,
+    user_id: int,
+    rules: ChargingRules,
+    now: datetime | None = None,
+) -> Scan:
+    """``/code K7P2QX``: exactly what scanning that label's QR code does."""
+    normalized = normalize_code(code)
+    async with read(db):
+        token = (
+            await db.scalars(select(Charger.qr_token).where(Charger.short_code == normalized))
+        ).one_or_none()
+        if token is None:
+            raise NotFound("label.err_unknown")
+        return await _scan(db, token, user_id, rules, now or utcnow())
 
 
 # -- starting --------------------------------------------------------------------------

@@ -68,6 +68,9 @@ class ChargerInfo:
     currency: str
     qr_token: str
     power_kw: Decimal | None = None  # rated power (what a per-kWh booking is prepaid on)
+    # labels and pairing (issue #15)
+    short_code: str = ""
+    paired_at: datetime | None = None
 
     # the columns ``of_row`` reads, in the order of the fields
     COLUMNS: ClassVar[tuple[Any, ...]] = (
@@ -85,6 +88,8 @@ class ChargerInfo:
         Charger.currency,
         Charger.qr_token,
         Charger.power_kw,
+        Charger.short_code,
+        Charger.paired_at,
     )
 
     @classmethod
@@ -111,6 +116,8 @@ class ChargerInfo:
             row.currency,
             row.qr_token,
             row.power_kw,
+            row.short_code,
+            row.paired_at,
         )
 
 

@@ -5,6 +5,7 @@ The same shape is kept in the wizard's FSM data while typing and in
 """
 
 import re
+import secrets
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -72,6 +73,12 @@ class ChargerDraft:
     power_kw: str | None = None
     plug_driver: str | None = None
     plug_id: str | None = None
+    # -- pairing (issue #15) --
+    # when the bot proved control of the plug (ISO time); reset when the plug changes
+    paired_at: str | None = None
+    # kept without a paired plug on purpose ("No plug yet", "Pair later"): reviewable,
+    # not bookable until paired
+    plug_later: bool = False
 
     def missing(self) -> list[str]:
         return [
@@ -134,6 +141,9 @@ class ListingDraft:
             raise DraftIncomplete(self)
         if len(self.chargers) > MAX_CHARGERS:
             raise InvalidInput("err.too_many_chargers", max=MAX_CHARGERS)
+        for i, charger in enumerate(self.chargers, start=1):
+            if charger.paired_at is None and not charger.plug_later:
+                raise InvalidInput("pairing.err_unpaired", n=i)
         twice = self.plug_used_twice()
         if twice is not None:
             first, second = twice
@@ -249,6 +259,14 @@ def parse_plug_id(text: str, driver: str) -> str:
     if value.lower() in RESERVED_PLUG_IDS:
         raise InvalidInput("err.plug_id_reserved", id=value)
     return value.lower() if driver == "shelly" else value
+
+
+def new_plug_id() -> str:
+    """The name the bot gives a plug that is not there yet ("No plug yet"): the merchant
+    sets it as the Tasmota topic or the Shelly MQTT prefix. Lower case, so it reads the
+    same for both families; random, so it is nobody else's."""
+    alphabet = "23456789abcdefghjkmnpqrstuvwxyz"
+    return "cs-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def parse_coordinates(latitude: float, longitude: float) -> tuple[float, float]:

@@ -8,6 +8,7 @@ so the old version stays public while an edit of it is under review.
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Charger, Listing, ListingRevision, ListingStatus, RevisionStatus, User
 from models.base import utcnow
+from models.listing import new_short_code
 from services import audit, outbox
 from services.dto import ChargerInfo, ListingInfo, RevisionInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
@@ -85,6 +87,8 @@ async def submit(
     ``max_under_review``: how many of the merchant's listings may wait for review
     at once (None: no limit).
     """
+    async with read(db):
+        await _known_pairings(db, draft, merchant_id)
     draft.validate_complete()
     async with transaction(db):
         if submission_key is not None:
@@ -570,8 +574,15 @@ def _copy_charger(charger: Charger, draft: ChargerDraft, position: int) -> None:
     charger.currency = draft.currency or "CNY"
     charger.price_minor = price_minor(draft.price, charger.currency)
     charger.power_kw = Decimal(draft.power_kw) if draft.power_kw else None
-    charger.plug_driver = draft.plug_driver or "tasmota"
-    charger.plug_id = draft.plug_id or ""
+    plug = (draft.plug_driver or "tasmota", draft.plug_id or "")
+    if (charger.plug_driver, charger.plug_id) != plug:
+        charger.paired_at = None  # another plug: proven again
+    charger.plug_driver, charger.plug_id = plug
+    if draft.paired_at is not None:
+        charger.paired_at = max(
+            datetime.fromisoformat(draft.paired_at),
+            charger.paired_at or datetime.min.replace(tzinfo=UTC),
+        )
 
 
 async def record_card(
@@ -601,6 +612,98 @@ async def active_chargers(
             )
         ).all()
         return ListingInfo.of(listing), [ChargerInfo.of(c) for c in chargers]
+
+
+# -- pairing (issue #15) ----------------------------------------------------------------
+
+
+async def _known_pairings(db: Db, draft: ListingDraft, merchant_id: int) -> None:
+    """A charger edited with its plug unchanged keeps a pairing made after its last
+    version was submitted (the Pair button pressed from the instructions)."""
+    ids = [c.id for c in draft.chargers if c.id is not None and c.paired_at is None]
+    if not ids:
+        return
+    rows = (
+        await db.execute(
+            select(Charger.id, Charger.plug_driver, Charger.plug_id, Charger.paired_at)
+            .join(Listing, Listing.id == Charger.listing_id)
+            .where(Charger.id.in_(ids), Listing.merchant_id == merchant_id)
+        )
+    ).all()
+    paired = {row.id: row for row in rows if row.paired_at is not None}
+    for charger in draft.chargers:
+        row = paired.get(charger.id) if charger.id is not None else None
+        if row is not None and (row.plug_driver, row.plug_id) == charger.plug_key:
+            charger.paired_at = row.paired_at.isoformat()
+
+
+def _pending_of(merchant_id: int) -> Select[ListingRevision]:
+    return (
+        select(ListingRevision)
+        .join(Listing, Listing.id == ListingRevision.listing_id)
+        .where(
+            Listing.merchant_id == merchant_id,
+            ListingRevision.status == RevisionStatus.PENDING,
+        )
+    )
+
+
+async def owned_plugs(db: Db, *, merchant_id: int) -> list[tuple[str, str]]:
+    """(driver, plug id) of the merchant's public chargers and of their versions under
+    review (a plug kept for later may be ready before the admins decide)."""
+    async with read(db):
+        rows = await db.execute(
+            select(Charger.plug_driver, Charger.plug_id)
+            .join(Listing, Listing.id == Charger.listing_id)
+            .where(Listing.merchant_id == merchant_id, Charger.active.is_(True))
+        )
+        plugs = [(driver, plug) for driver, plug in rows.all()]
+        for revision in (await db.scalars(_pending_of(merchant_id))).all():
+            draft = ListingDraft.from_dict(revision.data)
+            plugs += [c.plug_key for c in draft.chargers if c.plug_key is not None]
+        return plugs
+
+
+async def mark_paired(db: Db, *, merchant_id: int, driver: str, plug_id: str, at: datetime) -> int:
+    """Record a proven plug on the merchant's public charger that names it, and in their
+    versions under review (approving one then keeps it paired); returns how many public
+    chargers were marked (0: it is only in a draft or under review)."""
+    async with transaction(db):
+        ids = (
+            await db.scalars(
+                select(Charger.id)
+                .join(Listing, Listing.id == Charger.listing_id)
+                .where(
+                    Listing.merchant_id == merchant_id,
+                    Charger.active.is_(True),
+                    Charger.plug_driver == driver,
+                    Charger.plug_id == plug_id,
+                )
+            )
+        ).all()
+        for charger_id in ids:
+            await db.execute(update(Charger).where(Charger.id == charger_id).values(paired_at=at))
+            audit.record(db, "charger", charger_id, "pair_plug", merchant_id)
+        pending = (
+            await db.scalars(_pending_of(merchant_id).execution_options(populate_existing=True))
+        ).all()
+        for revision in pending:
+            draft = ListingDraft.from_dict(revision.data)
+            named = [c for c in draft.chargers if c.plug_key == (driver, plug_id)]
+            for charger in named:
+                charger.paired_at, charger.plug_later = at.isoformat(), False
+            if named:
+                revision.data = draft.to_dict()  # a new value: JSON is not tracked in place
+        return len(ids)
+
+
+async def unused_short_code(db: Db) -> str:
+    """A fresh short code no charger has (the unique constraint stays the last guard)."""
+    while True:
+        code = new_short_code()
+        taken = await db.scalar(select(Charger.id).where(Charger.short_code == code))
+        if taken is None:
+            return code
 
 
 def token_fingerprint(token: str) -> str:
@@ -642,5 +745,7 @@ async def renew_token(
         if fingerprint is not None and token_fingerprint(charger.qr_token) != fingerprint:
             raise InvalidInput("err.qr_already_renewed")
         charger.qr_token = new_qr_token()
+        # the code printed under the QR goes with it: the old label opens nothing
+        charger.short_code = await unused_short_code(db)
         audit.record(db, "charger", charger.id, "renew_token", merchant_id)
         return ChargerInfo.of(charger)

@@ -16,6 +16,7 @@ def charger(**overrides: object) -> ChargerDraft:
         "currency": "CNY",
         "plug_driver": "tasmota",
         "plug_id": "tasmota_A1",
+        "paired_at": "2026-01-01T00:00:00+00:00",
     }
     values.update(overrides)
     return ChargerDraft(**values)  # type: ignore[arg-type]

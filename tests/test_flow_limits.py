@@ -66,6 +66,7 @@ def _charger(listing_id: int, i: int) -> Charger:
         plug_driver="tasmota",
         plug_id=f"plug_{i}",
         qr_token=f"token-{i:04d}-{'q' * 20}",
+        paired_at=utcnow(),  # bookable: its plug is paired
     )
 
 

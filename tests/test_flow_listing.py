@@ -49,7 +49,7 @@ async def fill_shop(bot: BotHarness, user: int = MERCHANT) -> None:
 
 
 async def fill_charger(
-    bot: BotHarness, n: int, driver: str, plug: str, user: int = MERCHANT
+    bot: BotHarness, n: int, driver: str, plug: str, user: int = MERCHANT, paired: bool = False
 ) -> None:
     await bot.say(user, "Household socket", "which devices")
     await bot.say(user, "✅ Done", "at least one kind")  # nothing chosen yet
@@ -68,7 +68,26 @@ async def fill_charger(
     await bot.say(user, "2.5", "smart plug")
     await bot.say(user, driver, driver)
     await bot.say(user, "bad/topic", "no spaces")
-    await bot.say(user, plug, "Add another")
+    if paired:  # its plug is online on the bot's broker: paired by switching it
+        after = bot.api.last_message_id(user)
+        bot.api.send_text(user, user, plug)
+        await bot.expect(user, "is paired", after, timeout=30)
+        await bot.expect(user, "Add another", after, timeout=30)
+    else:
+        await pair_later(bot, user, plug)
+
+
+async def pair_later(bot: BotHarness, user: int, plug: str) -> None:
+    """A plug that is not online (no broker in most flow tests): its pairing fails, and
+    the merchant keeps the charger unpaired ("Pair later": reviewable, not bookable)."""
+    after = bot.api.last_message_id(user)
+    bot.api.send_text(user, user, plug)
+    await bot.expect(user, "Pair the plug now", after, timeout=30)
+    after = bot.api.last_message_id(user)
+    await bot.say(user, "🕓 Pair later", "Add another")
+    # the set-up instructions: no account administration in these tests (MQTT_DYNSEC off)
+    setup = await bot.expect(user, "Setting up a", after)
+    assert "ask the broker's admin to add an account" in plain(setup)
 
 
 async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url: str) -> None:

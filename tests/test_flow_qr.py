@@ -37,9 +37,14 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'chargeshare.db'}"
 
 
+def label_png(api: FakeBotAPI, message: dict) -> bytes:
+    """A label is a PNG document (a photo would be recompressed and blurred for print)."""
+    assert message["document"]["mime_type"] == "image/png", message
+    return api.file_bytes(message["document"]["file_id"])
+
+
 def decode(api: FakeBotAPI, message: dict) -> str:
-    png = api.file_bytes(message["photo"][-1]["file_id"])
-    (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(label_png(api, message))))
     return code.text
 
 
@@ -100,3 +105,75 @@ async def test_label_on_approval_and_renewal(bot: BotHarness, sqlite_url: str) -
     assert "1 label sent" in answer["text"]
     again = await bot.expect(MERCHANT, "Print this label", after)
     assert decode(api, again).endswith(f"?start={second}")
+
+
+# -- issue #15: the short code and a label's photo, as a phone would send them ----------
+
+
+async def short_code(url: str) -> str:
+    engine = create_engine(url)
+    async with create_session_factory(engine)() as db:
+        value = (await db.scalars(select(Charger.short_code))).one()
+    await engine.dispose()
+    return value
+
+
+def as_phone_photo(png: bytes) -> bytes:
+    """The label as a phone's camera and Telegram deliver it: smaller, grey paper, a
+    slight tilt, JPEG-compressed."""
+    label = Image.open(io.BytesIO(png)).convert("RGB")
+    label = label.resize((label.width * 2 // 3, label.height * 2 // 3))
+    paper = Image.new("RGB", (label.width + 200, label.height + 200), (200, 196, 188))
+    paper.paste(label, (100, 100))
+    photo = paper.rotate(4, expand=True, fillcolor=(90, 90, 90))
+    out = io.BytesIO()
+    photo.save(out, format="JPEG", quality=70)
+    return out.getvalue()
+
+
+async def test_the_label_carries_a_short_code_that_acts_like_a_scan(
+    bot: BotHarness, sqlite_url: str
+) -> None:
+    api = bot.api
+    after = api.last_message_id(MERCHANT)
+    await seed_listing(bot, sqlite_url)
+    label = await bot.expect(MERCHANT, "Print this label", after, timeout=10)
+    code = await short_code(sqlite_url)
+    assert len(code) == 6 and not set(code) & set("0O1I")
+    assert f"/code {code}" in plain(label)
+    png = label_png(api, label)
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+
+    # a scan without a booking says so; the typed code (any case, spaced) says the same
+    scanned = await bot.say(2001, f"/start {await token(sqlite_url)}", "no booking")
+    typed = await bot.say(2001, f"/code {code[:3].lower()} {code[3:]}", "no booking")
+    assert plain(typed) == plain(scanned)
+    # a code that cannot be one, and one that is nobody's
+    await bot.say(2001, "/code K0O1I2", "never 0, O, 1 or I")
+    free = next(c for c in ("ABCDEF", "GHJKLM") if c != code)
+    await bot.say(2001, f"/code {free}", "No charger has this code")
+    await bot.say(2001, "/code", "Type the 6-character code")
+
+    # a photo of the label, as a phone sends it, acts like the scan too
+    after = api.last_message_id(2001)
+    api.send_photo(2001, 2001, data=as_phone_photo(png))
+    photo = await bot.expect(2001, "no booking", after, timeout=10)
+    assert plain(photo) == plain(scanned)
+    # a photo with no label in it
+    after = api.last_message_id(2001)
+    api.send_photo(2001, 2001)
+    await bot.expect(2001, "found no ChargeShare QR code", after, timeout=10)
+
+    # renewing the label voids the old short code and the old photo
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, label, "Renew this QR code")
+    confirm = await bot.expect(MERCHANT, "stops working at once", after)
+    await bot.press(MERCHANT, MERCHANT, confirm, "Yes, renew it")
+    await bot.expect(MERCHANT, "Print this label", after)
+    renewed = await short_code(sqlite_url)
+    assert renewed != code
+    await bot.say(2001, f"/code {code}", "No charger has this code")
+    after = api.last_message_id(2001)
+    api.send_photo(2001, 2001, data=as_phone_photo(png))
+    await bot.expect(2001, "replaced by a new one", after, timeout=10)
+    await bot.say(2001, f"/code {renewed}", "no booking")

@@ -244,9 +244,12 @@ async def test_lifecycle_across_two_instances_with_one_killed(
     balancer, (first, second) = cluster
     driver = BotHarness(api, database)  # only its say/expect/press helpers
 
-    # a listing through the whole wizard: each answer may land on either instance
+    # a listing through the whole wizard: each answer may land on either instance; its
+    # plug online from the start, so the wizard pairs it
+    plug = SimTasmota(broker.url, "tasmota_multi")
+    await plug.start()
     await fill_shop(driver)
-    await fill_charger(driver, 1, "Tasmota", "tasmota_multi")
+    await fill_charger(driver, 1, "Tasmota", "tasmota_multi", paired=True)
     summary = await driver.say(MERCHANT, "✅ Done, review the listing", "Submit for review")
     cursor = api.last_message_id(GROUP)
     label_cursor = api.last_message_id(MERCHANT)
@@ -256,8 +259,6 @@ async def test_lifecycle_across_two_instances_with_one_killed(
     label = await driver.expect(MERCHANT, "Print this label", label_cursor, timeout=15)
     token = decode(api, label).rsplit("=", 1)[1]
 
-    plug = SimTasmota(broker.url, "tasmota_multi")
-    await plug.start()
     try:
         engine = create_engine(database)
         async with create_session_factory(engine)() as db, transaction(db):

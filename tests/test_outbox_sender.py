@@ -267,7 +267,7 @@ async def test_review_card_with_flood_control_between_photo_and_text(
 async def test_qr_labels_each_once_a_refused_one_not_blocking(
     api: FakeBotAPI, open_db, sender: OutboxSender
 ) -> None:
-    """A listing's labels (one photo per charger): a 400 on the first does not stop
+    """A listing's labels (one PNG document per charger): a 400 on the first does not stop
     the others, and a 429 on a later one does not send the earlier ones again."""
     await seed_users(open_db)
     listing_id = await approved_listing(api, open_db, chargers=3)
@@ -280,14 +280,14 @@ async def test_qr_labels_each_once_a_refused_one_not_blocking(
     before = len(api.bot_messages(MERCHANT))
     async with open_db() as db, transaction(db):
         outbox.enqueue(db, MERCHANT, "qr_labels", listing_id=listing_id)
-    api.fail_next("sendPhoto", error_code=400, description=REFUSED, retry_after=None)
-    api.fail_next("sendPhoto", error_code=429, retry_after=1)  # then the second label
+    api.fail_next("sendDocument", error_code=400, description=REFUSED, retry_after=None)
+    api.fail_next("sendDocument", error_code=429, retry_after=1)  # then the second label
     await drain(sender, open_db)
     labels = api.bot_messages(MERCHANT)[before:]
     captions = [plain(m) for m in labels]
-    assert len(labels) == 2 and all("photo" in m for m in labels)
+    assert len(labels) == 2 and all("document" in m for m in labels)
     assert "Charger 2" in captions[0] and "Charger 3" in captions[1]
-    assert len(api.calls("sendPhoto")) == 4  # 400, 429, label 2, label 3
+    assert len(api.calls("sendDocument")) == 4  # 400, 429, label 2, label 3
     row = await only(open_db, "qr_labels")
     assert row.parts_done == {
         f"label:{charger_ids[0]}": FAILED,

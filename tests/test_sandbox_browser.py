@@ -1,10 +1,11 @@
 """The sandbox's web page in a real browser (Playwright driving Debian's Chromium): the
 whole lifecycle clicked through the three chat panes and the chargers column.
 
-A merchant submits a listing (a real photo upload, a location picked on the map), an
-admin approves it in the group, the user finds it, books it, the merchant accepts,
-the user scans the charger's QR label (decoded from the bot's PNG), starts charging,
-the simulated plug turns on, the user stops, and the order shows in all three panes.
+A merchant submits a listing (a real photo upload, a location picked on the map, the
+sandbox's new plug paired in the wizard), an admin approves it in the group, the user
+finds it, books it, the merchant accepts, the user scans the charger's QR label
+(decoded from the bot's PNG), starts charging, the simulated plug turns on, the user
+stops, and the order shows in all three panes.
 A screenshot of the page after the flow is saved to test-artifacts/.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from sandbox import demo
 from sandbox.runner import Sandbox
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -36,7 +38,8 @@ if not os.access(CHROMIUM, os.X_OK):
     )
 
 SHOP = "Tram Stop Bikes"
-PLUG = "tasmota_tram_1"
+# the sandbox's new plug, online but nobody's: the merchant pairs it in the wizard
+PLUG = demo.NEW_PLUGS[0][1]
 
 
 @pytest.fixture
@@ -208,9 +211,14 @@ async def lifecycle(page) -> None:
     await merchant.tap_key("per hour", "Price")
     await merchant.say("2.5", "smart plug")
     await merchant.tap_key("Tasmota", "Tasmota")
-    await merchant.say(PLUG, "Add another")
+    # the new plug waits beside the panes, off; typed in the wizard, the bot pairs it
+    # (on for a moment, then off, each confirmed by the plug)
+    await page.locator(f".spare-plug[data-plug='{PLUG}']").wait_for()
+    paired = await merchant.say(PLUG, "is paired")
+    assert PLUG in await merchant.message(paired).inner_text()
     summary = await merchant.tap_key("Done, review the listing", "Submit for review")
     assert SHOP in await merchant.message(summary).inner_text()
+    assert "paired ✓" in await merchant.message(summary).inner_text()
 
     group_before = await group._snapshot()
     await merchant.press(summary, "Submit", "submitted for review")

@@ -240,3 +240,14 @@ class PayoutCb(CallbackData, prefix="po"):
 
     action: PayoutAction
     key: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+
+# -- pairing a plug (issue #15) --------------------------------------------------------
+
+
+class PairCb(CallbackData, prefix="pair"):
+    """ "Pair" under a plug's set-up instructions: which plug, by a fingerprint of
+    (driver, plug id) (a plug id may take 64 bytes alone); the handler finds it among
+    the presser's own chargers and drafts, so a forged one pairs nothing."""
+
+    fp: Annotated[str, Field(pattern=r"^[0-9a-f]{10}$")]

@@ -23,6 +23,7 @@ from services.tx import Db
 from ui.callbacks import QrAction, QrRenewCb
 from ui.i18n import Translator
 from ui.parts import Part, send_now
+from ui.views.booking import tariff_text
 
 # Fonts with Chinese glyphs first (Debian: fonts-wqy-microhei, fonts-noto-cjk);
 # a label without one still has a valid code, only CJK names show as boxes.
@@ -46,29 +47,49 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def render_label(link: str, title: str, subtitle: str) -> bytes:
-    """A PNG: the QR code (error correction M, 4-module quiet zone) and two lines."""
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4)
-    code.add_data(link)
-    code.make(fit=True)
-    qr = code.make_image(fill_color="black", back_color="white").get_image().convert("RGB")
-    qr = qr.resize((WIDTH - 100, WIDTH - 100), Image.Resampling.NEAREST)
-    label = Image.new("RGB", (WIDTH, WIDTH + 160), "white")
-    label.paste(qr, (50, 30))
+# fixed on every label, whatever the merchant's language: riders read either
+CALL_TO_ACTION = "Scan to charge / 扫码充电"
+
+
+def _line(draw: ImageDraw.ImageDraw, text: str, size: int, y: int) -> None:
+    font = _font(size)
+    while draw.textlength(text, font=font) > WIDTH - 60 and len(text) > 4:
+        text = text[:-2] + "…"
+    width = draw.textlength(text, font=font)
+    draw.text(((WIDTH - width) / 2, y), text, fill="black", font=font)
+
+
+def render_label(link: str, title: str, subtitle: str, price: str = "", code: str = "") -> bytes:
+    """A PNG for print: the call to action, the QR code (error correction M, 4-module
+    quiet zone), the shop, the charger and its price, and the short code to type
+    (``/code K7P2QX``) when a camera cannot scan."""
+    qr_code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4)
+    qr_code.add_data(link)
+    qr_code.make(fit=True)
+    qr = qr_code.make_image(fill_color="black", back_color="white").get_image().convert("RGB")
+    side = WIDTH - 100
+    qr = qr.resize((side, side), Image.Resampling.NEAREST)
+    top = 110
+    label = Image.new("RGB", (WIDTH, top + side + 330), "white")
     draw = ImageDraw.Draw(label)
-    for text, size, y in ((title, 48, WIDTH - 40), (subtitle, 36, WIDTH + 30)):
-        font = _font(size)
-        while draw.textlength(text, font=font) > WIDTH - 60 and len(text) > 4:
-            text = text[:-2] + "…"
-        width = draw.textlength(text, font=font)
-        draw.text(((WIDTH - width) / 2, y), text, fill="black", font=font)
+    _line(draw, CALL_TO_ACTION, 60, 30)
+    label.paste(qr, (50, top))
+    y = top + side
+    _line(draw, title, 48, y)
+    _line(draw, subtitle, 36, y + 66)
+    if price:
+        _line(draw, price, 36, y + 116)
+    if code:
+        _line(draw, f"/code {code}", 64, y + 186)
     out = io.BytesIO()
     label.save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 
-async def render_label_async(link: str, title: str, subtitle: str) -> bytes:
-    return await asyncio.to_thread(render_label, link, title, subtitle)
+async def render_label_async(
+    link: str, title: str, subtitle: str, price: str = "", code: str = ""
+) -> bytes:
+    return await asyncio.to_thread(render_label, link, title, subtitle, price, code)
 
 
 def renew_button(t: Translator, charger_id: int) -> InlineKeyboardMarkup:
@@ -100,13 +121,27 @@ async def send_label(
 ) -> None:
     me = await bot.me()
     title = t("qr.charger", n=charger.position + 1, method=t(f"method.{charger.method}"))
-    png = await render_label_async(
-        start_link(me.username or "", charger.qr_token), listing.shop_name, title
+    # the price in both languages, as the call to action (the label is printed once)
+    price = " · ".join(
+        dict.fromkeys(
+            tariff_text(lang, charger.price_minor, charger.price_unit, charger.currency)
+            for lang in (Translator("en"), Translator("zh"))
+        )
     )
-    await bot.send_photo(
+    png = await render_label_async(
+        start_link(me.username or "", charger.qr_token),
+        listing.shop_name,
+        title,
+        price,
+        charger.short_code,
+    )
+    # a document, not a photo: Telegram recompresses photos to JPEG, blurring the print
+    await bot.send_document(
         chat_id,
         BufferedInputFile(png, filename=f"chargeshare-charger-{charger.id}.png"),
-        caption=t("qr.caption", shop=listing.shop_name, charger=title),
+        caption=t("qr.caption", shop=listing.shop_name, charger=title)
+        + "\n"
+        + t("label.code_line", code=charger.short_code),
         reply_markup=renew_button(t, charger.id),
     )
 

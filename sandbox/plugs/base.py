@@ -146,8 +146,18 @@ class SimPlug:
         if self._client is not None:
             await self._client.publish(topic, payload, qos=1, retain=retain)
 
+    async def press_button(self) -> None:
+        """Someone presses the plug's own button: the relay toggles and the plug
+        reports it, as it reports any change (pairing by button, issue #15)."""
+        self.set_relay(not self.on)
+        await self.report()
+
     # -- protocol (subclasses) ---------------------------------------------------------
     def command_filter(self) -> str:
+        raise NotImplementedError
+
+    async def report(self) -> None:
+        """Publish the relay's state as the device does after a change."""
         raise NotImplementedError
 
     async def handle(self, topic: str, payload: bytes) -> None:

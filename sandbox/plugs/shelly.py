@@ -77,5 +77,8 @@ class SimShelly(SimPlug):
 
             self._timer = asyncio.get_running_loop().call_later(float(toggle_after), flip)
 
+    async def report(self) -> None:
+        await self._notify()
+
     async def telemetry(self) -> None:
         await self.send(f"{self.device_id}/status/switch:0", json.dumps(self.status()))

@@ -71,6 +71,9 @@ class SimTasmota(SimPlug):
 
         self._pulse = asyncio.get_running_loop().call_later(seconds, off)
 
+    async def report(self) -> None:
+        await self._report()
+
     async def telemetry(self) -> None:
         t = self.device_id
         await self.send(f"tele/{t}/STATE", json.dumps({"POWER": self._state()}))

@@ -660,6 +660,40 @@ function renderChargers(list) {
   }
 }
 
+// plugs online that no charger has yet: the merchant pairs one in the wizard
+const spareNodes = new Map();
+
+function renderSparePlugs(list) {
+  const box = document.getElementById("charger-list");
+  const seen = new Set();
+  for (const item of list) {
+    const key = `${item.driver}:${item.plug_id}`;
+    seen.add(key);
+    let node = spareNodes.get(key);
+    if (!node) {
+      node = el("div", { class: "spare-plug", dataset: { plug: item.plug_id } });
+      node.innerHTML = `<div class="info"><div class="name">New plug, not paired yet</div>
+        <div class="plugid"></div>
+        <div><span class="relay off">OFF</span></div>
+        <button type="button" class="press">👆 Press the plug's button</button></div>`;
+      node.querySelector(".press").addEventListener("click", () =>
+        api("/api/button", { driver: item.driver, plug_id: item.plug_id }).catch(() => {}));
+      spareNodes.set(key, node);
+    }
+    if (node.parentNode !== box) box.append(node);
+    node.querySelector(".plugid").textContent =
+      `${item.driver} plug “${item.plug_id}”: type it in /newlisting to pair it`;
+    const relay = node.querySelector(".relay");
+    const state = !item.online ? "offline" : item.on ? "on" : "off";
+    relay.className = `relay ${state}`;
+    relay.textContent = state.toUpperCase();
+    node.dataset.relay = state;
+  }
+  for (const [key, node] of spareNodes) {
+    if (!seen.has(key)) { node.remove(); spareNodes.delete(key); }
+  }
+}
+
 async function scan(chargerId, node) {
   const button = node.querySelector(".scan");
   button.disabled = true;
@@ -696,8 +730,9 @@ async function chargerLoop() {
   let shopsKey = "";
   for (;;) {
     try {
-      const { chargers } = await api("/api/chargers");
+      const { chargers, spare_plugs: spare } = await api("/api/chargers");
       renderChargers(chargers);
+      renderSparePlugs(spare || []);
       const key = [...new Set(chargers.map((c) => c.listing_id))].join(",");
       if (key !== shopsKey) { mapData = await api("/api/map"); shopsKey = key; }
     } catch (error) { /* the sandbox is restarting: try again */ }

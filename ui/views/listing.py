@@ -3,7 +3,7 @@ the merchant's listing view. Everything typed by a person is escaped."""
 
 import html
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -70,6 +70,8 @@ def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
         if charger.plug_driver
         else "—"
     )
+    if charger.plug_id:
+        plug += " · " + esc(pairing_text(t, charger))
     return t.html(
         "view.charger",
         n=index,
@@ -81,6 +83,14 @@ def charger_text(t: Translator, index: int, charger: ChargerDraft) -> Html:
         price=price_text(t, charger),
         plug=Html(plug),
     )
+
+
+def pairing_text(t: Translator, charger: ChargerDraft) -> str:
+    """ "paired ✓ at …" (UTC: a draft has no zone to show it in) or "not bookable yet"."""
+    if charger.paired_at is None:
+        return t("pairing.view_unpaired")
+    at = datetime.fromisoformat(charger.paired_at).astimezone(UTC)
+    return t("pairing.view_paired", when=f"{at:%Y-%m-%d %H:%M} UTC")
 
 
 def listing_text(t: Translator, draft: ListingDraft) -> Html:

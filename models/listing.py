@@ -104,6 +104,14 @@ class Charger(Base):
     plug_id: Mapped[str] = mapped_column(String(64))
     qr_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # -- walk-up charging and "stop when full" (issue #15) --
+    # a walk-up (Charge now on a scan) is accepted at once; off: the merchant is asked
+    walkup_auto: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    # the session ends as "full" once the power stays under full_below_w for full_minutes
+    full_below_w: Mapped[int] = mapped_column(default=10, server_default=text("10"))
+    full_minutes: Mapped[int] = mapped_column(default=3, server_default=text("3"))
+    # its plug has reported a power reading: "until full" can be offered
+    meters_power: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     listing: Mapped[Listing] = relationship(back_populates="chargers")
 

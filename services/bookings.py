@@ -47,6 +47,8 @@ class BookingRules:
     horizon_days: int = 30
     # payments: prepaid (a provider is set: a booking is UNPAID until paid) or pay at the shop
     money: MoneyRules = PAY_AT_SHOP
+    # a walk-up that the merchant accepts by hand must be answered this fast
+    walkup_response_seconds: int = 120
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:

@@ -146,12 +146,21 @@ async def scan(
     rules: ChargingRules,
     now: datetime | None = None,
 ) -> Scan:
-    """What a scanned QR code means for this user now, or a refusal that says why."""
+    """What a scanned QR code means for this user now, or a refusal that says why
+    (services.walkup.scan offers Charge now where this says "no booking")."""
     async with read(db):
-        return await _scan(db, token, user_id, rules, now or utcnow())
+        found = await scan_booking(db, token, user_id, rules, now or utcnow())
+    if found is None:
+        raise NotFound("err.scan_no_booking")
+    return found
 
 
-async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: datetime) -> Scan:
+async def scan_booking(
+    db: Db, token: str, user_id: int, rules: ChargingRules, now: datetime
+) -> Scan | None:
+    """In the caller's read: the user's booking (or session) of the scanned charger to
+    use now; a refusal that says why it cannot be used; None when the user has nothing
+    open on it (no booking, or only closed ones): a walk-up may be offered then."""
     charger, listing = await charger_by_token(db, token)
     running = await active_session(db, charger_id=charger.id)
     if running is not None and running.user_id == user_id:
@@ -190,10 +199,11 @@ async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: dat
                 n=elsewhere.charger.position + 1,
                 start=elsewhere.start_at,
             )
-        if mine:
-            latest = max(mine, key=lambda b: b.created_at)
+        waiting = [b for b in mine if b.status in (BookingStatus.UNPAID, BookingStatus.REQUESTED)]
+        if waiting:  # a request still open says more than Charge now
+            latest = max(waiting, key=lambda b: b.created_at)
             raise InvalidInput("err.scan_booking_status", status=latest.status.value)
-        raise NotFound("err.scan_no_booking")
+        return None
     usable_window(current, now, rules)
     if running is not None:
         raise InvalidInput("err.charger_busy", until=running.booking.end_at)
@@ -784,3 +794,59 @@ async def order_info(db: Db, order_id: int) -> OrderInfo:
         assert charger is not None
         listing = await db.get(Listing, charger.listing_id)
         return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")
+
+
+# -- stop when full (issue #15) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FullWatch:
+    """What "full" means for a session's charger, and where its watch stands."""
+
+    below_w: int  # 0: never ends as full
+    minutes: int
+    drew_power: bool
+    low_power_since: datetime | None
+
+
+async def full_watch(db: Db, session_id: int) -> FullWatch | None:
+    """The watch of a CHARGING session (None: not charging)."""
+    async with read(db):
+        charge = await get(db, session_id)
+        if charge.status != SessionStatus.CHARGING:
+            return None
+        charger = await db.get(Charger, charge.charger_id)
+        assert charger is not None
+        return FullWatch(
+            charger.full_below_w, charger.full_minutes, charge.drew_power, charge.low_power_since
+        )
+
+
+async def record_full_watch(
+    db: Db, *, session_id: int, drew_power: bool, low_power_since: datetime | None
+) -> None:
+    """The watch changed (power rose over the threshold, or fell under it): stored, so a
+    restart resumes it."""
+    async with transaction(db):
+        await db.execute(
+            update(ChargingSession)
+            .where(
+                ChargingSession.id == session_id,
+                ChargingSession.status == SessionStatus.CHARGING,
+            )
+            .values(drew_power=drew_power, low_power_since=low_power_since)
+        )
+
+
+async def mark_meters_power(db: Db, driver: str, plug_id: str) -> None:
+    """The plug reported a power reading: its chargers can offer "until full"."""
+    async with transaction(db):
+        await db.execute(
+            update(Charger)
+            .where(
+                Charger.plug_driver == driver,
+                Charger.plug_id == plug_id,
+                Charger.meters_power.is_(False),
+            )
+            .values(meters_power=True)
+        )

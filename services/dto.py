@@ -41,6 +41,7 @@ __all__ = [
     "RevisionInfo",
     "RevisionStatus",
     "SessionStatus",
+    "WalkupOffer",
 ]
 
 
@@ -176,6 +177,8 @@ class BookingInfo:
     reason: str | None
     charger: ChargerInfo
     shop_name: str
+    walkup: bool = False  # made by Charge now on a scan
+    until_full: bool = False  # ends when the charger reads full (end_at: the cap)
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
@@ -197,6 +200,8 @@ class BookingInfo:
             row.reason,
             charger or ChargerInfo.of(row.charger),
             shop_name,
+            bool(row.walkup),
+            bool(row.until_full),
         )
 
 
@@ -333,3 +338,18 @@ class RevisionInfo:
     @property
     def shop_name(self) -> str:
         return str(self.data.get("shop_name") or "")
+
+
+# -- walk-up charging (issue #15) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WalkupOffer:
+    """A scanned charger that is free now: Charge now, for how long (minutes; 0 is
+    "until full"), each with its end and estimated price."""
+
+    charger: ChargerInfo
+    shop_name: str
+    free_until: datetime  # the next accepted booking or the closing time (capped)
+    choices: tuple[tuple[int, datetime, int | None], ...]  # (minutes, end, estimate)
+    auto: bool  # accepted at once; else the merchant is asked

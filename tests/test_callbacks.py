@@ -9,6 +9,7 @@ from ui.callbacks import (
     BookingCb,
     ChargeAction,
     ChargeCb,
+    ExtendCb,
     FindAction,
     FindCb,
     ListingAction,
@@ -21,6 +22,7 @@ from ui.callbacks import (
     ReviewAction,
     ReviewCb,
     StartCb,
+    WalkupCb,
     WizardAction,
     WizardCb,
 )
@@ -48,6 +50,8 @@ BIG = 2**63 - 1  # the largest id a button may carry
         StartCb(booking_id=BIG),
         ChargeCb(action=ChargeAction.STOP_YES, charge_id=BIG),
         PageCb(of=PageOf.INCOMING, page=1_000_000),
+        WalkupCb(charger_id=BIG, minutes=120),
+        ExtendCb(charge_id=BIG, minutes=60),
     ],
 )
 def test_every_payload_fits_64_bytes(data) -> None:

@@ -176,3 +176,24 @@ class PageCb(CallbackData, prefix="pg"):
 
     of: PageOf
     page: Page = 0
+
+
+# -- walk-up charging and extend (issue #15) -------------------------------------------
+
+
+# minutes (0: until full); the services refuse a value they did not offer
+Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
+
+
+class WalkupCb(CallbackData, prefix="wu"):
+    """Charge now on a scanned charger: how long (minutes; 0 = until full)."""
+
+    charger_id: Id
+    minutes: Minutes
+
+
+class ExtendCb(CallbackData, prefix="xt"):
+    """+30 min / +1 h on a running session's card."""
+
+    charge_id: Id
+    minutes: Minutes

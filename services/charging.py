@@ -150,17 +150,23 @@ async def scan(
     (services.walkup.scan offers Charge now where this says "no booking")."""
     async with read(db):
         found = await scan_booking(db, token, user_id, rules, now or utcnow())
-    if found is None:
-        raise NotFound("err.scan_no_booking")
+    assert found is not None
     return found
 
 
 async def scan_booking(
-    db: Db, token: str, user_id: int, rules: ChargingRules, now: datetime
+    db: Db,
+    token: str,
+    user_id: int,
+    rules: ChargingRules,
+    now: datetime,
+    *,
+    or_none: bool = False,
 ) -> Scan | None:
     """In the caller's read: the user's booking (or session) of the scanned charger to
-    use now; a refusal that says why it cannot be used; None when the user has nothing
-    open on it (no booking, or only closed ones): a walk-up may be offered then."""
+    use now, or a refusal that says why it cannot be used. ``or_none``: None instead
+    of the refusal when the user has nothing open on it (no booking, or only closed
+    ones), where a walk-up may be offered."""
     charger, listing = await charger_by_token(db, token)
     running = await active_session(db, charger_id=charger.id)
     if running is not None and running.user_id == user_id:
@@ -200,10 +206,12 @@ async def scan_booking(
                 start=elsewhere.start_at,
             )
         waiting = [b for b in mine if b.status in (BookingStatus.UNPAID, BookingStatus.REQUESTED)]
-        if waiting:  # a request still open says more than Charge now
-            latest = max(waiting, key=lambda b: b.created_at)
+        if or_none and not waiting:  # a request still open says more than Charge now
+            return None
+        if mine:
+            latest = max(mine, key=lambda b: b.created_at)
             raise InvalidInput("err.scan_booking_status", status=latest.status.value)
-        return None
+        raise NotFound("err.scan_no_booking")
     usable_window(current, now, rules)
     if running is not None:
         raise InvalidInput("err.charger_busy", until=running.booking.end_at)

@@ -111,7 +111,7 @@ async def take(
     says why (taken meanwhile, too long now, a stale or forged choice)."""
     now = now or utcnow()
     if minutes != UNTIL_FULL and minutes not in DURATIONS:
-        raise InvalidInput("err.walkup_choice")
+        raise InvalidInput("walkup.err_choice")
     async with transaction(db):
         await check_request_limits(db, user_id, None, None, None, rules, lock=True)
         # serialise walk-ups and decisions on this charger (PostgreSQL row lock)
@@ -129,12 +129,12 @@ async def take(
         info = ChargerInfo.of(charger)
         until = await free_until(db, info, now, rules)
         if until is None:
-            raise InvalidInput("err.walkup_taken")
+            raise InvalidInput("walkup.err_taken")
         if minutes == UNTIL_FULL and not charger.meters_power:
-            raise InvalidInput("err.walkup_no_meter")
+            raise InvalidInput("walkup.err_no_meter")
         end = _end_of(minutes, now, until)
         if end > until:
-            raise InvalidInput("err.walkup_too_long", until=until)
+            raise InvalidInput("walkup.err_too_long", until=until)
         await check_request_limits(db, user_id, charger_id, now, end, rules)
         prepaid = rules.money.prepaid
         if prepaid:
@@ -201,11 +201,14 @@ async def scan(
     that says why."""
     now = now or utcnow()
     async with read(db):
-        found = await charging.scan_booking(db, token, user_id, rules, now)
+        found = await charging.scan_booking(db, token, user_id, rules, now, or_none=True)
         if found is not None:
             return found
         charger, listing = await charging.charger_by_token(db, token)
         offered = await offer(db, charger, listing, user_id, booking_rules, now)
-    if offered is None:
-        raise NotFound("err.scan_no_booking")
-    return offered
+        if offered is not None:
+            return offered
+        # not free now: why the scan cannot start anything, as without walk-ups
+        refused = await charging.scan_booking(db, token, user_id, rules, now)
+    assert refused is not None
+    return refused

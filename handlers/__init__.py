@@ -18,6 +18,7 @@ from handlers import (
     moderation,
     my_listings,
     qr_labels,
+    walkup_settings,
 )
 
 
@@ -35,6 +36,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         listing_wizard.build_router(),
         my_listings.build_router(),
         qr_labels.build_router(),
+        walkup_settings.build_router(),
         find.build_router(),
         booking.build_router(),
         booking_decisions.build_router(),

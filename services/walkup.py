@@ -12,7 +12,9 @@ answer within ``walkup_response_seconds``. In prepaid mode the booking goes thro
 ``payments.checkout`` like any other.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select, update
 
@@ -212,3 +214,87 @@ async def scan(
         refused = await charging.scan_booking(db, token, user_id, rules, now)
     assert refused is not None
     return refused
+
+
+# -- a charger's walk-up and "full" settings (the merchant's, in /listings) -------------
+
+FULL_BELOW_CHOICES = (5, 10, 20, 50)  # W
+FULL_MINUTES_CHOICES = (1, 3, 5, 10)
+
+
+class Setting(StrEnum):
+    AUTO = "auto"  # accept walk-ups automatically (on/off)
+    BELOW = "below"  # full under this many watts
+    MINUTES = "minutes"  # for this many minutes
+
+
+@dataclass(frozen=True)
+class ChargerSettings:
+    charger: ChargerInfo
+    auto: bool
+    full_below_w: int
+    full_minutes: int
+    meters_power: bool
+
+
+async def _owned_chargers(db: Db, listing_id: int, merchant_id: int) -> list[Charger]:
+    listing = await db.get(Listing, listing_id, populate_existing=True)
+    if listing is None:
+        raise NotFound("err.listing_not_found")
+    if listing.merchant_id != merchant_id:
+        raise NotAllowed("err.not_your_listing")
+    return list(
+        (
+            await db.scalars(
+                select(Charger)
+                .where(Charger.listing_id == listing_id, Charger.active.is_(True))
+                .order_by(Charger.position)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+
+
+def _settings(charger: Charger) -> ChargerSettings:
+    return ChargerSettings(
+        ChargerInfo.of(charger),
+        charger.walkup_auto,
+        charger.full_below_w,
+        charger.full_minutes,
+        charger.meters_power,
+    )
+
+
+async def settings_of(db: Db, *, listing_id: int, merchant_id: int) -> list[ChargerSettings]:
+    """The listing's live chargers (approved) with their settings; its merchant only."""
+    async with read(db):
+        return [_settings(c) for c in await _owned_chargers(db, listing_id, merchant_id)]
+
+
+async def change_setting(
+    db: Db, *, listing_id: int, charger_id: int, merchant_id: int, what: Setting, value: int
+) -> list[ChargerSettings]:
+    """One setting of one of the merchant's chargers, from the choices offered (an
+    operational setting of the live charger: no review, it changes no public field)."""
+    if what == Setting.BELOW and value not in FULL_BELOW_CHOICES:
+        raise InvalidInput("walkup.err_setting")
+    if what == Setting.MINUTES and value not in FULL_MINUTES_CHOICES:
+        raise InvalidInput("walkup.err_setting")
+    async with transaction(db):
+        chargers = await _owned_chargers(db, listing_id, merchant_id)
+        charger = next((c for c in chargers if c.id == charger_id), None)
+        if charger is None:
+            raise NotFound("err.charger_gone")
+        column = {
+            Setting.AUTO: "walkup_auto",
+            Setting.BELOW: "full_below_w",
+            Setting.MINUTES: "full_minutes",
+        }[what]
+        new: object = bool(value) if what == Setting.AUTO else value
+        old = getattr(charger, column)
+        if old != new:
+            setattr(charger, column, new)
+            audit.record(
+                db, "charger", charger.id, f"set_{column}", merchant_id, str(old), str(new)
+            )
+        return [_settings(c) for c in chargers]

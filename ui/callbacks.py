@@ -197,3 +197,19 @@ class ExtendCb(CallbackData, prefix="xt"):
 
     charge_id: Id
     minutes: Minutes
+
+
+class WalkupSetting(StrEnum):
+    SHOW = "show"  # the listing's chargers with their settings
+    AUTO = "auto"  # the rest as services.walkup.Setting
+    BELOW = "below"
+    MINUTES = "minutes"
+
+
+class ChargerSetCb(CallbackData, prefix="cs"):
+    """/listings → a listing → Walk-up & full: a charger's setting set to ``value``."""
+
+    what: WalkupSetting
+    listing_id: Id
+    charger_id: Id = 0
+    value: Minutes = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from models import Booking, BookingStatus, Charger, Listing
 from models.base import utcnow
@@ -161,32 +161,20 @@ async def take(
             pay_by=now + timedelta(minutes=rules.money.payment_minutes) if prepaid else None,
             walkup=True,
             until_full=minutes == UNTIL_FULL,
+            created_at=now,  # the answer time of one asked after payment counts from here
         )
         db.add(booking)
         await db.flush()
         audit.record(db, "booking", booking.id, "walkup", user_id, None, status.value)
-        if prepaid:
+        if prepaid:  # paid from the wallet (then accepted or asked) or an invoice owed
             await payments.checkout(db, booking, rules.money, now)
             await db.refresh(booking)
-            if charger.walkup_auto and booking.status == BookingStatus.REQUESTED:
-                await _accept_at_once(db, booking, now)
         elif status == BookingStatus.REQUESTED:
             outbox.enqueue(
                 db, listing.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id
             )
         made = BookingInfo.of(booking, listing.shop_name or "", info)
     return made
-
-
-async def _accept_at_once(db: Db, booking: Booking, now: datetime) -> None:
-    """Paid from the wallet at checkout, on a charger that accepts walk-ups itself."""
-    await db.execute(
-        update(Booking)
-        .where(Booking.id == booking.id, Booking.status == BookingStatus.REQUESTED)
-        .values(status=BookingStatus.ACCEPTED, decided_at=now)
-    )
-    audit.record(db, "booking", booking.id, "accepted", None, "requested", "accepted", "walkup")
-    await db.refresh(booking)
 
 
 async def scan(

@@ -9,16 +9,19 @@ tests/test_flow_walkup.py."""
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from hardware_bridge.port import PowerReading
 from models import Booking, BookingStatus, Charger, ChargingSession, EndReason, Listing
 from models.base import utcnow
 from services import bookings, charging, walkup
+from services.bookings import BookingRules
 from services.charging_control import ChargingControl
 from services.dto import WalkupOffer
 from services.errors import DomainError, InvalidInput, NotAllowed
 from services.walkup import UNTIL_FULL
+from tests.support.money import PREPAID, open_invoice, pay
 from tests.test_charging_service import (
     BOOKING_RULES,
     MERCHANT,
@@ -327,3 +330,30 @@ async def test_extend_refused_once_stopped(
     assert isinstance(refused, InvalidInput) and refused.key == "walkup.err_extend_not_running"
     async with open_db() as db:
         assert (await charging.get(db, started.id)).status.value == "completed"
+
+
+# -- prepaid mode: the same checkout as any booking ----------------------------------------
+
+
+@pytest.mark.parametrize("auto", [True, False])
+async def test_prepaid_walk_up_is_accepted_or_asked_once_paid(open_db, world, auto) -> None:
+    rules = BookingRules(zone=ZONE, response_minutes=15, money=PREPAID)
+    await set_charger(open_db, world.chargers[0], walkup_auto=auto)
+    async with open_db() as db:
+        made = await walkup.take(
+            db, user_id=USER_A, charger_id=world.chargers[0], minutes=60, rules=rules, now=T
+        )
+    assert made.status == BookingStatus.UNPAID
+    invoice = await open_invoice(open_db, made.id)
+    assert invoice is not None and [c for c, _ in await notes(open_db, "invoice")] == [USER_A]
+    outcome = await pay(open_db, invoice, now=T + MINUTE, money=PREPAID)
+    assert outcome.outcome == "booking_paid"
+    booking = await load(open_db, Booking, made.id)
+    if auto:  # accepted once paid: the rider gets Start, the merchant is not asked
+        assert booking.status == BookingStatus.ACCEPTED and booking.prepaid_minor == 250
+        assert [c for c, _ in await notes(open_db, "booking_accepted")] == [USER_A]
+        assert await notes(open_db, "booking_request") == []
+    else:  # asked of the merchant, with the short answer time from the payment on
+        assert booking.status == BookingStatus.REQUESTED
+        assert booking.respond_by == T + MINUTE + timedelta(seconds=120)
+        assert [c for c, _ in await notes(open_db, "booking_request")] == [MERCHANT]

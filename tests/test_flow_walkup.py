@@ -15,7 +15,7 @@ from models import Booking, BookingStatus, Charger, ChargingSession, Order
 from services.tx import transaction
 from tests.botapi import FakeBotAPI, plain
 from tests.harness import BotHarness, start_api
-from tests.plugs import SimPlug
+from tests.plugs import SimPlug, SimShelly
 from tests.support.services import MosquittoServer
 from tests.support.waiting import wait_until
 from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER
@@ -142,7 +142,6 @@ async def test_walk_up_asked_of_the_merchant_then_extended(
     api = bot.api
     charger_id, token = await label_token(bot, database_url)
     plug = await plug_for("tasmota", database_url, broker, charger_id, plugs)
-    plug.watts = 0.0  # no meter reading at all: no "until full"
     # the merchant turns "accept walk-ups automatically" off in /listings
     overview = await bot.say(MERCHANT, "/listings", "Your listings")
     after = api.last_message_id(MERCHANT)
@@ -218,8 +217,17 @@ async def test_two_riders_scan_and_press_at_once(
 ) -> None:
     api = bot.api
     charger_id, token = await label_token(bot, database_url)
-    await plug_for("shelly", database_url, broker, charger_id, plugs)
+    # a plug that reports no power reading (set before it first reports): no "until full"
+    plug = SimShelly(broker.url, "shelly-no-meter")
+    plug.meters_power = False
+    await plug.start()
+    plugs.append(plug)
+    await set_charger(database_url, charger_id, plug_driver="shelly", plug_id=plug.device_id)
     cards = [await bot.say(user, f"/start {token}", "Charge now?") for user in (RIDER, OTHER_RIDER)]
+    for card in cards:
+        assert "does not measure power" in plain(card)
+        labels = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
+        assert not any("Until full" in label for label in labels), labels
     afters = [api.last_message_id(user) for user in (RIDER, OTHER_RIDER)]
     queries = [
         api.press_button(user, user, card["message_id"], "60 min")

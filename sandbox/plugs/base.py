@@ -48,6 +48,9 @@ class SimPlug:
         # battery), and is back to ``watts`` at the next switch-on
         self.fill_seconds: float | None = None
         self.trickle_watts = 2.0
+        # False: a plug with an energy meter that reports no power reading (so "until
+        # full" is not offered on its charger)
+        self.meters_power = True
         self._load_watts = watts
         self._on_since = 0.0
 

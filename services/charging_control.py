@@ -142,6 +142,7 @@ class ChargingControl:
         self._watch: dict[int, FullWatch] = {}
         self._metered: set[DeviceRef] = set()
         self._polled: dict[int, float] = {}
+        self._power_heard: dict[DeviceRef, float] = {}
         power.on_event(self.on_event)
 
     # -- people's actions ------------------------------------------------------------------
@@ -359,9 +360,11 @@ class ChargingControl:
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
-        if isinstance(event, PowerReading) and event.device not in self._metered:
-            self._metered.add(event.device)  # once per plug and process
-            self._spawn(self._mark_metered(event.device))
+        if isinstance(event, PowerReading):
+            self._power_heard[event.device] = time.monotonic()
+            if event.device not in self._metered:
+                self._metered.add(event.device)  # once per plug and process
+                self._spawn(self._mark_metered(event.device))
         if isinstance(event, EnergyReading | PowerReading) and event.device not in self._charging:
             return  # the common case with many plugs: nothing of ours is running there
         self._spawn(self._locked(event.device, self._handle(event)))
@@ -699,10 +702,13 @@ class ChargingControl:
                 async with self._open_db() as db:
                     await charging.record_reading(db, session_id=item.id, kwh=None, at=heard)
             self._check_full(item.id, now)
-            polled = self._polled.get(item.id, 0.0)
+            # asked only when the plug has not reported power for ``power_poll`` (a
+            # plug that reports often is not asked), and not at once: the start read it
+            polled = self._polled.setdefault(item.id, time.monotonic())
+            fresh = max(polled, self._power_heard.get(device, 0.0))
             if (
                 device in self._metered
-                and time.monotonic() - polled >= self.power_poll.total_seconds()
+                and time.monotonic() - fresh >= self.power_poll.total_seconds()
             ):
                 self._polled[item.id] = time.monotonic()
                 self._spawn(self._poll_power(device))

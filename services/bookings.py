@@ -337,7 +337,9 @@ async def cancel(
         booking = await _locked(db, booking_id)
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
-        if booking.status == BookingStatus.ACCEPTED and booking.start_at <= now:
+        # a walk-up starts at once: it may be cancelled until charging starts (below)
+        started = booking.status == BookingStatus.ACCEPTED and booking.start_at <= now
+        if started and not booking.walkup:
             raise InvalidInput("err.booking_started")
         if await db.scalar(  # switched on in the grace before the window
             select(ChargingSession.id).where(
@@ -463,7 +465,7 @@ def preset_reason(code: str) -> str:
 
 def cancellable(booking: BookingInfo, now: datetime) -> bool:
     """Whether its user is offered Cancel (``cancel`` decides for good)."""
-    return booking.status in OPEN and booking.start_at > now
+    return booking.status in OPEN and (booking.start_at > now or booking.walkup)
 
 
 def decidable(booking: BookingInfo) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import (
@@ -37,6 +37,9 @@ from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.tx import Db, read, transaction
+
+# a walk-up (issue #15) not started this long after it was accepted is a no-show
+WALKUP_START = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -622,14 +625,20 @@ async def stale_stops(db: Db, before: datetime) -> list[ChargingSession]:
 
 async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) -> int:
     """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each
-    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned)."""
+    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned).
+    A walk-up is for now: not started within WALKUP_START of its acceptance, it is a
+    no-show too, and the charger is free again."""
     starting = exists().where(
         ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
+    )
+    missed = or_(
+        Booking.end_at <= now,
+        and_(Booking.walkup.is_(True), Booking.decided_at <= now - WALKUP_START),
     )
     due = (
         await db.scalars(
             select(Booking.id)
-            .where(Booking.status == BookingStatus.ACCEPTED, Booking.end_at <= now, ~starting)
+            .where(Booking.status == BookingStatus.ACCEPTED, missed, ~starting)
             .limit(100)
         )
     ).all()
@@ -641,6 +650,7 @@ async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) 
                 .where(
                     Booking.id == booking_id,
                     Booking.status == BookingStatus.ACCEPTED,
+                    missed,
                     ~starting,
                 )
                 .values(status=BookingStatus.NO_SHOW)

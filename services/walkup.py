@@ -23,6 +23,7 @@ from models.base import utcnow
 from services import audit, charging, outbox, payments
 from services.bookings import (
     MAX_BOOKING,
+    OPEN,
     BookingRules,
     bookable,
     busy_intervals,
@@ -138,6 +139,17 @@ async def take(
         if end > until:
             raise InvalidInput("walkup.err_too_long", until=until)
         await check_request_limits(db, user_id, charger_id, now, end, rules)
+        # one walk-up not yet started at a time: each holds a charger for its rider
+        if await db.scalar(
+            select(Booking.id)
+            .where(
+                Booking.user_id == user_id,
+                Booking.walkup.is_(True),
+                Booking.status.in_(OPEN),
+            )
+            .limit(1)
+        ):
+            raise InvalidInput("walkup.err_open")
         prepaid = rules.money.prepaid
         if prepaid:
             status = BookingStatus.UNPAID

@@ -176,6 +176,9 @@ async def test_refusals_change_nothing(open_db, world) -> None:
     await take(open_db, world, 30)
     refused = await attempt(take(open_db, world, 30, USER_B))
     assert isinstance(refused, InvalidInput) and refused.key == "walkup.err_taken"
+    # one walk-up not started at a time (each holds a charger)
+    refused = await attempt(take(open_db, world, 30, USER_A, n=1))
+    assert isinstance(refused, InvalidInput) and refused.key == "walkup.err_open"
     assert await count_bookings(open_db) == before + 1
 
 
@@ -202,6 +205,9 @@ async def test_two_riders_pressing_at_once_one_wins(open_db, world) -> None:
                 )
             )
         assert accepted == 1
+        # one walk-up not started at a time: the winner cancels it before the next round
+        async with open_db() as db:
+            await bookings.cancel(db, booking_id=won[0].id, user_id=won[0].user_id, now=now)
 
 
 # -- stop when full ------------------------------------------------------------------------
@@ -357,3 +363,21 @@ async def test_prepaid_walk_up_is_accepted_or_asked_once_paid(open_db, world, au
         assert booking.status == BookingStatus.REQUESTED
         assert booking.respond_by == T + MINUTE + timedelta(seconds=120)
         assert [c for c, _ in await notes(open_db, "booking_request")] == [MERCHANT]
+
+
+async def test_a_walk_up_not_started_in_time_frees_the_charger(open_db, world) -> None:
+    made = await take(open_db, world, 120)
+    # the rider may cancel it until charging starts (a booking of now, all the same)
+    async with open_db() as db:
+        assert await charging.mark_no_shows(db, T + 9 * MINUTE) == 0
+        assert await charging.mark_no_shows(db, T + 10 * MINUTE) == 1
+    assert (await load(open_db, Booking, made.id)).status == BookingStatus.NO_SHOW
+    # free again for the next rider
+    offer = await scan(open_db, world, USER_B, now=T + 11 * MINUTE)
+    assert isinstance(offer, WalkupOffer)
+    again = await take(open_db, world, 30, USER_B, now=T + 11 * MINUTE)
+    async with open_db() as db:
+        cancelled = await bookings.cancel(
+            db, booking_id=again.id, user_id=USER_B, now=T + 12 * MINUTE
+        )
+    assert cancelled.status == BookingStatus.CANCELLED

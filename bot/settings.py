@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     booking_payment_minutes: int = Field(default=10, ge=2, le=60)
     # how long a merchant has to answer a booking request (never past its start)
     booking_response_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # how long a merchant who accepts walk-ups by hand has to answer one (a rider waits)
+    walkup_response_seconds: int = Field(default=120, ge=30, le=15 * 60)
     # how far ahead a booking may start
     booking_horizon_days: int = Field(default=30, ge=1, le=366)
     # where finished orders are logged for the platform; the moderation group when unset
@@ -251,6 +253,7 @@ def ui_config(settings: Settings) -> Config:
             max_open_requests=settings.max_open_bookings_per_user,
             horizon_days=settings.booking_horizon_days,
             money=settings.money_rules,
+            walkup_response_seconds=settings.walkup_response_seconds,
         ),
         max_listings_under_review=settings.max_listings_under_review,
         money=settings.money_rules,

@@ -22,6 +22,7 @@ from handlers import (
     my_listings,
     payments,
     qr_labels,
+    walkup_settings,
     wallet,
 )
 
@@ -44,6 +45,7 @@ def build_root_router(moderation_chat_id: int) -> Router:
         listing_wizard.build_router(),
         my_listings.build_router(),
         qr_labels.build_router(),
+        walkup_settings.build_router(),
         find.build_router(),
         booking.build_router(),
         booking_decisions.build_router(),

@@ -6,17 +6,20 @@ is answered by handlers/errors.py)."""
 from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from handlers.filters import IsAdmin
 from services import charging as charges
+from services import walkup
 from services.charging_control import ChargingControl
 from services.clock import utcnow
+from services.dto import WalkupOffer
 from services.tx import Db
-from ui.callbacks import ChargeAction, ChargeCb, PageCb, PageOf, StartCb
+from ui.callbacks import ChargeAction, ChargeCb, ExtendCb, PageCb, PageOf, StartCb, WalkupCb
 from ui.config import Config
 from ui.i18n import Translator
 from ui.views.charging import (
+    clock,
     confirm_stop_buttons,
     merchant_buttons,
     running_buttons,
@@ -27,6 +30,7 @@ from ui.views.charging import (
     status_text,
     stopped_text,
 )
+from ui.views.walkup import extend_buttons, taken_text, walkup_card
 
 
 async def scanned(
@@ -38,20 +42,34 @@ async def scanned(
     charging: ChargingControl,
 ) -> None:
     assert message.from_user is not None
-    scan = await charges.scan(
-        db, token=(command.args or "").strip(), user_id=message.from_user.id, rules=charging.rules
+    scan = await walkup.scan(
+        db,
+        token=(command.args or "").strip(),
+        user_id=message.from_user.id,
+        rules=charging.rules,
+        booking_rules=config.booking_rules,
     )
     await answer_scan(message, scan, t, config, charging)
 
 
 async def answer_scan(
-    message: Message, scan: charges.Scan, t: Translator, config: Config, charging: ChargingControl
+    message: Message,
+    scan: charges.Scan | WalkupOffer,
+    t: Translator,
+    config: Config,
+    charging: ChargingControl,
 ) -> None:
     """The answer to a scan, however it came: the QR link, ``/code``, a label's photo."""
+    if isinstance(scan, WalkupOffer):  # no booking, and the charger is free: Charge now
+        seconds = config.booking_rules.walkup_response_seconds
+        card, offer_markup = walkup_card(t, scan, config.zone, utcnow(), seconds)
+        await message.answer(card, reply_markup=offer_markup)
+        return
     if scan.running is not None:  # scanned again while charging: show where it stands
         status = await charging.status(scan.running.id)
         text = status_text(t, status, config.zone, utcnow())
-        await message.answer(text, reply_markup=running_buttons(t, scan.running.id))
+        markup = await _running_markup(t, config, charging, scan.running.id)
+        await message.answer(text, reply_markup=markup)
         return
     text = scan_card(t, scan, config.zone)
     await message.answer(text, reply_markup=start_button(t, scan.booking.id))
@@ -76,7 +94,7 @@ async def start_pressed(
     # is refused with the Start button again (ui/errors.py)
     started = await charging.start(callback_data.booking_id, query.from_user.id, progress=switching)
     text = started_text(t, started, config.zone)
-    markup = running_buttons(t, started.id)
+    markup = await _running_markup(t, config, charging, started.id)
     try:
         if message is None:
             raise LookupError("the Start message is not accessible")
@@ -103,7 +121,10 @@ async def status_pressed(
     await query.answer()
     if isinstance(query.message, Message):
         mine = charge.user_id == presser
-        markup = running_buttons(t, charge.id) if mine else merchant_buttons(t, charge.id)
+        if mine:
+            markup = await _running_markup(t, config, charging, charge.id)
+        else:
+            markup = merchant_buttons(t, charge.id)
         await query.message.edit_text(
             status_text(t, status, config.zone, utcnow()), reply_markup=markup
         )
@@ -158,6 +179,52 @@ async def stop_confirmed(
         await message.edit_text(stopped_text(t, order, made, config.zone))
 
 
+async def _running_markup(
+    t: Translator, config: Config, charging: ChargingControl, charge_id: int
+) -> InlineKeyboardMarkup:
+    """Status, Stop, and the Extend buttons that fit now."""
+    options = await charging.extend_options(charge_id, config.booking_rules)
+    return running_buttons(
+        t, charge_id, extend_buttons(t, charge_id, options, config.zone, utcnow())
+    )
+
+
+async def walkup_pressed(
+    query: CallbackQuery, callback_data: WalkupCb, db: Db, t: Translator, config: Config
+) -> None:
+    """Charge now, for how long: booked at once (Start), or the merchant asked."""
+    booking = await walkup.take(
+        db,
+        user_id=query.from_user.id,
+        charger_id=callback_data.charger_id,
+        minutes=callback_data.minutes,
+        rules=config.booking_rules,
+    )
+    await query.answer()
+    text, markup = taken_text(t, booking, config.zone, utcnow())
+    if isinstance(query.message, Message):
+        await query.message.edit_text(text, reply_markup=markup)
+
+
+async def extend_pressed(
+    query: CallbackQuery,
+    callback_data: ExtendCb,
+    t: Translator,
+    config: Config,
+    charging: ChargingControl,
+) -> None:
+    """+30 min / +1 h: the window's new end; the card shows it with what fits next."""
+    charge, option = await charging.extend(
+        callback_data.charge_id, query.from_user.id, callback_data.minutes, config.booking_rules
+    )
+    now = utcnow()
+    await query.answer(t("walkup.extended", end=clock(option.end, config.zone, now)))
+    if isinstance(query.message, Message):
+        status = await charging.status(charge.id)
+        markup = await _running_markup(t, config, charging, charge.id)
+        await query.message.edit_text(status_text(t, status, config.zone, now), reply_markup=markup)
+
+
 async def keep_pressed(query: CallbackQuery, t: Translator) -> None:
     await query.answer(t("charge.kept"))
     if isinstance(query.message, Message):
@@ -208,4 +275,6 @@ def build_router() -> Router:
         stop_confirmed, ChargeCb.filter(F.action == ChargeAction.STOP_YES)
     )
     router.callback_query.register(keep_pressed, ChargeCb.filter(F.action == ChargeAction.KEEP))
+    router.callback_query.register(walkup_pressed, WalkupCb.filter())
+    router.callback_query.register(extend_pressed, ExtendCb.filter())
     return router

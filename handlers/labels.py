@@ -7,6 +7,7 @@ from aiogram.types import Message
 
 from handlers.charging import answer_scan
 from services import charging as charges
+from services import walkup
 from services.charging_control import ChargingControl
 from services.tx import Db
 from ui.config import Config
@@ -29,10 +30,8 @@ async def code_command(
     if not command.args:
         await message.answer(t("label.code_usage"))
         return
-    scan = await charges.scan_code(
-        db, code=command.args, user_id=message.from_user.id, rules=charging.rules
-    )
-    await answer_scan(message, scan, t, config, charging)
+    token = await charges.token_for_code(db, command.args)
+    await _scanned(message, token, db, t, config, charging)
 
 
 async def label_photo(
@@ -58,7 +57,21 @@ async def label_photo(
     if token is None:
         await message.answer(t("label.photo_unreadable"))
         return
-    scan = await charges.scan(db, token=token, user_id=message.from_user.id, rules=charging.rules)
+    await _scanned(message, token, db, t, config, charging)
+
+
+async def _scanned(
+    message: Message, token: str, db: Db, t: Translator, config: Config, charging: ChargingControl
+) -> None:
+    """Exactly what scanning the label's QR code does (walk-up offer included)."""
+    assert message.from_user is not None
+    scan = await walkup.scan(
+        db,
+        token=token,
+        user_id=message.from_user.id,
+        rules=charging.rules,
+        booking_rules=config.booking_rules,
+    )
     await answer_scan(message, scan, t, config, charging)
 
 

@@ -23,6 +23,7 @@ from hardware_bridge.port import (
     NotConfirmed,
     PlugState,
     PowerChanged,
+    PowerReading,
     utcnow,
 )
 from hardware_bridge.shelly import ShellyDriver
@@ -39,6 +40,7 @@ class _Known:
     on: bool | None = None
     online: bool | None = None
     energy_kwh: float | None = None
+    power_w: float | None = None
     at: object = None
     heard_at: datetime | None = None
     waiters: list[tuple[Callable[[Update], bool], asyncio.Future[None]]] = field(
@@ -46,7 +48,9 @@ class _Known:
     )
 
     def snapshot(self) -> PlugState:
-        return PlugState(self.on, self.online, self.energy_kwh, utcnow(), self.heard_at)
+        return PlugState(
+            self.on, self.online, self.energy_kwh, utcnow(), self.heard_at, self.power_w
+        )
 
 
 class Bridge:
@@ -123,6 +127,10 @@ class Bridge:
             k.energy_kwh = upd.energy_kwh
             if not upd.retained:
                 events.append(EnergyReading(device, now, total_kwh=upd.energy_kwh))
+        if upd.power_w is not None:
+            k.power_w = upd.power_w
+            if not upd.retained:
+                events.append(PowerReading(device, now, watts=upd.power_w))
         k.at = now
         if not upd.retained and upd.online is not False:
             k.heard_at = now

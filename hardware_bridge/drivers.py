@@ -16,6 +16,8 @@ class Update:
     on: bool | None = None
     online: bool | None = None
     energy_kwh: float | None = None
+    # the power drawn now (W): Tasmota ENERGY.Power, Shelly apower
+    power_w: float | None = None
 
 
 class Driver(Protocol):

@@ -26,6 +26,8 @@ class PlugState:
     at: datetime
     # the last live (not retained) message from the device, other than its last will
     heard_at: datetime | None = None
+    # the power drawn at the last reading (W); None: the plug does not meter power
+    power_w: float | None = None
 
 
 class BridgeError(Exception):
@@ -79,7 +81,14 @@ class EnergyReading(_Event):
     total_kwh: float
 
 
-DeviceEvent = DeviceOnline | DeviceWentOffline | PowerChanged | EnergyReading
+@dataclass(frozen=True, kw_only=True)
+class PowerReading(_Event):
+    """The power the device draws now (W), from a live message."""
+
+    watts: float
+
+
+DeviceEvent = DeviceOnline | DeviceWentOffline | PowerChanged | EnergyReading | PowerReading
 EventCallback = Callable[[DeviceEvent], Awaitable[None] | None]
 
 

@@ -39,11 +39,15 @@ def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
         and not isinstance(aenergy.get("total"), bool)
     ):
         energy = float(aenergy["total"]) / 1000.0  # Wh → kWh
+    apower = status.get("apower")  # W, now
+    watts = (
+        float(apower) if isinstance(apower, int | float) and not isinstance(apower, bool) else None
+    )
     if not isinstance(on, bool):
         on = None
-    if on is None and energy is None:
+    if on is None and energy is None and watts is None:
         return []
-    return [Update(dev, retained, on=on, energy_kwh=energy)]
+    return [Update(dev, retained, on=on, energy_kwh=energy, power_w=watts)]
 
 
 class ShellyDriver:

@@ -37,8 +37,8 @@ def _number(value: object) -> float | None:
 
 
 def _total(obj: object, *path: str) -> float | None:
-    """ENERGY.Total in kWh; a meter that splits it by phase (a list, or an object of
-    phases) gives the device's total as their sum."""
+    """ENERGY.Total in kWh (or ENERGY.Power in W); a meter that splits it by phase (a
+    list, or an object of phases) gives the device's total as their sum."""
     for key in path:
         if not isinstance(obj, dict):
             return None
@@ -97,12 +97,13 @@ class TasmotaDriver:
         if kind in ("RESULT", "STATE"):
             on = _power(data)
             return [] if on is None else [Update(dev, r, on=on)]
-        if kind == "SENSOR":
-            total = _total(data, "ENERGY", "Total")
-            return [] if total is None else [Update(dev, r, energy_kwh=total)]
-        if kind == "STATUS8":
-            total = _total(data, "StatusSNS", "ENERGY", "Total")
-            return [] if total is None else [Update(dev, r, energy_kwh=total)]
+        if kind in ("SENSOR", "STATUS8"):
+            path = ("ENERGY",) if kind == "SENSOR" else ("StatusSNS", "ENERGY")
+            total = _total(data, *path, "Total")
+            watts = _total(data, *path, "Power")  # per phase summed, like Total
+            if total is None and watts is None:
+                return []
+            return [Update(dev, r, energy_kwh=total, power_w=watts)]
         return []
 
     async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None:

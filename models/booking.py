@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -45,5 +45,10 @@ class Booking(Base):
     # held for it when it was paid (None: not prepaid, pay at the shop)
     pay_by: Mapped[datetime | None]
     prepaid_minor: Mapped[int | None]
+    # -- walk-up charging (issue #15) --
+    # made by Charge now on a scan (starts at once, no window typed)
+    walkup: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # "until full": ends when the charger reads full, or at end_at (the cap) at the latest
+    until_full: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     charger: Mapped[Charger] = relationship(lazy="joined")

@@ -36,6 +36,7 @@ class EndReason(StrEnum):
     MERCHANT = "merchant"  # closed by the merchant (with or without the device)
     ADMIN = "admin"  # closed by an admin of the platform
     RESTART = "restart"  # found stopping after a restart of the bot
+    FULL = "full"  # the power stayed under the charger's threshold: the battery is full
 
 
 class ChargingSession(Base):
@@ -78,6 +79,12 @@ class ChargingSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(16))
     warned_at: Mapped[datetime | None]
     power_off_confirmed: Mapped[bool | None]
+    # -- stop when full (issue #15) --
+    # the device drew power over the charger's threshold at least once (a device not
+    # plugged in yet, drawing nothing, is not "full")
+    drew_power: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # since when the power has stayed under the threshold (None: it is over it)
+    low_power_since: Mapped[datetime | None]
 
     booking: Mapped[Booking] = relationship(lazy="joined")
 

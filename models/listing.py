@@ -123,6 +123,14 @@ class Charger(Base):
     # when the bot proved it controls the plug (switched it and heard the device
     # answer); None: no plug yet or not proven, and the charger is not bookable
     paired_at: Mapped[datetime | None]
+    # -- walk-up charging and "stop when full" (issue #15) --
+    # a walk-up (Charge now on a scan) is accepted at once; off: the merchant is asked
+    walkup_auto: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    # the session ends as "full" once the power stays under full_below_w for full_minutes
+    full_below_w: Mapped[int] = mapped_column(default=10, server_default=text("10"))
+    full_minutes: Mapped[int] = mapped_column(default=3, server_default=text("3"))
+    # its plug has reported a power reading: "until full" can be offered
+    meters_power: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     listing: Mapped[Listing] = relationship(back_populates="chargers")
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Charger, Listing
+from sandbox.demo import FILLS_UP
 from sandbox.plugs import SimPlug, SimShelly, SimTasmota
 from services.tx import OpenDb
 
@@ -49,11 +50,13 @@ class PlugFarm:
         *,
         tele_period: float = 2.0,
         interval: float = 1.0,
+        fill_seconds: float = 90.0,
     ) -> None:
         self.mqtt_url = mqtt_url
         self.open_db = open_db
         self.tele_period = tele_period
         self.interval = interval
+        self.fill_seconds = fill_seconds
         self.plugs: dict[tuple[str, str], SimPlug] = {}
         self.chargers: list[ChargerView] = []
         # plugs online before any charger names them, to pair from the wizard
@@ -71,6 +74,8 @@ class PlugFarm:
         plug = cls(
             self.mqtt_url, plug_id, watts=WATTS.get(method, 500.0), tele_period=self.tele_period
         )
+        if plug_id in FILLS_UP:  # the demo battery that fills up (walk-up until full)
+            plug.fill_seconds = self.fill_seconds
         self.plugs[(driver, plug_id)] = plug
         await plug.start()
         log.info("simulated %s plug %s is online", driver, plug_id)

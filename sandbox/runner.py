@@ -54,6 +54,7 @@ class Sandbox:
         broker: str | None = None,
         env_file: str | None = ".env",
         tele_period: float = 2.0,
+        fill_seconds: float = 90.0,
         **settings: Any,
     ) -> None:
         self.port = port
@@ -62,6 +63,8 @@ class Sandbox:
         self.broker_kind = broker
         self.env_file = env_file
         self.tele_period = tele_period
+        # how long the demo plug that "fills up" charges before its power falls
+        self.fill_seconds = fill_seconds
         self.overrides = settings
         self.token = TOKEN_PREFIX + secrets.token_urlsafe(16)
         self.api = FakeBotAPI(token=self.token, bot_username=BOT_USERNAME, bot_id=123456)
@@ -119,7 +122,12 @@ class Sandbox:
 
         await demo.seed(self.app.open_db, store_photo)
 
-        self.farm = PlugFarm(self.broker.url, self.app.open_db, tele_period=self.tele_period)
+        self.farm = PlugFarm(
+            self.broker.url,
+            self.app.open_db,
+            tele_period=self.tele_period,
+            fill_seconds=self.fill_seconds,
+        )
         await self.farm.add_spare(*demo.NEW_PLUGS)
         await self.farm.sync()
         self.farm.start()

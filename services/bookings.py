@@ -47,6 +47,8 @@ class BookingRules:
     horizon_days: int = 30
     # payments: prepaid (a provider is set: a booking is UNPAID until paid) or pay at the shop
     money: MoneyRules = PAY_AT_SHOP
+    # a walk-up that the merchant accepts by hand must be answered this fast
+    walkup_response_seconds: int = 120
 
 
 def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) -> int | None:
@@ -337,7 +339,9 @@ async def cancel(
         booking = await _locked(db, booking_id)
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
-        if booking.status == BookingStatus.ACCEPTED and booking.start_at <= now:
+        # a walk-up starts at once: it may be cancelled until charging starts (below)
+        started = booking.status == BookingStatus.ACCEPTED and booking.start_at <= now
+        if started and not booking.walkup:
             raise InvalidInput("err.booking_started")
         if await db.scalar(  # switched on in the grace before the window
             select(ChargingSession.id).where(
@@ -463,7 +467,7 @@ def preset_reason(code: str) -> str:
 
 def cancellable(booking: BookingInfo, now: datetime) -> bool:
     """Whether its user is offered Cancel (``cancel`` decides for good)."""
-    return booking.status in OPEN and booking.start_at > now
+    return booking.status in OPEN and (booking.start_at > now or booking.walkup)
 
 
 def decidable(booking: BookingInfo) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import (
@@ -38,6 +38,9 @@ from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.tx import Db, read, transaction
+
+# a walk-up (issue #15) not started this long after it was accepted is a no-show
+WALKUP_START = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,27 @@ async def scan(
     rules: ChargingRules,
     now: datetime | None = None,
 ) -> Scan:
-    """What a scanned QR code means for this user now, or a refusal that says why."""
+    """What a scanned QR code means for this user now, or a refusal that says why
+    (services.walkup.scan offers Charge now where this says "no booking")."""
     async with read(db):
-        return await _scan(db, token, user_id, rules, now or utcnow())
+        found = await scan_booking(db, token, user_id, rules, now or utcnow())
+    assert found is not None
+    return found
 
 
-async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: datetime) -> Scan:
+async def scan_booking(
+    db: Db,
+    token: str,
+    user_id: int,
+    rules: ChargingRules,
+    now: datetime,
+    *,
+    or_none: bool = False,
+) -> Scan | None:
+    """In the caller's read: the user's booking (or session) of the scanned charger to
+    use now, or a refusal that says why it cannot be used. ``or_none``: None instead
+    of the refusal when the user has nothing open on it (no booking, or only closed
+    ones), where a walk-up may be offered."""
     charger, listing = await charger_by_token(db, token)
     running = await active_session(db, charger_id=charger.id)
     if running is not None and running.user_id == user_id:
@@ -191,6 +209,9 @@ async def _scan(db: Db, token: str, user_id: int, rules: ChargingRules, now: dat
                 n=elsewhere.charger.position + 1,
                 start=elsewhere.start_at,
             )
+        waiting = [b for b in mine if b.status in (BookingStatus.UNPAID, BookingStatus.REQUESTED)]
+        if or_none and not waiting:  # a request still open says more than Charge now
+            return None
         if mine:
             latest = max(mine, key=lambda b: b.created_at)
             raise InvalidInput("err.scan_booking_status", status=latest.status.value)
@@ -214,23 +235,16 @@ def normalize_code(text: str) -> str:
     return code
 
 
-async def scan_code(
-    db: Db,
-    *,
-    code: str,
-    user_id: int,
-    rules: ChargingRules,
-    now: datetime | None = None,
-) -> Scan:
-    """``/code K7P2QX``: exactly what scanning that label's QR code does."""
+async def token_for_code(db: Db, code: str) -> str:
+    """``/code K7P2QX``: the QR token of the label that code is printed on."""
     normalized = normalize_code(code)
     async with read(db):
         token = (
             await db.scalars(select(Charger.qr_token).where(Charger.short_code == normalized))
         ).one_or_none()
-        if token is None:
-            raise NotFound("label.err_unknown")
-        return await _scan(db, token, user_id, rules, now or utcnow())
+    if token is None:
+        raise NotFound("label.err_unknown")
+    return token
 
 
 # -- starting --------------------------------------------------------------------------
@@ -637,14 +651,20 @@ async def stale_stops(db: Db, before: datetime) -> list[ChargingSession]:
 
 async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) -> int:
     """ACCEPTED bookings whose window ended without a session: NO_SHOW, once each
-    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned)."""
+    (a prepaid hold: NO_SHOW_FEE_PERCENT kept for the merchant, the rest returned).
+    A walk-up is for now: not started within WALKUP_START of its acceptance, it is a
+    no-show too, and the charger is free again."""
     starting = exists().where(
         ChargingSession.booking_id == Booking.id, ChargingSession.status.in_(ACTIVE_SESSION)
+    )
+    missed = or_(
+        Booking.end_at <= now,
+        and_(Booking.walkup.is_(True), Booking.decided_at <= now - WALKUP_START),
     )
     due = (
         await db.scalars(
             select(Booking.id)
-            .where(Booking.status == BookingStatus.ACCEPTED, Booking.end_at <= now, ~starting)
+            .where(Booking.status == BookingStatus.ACCEPTED, missed, ~starting)
             .limit(100)
         )
     ).all()
@@ -656,6 +676,7 @@ async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) 
                 .where(
                     Booking.id == booking_id,
                     Booking.status == BookingStatus.ACCEPTED,
+                    missed,
                     ~starting,
                 )
                 .values(status=BookingStatus.NO_SHOW)
@@ -817,3 +838,59 @@ async def order_info(db: Db, order_id: int) -> OrderInfo:
         assert charger is not None
         listing = await db.get(Listing, charger.listing_id)
         return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")
+
+
+# -- stop when full (issue #15) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FullWatch:
+    """What "full" means for a session's charger, and where its watch stands."""
+
+    below_w: int  # 0: never ends as full
+    minutes: int
+    drew_power: bool
+    low_power_since: datetime | None
+
+
+async def full_watch(db: Db, session_id: int) -> FullWatch | None:
+    """The watch of a CHARGING session (None: not charging)."""
+    async with read(db):
+        charge = await get(db, session_id)
+        if charge.status != SessionStatus.CHARGING:
+            return None
+        charger = await db.get(Charger, charge.charger_id)
+        assert charger is not None
+        return FullWatch(
+            charger.full_below_w, charger.full_minutes, charge.drew_power, charge.low_power_since
+        )
+
+
+async def record_full_watch(
+    db: Db, *, session_id: int, drew_power: bool, low_power_since: datetime | None
+) -> None:
+    """The watch changed (power rose over the threshold, or fell under it): stored, so a
+    restart resumes it."""
+    async with transaction(db):
+        await db.execute(
+            update(ChargingSession)
+            .where(
+                ChargingSession.id == session_id,
+                ChargingSession.status == SessionStatus.CHARGING,
+            )
+            .values(drew_power=drew_power, low_power_since=low_power_since)
+        )
+
+
+async def mark_meters_power(db: Db, driver: str, plug_id: str) -> None:
+    """The plug reported a power reading: its chargers can offer "until full"."""
+    async with transaction(db):
+        await db.execute(
+            update(Charger)
+            .where(
+                Charger.plug_driver == driver,
+                Charger.plug_id == plug_id,
+                Charger.meters_power.is_(False),
+            )
+            .values(meters_power=True)
+        )

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,14 +47,18 @@ from hardware_bridge.port import (
     NotConfirmed,
     PlugState,
     PowerChanged,
+    PowerReading,
     PowerSwitch,
 )
 from models import Charger, ChargingSession, EndReason, Order, SessionStatus
 from models.base import utcnow
 from services import charging
-from services.charging import ChargingRules
+from services import extend as extensions
+from services.bookings import BookingRules
+from services.charging import ChargingRules, FullWatch
 from services.dto import ChargeInfo, ChargeStatus, OrderInfo
 from services.errors import DomainError, InvalidInput, StartFailed
+from services.extend import ExtendOption
 from services.tx import OpenDb
 
 log = logging.getLogger(__name__)
@@ -101,6 +106,7 @@ class ChargingControl:
         start_give_up: timedelta = timedelta(seconds=60),
         stop_give_up: timedelta = timedelta(seconds=30),
         on_change: Callable[[], None] | None = None,
+        power_poll: timedelta = timedelta(seconds=30),
     ) -> None:
         self._open_db = open_db
         self.power = power
@@ -126,6 +132,17 @@ class ChargingControl:
         self._busy: set[int] = set()
         self._settling: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # stop when full: each CHARGING session's watch (loaded from its row once, written
+        # back on each change), the plugs known to meter power, and when each session's
+        # plug was last asked for a reading. A plug's own report period may be long
+        # (Tasmota's TelePeriod, 300 s by default): while a session runs its plug is asked
+        # (Status 8 / Switch.GetStatus) every ``power_poll``, rather than its TelePeriod
+        # changed, a setting kept in the plug's flash that a dead bot could not restore.
+        self.power_poll = power_poll
+        self._watch: dict[int, FullWatch] = {}
+        self._metered: set[DeviceRef] = set()
+        self._polled: dict[int, float] = {}
+        self._power_heard: dict[DeviceRef, float] = {}
         power.on_event(self.on_event)
 
     # -- people's actions ------------------------------------------------------------------
@@ -306,6 +323,33 @@ class ChargingControl:
         self._changed()
         return order
 
+    async def extend(
+        self, session_id: int, user_id: int, minutes: int, rules: BookingRules
+    ) -> tuple[ChargeInfo, ExtendOption]:
+        """Make the session's window longer (services.extend), then move the plug's own
+        failsafe to the new end: power-on again with the new timer (Tasmota PulseTime,
+        Shelly toggle_after; the relay stays on). A plug that does not confirm keeps
+        its old failsafe, the safe side: the bot still stops at the new end."""
+        async with self._open_db() as db:
+            info, option = await extensions.extend(
+                db, session_id=session_id, user_id=user_id, minutes=minutes, rules=rules
+            )
+            device = device_of(await charging.get(db, session_id))
+        failsafe = int((option.end + FAILSAFE_SLACK - utcnow()).total_seconds())
+        try:
+            await self.power.power_on(
+                device, failsafe_seconds=max(failsafe, 60), timeout=self.confirm_timeout
+            )
+        except BridgeError as error:
+            log.warning("session %s: the failsafe of %s not moved: %s", session_id, device, error)
+        return info, option
+
+    async def extend_options(
+        self, session_id: int, rules: BookingRules
+    ) -> tuple[ExtendOption, ...]:
+        async with self._open_db() as db:
+            return await extensions.options(db, session_id, rules)
+
     async def status(self, session_id: int) -> ChargeStatus:
         """The session and its bill so far, by its plug's latest meter total."""
         async with self._open_db() as db:
@@ -316,7 +360,12 @@ class ChargingControl:
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
-        if isinstance(event, EnergyReading) and event.device not in self._charging:
+        if isinstance(event, PowerReading):
+            self._power_heard[event.device] = time.monotonic()
+            if event.device not in self._metered:
+                self._metered.add(event.device)  # once per plug and process
+                self._spawn(self._mark_metered(event.device))
+        if isinstance(event, EnergyReading | PowerReading) and event.device not in self._charging:
             return  # the common case with many plugs: nothing of ours is running there
         self._spawn(self._locked(event.device, self._handle(event)))
 
@@ -331,6 +380,11 @@ class ChargingControl:
                     await charging.record_reading(
                         db, session_id=session_id, kwh=event.total_kwh, at=event.at
                     )
+            return
+        if isinstance(event, PowerReading):
+            session_id = self._charging.get(device)
+            if session_id is not None:
+                await self._watch_power(session_id, event.watts, event.at)
             return
         if isinstance(event, DeviceOnline):
             await self.reconcile_device(device)
@@ -647,6 +701,17 @@ class ChargingControl:
                 self._seen_written[item.id] = time.monotonic()
                 async with self._open_db() as db:
                     await charging.record_reading(db, session_id=item.id, kwh=None, at=heard)
+            self._check_full(item.id, now)
+            # asked only when the plug has not reported power for ``power_poll`` (a
+            # plug that reports often is not asked), and not at once: the start read it
+            polled = self._polled.setdefault(item.id, time.monotonic())
+            fresh = max(polled, self._power_heard.get(device, 0.0))
+            if (
+                device in self._metered
+                and time.monotonic() - fresh >= self.power_poll.total_seconds()
+            ):
+                self._polled[item.id] = time.monotonic()
+                self._spawn(self._poll_power(device))
             last = max(filter(None, (heard, item.last_seen_at, item.started_at)))
             if last < now - self.silent_after and device not in self._checking:
                 self._checking.add(device)
@@ -704,6 +769,56 @@ class ChargingControl:
         if self._charging.get(device) == session_id:
             del self._charging[device]
         self._seen_written.pop(session_id, None)
+        self._watch.pop(session_id, None)
+        self._polled.pop(session_id, None)
+
+    # -- stop when full ----------------------------------------------------------------------
+    async def _mark_metered(self, device: DeviceRef) -> None:
+        async with self._open_db() as db:
+            await charging.mark_meters_power(db, device.driver, device.device_id)
+
+    async def _watch_power(self, session_id: int, watts: float, at: datetime) -> None:
+        """A power reading of a CHARGING session: under the charger's threshold for its
+        minutes (after drawing over it once: a device not plugged in yet is not full),
+        the session ends as full."""
+        watch = self._watch.get(session_id)
+        if watch is None:
+            async with self._open_db() as db:
+                watch = await charging.full_watch(db, session_id)
+            if watch is None:
+                return
+        if watch.below_w > 0:
+            if watts >= watch.below_w:
+                drew, low = True, None
+            else:
+                drew, low = (
+                    watch.drew_power,
+                    (watch.low_power_since or at) if watch.drew_power else None,
+                )
+            if (drew, low) != (watch.drew_power, watch.low_power_since):
+                async with self._open_db() as db:
+                    await charging.record_full_watch(
+                        db, session_id=session_id, drew_power=drew, low_power_since=low
+                    )
+                watch = replace(watch, drew_power=drew, low_power_since=low)
+        self._watch[session_id] = watch
+        self._check_full(session_id, at)
+
+    def _check_full(self, session_id: int, now: datetime) -> None:
+        watch = self._watch.get(session_id)
+        if watch is None or watch.low_power_since is None:
+            return
+        if now - watch.low_power_since >= timedelta(minutes=watch.minutes):
+            del self._watch[session_id]  # one stop; a later reading finds it stopping
+            self._spawn(self._stop_full(session_id, now))
+
+    async def _stop_full(self, session_id: int, at: datetime) -> None:
+        with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
+            await self._stop(session_id, None, EndReason.FULL, at)
+
+    async def _poll_power(self, device: DeviceRef) -> None:
+        with contextlib.suppress(BridgeError):  # the answer comes as a PowerReading
+            await self.power.state(device, timeout=ASK_SECONDS)
 
     async def _locked(self, device: DeviceRef, work: Coroutine[Any, Any, None]) -> None:
         # one device's events in order; different devices in parallel

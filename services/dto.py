@@ -49,6 +49,7 @@ __all__ = [
     "RevisionInfo",
     "RevisionStatus",
     "SessionStatus",
+    "WalkupOffer",
 ]
 
 
@@ -197,6 +198,8 @@ class BookingInfo:
     # prepaid mode: unpaid until pay_by; what the rider prepaid (held until settled)
     pay_by: datetime | None = None
     prepaid_minor: int | None = None
+    walkup: bool = False  # made by Charge now on a scan
+    until_full: bool = False  # ends when the charger reads full (end_at: the cap)
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
@@ -220,6 +223,8 @@ class BookingInfo:
             shop_name,
             row.pay_by,
             row.prepaid_minor,
+            bool(row.walkup),
+            bool(row.until_full),
         )
 
 
@@ -367,3 +372,18 @@ class RevisionInfo:
     @property
     def shop_name(self) -> str:
         return str(self.data.get("shop_name") or "")
+
+
+# -- walk-up charging (issue #15) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WalkupOffer:
+    """A scanned charger that is free now: Charge now, for how long (minutes; 0 is
+    "until full"), each with its end and estimated price."""
+
+    charger: ChargerInfo
+    shop_name: str
+    free_until: datetime  # the next accepted booking or the closing time (capped)
+    choices: tuple[tuple[int, datetime, int | None], ...]  # (minutes, end, estimate)
+    auto: bool  # accepted at once; else the merchant is asked

@@ -160,6 +160,11 @@ def prepayment_minor(booking: Booking, charger: Charger) -> int:
     return int(amount.quantize(Decimal(1), ROUND_HALF_UP))
 
 
+async def _accepts_walkups(db: Db, booking: Booking) -> bool:
+    charger = await db.get(Charger, booking.charger_id)
+    return charger is not None and charger.walkup_auto
+
+
 async def _prepayment(db: Db, booking: Booking) -> int:
     charger = await db.get(Charger, booking.charger_id)
     assert charger is not None
@@ -182,13 +187,22 @@ async def _pay_or_invoice(db: Db, booking: Booking, rules: MoneyRules, now: date
     wallet_key, hold_key = ledger.wallet(booking.user_id, code), ledger.hold(booking.id, code)
     wallet = (await ledger.lock(db, [wallet_key, hold_key]))[wallet_key]
     if wallet >= estimate:
+        # a walk-up on a charger that accepts them itself is accepted once paid; one
+        # asked of its merchant keeps its short answer time, counted from the payment
+        walkup_auto = booking.walkup and await _accepts_walkups(db, booking)
+        paid_to = BookingStatus.ACCEPTED if walkup_auto else BookingStatus.REQUESTED
+        if booking.walkup:
+            respond_by = now + (booking.respond_by - booking.created_at)
+        else:
+            respond_by = answer_by(booking.start_at, now, rules.response_minutes)
         moved = await db.execute(
             update(Booking)
             .where(Booking.id == booking.id, Booking.status == BookingStatus.UNPAID)
             .values(
-                status=BookingStatus.REQUESTED,
+                status=paid_to,
                 prepaid_minor=estimate,
-                respond_by=answer_by(booking.start_at, now, rules.response_minutes),
+                respond_by=respond_by,
+                decided_at=now if walkup_auto else None,
             )
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -202,8 +216,13 @@ async def _pay_or_invoice(db: Db, booking: Booking, rules: MoneyRules, now: date
             actor_id=booking.user_id,
         )
         await _close_invoices(db, booking.id, InvoiceStatus.CANCELLED)
-        audit.record(db, "booking", booking.id, "paid", booking.user_id, "unpaid", "requested")
-        outbox.enqueue(db, booking.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id)
+        audit.record(db, "booking", booking.id, "paid", booking.user_id, "unpaid", paid_to.value)
+        if walkup_auto:  # the rider gets Start
+            outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_ACCEPTED, booking_id=booking.id)
+        else:
+            outbox.enqueue(
+                db, booking.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id
+            )
         await db.refresh(booking)
         return Checkout(
             booking.id, CheckoutState.PAID, code, estimate, estimate, wallet - estimate, 0, None

@@ -11,6 +11,7 @@ from ui.callbacks import (
     ChargeCb,
     EarningsAction,
     EarningsCb,
+    ExtendCb,
     FindAction,
     FindCb,
     ListingAction,
@@ -29,6 +30,7 @@ from ui.callbacks import (
     ReviewCb,
     StartCb,
     TopupCb,
+    WalkupCb,
     WalletAction,
     WalletCb,
     WizardAction,
@@ -65,6 +67,8 @@ BIG = 2**63 - 1  # the largest id a button may carry
         WalletCb(action=WalletAction.REFUND_YES, before=BIG),
         RefundCb(action=RefundAction.DECLINE, refund_id=BIG),
         PayoutCb(action=PayoutAction.YES, key="f" * 16),
+        WalkupCb(charger_id=BIG, minutes=120),
+        ExtendCb(charge_id=BIG, minutes=60),
     ],
 )
 def test_every_payload_fits_64_bytes(data) -> None:

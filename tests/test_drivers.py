@@ -52,6 +52,7 @@ def _expected(case: dict[str, Any]) -> list[Update]:
             on=e.get("on"),
             online=e.get("online"),
             energy_kwh=e.get("energy_kwh"),
+            power_w=e.get("power_w"),
         )
         for e in case["expect"]
     ]
@@ -64,11 +65,12 @@ def _same(got: list[Update], want: list[Update]) -> bool:
         energy_ok = (g.energy_kwh is None) == (w.energy_kwh is None) and (
             g.energy_kwh is None or g.energy_kwh == pytest.approx(w.energy_kwh)
         )
-        if (g.device_id, g.retained, g.on, g.online) != (
+        if (g.device_id, g.retained, g.on, g.online, g.power_w) != (
             w.device_id,
             w.retained,
             w.on,
             w.online,
+            w.power_w,
         ) or not energy_ok:
             return False
     return True

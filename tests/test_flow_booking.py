@@ -184,6 +184,7 @@ async def test_pages_filters_and_a_listing_paused_while_looking(
 ) -> None:
     api = bot.api
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
+    await api.wait_idle()  # the bot registers the sender: let it finish first (as seed_listing)
     engine = create_engine(database_url)
     open_db = create_session_factory(engine)
     async with open_db() as db, transaction(db):

@@ -243,9 +243,9 @@ async def test_scan_start_status_stop_order(
     assert charges[0].status == SessionStatus.COMPLETED and charges[0].power_off_confirmed
     assert booked[0].status == BookingStatus.COMPLETED
 
-    # the same code scanned again: the booking is over
-    reply = await bot.say(RIDER, f"/start {token}", "completed")
-    assert "cannot start" in plain(reply)
+    # the same code scanned again: the booking is over, the charger free: Charge now
+    # (walk-up, issue #15)
+    await bot.say(RIDER, f"/start {token}", "Charge now?")
 
 
 # -- devices that misbehave -------------------------------------------------------------
@@ -406,9 +406,10 @@ async def test_no_show_and_refusals(
     charger_id, token = await label_token(bot, database_url)
     await plug_for("tasmota", database_url, broker, charger_id, plugs)
 
-    # forged and unknown tokens, and a user with no booking
+    # forged and unknown tokens; a user with no booking of the free charger is offered
+    # Charge now (walk-up, issue #15)
     await bot.say(RIDER, "/start not-a-real-token-at-all", "not valid")
-    await bot.say(OTHER_RIDER, f"/start {token}", "no booking for this charger")
+    await bot.say(OTHER_RIDER, f"/start {token}", "Charge now?")
 
     # too early: a window in two hours
     now = utcnow()
@@ -423,7 +424,8 @@ async def test_no_show_and_refusals(
     merchant_after = api.last_message_id(MERCHANT)
     await bot.expect(MERCHANT, "no-show", merchant_after, timeout=10)
     await bot.expect(OTHER_RIDER, "did not start charging within your window", 0, timeout=10)
-    await bot.say(OTHER_RIDER, f"/start {token}", "no-show")
+    # scanned again: the charger is free for the next two hours, so Charge now
+    await bot.say(OTHER_RIDER, f"/start {token}", "Charge now?")
 
     # a renewed code: the old one stops working
     overview = await bot.say(MERCHANT, "/listings", "Your listings")

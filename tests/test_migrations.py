@@ -32,7 +32,7 @@ TABLES = {
     "payouts",
     "alembic_version",
 }
-HEAD = "0010"
+HEAD = "0009"
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:

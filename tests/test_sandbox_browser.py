@@ -19,9 +19,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from sqlalchemy import select, update
 
+from models import Charger
 from sandbox import demo
 from sandbox.runner import Sandbox
+from services.tx import transaction
+from tests.support.waiting import wait_until
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -354,3 +358,86 @@ async def test_the_page_at_1024_px_with_its_guide_times_and_newest_messages(
     )
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "sandbox-1024.png"))
+
+
+# -- walk-up charging until full (issue #15) -------------------------------------------
+
+FILLING_PLUG = "tasmota_bund_1"  # the demo plug whose battery "fills up"
+
+
+@pytest.fixture
+async def filling_sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    sandbox = Sandbox(
+        port=0,
+        database=tmp_path / "sandbox.db",
+        env_file=None,
+        tele_period=0.5,
+        fill_seconds=4,
+        scheduler_interval_seconds=0.5,
+        device_confirm_seconds=5,
+    )
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+async def test_walk_up_scan_charge_until_full_in_the_browser(filling_sandbox: Sandbox) -> None:
+    """A rider walks up to a demo charger with no booking, scans it, charges until
+    full, and gets the order: the plug's power falls to a trickle and the bot ends it."""
+    app = filling_sandbox.app
+    assert app is not None
+
+    async def metering() -> bool:
+        async with app.open_db() as db:
+            return bool(
+                await db.scalar(select(Charger.meters_power).where(Charger.plug_id == FILLING_PLUG))
+            )
+
+    # its plug has reported power: "until full" is offered; full at once under 10 W
+    # after drawing (the minutes are the service tests' matter)
+    await wait_until(metering, 20, what="the demo plug marked as metering power")
+    async with app.open_db() as db, transaction(db):
+        await db.execute(
+            update(Charger).where(Charger.plug_id == FILLING_PLUG).values(full_minutes=0)
+        )
+
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        page = await (
+            await browser.new_context(viewport={"width": 1600, "height": 1000})
+        ).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(15_000)
+        await page.goto(filling_sandbox.url + "/")
+        try:
+            user, merchant = Pane(page, "user"), Pane(page, "merchant")
+            charger = page.locator(f".charger[data-plug='{FILLING_PLUG}']")
+            await charger.locator("button.scan").wait_for()
+            card = await user.act(charger.locator("button.scan").click, "Charge now?")
+            text = await user.message(card).inner_text()
+            assert "Bund Bike Hub" in text and "30 min" in text
+            booked = await user.press(card, "Until full", "Booked now")
+            merchant_before = await merchant._snapshot()
+            await user.press(booked, "Start charging", "Charging until full")
+            await merchant.expect_after(merchant_before, "Charging started")
+            # the battery fills up; the bot switches the plug off and makes the order
+            order = await user.expect_after({}, "Order #", seconds=40)
+            assert "the battery was full" in await user.message(order).inner_text()
+            await merchant.expect_after(merchant_before, "Order #")
+            await page.wait_for_function(
+                "(plug) => document.querySelector(`.charger[data-plug='${plug}']`)"
+                "?.dataset.relay === 'off'",
+                arg=FILLING_PLUG,
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-walkup.png"))
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "sandbox-walkup-failure.png"))
+            raise
+        finally:
+            await browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"

@@ -251,3 +251,40 @@ class PairCb(CallbackData, prefix="pair"):
     the presser's own chargers and drafts, so a forged one pairs nothing."""
 
     fp: Annotated[str, Field(pattern=r"^[0-9a-f]{10}$")]
+
+
+# -- walk-up charging and extend (issue #15) -------------------------------------------
+
+
+# minutes (0: until full); the services refuse a value they did not offer
+Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
+
+
+class WalkupCb(CallbackData, prefix="wu"):
+    """Charge now on a scanned charger: how long (minutes; 0 = until full)."""
+
+    charger_id: Id
+    minutes: Minutes
+
+
+class ExtendCb(CallbackData, prefix="xt"):
+    """+30 min / +1 h on a running session's card."""
+
+    charge_id: Id
+    minutes: Minutes
+
+
+class WalkupSetting(StrEnum):
+    SHOW = "show"  # the listing's chargers with their settings
+    AUTO = "auto"  # the rest as services.walkup.Setting
+    BELOW = "below"
+    MINUTES = "minutes"
+
+
+class ChargerSetCb(CallbackData, prefix="cs"):
+    """/listings → a listing → Walk-up & full: a charger's setting set to ``value``."""
+
+    what: WalkupSetting
+    listing_id: Id
+    charger_id: Id = 0
+    value: Minutes = 0

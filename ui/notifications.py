@@ -39,7 +39,7 @@ from ui.qr_labels import send_labels
 from ui.views import charging as charging_views
 from ui.views.booking import booking_text, charger_title, money, window_text
 from ui.views.booking import reason_text as booking_reason_text
-from ui.views.charging import clock
+from ui.views.charging import clock, start_button
 from ui.views.listing import (
     fit,
     listing_text,
@@ -232,7 +232,11 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
         body=text,
         supply=supply_text(ctx.t, charger.supply_kind, charger.supply_model),
     )
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, accepted))
+    # a walk-up is for now: its rider gets Start with the answer (issue #15)
+    markup = start_button(ctx.t, booking.id) if booking.walkup else None
+    await ctx.part(
+        "text", lambda: ctx.bot.send_message(message.chat_id, accepted, reply_markup=markup)
+    )
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 

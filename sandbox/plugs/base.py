@@ -43,6 +43,16 @@ class SimPlug:
         self._dropped = False
         self.connections = 0
         self.background: set[asyncio.Future[None]] = set()
+        # -- a battery that "fills up" (issue #15) --
+        # set: this long after each switch-on the load falls to ``trickle_watts`` (a full
+        # battery), and is back to ``watts`` at the next switch-on
+        self.fill_seconds: float | None = None
+        self.trickle_watts = 2.0
+        # False: a plug with an energy meter that reports no power reading (so "until
+        # full" is not offered on its charger)
+        self.meters_power = True
+        self._load_watts = watts
+        self._on_since = 0.0
 
     @property
     def online(self) -> bool:
@@ -59,7 +69,21 @@ class SimPlug:
 
     def set_relay(self, on: bool) -> None:
         self.energy_wh()
+        if on and not self.on and self.fill_seconds is not None:
+            self._on_since = time.monotonic()
+            self.watts = self._load_watts  # a new battery to charge
         self.on = on
+
+    def _fill(self) -> None:
+        """A filling battery: past ``fill_seconds`` on, it draws only a trickle."""
+        if (
+            self.fill_seconds is not None
+            and self.on
+            and time.monotonic() - self._on_since >= self.fill_seconds
+            and self.watts != self.trickle_watts
+        ):
+            self.energy_wh()
+            self.watts = self.trickle_watts
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +133,7 @@ class SimPlug:
             await asyncio.sleep(self.tele_period)
             if self.silent:
                 continue
+            self._fill()
             with contextlib.suppress(aiomqtt.MqttError):
                 await self.telemetry()
 

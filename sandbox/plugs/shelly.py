@@ -22,13 +22,16 @@ class SimShelly(SimPlug):
         return f"{self.device_id}/rpc"
 
     def status(self) -> dict[str, Any]:
-        return {
+        status: dict[str, Any] = {
             "id": 0,
             "source": "MQTT",
             "output": self.on,
             "apower": self.watts if self.on else 0.0,
             "aenergy": {"total": round(self.energy_wh(), 3)},
         }
+        if not self.meters_power:
+            del status["apower"]
+        return status
 
     async def _notify(self) -> None:
         d = self.device_id

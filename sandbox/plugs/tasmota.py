@@ -24,7 +24,10 @@ class SimTasmota(SimPlug):
         return "ON" if self.on else "OFF"
 
     def _energy(self) -> dict[str, float]:
-        return {"Total": round(self.energy_wh() / 1000.0, 5), "Power": self.watts if self.on else 0}
+        energy = {"Total": round(self.energy_wh() / 1000.0, 5)}
+        if self.meters_power:
+            energy["Power"] = self.watts if self.on else 0
+        return energy
 
     async def _report(self) -> None:
         t = self.device_id

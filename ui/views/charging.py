@@ -1,9 +1,11 @@
 """Texts of the charging flow: the scanned charger, a running session, the order."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from services.charging import Scan
@@ -48,6 +50,12 @@ def scan_card(t: Translator, scan: Scan, zone: ZoneInfo) -> Html:
 def started_text(t: Translator, charge: ChargeInfo, zone: ZoneInfo) -> str:
     assert charge.started_at is not None
     now = charge.started_at
+    if charge.booking.until_full:
+        return t(
+            "walkup.started_full",
+            start=clock(charge.started_at, zone, now),
+            end=clock(charge.booking.end_at, zone, now),
+        )
     return t(
         "charge.started",
         start=clock(charge.started_at, zone, now),
@@ -147,13 +155,19 @@ def _row(t: Translator, charge_id: int, *buttons: tuple[str, OnCharge]) -> Inlin
     return builder.as_markup()
 
 
-def running_buttons(t: Translator, charge_id: int) -> InlineKeyboardMarkup:
-    return _row(
+def running_buttons(
+    t: Translator, charge_id: int, extend: Sequence[tuple[str, CallbackData]] = ()
+) -> InlineKeyboardMarkup:
+    """Status and Stop; ``extend``: the Extend buttons that fit now, a row each."""
+    markup = _row(
         t,
         charge_id,
         ("btn.charge_status", ChargeAction.STATUS),
         ("btn.stop_charging", ChargeAction.STOP),
     )
+    for label, data in extend:
+        markup.inline_keyboard.append([InlineKeyboardButton(text=label, callback_data=data.pack())])
+    return markup
 
 
 def confirm_stop_buttons(t: Translator, charge_id: int) -> InlineKeyboardMarkup:

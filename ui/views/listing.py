@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from services.dto import ListingStatus, RevisionInfo
 from services.hours import Hours, format_hours
@@ -15,7 +15,7 @@ from services.listing_draft import ChargerDraft, ListingDraft, supply_preset
 from services.listings import ListingOverview, PlugConflict
 from services.paging import Page
 from ui import keyboards, paging
-from ui.callbacks import PageOf
+from ui.callbacks import ChargerSetCb, PageOf, WalkupSetting
 from ui.i18n import Html, Translator
 
 DAY_KEYS = tuple(f"day.{d}" for d in range(7))
@@ -277,4 +277,9 @@ def listing_detail(t: Translator, item: ListingOverview) -> tuple[Html, InlineKe
     markup = keyboards.listing_actions(
         t, item.listing.id, published=item.listing.published, paused=item.listing.paused
     )
+    if item.listing.published:  # walk-up and "full" settings of its live chargers
+        settings = ChargerSetCb(what=WalkupSetting.SHOW, listing_id=item.listing.id)
+        markup.inline_keyboard.insert(
+            -1, [InlineKeyboardButton(text=t("walkup.btn_settings"), callback_data=settings.pack())]
+        )
     return text, markup

@@ -144,9 +144,10 @@ async def test_the_label_carries_a_short_code_that_acts_like_a_scan(
     png = label_png(api, label)
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
-    # a scan without a booking says so; the typed code (any case, spaced) says the same
-    scanned = await bot.say(2001, f"/start {await token(sqlite_url)}", "no booking")
-    typed = await bot.say(2001, f"/code {code[:3].lower()} {code[3:]}", "no booking")
+    # a scan of a free charger without a booking offers Charge now; the typed code
+    # (any case, spaced) says the same
+    scanned = await bot.say(2001, f"/start {await token(sqlite_url)}", "Charge now?")
+    typed = await bot.say(2001, f"/code {code[:3].lower()} {code[3:]}", "Charge now?")
     assert plain(typed) == plain(scanned)
     # a code that cannot be one, and one that is nobody's
     await bot.say(2001, "/code K0O1I2", "never 0, O, 1 or I")
@@ -157,7 +158,7 @@ async def test_the_label_carries_a_short_code_that_acts_like_a_scan(
     # a photo of the label, as a phone sends it, acts like the scan too
     after = api.last_message_id(2001)
     api.send_photo(2001, 2001, data=as_phone_photo(png))
-    photo = await bot.expect(2001, "no booking", after, timeout=10)
+    photo = await bot.expect(2001, "Charge now?", after, timeout=10)
     assert plain(photo) == plain(scanned)
     # a photo with no label in it
     after = api.last_message_id(2001)
@@ -176,4 +177,4 @@ async def test_the_label_carries_a_short_code_that_acts_like_a_scan(
     after = api.last_message_id(2001)
     api.send_photo(2001, 2001, data=as_phone_photo(png))
     await bot.expect(2001, "replaced by a new one", after, timeout=10)
-    await bot.say(2001, f"/code {renewed}", "no booking")
+    await bot.say(2001, f"/code {renewed}", "Charge now?")

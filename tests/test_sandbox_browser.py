@@ -375,6 +375,9 @@ async def filling_sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         fill_seconds=4,
         scheduler_interval_seconds=0.5,
         device_confirm_seconds=5,
+        # pay at the shop: this walk is about walking up and "full"; paying a walk-up
+        # is tests/test_walkup_service.py's (prepaid, from the wallet or an invoice)
+        payment_provider_token="",
     )
     await sandbox.start()
     yield sandbox

@@ -11,7 +11,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
-from services import bookings
+from services import bookings, cards
+from services.cards import CardRole
 from services.clock import utcnow
 from services.dto import BookingInfo
 from services.paging import Page
@@ -161,12 +162,16 @@ async def confirm(
     await state.clear()
     # the booking is committed: its confirmation comes first and reaches the rider even
     # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
-    await owed.deliver(
+    sent = await owed.deliver(
         query.message.answer(
             t("booking.sent", id=booking.id, minutes=config.booking_rules.response_minutes)
         )
     )
     await query.answer(t("booking.sent_alert"))
+    if sent is not None:  # it follows the booking from now on
+        await cards.record(
+            db, CardRole.BOOKING, booking.id, sent.chat.id, sent.message_id, shown=booking.status
+        )
     await query.message.edit_reply_markup(reply_markup=None)
 
 
@@ -218,7 +223,11 @@ async def open_booking(
     markup = booking_actions(t, booking, presser, utcnow())
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(text, reply_markup=markup)
+        sent = await query.message.answer(text, reply_markup=markup)
+        role = CardRole.BOOKING if presser == booking.user_id else CardRole.BOOKING_REQUEST
+        await cards.record(
+            db, role, booking.id, sent.chat.id, sent.message_id, shown=booking.status
+        )
 
 
 async def cancel_booking(

@@ -17,7 +17,8 @@ from sqlalchemy.orm import joinedload
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, outbox, payments
+from services import audit, cards, outbox, payments
+from services.cards import Subject
 from services.deadlines import answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
@@ -304,6 +305,7 @@ async def accept(
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
         outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_ACCEPTED, booking_id=booking.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -324,6 +326,7 @@ async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> B
             raise InvalidInput("err.booking_decided", status=booking.status.value)
         await payments.release_hold(db, booking, "rejected", merchant_id)
         outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_REJECTED, booking_id=booking.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -353,6 +356,7 @@ async def cancel(
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_CANCELLED, booking_id=booking.id
             )
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -380,6 +384,7 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_EXPIRED_MERCHANT, booking_id=booking.id
             )
+            await cards.refresh(db, Subject.BOOKING, booking.id)
             expired += 1
     return expired
 

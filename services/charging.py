@@ -30,7 +30,8 @@ from models import (
 )
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, billing, outbox, payments, settlement
+from services import audit, billing, cards, outbox, payments, settlement
+from services.cards import Subject
 from services.dto import BookingInfo, ChargeInfo, ChargerInfo, ChargeStatus, ListingInfo, OrderInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
@@ -341,6 +342,9 @@ async def confirm_start(
                 outbox.enqueue(
                     db, charge.user_id, OutboxKind.SESSION_RUNNING, session_id=session_id
                 )
+            await cards.refresh(db, Subject.BOOKING, charge.booking_id)
+        if notify_user:  # else the Start button's answer is the card's edit
+            await cards.refresh(db, Subject.CHARGE, session_id)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charge
@@ -365,6 +369,8 @@ async def fail_start(db: Db, *, session_id: int, why: str, notify_user: bool = F
             outbox.enqueue(
                 db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
             )
+            # "Switching on…" left by a start that never finished ends in words
+            await cards.refresh(db, Subject.CHARGE, session_id)
     return True
 
 
@@ -422,7 +428,7 @@ async def request_stop(
                 reason = EndReason.MERCHANT
             else:
                 reason = EndReason.ADMIN
-        return await _move(
+        stopping = await _move(
             db,
             session_id,
             SessionStatus.STOPPING,
@@ -432,6 +438,9 @@ async def request_stop(
             stopping_since=utcnow(),
             end_reason=reason.value,
         )
+        if stopping is not None:
+            await cards.refresh(db, Subject.CHARGE, session_id)
+        return stopping
 
 
 def may_act(charge: ChargingSession, person: int | None, admin: bool) -> None:
@@ -536,6 +545,8 @@ async def finish(
             (rules.platform_chat_id, "platform"),
         ):
             outbox.enqueue(db, chat, OutboxKind.ORDER, order_id=order.id, audience=audience)
+        await cards.refresh(db, Subject.CHARGE, charge.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
     return order
 
 
@@ -639,6 +650,7 @@ async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) 
             outbox.enqueue(
                 db, booking.user_id, OutboxKind.BOOKING_NO_SHOW_USER, booking_id=booking_id
             )
+            await cards.refresh(db, Subject.BOOKING, booking_id)
             marked += 1
     return marked
 
@@ -784,3 +796,29 @@ async def order_info(db: Db, order_id: int) -> OrderInfo:
         assert charger is not None
         listing = await db.get(Listing, charger.listing_id)
         return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")
+
+
+async def stored_status(db: Db, session_id: int, now: datetime | None = None) -> ChargeStatus:
+    """The session and its bill so far by the last meter total stored (a card
+    refreshed by the outbox, which has no plug to ask)."""
+    async with read(db):
+        charge = await get(db, session_id)
+        return status_of(charge, await _info(db, charge), now or utcnow(), None)
+
+
+async def order_for_session(db: Db, session_id: int) -> OrderInfo | None:
+    """The order a closed session made, if it made one."""
+    async with read(db):
+        order = await order_of(db, session_id)
+        return None if order is None else await order_info(db, order.id)
+
+
+async def starting_of(db: Db, booking_id: int) -> int | None:
+    """The session a Start of this booking has just begun (still STARTING)."""
+    async with read(db):
+        return await db.scalar(
+            select(ChargingSession.id).where(
+                ChargingSession.booking_id == booking_id,
+                ChargingSession.status == SessionStatus.STARTING,
+            )
+        )

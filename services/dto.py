@@ -176,6 +176,8 @@ class BookingInfo:
     reason: str | None
     charger: ChargerInfo
     shop_name: str
+    # when it was accepted, rejected, expired or cancelled (the last of these)
+    decided_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
@@ -197,6 +199,7 @@ class BookingInfo:
             row.reason,
             charger or ChargerInfo.of(row.charger),
             shop_name,
+            row.decided_at,
         )
 
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from services import bookings, charging, listings, users
+from services import bookings, cards, charging, listings, users
+from services.cards import CardInfo, CardRole, Subject
+from services.clock import utcnow
 from services.dto import (
     BookingInfo,
-    BookingStatus,
     ChargeInfo,
     ListingInfo,
     RevisionInfo,
@@ -35,11 +37,12 @@ from ui.i18n import Html, Translator, translator
 from ui.owed import replay
 from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
+from ui.views import cards as card_views
 from ui.views import charging as charging_views
 from ui.views.booking import booking_text, charger_title
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
-from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line, when
+from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,16 @@ async def send_review_card(
         else:
             sent = await bot.send_message(chat_id, text, reply_markup=markup)
         await listings.record_card(db, revision_id, chat_id, sent.message_id, is_photo)
+        # every copy (/pending posts it again) is a card a decision must update
+        await cards.record(
+            db,
+            CardRole.REVIEW,
+            revision_id,
+            chat_id,
+            sent.message_id,
+            shown=revision.status.value,
+            is_photo=is_photo,
+        )
 
     if not is_photo:
         await part("photo", lambda: bot.send_photo(chat_id, photo))
@@ -134,6 +147,10 @@ async def _review_card_refresh(ctx: Context, message: Notification) -> None:
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
     text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     markup = review_markup(ctx.t, revision)
+    # the copies /pending posted say the same (the latest is also the revision's own)
+    for card in await cards.in_chat(ctx.db, Subject.REVISION, revision.id, message.chat_id):
+        if card.message_id != message_id:
+            await edit_card(ctx, card, text, markup)
 
     async def edit() -> None:
         # "message is not modified" is success (bot/request_middlewares.py)
@@ -173,23 +190,25 @@ async def _booking(ctx: Context, message: Notification) -> tuple[BookingInfo, Ht
 
 
 async def _booking_request(ctx: Context, message: Notification) -> None:
-    booking, text = await _booking(ctx, message)
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
     user = await users.profile(ctx.db, booking.user_id)
-    request = ctx.t(
-        "booking.request_merchant",
-        name=user.first_name if user else "",
-        body=text,
-        until=when(booking.respond_by, ctx.config.zone),
+    # a request delivered late (cancelled or expired meanwhile) says so, with no buttons
+    request, markup = card_views.request_card(
+        ctx.t, booking, user.first_name if user else "", ctx.config.zone, utcnow()
     )
-    # a request delivered late (cancelled or expired meanwhile) gets no buttons
-    markup = (
-        keyboards.booking_decision(ctx.t, booking.id)
-        if booking.status == BookingStatus.REQUESTED
-        else None
-    )
-    await ctx.part(
-        "text", lambda: ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
-    )
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING_REQUEST,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
 
 
 async def send_place(bot: Bot, chat_id: int, listing: ListingInfo) -> Message:
@@ -212,7 +231,19 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
     accepted = ctx.t(
         "booking.accepted_user", body=text, supply=f"{charger.supply_kind} / {charger.supply_model}"
     )
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, accepted))
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, accepted)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 
@@ -289,7 +320,27 @@ async def _session_started(ctx: Context, message: Notification) -> None:
         if charge.status == SessionStatus.CHARGING
         else None
     )
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE_MERCHANT, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
+
+
+def _charge_card(
+    ctx: Context,
+    role: CardRole,
+    charge: ChargeInfo,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    chat_id: int,
+) -> Callable[[], Awaitable[None]]:
+    """Send a card of a charging session and record it, so it follows the session."""
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db, role, charge.id, chat_id, sent.message_id, shown=charge.status.value
+        )
+
+    return post
 
 
 async def _session_warning(ctx: Context, message: Notification) -> None:
@@ -299,7 +350,8 @@ async def _session_warning(ctx: Context, message: Notification) -> None:
     end = clock(charge.booking.end_at, ctx.config.zone, charge.booking.end_at)
     text = ctx.t("charge.warning", end=end)
     markup = charging_views.running_buttons(ctx.t, charge.id)
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
 
 
 async def _session_running(ctx: Context, message: Notification) -> None:
@@ -309,7 +361,8 @@ async def _session_running(ctx: Context, message: Notification) -> None:
         return  # it ended meanwhile: the order says the rest
     text = charging_views.started_text(ctx.t, charge, ctx.config.zone)
     markup = charging_views.running_buttons(ctx.t, charge.id)
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
 
 
 async def _session_start_failed(ctx: Context, message: Notification) -> None:
@@ -325,12 +378,88 @@ async def _order(ctx: Context, message: Notification) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
+# Telegram's words for a message that cannot be edited any more: deleted, or too
+# old (48 hours); the card is then sent again as a new message
+_GONE = ("message to edit not found", "message can't be edited", "message_id_invalid")
+
+
+async def edit_card(
+    ctx: Context, card: CardInfo, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    """Edit one card to ``text`` (a part of its own: once, paced). "Message is not
+    modified" is success (bot/request_middlewares.py); a message that cannot be
+    edited any more gets a new one, which becomes the card."""
+
+    async def edit() -> None:
+        try:
+            if card.is_photo:
+                await ctx.bot.edit_message_caption(
+                    chat_id=card.chat_id,
+                    message_id=card.message_id,
+                    caption=text,
+                    reply_markup=markup,
+                )
+            else:
+                await ctx.bot.edit_message_text(
+                    text, chat_id=card.chat_id, message_id=card.message_id, reply_markup=markup
+                )
+        except TelegramBadRequest as error:
+            if not any(words in error.message.lower() for words in _GONE):
+                raise
+            sent = await ctx.bot.send_message(card.chat_id, text[:4096], reply_markup=markup)
+            await cards.moved(ctx.db, card.id, sent.message_id)
+
+    await ctx.part(f"card:{card.id}", edit)
+
+
+async def card_now(ctx: Context, card: CardInfo) -> tuple[str, InlineKeyboardMarkup | None]:
+    """What a card says now, and its buttons."""
+    zone, now = ctx.config.zone, utcnow()
+    match card.role:
+        case CardRole.BOOKING_REQUEST | CardRole.BOOKING:
+            booking = await bookings.info(ctx.db, card.subject_id)
+            if card.role == CardRole.BOOKING:
+                return card_views.booking_card(ctx.t, booking, card.chat_id, zone, now)
+            user = await users.profile(ctx.db, booking.user_id)
+            name = user.first_name if user else ""
+            return card_views.request_card(ctx.t, booking, name, zone, now)
+        case CardRole.CHARGE | CardRole.CHARGE_MERCHANT:
+            status = await charging.stored_status(ctx.db, card.subject_id, now)
+            order = (
+                await charging.order_for_session(ctx.db, card.subject_id)
+                if status.charge.status == SessionStatus.COMPLETED
+                else None
+            )
+            merchant = card.role == CardRole.CHARGE_MERCHANT
+            name = ""
+            if merchant:
+                user = await users.profile(ctx.db, status.charge.user_id)
+                name = user.first_name if user else ""
+            return card_views.charge_card(
+                ctx.t, status, order, zone, now, merchant=merchant, name=name
+            )
+    revision = await listings.get_revision(ctx.db, card.subject_id)
+    conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
+    return review_card_text(ctx.t, revision, ctx.config, conflicts), review_markup(ctx.t, revision)
+
+
+async def _card_refresh(ctx: Context, message: Notification) -> None:
+    """The cards of a subject in this chat, edited to its state now."""
+    subject = Subject(message.payload["subject"])
+    for card in await cards.in_chat(
+        ctx.db, subject, message.payload["subject_id"], message.chat_id
+    ):
+        text, markup = await card_now(ctx, card)
+        await edit_card(ctx, card, text, markup)
+
+
 async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
 
 RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.OWED_CALL: _owed_call,
+    OutboxKind.CARD_REFRESH: _card_refresh,
     OutboxKind.SESSION_STARTED: _session_started,
     OutboxKind.SESSION_WARNING: _session_warning,
     OutboxKind.SESSION_START_FAILED: _session_start_failed,

@@ -1,0 +1,135 @@
+"""Cards that stay true (issue #16), end to end over the local Bot API server:
+every card that shows a state ends in its final state, on every side holding a
+copy, with no live buttons left: the merchant's request card, the rider's booking
+cards, the review card and the copies /pending posts again."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models import Charger
+from models.base import utcnow
+from services import bookings, listings
+from services.bookings import BookingRules
+from tests import factories
+from tests.botapi import FakeBotAPI, buttons, plain
+from tests.harness import ADMINS, GROUP, BotHarness, current, start_api
+from tests.support.waiting import wait_until
+from tests.test_flow_booking import MERCHANT, OTHER_RIDER, RIDER, book, seed_listing
+from tests.test_flow_charging import database
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    server = await start_api(
+        (MERCHANT, "Mia", "en"), (RIDER, "Ravi", "en"), (OTHER_RIDER, "Olga", "zh")
+    )
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(api: FakeBotAPI, database_url: str) -> AsyncIterator[BotHarness]:
+    harness = BotHarness(api, database_url, scheduler_interval_seconds=0.3)
+    await harness.start()
+    yield harness
+    await harness.stop()
+
+
+async def shows(api: FakeBotAPI, chat: int, message: dict, *words: str, live: bool = False) -> dict:
+    """Wait until the message says all ``words`` (and has buttons only if ``live``)."""
+
+    def now() -> dict:
+        return current(api, chat, message["message_id"])
+
+    def true() -> bool:
+        text = plain(now())
+        return all(w in text for w in words) and bool(buttons(now())) == live
+
+    await wait_until(true, 10, what=f"message {message['message_id']} saying {words}")
+    return now()
+
+
+async def test_booking_cards_follow_accept_and_cancel(bot: BotHarness, database_url: str) -> None:
+    api = bot.api
+    await seed_listing(bot, database_url)
+    summary = await book(bot, RIDER, "tomorrow 09:00-11:00", "Confirm booking")
+    after, after_merchant = api.last_message_id(RIDER), api.last_message_id(MERCHANT)
+    await bot.press(RIDER, RIDER, summary, "Confirm booking")
+    sent = await bot.expect(RIDER, "is requested", after)
+    request = await bot.expect(MERCHANT, "New booking request from Ravi", after_merchant)
+    assert buttons(request) == [["✅ Accept", "❌ Reject"]]
+
+    after = api.last_message_id(RIDER)
+    await bot.press(MERCHANT, MERCHANT, request, "Accept")
+    # the merchant's card: who decided and when, no buttons; the rider's: accepted
+    await shows(api, MERCHANT, request, "✅ Accepted by you at", "Booking #1")
+    accepted = await bot.expect(RIDER, "Booking accepted!", after)
+    await shows(api, RIDER, sent, "Booking accepted!", "Booking #1", live=True)
+
+    # the rider opens it from /bookings and cancels: every copy says so
+    listed = await bot.say(RIDER, "/bookings", "Your bookings")
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, listed, "#1")
+    opened = await bot.expect(RIDER, "Cancel this booking", after)
+    answer = await bot.press(RIDER, RIDER, opened, "Cancel this booking")
+    assert "cancelled" in answer["text"]
+    await shows(api, MERCHANT, request, "❌ Cancelled by the rider at", "Booking #1")
+    for card in (sent, accepted, opened):
+        await shows(api, RIDER, card, "❌ Cancelled by you at", "✖️ cancelled")
+
+
+async def test_an_expired_request_says_so_on_both_sides(bot: BotHarness, database_url: str) -> None:
+    api = bot.api
+    charger_id = await seed_listing(bot, database_url)
+    after = api.last_message_id(MERCHANT)
+    start = utcnow() + timedelta(hours=2)
+    async with database(database_url) as db:
+        # asked 15 minutes ago (less 3 s): the answer is due in 3 seconds
+        await bookings.request(
+            db,
+            user_id=RIDER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=start,
+            end=start + timedelta(hours=1),
+            rules=BookingRules(zone=bot.settings.zone),
+            now=utcnow() - timedelta(minutes=15) + timedelta(seconds=3),
+        )
+    request = await bot.expect(MERCHANT, "Booking #1", after)
+    expired = await shows(api, MERCHANT, request, "⌛ Expired at", "nobody answered")
+    assert "Please answer by" not in plain(expired)
+    # a late press of a button the card no longer has changes nothing
+    forged = api.press(MERCHANT, MERCHANT, request["message_id"], "bg:accept:1:")
+    assert "already" in (await api.wait_for_callback_answer(forged))["text"]
+    await bot.expect(RIDER, "did not answer in time", 0)
+
+
+async def test_review_card_and_its_copies_end_approved(bot: BotHarness, database_url: str) -> None:
+    api = bot.api
+    photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
+    await api.wait_idle()
+    async with database(database_url) as db:
+        await listings.submit(
+            db,
+            merchant_id=MERCHANT,
+            draft=factories.listing(chargers=1, photo_file_id=photo),
+            moderation_chat_id=GROUP,
+        )
+    card = await bot.expect(GROUP, "Approve", 0)
+    # /pending posts it again (the first scrolled away): a second card of the version
+    listed = await bot.say_in_group(ADMINS[0], "/pending", "Waiting for review: 1")
+    after = api.last_message_id(GROUP)
+    await bot.press(GROUP, ADMINS[0], listed, "Card #1")
+    copy = await bot.expect(GROUP, "Approve", after)
+    assert copy["message_id"] != card["message_id"]
+
+    await bot.press(GROUP, ADMINS[1], copy, "Approve")
+    for posted in (card, copy):
+        text = plain(await shows(api, GROUP, posted, "✅ Approved by"))
+        assert "Waiting for review" not in text
+    async with database(database_url) as db:
+        assert (await db.scalars(select(Charger.id))).all()  # approved: public

@@ -18,6 +18,7 @@ from services.tx import Db
 from ui.callbacks import ChargeAction, ChargeCb, PageCb, PageOf, StartCb
 from ui.config import Config
 from ui.i18n import Translator
+from ui.views.cards import live_text
 from ui.views.charging import (
     confirm_stop_buttons,
     merchant_buttons,
@@ -45,7 +46,7 @@ async def scanned(
     )
     if scan.running is not None:  # scanned again while charging: show where it stands
         status = await charging.status(scan.running.id)
-        text = status_text(t, status, config.zone, utcnow())
+        text = live_text(t, status, config.zone, utcnow())
         sent = await message.answer(text, reply_markup=running_buttons(t, scan.running.id))
         await _record(db, CardRole.CHARGE, status.charge.id, status.charge.status, sent)
         return
@@ -113,9 +114,9 @@ async def status_pressed(
     if isinstance(query.message, Message):
         mine = charge.user_id == presser
         markup = running_buttons(t, charge.id) if mine else merchant_buttons(t, charge.id)
-        await query.message.edit_text(
-            status_text(t, status, config.zone, utcnow()), reply_markup=markup
-        )
+        # the rider's: the same live card the refresh keeps current, as it is now
+        text = (live_text if mine else status_text)(t, status, config.zone, utcnow())
+        await query.message.edit_text(text, reply_markup=markup)
         if presser in (charge.user_id, charge.merchant_id):
             role = CardRole.CHARGE if mine else CardRole.CHARGE_MERCHANT
             await _record(db, role, charge.id, charge.status, query.message)

@@ -39,6 +39,7 @@ class _Known:
     on: bool | None = None
     online: bool | None = None
     energy_kwh: float | None = None
+    power_w: float | None = None
     at: object = None
     heard_at: datetime | None = None
     waiters: list[tuple[Callable[[Update], bool], asyncio.Future[None]]] = field(
@@ -46,7 +47,9 @@ class _Known:
     )
 
     def snapshot(self) -> PlugState:
-        return PlugState(self.on, self.online, self.energy_kwh, utcnow(), self.heard_at)
+        return PlugState(
+            self.on, self.online, self.energy_kwh, utcnow(), self.heard_at, self.power_w
+        )
 
 
 class Bridge:
@@ -119,6 +122,8 @@ class Bridge:
             k.on = upd.on
             if not upd.retained:
                 k.online = True if k.online is None else k.online
+        if upd.power_w is not None:
+            k.power_w = upd.power_w
         if upd.energy_kwh is not None:
             k.energy_kwh = upd.energy_kwh
             if not upd.retained:

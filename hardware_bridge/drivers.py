@@ -16,6 +16,8 @@ class Update:
     on: bool | None = None
     online: bool | None = None
     energy_kwh: float | None = None
+    # what the device draws now, where its meter says (Tasmota ENERGY.Power, Shelly apower)
+    power_w: float | None = None
 
 
 class Driver(Protocol):

@@ -26,6 +26,8 @@ class PlugState:
     at: datetime
     # the last live (not retained) message from the device, other than its last will
     heard_at: datetime | None = None
+    # the power it draws now (W), when its meter reports it
+    power_w: float | None = None
 
 
 class BridgeError(Exception):

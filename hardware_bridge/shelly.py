@@ -39,11 +39,15 @@ def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
         and not isinstance(aenergy.get("total"), bool)
     ):
         energy = float(aenergy["total"]) / 1000.0  # Wh → kWh
+    power = status.get("apower")
+    if not isinstance(power, int | float) or isinstance(power, bool):
+        power = None
     if not isinstance(on, bool):
         on = None
     if on is None and energy is None:
         return []
-    return [Update(dev, retained, on=on, energy_kwh=energy)]
+    watts = None if power is None else float(power)
+    return [Update(dev, retained, on=on, energy_kwh=energy, power_w=watts)]
 
 
 class ShellyDriver:

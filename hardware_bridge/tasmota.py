@@ -99,10 +99,12 @@ class TasmotaDriver:
             return [] if on is None else [Update(dev, r, on=on)]
         if kind == "SENSOR":
             total = _total(data, "ENERGY", "Total")
-            return [] if total is None else [Update(dev, r, energy_kwh=total)]
+            power = _total(data, "ENERGY", "Power")
+            return [] if total is None else [Update(dev, r, energy_kwh=total, power_w=power)]
         if kind == "STATUS8":
             total = _total(data, "StatusSNS", "ENERGY", "Total")
-            return [] if total is None else [Update(dev, r, energy_kwh=total)]
+            power = _total(data, "StatusSNS", "ENERGY", "Power")
+            return [] if total is None else [Update(dev, r, energy_kwh=total, power_w=power)]
         return []
 
     async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None:

@@ -10,10 +10,11 @@ an older read) is refreshed at once, so no copy is left behind.
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 
-from models import Booking, Card, ChargingSession, ListingRevision
+from models import Booking, Card, ChargingSession, ListingRevision, OutboxMessage
 from services import outbox
 from services.outbox import OutboxKind
 from services.tx import Db, read, transaction
@@ -107,9 +108,17 @@ async def record(
             _owe(db, subject, subject_id, chat_id)
 
 
-def _owe(db: Db, subject: Subject, subject_id: int, chat_id: int) -> None:
+def _owe(
+    db: Db, subject: Subject, subject_id: int, chat_id: int, live: dict[str, Any] | None = None
+) -> None:
+    extra = {"live": live} if live is not None else {}
     outbox.enqueue(
-        db, chat_id, OutboxKind.CARD_REFRESH, subject=subject.value, subject_id=subject_id
+        db,
+        chat_id,
+        OutboxKind.CARD_REFRESH,
+        subject=subject.value,
+        subject_id=subject_id,
+        **extra,
     )
 
 
@@ -125,6 +134,37 @@ async def refresh(db: Db, subject: Subject, subject_id: int) -> None:
     ).all()
     for chat_id in chats:
         _owe(db, subject, subject_id, chat_id)
+
+
+async def refresh_live(db: Db, subject: Subject, subject_id: int, live: dict[str, Any]) -> int:
+    """A running session's periodic edit, carrying the plug's reading (``live``),
+    owed to each chat holding one of its cards, unless an edit of them is still owed
+    there (the outbox is behind: one is enough). Returns how many were owed."""
+    chats = set(
+        (
+            await db.scalars(
+                select(Card.chat_id).where(
+                    Card.subject == subject.value, Card.subject_id == subject_id
+                )
+            )
+        ).all()
+    )
+    waiting = (
+        await db.execute(
+            select(OutboxMessage.chat_id, OutboxMessage.payload).where(
+                OutboxMessage.kind == OutboxKind.CARD_REFRESH.value,
+                OutboxMessage.sent_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+                OutboxMessage.chat_id.in_(chats),
+            )
+        )
+    ).all()
+    for chat_id, payload in waiting:
+        if payload.get("subject") == subject.value and payload.get("subject_id") == subject_id:
+            chats.discard(chat_id)
+    for chat_id in sorted(chats):
+        _owe(db, subject, subject_id, chat_id, live)
+    return len(chats)
 
 
 async def in_chat(db: Db, subject: Subject, subject_id: int, chat_id: int) -> list[CardInfo]:

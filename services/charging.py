@@ -11,7 +11,7 @@ The device side (power on/off through the PowerSwitch port) is in
 ``services.charging_control``; this module only records what happened.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -798,12 +798,20 @@ async def order_info(db: Db, order_id: int) -> OrderInfo:
         return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")
 
 
-async def stored_status(db: Db, session_id: int, now: datetime | None = None) -> ChargeStatus:
-    """The session and its bill so far by the last meter total stored (a card
-    refreshed by the outbox, which has no plug to ask)."""
+async def stored_status(
+    db: Db,
+    session_id: int,
+    now: datetime | None = None,
+    *,
+    kwh: float | None = None,
+    power_w: float | None = None,
+) -> ChargeStatus:
+    """The session and its bill so far (a card refreshed by the outbox, which has no
+    plug to ask): by the reading the refresh carries, else the last one stored."""
     async with read(db):
         charge = await get(db, session_id)
-        return status_of(charge, await _info(db, charge), now or utcnow(), None)
+        status = status_of(charge, await _info(db, charge), now or utcnow(), kwh)
+        return replace(status, power_w=power_w)
 
 
 async def order_for_session(db: Db, session_id: int) -> OrderInfo | None:

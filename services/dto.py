@@ -238,6 +238,8 @@ class ChargeStatus:
 
     charge: ChargeInfo
     so_far: Bill
+    # what the plug draws now (W), when its meter says
+    power_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

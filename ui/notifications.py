@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -412,8 +413,11 @@ async def edit_card(
     await ctx.part(f"card:{card.id}", edit)
 
 
-async def card_now(ctx: Context, card: CardInfo) -> tuple[str, InlineKeyboardMarkup | None]:
-    """What a card says now, and its buttons."""
+async def card_now(
+    ctx: Context, card: CardInfo, live: dict[str, Any] | None = None
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """What a card says now, and its buttons (``live``: the plug's reading a running
+    session's periodic refresh carries)."""
     zone, now = ctx.config.zone, utcnow()
     match card.role:
         case CardRole.BOOKING_REQUEST | CardRole.BOOKING:
@@ -424,7 +428,10 @@ async def card_now(ctx: Context, card: CardInfo) -> tuple[str, InlineKeyboardMar
             name = user.first_name if user else ""
             return card_views.request_card(ctx.t, booking, name, zone, now)
         case CardRole.CHARGE | CardRole.CHARGE_MERCHANT:
-            status = await charging.stored_status(ctx.db, card.subject_id, now)
+            live = live or {}
+            status = await charging.stored_status(
+                ctx.db, card.subject_id, now, kwh=live.get("kwh"), power_w=live.get("power_w")
+            )
             order = (
                 await charging.order_for_session(ctx.db, card.subject_id)
                 if status.charge.status == SessionStatus.COMPLETED
@@ -449,7 +456,7 @@ async def _card_refresh(ctx: Context, message: Notification) -> None:
     for card in await cards.in_chat(
         ctx.db, subject, message.payload["subject_id"], message.chat_id
     ):
-        text, markup = await card_now(ctx, card)
+        text, markup = await card_now(ctx, card, message.payload.get("live"))
         await edit_card(ctx, card, text, markup)
 
 

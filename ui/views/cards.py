@@ -17,7 +17,7 @@ from services.dto import (
 from ui import keyboards
 from ui.i18n import Html, Translator
 from ui.views import charging as charging_views
-from ui.views.booking import booking_actions, booking_text, charger_title, money
+from ui.views.booking import booking_actions, booking_text, charger_title, money, tariff_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
 from ui.views.listing import when
@@ -101,12 +101,10 @@ def charge_card(
         case SessionStatus.STARTING:
             return t("charge.switching"), None
         case SessionStatus.CHARGING if merchant:
-            return merchant_running(t, charge, name, zone, now), charging_views.merchant_buttons(
-                t, charge.id
-            )
+            text = merchant_running(t, charge, name, zone, now) + "\n\n" + live_line(t, status, now)
+            return text, charging_views.merchant_buttons(t, charge.id)
         case SessionStatus.CHARGING:
-            text = charging_views.status_text(t, status, zone, now)
-            return text, charging_views.running_buttons(t, charge.id)
+            return live_text(t, status, zone, now), charging_views.running_buttons(t, charge.id)
         case SessionStatus.STOPPING:
             return t("card.charge_done", title=title, state=t("charge.stopping")), None
         case SessionStatus.COMPLETED:
@@ -124,6 +122,57 @@ def charge_card(
         else charging_views.start_button(t, booking.id)
     )
     return t("card.charge_done", title=title, state=t("card.charge_failed")), markup
+
+
+BAR = 10
+
+
+def window_bar(start: datetime, end: datetime, now: datetime) -> str:
+    """How much of the booked window has gone: ▓▓▓░░░░░░░."""
+    total = max(1.0, (end - start).total_seconds())
+    gone = min(BAR, max(0, round(BAR * (now - start).total_seconds() / total)))
+    return "▓" * gone + "░" * (BAR - gone)
+
+
+def _live(t: Translator, status: ChargeStatus, now: datetime) -> dict[str, str]:
+    booking, so_far = status.charge.booking, status.so_far
+    power = (
+        t("card.power_w", watts=f"{status.power_w:.0f}")
+        if status.power_w is not None
+        else t("card.power_none")
+    )
+    left = max(0, int((booking.end_at - now).total_seconds() // 60))
+    return {
+        "power": power,
+        "energy": charging_views.energy_text(t, so_far.energy_kwh, so_far.energy_suspect),
+        "cost": money(so_far.cost_minor, booking.currency),
+        "left": str(left),
+    }
+
+
+def live_text(t: Translator, status: ChargeStatus, zone: ZoneInfo, now: datetime) -> str:
+    """The rider's charging card while it runs: power now, energy, cost so far, time
+    left and a bar of the window (it edits itself every CHARGING_REFRESH_SECONDS)."""
+    charge = status.charge
+    booking = charge.booking
+    if charge.started_at is None:
+        return t("charge.starting_status")
+    return t(
+        "card.live",
+        start=clock(charge.started_at, zone, now),
+        minutes=status.so_far.minutes,
+        shop=booking.shop_name,
+        charger=charger_title(t, booking.charger),
+        tariff=tariff_text(t, booking.price_minor, booking.price_unit, booking.currency),
+        end=clock(booking.end_at, zone, now),
+        bar=window_bar(charge.started_at, booking.end_at, now),
+        **_live(t, status, now),
+    )
+
+
+def live_line(t: Translator, status: ChargeStatus, now: datetime) -> str:
+    """The merchant's one-line live summary of a running session."""
+    return t("card.live_line", **_live(t, status, now))
 
 
 def merchant_running(

@@ -24,7 +24,14 @@ from ui.callbacks import BookCb, BookingAction, BookingCb, PageCb, PageOf
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
-from ui.views.booking import LISTS, booking_actions, booking_text, bookings_list, summary
+from ui.views.booking import (
+    LISTS,
+    booking_actions,
+    booking_text,
+    bookings_list,
+    cancel_confirm_buttons,
+    summary,
+)
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
 
@@ -233,10 +240,35 @@ async def open_booking(
 async def cancel_booking(
     query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
+    """Cancel: at once for a request still waiting; an accepted booking asks first
+    (its card's buttons become Yes / Keep)."""
+    booking = await bookings.for_person(db, callback_data.booking_id, query.from_user.id)
+    if callback_data.action == BookingAction.CANCEL and bookings.cancel_asks_to_confirm(booking):
+        await query.answer(t("card.cancel_confirm"), show_alert=True)
+        if isinstance(query.message, Message):
+            await query.message.edit_reply_markup(
+                reply_markup=cancel_confirm_buttons(t, booking.id)
+            )
+        return
     await bookings.cancel(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
     await query.answer(t("booking.cancelled_alert"))
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
+
+
+async def keep_booking(
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
+) -> None:
+    booking = await bookings.for_person(db, callback_data.booking_id, query.from_user.id)
+    await query.answer(t("card.kept"))
+    if isinstance(query.message, Message):
+        markup = booking_actions(t, booking, query.from_user.id, utcnow())
+        await query.message.edit_reply_markup(reply_markup=markup)
+
+
+async def on_my_way(query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator) -> None:
+    await bookings.on_the_way(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
+    await query.answer(t("card.on_the_way_alert"))
 
 
 def build_router() -> Router:
@@ -261,6 +293,9 @@ def build_router() -> Router:
     router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(LISTS))))
     router.callback_query.register(open_booking, BookingCb.filter(F.action == BookingAction.OPEN))
     router.callback_query.register(
-        cancel_booking, BookingCb.filter(F.action == BookingAction.CANCEL)
+        cancel_booking,
+        BookingCb.filter(F.action.in_({BookingAction.CANCEL, BookingAction.CANCEL_YES})),
     )
+    router.callback_query.register(keep_booking, BookingCb.filter(F.action == BookingAction.KEEP))
+    router.callback_query.register(on_my_way, BookingCb.filter(F.action == BookingAction.ON_WAY))
     return router

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -45,5 +45,8 @@ class Booking(Base):
     # held for it when it was paid (None: not prepaid, pay at the shop)
     pay_by: Mapped[datetime | None]
     prepaid_minor: Mapped[int | None]
+    # reminders sent (services.bookings.remind_due): 1 the merchant nudged, 2 the
+    # rider reminded before the window, 3 at its start; each once, in this order
+    reminded: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
     charger: Mapped[Charger] = relationship(lazy="joined")

@@ -19,7 +19,7 @@ from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, cards, outbox, payments
 from services.cards import Subject
-from services.deadlines import answer_by
+from services.deadlines import NUDGE_BEFORE, answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
@@ -389,6 +389,101 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
     return expired
 
 
+# the rider's reminder before the window (and whether the booking was accepted early
+# enough for one to make sense)
+REMIND_BEFORE = timedelta(minutes=30)
+NUDGED, REMINDED_BEFORE, REMINDED_AT_START = 1, 2, 3
+
+
+async def remind_due(db: Db, now: datetime | None = None) -> int:
+    """Nudge merchants whose answer is due within ``NUDGE_BEFORE``; remind riders
+    ``REMIND_BEFORE`` their window and at its start. Each once (a conditional UPDATE
+    of ``reminded``), also after downtime, and only while it still makes sense (a
+    reminder that would come too late is not sent)."""
+    now = now or utcnow()
+    jobs = (
+        (
+            NUDGED,
+            (
+                Booking.status == BookingStatus.REQUESTED,
+                Booking.reminded < NUDGED,
+                Booking.respond_by <= now + NUDGE_BEFORE,
+                Booking.respond_by > now,
+            ),
+        ),
+        (
+            REMINDED_BEFORE,
+            (
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.reminded < REMINDED_BEFORE,
+                Booking.start_at <= now + REMIND_BEFORE,
+                Booking.start_at > now + REMIND_BEFORE / 2,
+            ),
+        ),
+        (
+            REMINDED_AT_START,
+            (
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.reminded < REMINDED_AT_START,
+                Booking.start_at <= now,
+                Booking.start_at > now - timedelta(minutes=10),
+            ),
+        ),
+    )
+    sent = 0
+    for stage, conditions in jobs:
+        due = (await db.scalars(select(Booking.id).where(*conditions).limit(100))).all()
+        for booking_id in due:
+            async with transaction(db):
+                changed = await db.execute(
+                    update(Booking)
+                    .where(Booking.id == booking_id, *conditions)
+                    .values(reminded=stage)
+                )
+                if changed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                booking = await db.get(Booking, booking_id, populate_existing=True)
+                assert booking is not None
+                # accepted within the half hour (or after the start): the acceptance
+                # itself was the reminder; the stage is passed without a message
+                decided = booking.decided_at or booking.created_at
+                if stage == REMINDED_BEFORE and decided > booking.start_at - REMIND_BEFORE:
+                    continue
+                if stage == REMINDED_AT_START and decided >= booking.start_at:
+                    continue
+                if stage == NUDGED:
+                    outbox.enqueue(
+                        db, booking.merchant_id, OutboxKind.BOOKING_NUDGE, booking_id=booking_id
+                    )
+                else:
+                    at_start = stage == REMINDED_AT_START
+                    outbox.enqueue(
+                        db,
+                        booking.user_id,
+                        OutboxKind.BOOKING_REMINDER,
+                        booking_id=booking_id,
+                        stage="start" if at_start else "before",
+                    )
+                sent += 1
+    return sent
+
+
+async def on_the_way(db: Db, *, booking_id: int, user_id: int) -> BookingInfo:
+    """The rider says they are coming: the merchant is told (once per press that
+    finds the booking still accepted)."""
+    async with transaction(db):
+        booking = await get(db, booking_id)
+        if booking.user_id != user_id:
+            raise NotAllowed("err.not_your_booking")
+        if booking.status != BookingStatus.ACCEPTED:
+            raise InvalidInput("err.booking_decided", status=booking.status.value)
+        audit.record(db, "booking", booking.id, "on_the_way", user_id, None, None)
+        outbox.enqueue(
+            db, booking.merchant_id, OutboxKind.BOOKING_ON_THE_WAY, booking_id=booking.id
+        )
+        return await _info(db, booking)
+
+
 async def get(db: Db, booking_id: int) -> Booking:
     booking = await db.get(Booking, booking_id, populate_existing=True, options=_WITH_SHOP)
     if booking is None:
@@ -467,6 +562,12 @@ def preset_reason(code: str) -> str:
 def cancellable(booking: BookingInfo, now: datetime) -> bool:
     """Whether its user is offered Cancel (``cancel`` decides for good)."""
     return booking.status in OPEN and booking.start_at > now
+
+
+def cancel_asks_to_confirm(booking: BookingInfo) -> bool:
+    """An accepted booking (the merchant keeps the charger for it) is cancelled only
+    after a second "Yes"; a request still waiting goes at once."""
+    return booking.status == BookingStatus.ACCEPTED
 
 
 def decidable(booking: BookingInfo) -> bool:

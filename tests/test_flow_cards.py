@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import Charger
+from models import Booking, Charger
 from models.base import utcnow
 from services import bookings, listings
 from services.bookings import BookingRules
@@ -74,7 +74,21 @@ async def test_booking_cards_follow_accept_and_cancel(bot: BotHarness, database_
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, listed, "#1")
     opened = await bot.expect(RIDER, "Cancel this booking", after)
+    # an accepted booking asks first; "Keep" leaves it as it was
     answer = await bot.press(RIDER, RIDER, opened, "Cancel this booking")
+    assert "Cancel this accepted booking?" in answer["text"]
+    asking = await bot.expect(RIDER, "Yes, cancel it", after)
+    assert asking["message_id"] == opened["message_id"]
+    assert buttons(asking) == [["✖️ Yes, cancel it", "↩️ Keep the booking"]]
+    assert "stands" in (await bot.press(RIDER, RIDER, asking, "Keep the booking"))["text"]
+    await wait_until(
+        lambda: buttons(current(api, RIDER, opened["message_id"])) == [["✖️ Cancel this booking"]],
+        what="Keep puts Cancel back",
+    )
+    kept = current(api, RIDER, opened["message_id"])
+    await bot.press(RIDER, RIDER, kept, "Cancel this booking")
+    asking = await bot.expect(RIDER, "Yes, cancel it", after)
+    answer = await bot.press(RIDER, RIDER, asking, "Yes, cancel it")
     assert "cancelled" in answer["text"]
     await shows(api, MERCHANT, request, "❌ Cancelled by the rider at", "Booking #1")
     for card in (sent, accepted, opened):
@@ -85,9 +99,10 @@ async def test_an_expired_request_says_so_on_both_sides(bot: BotHarness, databas
     api = bot.api
     charger_id = await seed_listing(bot, database_url)
     after = api.last_message_id(MERCHANT)
-    start = utcnow() + timedelta(hours=2)
+    start = utcnow() + timedelta(minutes=40)
     async with database(database_url) as db:
-        # asked 15 minutes ago (less 3 s): the answer is due in 3 seconds
+        # asked 15 minutes ago (less 3 s) for a window 40 minutes from now: the answer
+        # (15 minutes, more than a quarter of the lead time) is due in 3 seconds
         await bookings.request(
             db,
             user_id=RIDER,
@@ -133,3 +148,78 @@ async def test_review_card_and_its_copies_end_approved(bot: BotHarness, database
         assert "Waiting for review" not in text
     async with database(database_url) as db:
         assert (await db.scalars(select(Charger.id))).all()  # approved: public
+
+
+async def _request(database_url: str, charger_id: int, start, asked, settings) -> int:
+    async with database(database_url) as db:
+        booking = await bookings.request(
+            db,
+            user_id=RIDER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=start,
+            end=start + timedelta(hours=1),
+            rules=BookingRules(zone=settings.zone),
+            now=asked,
+        )
+    return booking.id
+
+
+async def test_the_merchant_is_nudged_and_the_nudge_is_a_card_too(
+    bot: BotHarness, database_url: str
+) -> None:
+    api = bot.api
+    charger_id = await seed_listing(bot, database_url)
+    after = api.last_message_id(MERCHANT)
+    # asked 11 minutes ago for a window 40 minutes from now: due in 4 minutes
+    now = utcnow()
+    await _request(
+        database_url,
+        charger_id,
+        now + timedelta(minutes=40),
+        now - timedelta(minutes=11),
+        bot.settings,
+    )
+    request = await bot.expect(MERCHANT, "New booking request", after)
+    nudge = await bot.expect(MERCHANT, "Please answer by", after)
+    assert buttons(nudge) == [["✅ Accept", "❌ Reject"]]
+    after_rider = api.last_message_id(RIDER)
+    await bot.press(MERCHANT, MERCHANT, nudge, "Accept")
+    await bot.expect(RIDER, "Booking accepted!", after_rider)
+    for card in (request, nudge):
+        await shows(api, MERCHANT, card, "✅ Accepted by you at")
+
+
+async def test_the_rider_is_reminded_with_on_my_way_and_cancel(
+    bot: BotHarness, database_url: str
+) -> None:
+    api = bot.api
+    charger_id = await seed_listing(bot, database_url)
+    now = utcnow()
+    start = now + timedelta(minutes=25)
+    booking_id = await _request(database_url, charger_id, start, now, bot.settings)
+    after = api.last_message_id(RIDER)
+    async with database(database_url) as db:
+        # accepted an hour ago (long before the half hour before its start)
+        await bookings.accept(db, booking_id=booking_id, merchant_id=MERCHANT)
+        await db.execute(
+            update(Booking)
+            .where(Booking.id == booking_id)
+            .values(decided_at=now - timedelta(hours=1))
+        )
+        await db.commit()
+    reminder = await bot.expect(RIDER, "Your booking starts at", after)
+    assert buttons(reminder) == [["🚶 On my way", "✖️ Cancel this booking"]]
+    after_merchant = api.last_message_id(MERCHANT)
+    answer = await bot.press(RIDER, RIDER, reminder, "On my way")
+    assert "merchant is told" in answer["text"]
+    await bot.expect(MERCHANT, "Ravi is on the way for booking #1", after_merchant)
+    # Cancel from the reminder asks first, like every accepted booking's
+    answer = await bot.press(RIDER, RIDER, reminder, "Cancel this booking")
+    assert "Cancel this accepted booking?" in answer["text"]
+    asking = await bot.expect(RIDER, "Yes, cancel it", after)
+    answer = await bot.press(RIDER, RIDER, asking, "Yes, cancel it")
+    assert "cancelled" in answer["text"]
+    await bot.expect(MERCHANT, "The user cancelled this booking", after_merchant)
+    await shows(api, RIDER, reminder, "❌ Cancelled by you at")

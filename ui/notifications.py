@@ -22,6 +22,7 @@ from services.cards import CardInfo, CardRole, Subject
 from services.clock import utcnow
 from services.dto import (
     BookingInfo,
+    BookingStatus,
     ChargeInfo,
     ListingInfo,
     RevisionInfo,
@@ -40,10 +41,17 @@ from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
 from ui.views import cards as card_views
 from ui.views import charging as charging_views
-from ui.views.booking import booking_text, charger_title
+from ui.views.booking import booking_text, charger_title, reminder_buttons, window_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
-from ui.views.listing import fit, listing_text, plug_conflicts_text, reason_text, status_line
+from ui.views.listing import (
+    fit,
+    listing_text,
+    plug_conflicts_text,
+    reason_text,
+    status_line,
+    when,
+)
 
 log = logging.getLogger(__name__)
 
@@ -460,6 +468,69 @@ async def _card_refresh(ctx: Context, message: Notification) -> None:
         await edit_card(ctx, card, text, markup)
 
 
+async def _booking_nudge(ctx: Context, message: Notification) -> None:
+    """The merchant, before a request expires: the request again, with its buttons."""
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    if not bookings.decidable(booking):
+        return  # answered (or expired) meanwhile: nothing to nudge about
+    user = await users.profile(ctx.db, booking.user_id)
+    name = user.first_name if user else ""
+    card, markup = card_views.request_card(ctx.t, booking, name, ctx.config.zone, utcnow())
+    text = ctx.t("card.nudge", until=when(booking.respond_by, ctx.config.zone), card=Html(card))
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING_REQUEST,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
+
+
+async def _booking_reminder(ctx: Context, message: Notification) -> None:
+    """The rider, 30 minutes before the window and at its start."""
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    if booking.status != BookingStatus.ACCEPTED:
+        return  # cancelled, or charging already: no reminder
+    now, zone = utcnow(), ctx.config.zone
+    key = (
+        "card.reminder_start" if message.payload.get("stage") == "start" else "card.reminder_before"
+    )
+    body = booking_text(ctx.t, booking, zone)
+    text = ctx.t(key, start=clock(booking.start_at, zone, now), body=body)
+    markup = reminder_buttons(ctx.t, booking, now)
+
+    async def post() -> None:  # a card of the booking: no live buttons once it is over
+        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
+
+
+async def _booking_on_the_way(ctx: Context, message: Notification) -> None:
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    user = await users.profile(ctx.db, booking.user_id)
+    text = ctx.t(
+        "card.on_the_way",
+        name=user.first_name if user else str(booking.user_id),
+        id=booking.id,
+        window=window_text(booking.start_at, booking.end_at, ctx.config.zone),
+    )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
+
+
 async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
@@ -467,6 +538,9 @@ async def _owed_call(ctx: Context, message: Notification) -> None:
 RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.OWED_CALL: _owed_call,
     OutboxKind.CARD_REFRESH: _card_refresh,
+    OutboxKind.BOOKING_NUDGE: _booking_nudge,
+    OutboxKind.BOOKING_REMINDER: _booking_reminder,
+    OutboxKind.BOOKING_ON_THE_WAY: _booking_on_the_way,
     OutboxKind.SESSION_STARTED: _session_started,
     OutboxKind.SESSION_WARNING: _session_warning,
     OutboxKind.SESSION_START_FAILED: _session_start_failed,

@@ -1,4 +1,5 @@
-"""Cards: where each message that shows a state was sent, so it can be edited
+"""Cards: where each message that shows a state was sent, so it can be edited;
+the reminders a booking has had
 
 Revision ID: 0011
 Revises: 0007
@@ -35,9 +36,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("cards", schema=None) as batch_op:
         batch_op.create_index("ix_cards_subject", ["subject", "subject_id"], unique=False)
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("reminded", BIGINT, server_default=sa.text("0"), nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.drop_column("reminded")
     with op.batch_alter_table("cards", schema=None) as batch_op:
         batch_op.drop_index("ix_cards_subject")
     op.drop_table("cards")

@@ -194,6 +194,35 @@ def booking_actions(
     return builder.as_markup() if builder.buttons else None
 
 
+def cancel_confirm_buttons(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+    """Cancelling an accepted booking asks first."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.cancel_yes"),
+        callback_data=BookingCb(action=BookingAction.CANCEL_YES, booking_id=booking_id),
+    )
+    builder.button(
+        text=t("btn.keep_booking"),
+        callback_data=BookingCb(action=BookingAction.KEEP, booking_id=booking_id),
+    )
+    return builder.as_markup()
+
+
+def reminder_buttons(t: Translator, booking: BookingInfo, now: datetime) -> InlineKeyboardMarkup:
+    """A reminder's On my way, and Cancel while the booking may still be cancelled."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.on_my_way"),
+        callback_data=BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id),
+    )
+    if bookings.cancellable(booking, now):
+        builder.button(
+            text=t("btn.cancel_booking"),
+            callback_data=BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+        )
+    return builder.as_markup()
+
+
 # -- /find -----------------------------------------------------------------------------
 
 

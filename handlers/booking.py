@@ -95,18 +95,33 @@ async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> No
     )
 
 
-async def model(message: Message, state: FSMContext, t: Translator) -> None:
+async def model(message: Message, state: FSMContext, db: Db, t: Translator, config: Config) -> None:
     if await _cancelled(message, state, t):
         return
     # cleaned here: a NUL or a broken character would fail the booking later, on PostgreSQL
     text = clean(message.text, max_len=100)
     await state.update_data(model="" if text in all_variants("btn.skip") else text)
     await state.set_state(BookForm.when)
+    assert message.from_user is not None
+    # only the quick choices the rules would accept (open then, free, not past)
+    now = utcnow()
+    choices = [
+        ("btn.now_1h", starting_now(1, now)),
+        ("btn.now_2h", starting_now(2, now)),
+        ("booking.quick_evening", parse_window("today 18:00-20:00", now, config.zone)),
+    ]
+    fits = await bookings.acceptable(
+        db,
+        user_id=message.from_user.id,
+        charger_id=(await state.get_data())["charger_id"],
+        windows=[window for _key, window in choices],
+        rules=config.booking_rules,
+        now=now,
+    )
+    offered = [t(key) for (key, _window), ok in zip(choices, fits, strict=True) if ok]
     await message.answer(
         t("booking.ask_when"),
-        reply_markup=keyboards.reply(
-            [[t("btn.now_1h"), t("btn.now_2h")], [t("booking.quick_evening")], [t("btn.cancel")]]
-        ),
+        reply_markup=keyboards.reply([*keyboards.chunk(offered, 2), [t("btn.cancel")]]),
     )
 
 

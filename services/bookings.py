@@ -6,7 +6,7 @@ one transaction that first locks the charger's row (on SQLite the whole unit of
 work holds the write lock), so two accepts pressed at once cannot both win.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import joinedload
 
-from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
+from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from services import audit, cards, outbox, payments
 from services.cards import Subject
 from services.deadlines import NUDGE_BEFORE, answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
-from services.errors import InvalidInput, NotAllowed, NotFound
+from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
@@ -514,8 +514,25 @@ async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> 
 async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> Page[BookingInfo]:
     async with read(db):
         page: Page[Booking] = await page_of(db, statement.options(*_WITH_SHOP), number, size)
-        items = [await _info(db, booking) for booking in page.items]
+        items = await _with_costs(db, [await _info(db, booking) for booking in page.items])
     return Page(items, page.total, page.number, page.pages, page.size)
+
+
+async def _with_costs(db: Db, items: list[BookingInfo]) -> list[BookingInfo]:
+    """Finished bookings with their orders' real cost (one query), not the estimate."""
+    done = [b.id for b in items if b.status == BookingStatus.COMPLETED]
+    if not done:
+        return items
+    costs = dict(
+        (
+            await db.execute(
+                select(Order.booking_id, Order.cost_minor).where(Order.booking_id.in_(done))
+            )
+        )
+        .tuples()
+        .all()
+    )
+    return [replace(b, cost_minor=costs.get(b.id)) for b in items]
 
 
 # -- for people: what handlers and ui show (plain values) ------------------------------
@@ -523,7 +540,8 @@ async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> P
 
 async def info(db: Db, booking_id: int) -> BookingInfo:
     async with read(db):
-        return await _info(db, await get(db, booking_id))
+        (booking,) = await _with_costs(db, [await _info(db, await get(db, booking_id))])
+        return booking
 
 
 # a booking's charger and its listing in the same query: what ``_info`` shows then
@@ -585,6 +603,32 @@ async def bookable_for(
         charger = await bookable_charger(db, charger_id)
         await check_request_limits(db, user_id, None, None, None, rules)
         return charger
+
+
+async def acceptable(
+    db: Db,
+    *,
+    user_id: int,
+    charger_id: int,
+    windows: list[Interval],
+    rules: BookingRules,
+    now: datetime | None = None,
+) -> list[bool]:
+    """Which of these windows a request would be accepted for (its rules: hours, taken,
+    past, length, the user's own bookings): the quick choices offer only those."""
+    now = now or utcnow()
+    async with read(db):
+        charger = await bookable_charger(db, charger_id)
+        fits = []
+        for start, end in windows:
+            try:
+                await check_window(db, charger, start, end, now, rules)
+                await check_request_limits(db, user_id, charger.id, start, end, rules)
+            except DomainError:
+                fits.append(False)
+            else:
+                fits.append(True)
+        return fits
 
 
 @dataclass(frozen=True)

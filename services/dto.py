@@ -178,6 +178,8 @@ class BookingInfo:
     shop_name: str
     # when it was accepted, rejected, expired or cancelled (the last of these)
     decided_at: datetime | None = None
+    # a finished booking's real cost (its order's), where it was read
+    cost_minor: int | None = None
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":

@@ -223,3 +223,30 @@ async def test_the_rider_is_reminded_with_on_my_way_and_cancel(
     assert "cancelled" in answer["text"]
     await bot.expect(MERCHANT, "The user cancelled this booking", after_merchant)
     await shows(api, RIDER, reminder, "❌ Cancelled by you at")
+
+
+async def test_find_shows_each_charger_with_its_price_and_when_it_is_free(
+    bot: BotHarness, database_url: str
+) -> None:
+    api = bot.api
+    charger_id = await seed_listing(bot, database_url)
+
+    async def results() -> str:
+        await bot.say(RIDER, "/find", "Where are you")
+        after = api.last_message_id(RIDER)
+        api.send_location(RIDER, RIDER, 31.2310, 121.4740)
+        return plain(await bot.expect(RIDER, "near you (page 1/1)", after))
+
+    line = await results()
+    assert "Charger 1 (AC slow) · 2.50 CNY/hour · E-bike" in line and "🟢 free now" in line
+    # booked from now for an hour: free again at its end
+    now = utcnow()
+    booking_id = await _request(database_url, charger_id, now, now, bot.settings)
+    async with database(database_url) as db:
+        await bookings.accept(db, booking_id=booking_id, merchant_id=MERCHANT, now=now)
+    end = (now + timedelta(hours=1)).astimezone(bot.settings.zone)
+    line = await results()
+    if end.date() == now.astimezone(bot.settings.zone).date():
+        assert f"🕒 next free at {end:%H:%M}" in line
+    else:
+        assert f"🕒 next free tomorrow {end:%H:%M}" in line

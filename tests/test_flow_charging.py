@@ -248,6 +248,10 @@ async def test_scan_start_status_stop_order(
     assert charges[0].status == SessionStatus.COMPLETED and charges[0].power_off_confirmed
     assert booked[0].status == BookingStatus.COMPLETED
 
+    # /bookings shows what it cost, not the estimate (issue #16)
+    listed = await bot.say(RIDER, "/bookings", "Your bookings")
+    assert "🏁 completed · 0.04 CNY" in plain(listed)
+
     # the same code scanned again: the booking is over
     reply = await bot.say(RIDER, f"/start {token}", "cannot start")
     assert "completed" in plain(reply)
@@ -538,8 +542,12 @@ async def test_merchant_closes_a_stuck_session_without_the_plug(
     await bot.expect(MERCHANT, "did not confirm switching off", after, timeout=10)
     order = await bot.expect(RIDER, "Order #", 0, timeout=10)
     assert "closed by the merchant" in plain(order)
+    # the rider is told what it means for them, not to check a plug that is not theirs
+    assert "billed only up to" in plain(order) and "Nothing for you to do" in plain(order)
+    assert "please check it" not in plain(order)
     merchant_order = await bot.expect(MERCHANT, "Order #", after, timeout=10)
     assert "did not confirm switching off" in plain(merchant_order)
+    assert "please check it now" in plain(merchant_order)
     _, orders, _ = await rows(database_url)
     assert len(orders) == 1 and orders[0].end_reason == "merchant"
 

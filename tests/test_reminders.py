@@ -130,3 +130,42 @@ async def test_on_my_way_tells_the_merchant(open_db, charger_id) -> None:  # noq
         with pytest.raises(InvalidInput):  # a stale button changes nothing
             await bookings.on_the_way(db, booking_id=booking_id, user_id=USER_A)
     assert len(await _owed(open_db, "booking_on_the_way")) == 1
+
+
+async def test_quick_choices_are_only_windows_the_rules_accept(
+    open_db,
+    charger_id,  # noqa: F811
+) -> None:
+    """ "Today 18:00-20:00" is not offered when the charger is closed then (issue #16):
+    the quick choices are checked like a request."""
+    from tests.test_bookings_service import NOW, at
+
+    windows = [
+        (NOW + timedelta(minutes=1), NOW + timedelta(hours=1, minutes=1)),  # open
+        (at(28, 18), at(28, 20)),  # open
+        (at(29, 4), at(29, 5)),  # Sunday 04:00: closed
+        (at(28, 21, 30), at(28, 22, 30)),  # runs past closing
+        (at(28, 7), at(28, 8)),  # past
+    ]
+    async with open_db() as db:
+        fits = await bookings.acceptable(
+            db, user_id=USER_A, charger_id=charger_id, windows=windows, rules=RULES, now=NOW
+        )
+    assert fits == [True, True, False, False, False]
+    # the evening taken by the rider's own request: not offered again
+    async with open_db() as db:
+        await bookings.request(
+            db,
+            user_id=USER_A,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=at(28, 18),
+            end=at(28, 20),
+            rules=RULES,
+            now=NOW,
+        )
+        fits = await bookings.acceptable(
+            db, user_id=USER_A, charger_id=charger_id, windows=windows[:2], rules=RULES, now=NOW
+        )
+    assert fits == [True, False]

@@ -9,13 +9,13 @@ part by part, each part once.
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 
 from services import bookings, cards, charging, listings, users
 from services.cards import CardInfo, CardRole, Subject
@@ -71,8 +71,15 @@ Renderer = Callable[[Context, Notification], Awaitable[None]]
 
 
 def review_card_text(
-    t: Translator, revision: RevisionInfo, config: Config, conflicts: Sequence[PlugConflict] = ()
+    t: Translator,
+    revision: RevisionInfo,
+    config: Config,
+    conflicts: Sequence[PlugConflict] = (),
+    *,
+    body: Html | None = None,
 ) -> Html:
+    """The review card; ``body``: in place of the listing's fields (a caption too
+    short for them says they follow in a reply)."""
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
     return fit(
         t.html(
@@ -81,10 +88,30 @@ def review_card_text(
                 kind, id=revision.id, listing=revision.listing_id, number=revision.number
             ),
             merchant=str(revision.merchant_id),
-            body=listing_text(t, revision.draft),
+            body=listing_text(t, revision.draft) if body is None else body,
             status=Html(status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts)),
         )
     )
+
+
+def review_fields_apart(t: Translator, revision: RevisionInfo, config: Config) -> bool:
+    """Whether the listing's fields go in a reply to the card, the caption's 1,024
+    characters not sufficing. Decided on the version as it was submitted (pending, no
+    plug warnings), with room kept for the decision line a refresh adds (a typed
+    reason is up to 500): the same answer whenever the card is rendered."""
+    pending = replace(revision, status=RevisionStatus.PENDING, decided_at=None)
+    return len(review_card_text(t, pending, config)) + 650 > CAPTION_LIMIT
+
+
+def review_caption(
+    t: Translator, revision: RevisionInfo, config: Config, conflicts: Sequence[PlugConflict]
+) -> Html:
+    """The card's caption: every field, or the state and buttons with the fields in a
+    reply (``review_fields_apart``)."""
+    if review_fields_apart(t, revision, config):
+        more = t.html("card.review_fields_below", shop=revision.shop_name)
+        return fit(review_card_text(t, revision, config, conflicts, body=more), CAPTION_LIMIT)
+    return fit(review_card_text(t, revision, config, conflicts), CAPTION_LIMIT)
 
 
 def review_markup(t: Translator, revision: RevisionInfo) -> InlineKeyboardMarkup | None:
@@ -100,26 +127,23 @@ async def send_review_card(
     chat_id: int,
     part: Part = send_now,
 ) -> None:
-    """Post the card (photo with every field, or photo then text when too long).
+    """Post the card: one card, the photo with its caption (every field, or the state
+    and buttons with the fields in a reply when 1,024 characters do not suffice).
 
-    The card is recorded with the part that posts it, so a retry after the
-    photo alone went out posts the text once and still records the card.
+    The card is recorded with the part that posts it; the reply names it, so a
+    retry after the photo alone went out posts the reply once, under it.
     """
     revision = await listings.get_revision(db, revision_id)
     conflicts = await listings.revision_plug_conflicts(db, revision)
-    text = review_card_text(t, revision, config, conflicts)
+    caption = review_caption(t, revision, config, conflicts)
     markup = review_markup(t, revision)
     photo = str(revision.data["photo_file_id"])  # a version under review has one
-    # room for the decision line a refresh adds (a typed reason is up to 500), which
-    # also keeps the choice the same when a retry renders the card again
-    is_photo = len(text) + 650 <= CAPTION_LIMIT
+    posted: list[int] = []
 
     async def post_card() -> None:
-        if is_photo:
-            sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
-        else:
-            sent = await bot.send_message(chat_id, text, reply_markup=markup)
-        await listings.record_card(db, revision_id, chat_id, sent.message_id, is_photo)
+        sent = await bot.send_photo(chat_id, photo, caption=caption, reply_markup=markup)
+        posted.append(sent.message_id)
+        await listings.record_card(db, revision_id, chat_id, sent.message_id, True)
         # every copy (/pending posts it again) is a card a decision must update
         await cards.record(
             db,
@@ -128,12 +152,25 @@ async def send_review_card(
             chat_id,
             sent.message_id,
             shown=revision.status.value,
-            is_photo=is_photo,
+            is_photo=True,
         )
 
-    if not is_photo:
-        await part("photo", lambda: bot.send_photo(chat_id, photo))
+    async def post_fields() -> None:
+        card_id = (
+            posted[0] if posted else (await listings.get_revision(db, revision_id)).card_message_id
+        )
+        fields = fit(listing_text(t, revision.draft))
+        await bot.send_message(
+            chat_id,
+            fields,
+            reply_parameters=ReplyParameters(
+                message_id=card_id or 0, allow_sending_without_reply=True
+            ),
+        )
+
     await part("card", post_card)
+    if review_fields_apart(t, revision, config):
+        await part("fields", post_fields)
 
 
 async def _review_card(ctx: Context, message: Notification) -> None:
@@ -154,20 +191,21 @@ async def _review_card_refresh(ctx: Context, message: Notification) -> None:
     if message_id is None or chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
-    text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     markup = review_markup(ctx.t, revision)
+    caption = review_caption(ctx.t, revision, ctx.config, conflicts)
+    text = review_card_text(ctx.t, revision, ctx.config, conflicts)
     # the copies /pending posted say the same (the latest is also the revision's own)
     for card in await cards.in_chat(ctx.db, Subject.REVISION, revision.id, message.chat_id):
         if card.message_id != message_id:
-            await edit_card(ctx, card, text, markup)
+            await edit_card(ctx, card, caption if card.is_photo else text, markup)
 
     async def edit() -> None:
         # "message is not modified" is success (bot/request_middlewares.py)
         if revision.card_is_photo:
             await ctx.bot.edit_message_caption(
-                chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup
+                chat_id=chat_id, message_id=message_id, caption=caption, reply_markup=markup
             )
-        else:
+        else:  # a card posted as a text (before the card was one photo)
             await ctx.bot.edit_message_text(
                 text, chat_id=chat_id, message_id=message_id, reply_markup=markup
             )
@@ -383,7 +421,9 @@ async def _session_start_failed(ctx: Context, message: Notification) -> None:
 async def _order(ctx: Context, message: Notification) -> None:
     order = await charging.order_info(ctx.db, message.payload["order_id"])
     audience = message.payload.get("audience", "user")
-    text = charging_views.order_text(ctx.t, order, ctx.config.zone, parties=audience == "platform")
+    text = charging_views.order_text(
+        ctx.t, order, ctx.config.zone, parties=audience == "platform", audience=audience
+    )
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
@@ -455,7 +495,10 @@ async def card_now(
             )
     revision = await listings.get_revision(ctx.db, card.subject_id)
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
-    return review_card_text(ctx.t, revision, ctx.config, conflicts), review_markup(ctx.t, revision)
+    text = (review_caption if card.is_photo else review_card_text)(
+        ctx.t, revision, ctx.config, conflicts
+    )
+    return text, review_markup(ctx.t, revision)
 
 
 async def _card_refresh(ctx: Context, message: Notification) -> None:

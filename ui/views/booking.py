@@ -1,6 +1,6 @@
 """Texts about bookings and search results, shared by handlers and notifications."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
@@ -39,25 +39,63 @@ def charger_title(t: Translator, charger: ChargerInfo) -> str:
     return t("find.charger_title", n=charger.position + 1, method=t(f"method.{charger.method}"))
 
 
-def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime) -> Html:
-    first = hit.chargers[0]
+def _day_and_time(
+    t: Translator, moment: datetime, zone: ZoneInfo, now: datetime
+) -> tuple[str, str]:
+    """("today" | "tomorrow" | the weekday, HH:MM) of a moment, as people say it."""
+    local, today = moment.astimezone(zone), now.astimezone(zone).date()
+    days = (local.date() - today).days
+    day = t("card.today") if days == 0 else t("card.tomorrow") if days == 1 else f"{local:%a}"
+    return day, f"{local:%H:%M}"
+
+
+def free_text(t: Translator, free_at: datetime | None, zone: ZoneInfo, now: datetime) -> str:
+    """ "free now", "next free at 18:00", "next free tomorrow 09:00", or booked up."""
+    if free_at is None:
+        return t("card.free_none")
+    if free_at <= now + timedelta(minutes=1):
+        return t("card.free_now")
+    day, clock_time = _day_and_time(t, free_at, zone, now)
+    if free_at.astimezone(zone).date() == now.astimezone(zone).date():
+        return t("card.free_at", time=clock_time)
+    return t("card.free_on", day=day, time=clock_time)
+
+
+def hit_line(
+    t: Translator,
+    index: int,
+    hit: Hit,
+    zone: ZoneInfo,
+    now: datetime,
+    free: dict[int, datetime | None] | None = None,
+) -> Html:
+    """A shop of /find: its distance and hours now, then each charger with its own
+    price and when it is free ("free now", "next free at 18:00")."""
     open_now, opens_at = opening(hit, now, zone)
     if open_now:
         state = t("find.open_now")
     elif opens_at:
-        state = t("find.opens_at", when=opens_at.astimezone(zone).strftime("%a %H:%M"))
+        day, clock_time = _day_and_time(t, opens_at, zone, now)
+        state = t("card.opens_on", day=day, time=clock_time)
     else:
         state = t("find.closed")
-    kinds = ", ".join(dict.fromkeys(t(f"kind.{k}") for c in hit.chargers for k in c.device_kinds))
+    chargers = [
+        t(
+            "card.find_charger",
+            title=charger_title(t, charger),
+            price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
+            kinds=t("card.list_sep").join(t(f"kind.{k}") for k in charger.device_kinds),
+            free=free_text(t, (free or {}).get(charger.id), zone, now) if free is not None else "",
+        ).rstrip(" ·")
+        for charger in hit.chargers
+    ]
     return t.html(
-        "find.line",
+        "card.find_line",
         n=index,
         shop=hit.listing.shop_name,
         km=f"{hit.distance_km:.1f}",
-        price=tariff_text(t, first.price_minor, first.price_unit, first.currency),
-        method=t(f"method.{first.method}"),
-        kinds=kinds,
         state=state,
+        chargers=Html("\n".join(chargers)),
     )
 
 
@@ -94,7 +132,9 @@ def booking_text(t: Translator, booking: BookingInfo, zone: ZoneInfo) -> Html:
         else t("booking.estimate_kwh")
     )
     return t.html(
-        "booking.text",
+        # a finished booking shows what it cost, not the estimate
+        "booking.text" if booking.cost_minor is None else "card.booking_text_done",
+        cost=money(booking.cost_minor, booking.currency),
         id=booking.id,
         shop=booking.shop_name,
         charger=charger_title(t, charger),
@@ -157,6 +197,11 @@ def bookings_list(
             shop=booking.shop_name,
             window=window_text(booking.start_at, booking.end_at, zone),
             status=t(f"booking.status_{booking.status.value}"),
+        )
+        + (
+            ""  # a finished booking: its real cost
+            if booking.cost_minor is None
+            else t("card.line_cost", cost=money(booking.cost_minor, booking.currency))
         )
         for booking in page.items
     ]
@@ -227,7 +272,12 @@ def reminder_buttons(t: Translator, booking: BookingInfo, now: datetime) -> Inli
 
 
 def find_page(
-    t: Translator, page: Page[Hit], cb: FindCb, zone: ZoneInfo, now: datetime
+    t: Translator,
+    page: Page[Hit],
+    cb: FindCb,
+    zone: ZoneInfo,
+    now: datetime,
+    free: dict[int, datetime | None] | None = None,
 ) -> tuple[str, InlineKeyboardMarkup]:
     """A page of chargers near the person: a line and a button for each, ◀️ / ▶️,
     and the filters (device kind, open now)."""
@@ -279,7 +329,7 @@ def find_page(
     builder.adjust(*sizes)
     if not page.total:
         return t("find.none"), builder.as_markup()
-    lines = [hit_line(t, i, hit, zone, now) for i, hit in enumerate(page.items, first)]
+    lines = [hit_line(t, i, hit, zone, now, free) for i, hit in enumerate(page.items, first)]
     header = t("find.header", count=page.total, page=page.number + 1, pages=page.pages)
     return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
 

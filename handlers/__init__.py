@@ -29,7 +29,9 @@ def build_root_router(moderation_chat_id: int) -> Router:
         # in the middle of a wizard, whose draft stays where it was
         charging.build_router(),
         charging.build_admin_router(moderation_chat_id),
-        common.build_router(),  # /cancel before the flows: it must work in every state
+        common.build_router(
+            moderation_chat_id
+        ),  # /cancel before the flows: it must work in every state
         language.build_router(),
         moderation.build_router(moderation_chat_id),
         listing_wizard.build_router(),

@@ -523,15 +523,10 @@ async def _with_costs(db: Db, items: list[BookingInfo]) -> list[BookingInfo]:
     done = [b.id for b in items if b.status == BookingStatus.COMPLETED]
     if not done:
         return items
-    costs = dict(
-        (
-            await db.execute(
-                select(Order.booking_id, Order.cost_minor).where(Order.booking_id.in_(done))
-            )
-        )
-        .tuples()
-        .all()
+    rows = await db.execute(
+        select(Order.booking_id, Order.cost_minor).where(Order.booking_id.in_(done))
     )
+    costs = {booking_id: cost for booking_id, cost in rows.all()}
     return [replace(b, cost_minor=costs.get(b.id)) for b in items]
 
 

@@ -250,3 +250,22 @@ async def test_find_shows_each_charger_with_its_price_and_when_it_is_free(
         assert f"🕒 next free at {end:%H:%M}" in line
     else:
         assert f"🕒 next free tomorrow {end:%H:%M}" in line
+
+
+async def test_start_is_a_short_welcome_and_help_depends_on_the_chat(bot: BotHarness) -> None:
+    api = bot.api
+    hello = await bot.say(RIDER, "/start", "ChargeShare")
+    assert buttons(hello) == [["🔎 Find a charger"], ["🏪 List my chargers"]]
+    assert len(plain(hello)) < 200  # not a wall of text
+    after = api.last_message_id(RIDER)
+    await bot.press(RIDER, RIDER, hello, "Find a charger")
+    await bot.expect(RIDER, "Where are you", after)
+    hello = await bot.say(MERCHANT, "/start", "ChargeShare")
+    after = api.last_message_id(MERCHANT)
+    await bot.press(MERCHANT, MERCHANT, hello, "List my chargers")
+    await bot.expect(MERCHANT, "phone", after)
+    # the admins' group: its own help, also for /start there
+    helped = await bot.say_in_group(ADMINS[0], "/help", "/pending")
+    assert "/sessions" in plain(helped) and "/newlisting" not in plain(helped)
+    await bot.say_in_group(ADMINS[0], "/start", "/sessions")
+    assert "/pending" not in plain(await bot.say(RIDER, "/help", "/find"))

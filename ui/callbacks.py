@@ -41,6 +41,7 @@ class WizardAction(StrEnum):
     BACK = "back"  # from the Edit menu to the summary
     RESUME = "resume"  # the kept draft
     RESTART = "restart"
+    START = "start"  # /start's "List my chargers": as /newlisting
 
 
 class WizardCb(CallbackData, prefix="wz"):

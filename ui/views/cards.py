@@ -5,6 +5,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from services.dto import (
     BookingInfo,
@@ -15,6 +16,7 @@ from services.dto import (
     SessionStatus,
 )
 from ui import keyboards
+from ui.callbacks import FindAction, FindCb, WizardAction, WizardCb
 from ui.i18n import Html, Translator
 from ui.views import charging as charging_views
 from ui.views.booking import booking_actions, booking_text, charger_title, money, tariff_text
@@ -122,6 +124,15 @@ def charge_card(
         else charging_views.start_button(t, booking.id)
     )
     return t("card.charge_done", title=title, state=t("card.charge_failed")), markup
+
+
+def welcome_buttons(t: Translator) -> InlineKeyboardMarkup:
+    """/start's two ways in: find a charger, or list one's own."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn.welcome_find"), callback_data=FindCb(action=FindAction.RESTART))
+    builder.button(text=t("btn.welcome_list"), callback_data=WizardCb(action=WizardAction.START))
+    builder.adjust(1)
+    return builder.as_markup()
 
 
 BAR = 10

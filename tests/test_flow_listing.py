@@ -132,6 +132,9 @@ async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url
     group_cursor = api.last_message_id(GROUP)
     await bot.press(MERCHANT, MERCHANT, summary, "Submit")
     card = await bot.expect(GROUP, "Edited listing", group_cursor)
+    # what changed, and why the version before was rejected (issue #16)
+    assert "Changed since version 1: 📷 Photo" in plain(card)
+    assert "Version 1 was rejected: The storefront photo is unclear" in plain(card)
 
     # another admin approves; the merchant is told; a late second press changes nothing
     after = api.last_message_id(MERCHANT)

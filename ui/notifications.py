@@ -77,9 +77,11 @@ def review_card_text(
     conflicts: Sequence[PlugConflict] = (),
     *,
     body: Html | None = None,
+    changes: str = "",
 ) -> Html:
     """The review card; ``body``: in place of the listing's fields (a caption too
-    short for them says they follow in a reply)."""
+    short for them says they follow in a reply); ``changes``: what a resubmission
+    changed and why the version before was rejected (``review_changes``)."""
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
     return fit(
         t.html(
@@ -89,29 +91,63 @@ def review_card_text(
             ),
             merchant=str(revision.merchant_id),
             body=listing_text(t, revision.draft) if body is None else body,
-            status=Html(status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts)),
+            status=Html(
+                status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts) + changes
+            ),
         )
     )
 
 
-def review_fields_apart(t: Translator, revision: RevisionInfo, config: Config) -> bool:
+async def review_changes(db: Db, t: Translator, revision: RevisionInfo) -> str:
+    """A resubmitted version: what changed since the version before, and that one's
+    rejection reason (the admin sees what to check again)."""
+    previous = await listings.previous_version(db, revision)
+    if previous is None:
+        return ""
+    names = []
+    for field, n in listings.changed_fields(previous.data, revision.data):
+        names.append(t(f"card.changed_{field}", n=n) if n else t(f"field.{field}"))
+    lines = [
+        t("card.changed", number=previous.number, fields=t("card.list_sep").join(names) or "—")
+    ]
+    if previous.status == RevisionStatus.REJECTED:
+        lines.append(
+            t(
+                "card.rejected_before",
+                number=previous.number,
+                reason=reason_text(t, previous.reason),
+            )
+        )
+    return "".join(f"\n{line}" for line in lines)
+
+
+def review_fields_apart(
+    t: Translator, revision: RevisionInfo, config: Config, changes: str = ""
+) -> bool:
     """Whether the listing's fields go in a reply to the card, the caption's 1,024
     characters not sufficing. Decided on the version as it was submitted (pending, no
     plug warnings), with room kept for the decision line a refresh adds (a typed
     reason is up to 500): the same answer whenever the card is rendered."""
     pending = replace(revision, status=RevisionStatus.PENDING, decided_at=None)
-    return len(review_card_text(t, pending, config)) + 650 > CAPTION_LIMIT
+    return len(review_card_text(t, pending, config, changes=changes)) + 650 > CAPTION_LIMIT
 
 
 def review_caption(
-    t: Translator, revision: RevisionInfo, config: Config, conflicts: Sequence[PlugConflict]
+    t: Translator,
+    revision: RevisionInfo,
+    config: Config,
+    conflicts: Sequence[PlugConflict],
+    changes: str = "",
 ) -> Html:
     """The card's caption: every field, or the state and buttons with the fields in a
     reply (``review_fields_apart``)."""
-    if review_fields_apart(t, revision, config):
+    if review_fields_apart(t, revision, config, changes):
         more = t.html("card.review_fields_below", shop=revision.shop_name)
-        return fit(review_card_text(t, revision, config, conflicts, body=more), CAPTION_LIMIT)
-    return fit(review_card_text(t, revision, config, conflicts), CAPTION_LIMIT)
+        return fit(
+            review_card_text(t, revision, config, conflicts, body=more, changes=changes),
+            CAPTION_LIMIT,
+        )
+    return fit(review_card_text(t, revision, config, conflicts, changes=changes), CAPTION_LIMIT)
 
 
 def review_markup(t: Translator, revision: RevisionInfo) -> InlineKeyboardMarkup | None:
@@ -135,7 +171,8 @@ async def send_review_card(
     """
     revision = await listings.get_revision(db, revision_id)
     conflicts = await listings.revision_plug_conflicts(db, revision)
-    caption = review_caption(t, revision, config, conflicts)
+    changes = await review_changes(db, t, revision)
+    caption = review_caption(t, revision, config, conflicts, changes)
     markup = review_markup(t, revision)
     photo = str(revision.data["photo_file_id"])  # a version under review has one
     posted: list[int] = []
@@ -169,7 +206,7 @@ async def send_review_card(
         )
 
     await part("card", post_card)
-    if review_fields_apart(t, revision, config):
+    if review_fields_apart(t, revision, config, changes):
         await part("fields", post_fields)
 
 
@@ -191,9 +228,10 @@ async def _review_card_refresh(ctx: Context, message: Notification) -> None:
     if message_id is None or chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
+    changes = await review_changes(ctx.db, ctx.t, revision)
     markup = review_markup(ctx.t, revision)
-    caption = review_caption(ctx.t, revision, ctx.config, conflicts)
-    text = review_card_text(ctx.t, revision, ctx.config, conflicts)
+    caption = review_caption(ctx.t, revision, ctx.config, conflicts, changes)
+    text = review_card_text(ctx.t, revision, ctx.config, conflicts, changes=changes)
     # the copies /pending posted say the same (the latest is also the revision's own)
     for card in await cards.in_chat(ctx.db, Subject.REVISION, revision.id, message.chat_id):
         if card.message_id != message_id:
@@ -495,9 +533,11 @@ async def card_now(
             )
     revision = await listings.get_revision(ctx.db, card.subject_id)
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
-    text = (review_caption if card.is_photo else review_card_text)(
-        ctx.t, revision, ctx.config, conflicts
-    )
+    changes = await review_changes(ctx.db, ctx.t, revision)
+    if card.is_photo:
+        text = review_caption(ctx.t, revision, ctx.config, conflicts, changes)
+    else:
+        text = review_card_text(ctx.t, revision, ctx.config, conflicts, changes=changes)
     return text, review_markup(ctx.t, revision)
 
 

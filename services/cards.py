@@ -33,6 +33,7 @@ class CardRole(StrEnum):
     BOOKING = "booking"  # the rider's booking card (sent, accepted, opened from /bookings)
     CHARGE = "charge"  # the rider's charging card (Status / Stop)
     CHARGE_MERCHANT = "charge_merchant"  # the merchant's card of a running session
+    CHARGE_WARNING = "charge_warning"  # the rider's "ends in 5 minutes" (keeps its words)
     REVIEW = "review"  # a copy of a review card (/pending re-sends them)
 
 
@@ -41,6 +42,7 @@ SUBJECTS = {
     CardRole.BOOKING: Subject.BOOKING,
     CardRole.CHARGE: Subject.CHARGE,
     CardRole.CHARGE_MERCHANT: Subject.CHARGE,
+    CardRole.CHARGE_WARNING: Subject.CHARGE,
     CardRole.REVIEW: Subject.REVISION,
 }
 

@@ -382,9 +382,12 @@ async def test_window_end_warns_then_stops(
     await accepted_booking(database_url, charger_id, RIDER, end - timedelta(minutes=20), end)
     after = bot.api.last_message_id(RIDER)
     await scan_and_start(bot, RIDER, token)
-    await bot.expect(RIDER, "in about 5 minutes", after, timeout=5)
+    warning = await bot.expect(RIDER, "in about 5 minutes", after, timeout=5)
+    assert buttons(warning)  # Status and Stop while it runs
     order = await bot.expect(RIDER, "Order #", after, timeout=15)
     assert "the booked window ended" in plain(order)
+    # the warning keeps its words, and says how it ended, with no buttons left
+    await shows(bot.api, RIDER, warning, "in about 5 minutes", "🧾 Finished: order #1")
     assert not plug.on
     _, orders, _ = await rows(database_url)
     assert len(orders) == 1 and abs((orders[0].ended_at - end).total_seconds()) < 1

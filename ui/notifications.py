@@ -435,7 +435,7 @@ async def _session_warning(ctx: Context, message: Notification) -> None:
     end = clock(charge.booking.end_at, ctx.config.zone, charge.booking.end_at)
     text = ctx.t("charge.warning", end=end)
     markup = charging_views.running_buttons(ctx.t, charge.id)
-    card = _charge_card(ctx, CardRole.CHARGE, charge, text, markup, message.chat_id)
+    card = _charge_card(ctx, CardRole.CHARGE_WARNING, charge, text, markup, message.chat_id)
     await ctx.part("text", card)
 
 
@@ -513,6 +513,17 @@ async def card_now(
             user = await users.profile(ctx.db, booking.user_id)
             name = user.first_name if user else ""
             return card_views.request_card(ctx.t, booking, name, zone, now)
+        case CardRole.CHARGE_WARNING:
+            # the warning keeps its words; once the session is over, how it ended
+            charge = await charging.charge_info(ctx.db, card.subject_id)
+            end = charge.booking.end_at
+            warning = ctx.t("charge.warning", end=clock(end, zone, end))
+            if charge.status == SessionStatus.CHARGING:
+                return warning, charging_views.running_buttons(ctx.t, charge.id)
+            if charge.status == SessionStatus.STOPPING:
+                return warning + "\n\n" + ctx.t("charge.stopping"), None
+            order = await charging.order_for_session(ctx.db, card.subject_id)
+            return warning + "\n\n" + card_views.finished_line(ctx.t, order), None
         case CardRole.CHARGE | CardRole.CHARGE_MERCHANT:
             live = live or {}
             status = await charging.stored_status(

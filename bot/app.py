@@ -87,6 +87,7 @@ class App:
             offline_grace=settings.device_offline_grace_seconds,
             start_give_up=timedelta(seconds=settings.start_give_up_seconds),
             stop_give_up=timedelta(seconds=settings.stop_give_up_seconds),
+            live_every=settings.charging_refresh_seconds,
             on_change=self.outbox.wake,
         )
         # after every (re)connection: compare open sessions with their plugs, and finish

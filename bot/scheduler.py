@@ -33,6 +33,7 @@ class Scheduler:
     async def tick(self) -> int:
         async with self._open_db() as db:
             done = await bookings.expire_due(db)
+            done += await bookings.remind_due(db)
         for job in self._jobs:
             try:
                 done += await job()

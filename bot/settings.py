@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     stop_give_up_seconds: float = Field(default=30.0, gt=0, le=3600)
     # how often due work runs (expiry, warnings, window-end stops, no-shows)
     scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=60)
+    # how often a running session's cards (the rider's, the merchant's) edit themselves
+    charging_refresh_seconds: float = Field(default=30.0, ge=1, le=3600)
     # this instance's share of Telegram's ~30 messages/s per bot (divide by instances)
     outbox_rate_per_second: float = Field(default=25.0, gt=0, le=30)
     # booking requests of one user that may wait for a merchant's answer at once

@@ -38,7 +38,8 @@ def build_root_router(moderation_chat_id: int) -> Router:
         charging.build_router(),
         charging.build_admin_router(moderation_chat_id),
         labels.build_router(),  # /code and a label's photo: a scan by other means
-        common.build_router(),  # /cancel before the flows: it must work in every state
+        # /cancel before the flows: it must work in every state
+        common.build_router(moderation_chat_id),
         language.build_router(),
         moderation.build_router(moderation_chat_id),
         money_admin.build_router(moderation_chat_id),

@@ -11,7 +11,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
-from services import bookings, payments
+from services import bookings, cards, payments
+from services.cards import CardRole
 from services.clock import utcnow
 from services.dto import BookingInfo
 from services.paging import Page
@@ -23,7 +24,14 @@ from ui.callbacks import BookCb, BookingAction, BookingCb, PageCb, PageOf
 from ui.config import Config
 from ui.i18n import Translator, all_variants, keys_by_label
 from ui.owed import OwedCalls
-from ui.views.booking import LISTS, booking_actions, booking_text, bookings_list, summary
+from ui.views.booking import (
+    LISTS,
+    booking_actions,
+    booking_text,
+    bookings_list,
+    cancel_confirm_buttons,
+    summary,
+)
 from ui.views.money import checkout_text, mode_line
 
 QUICK_HOURS = {"btn.now_1h": 1, "btn.now_2h": 2}
@@ -88,18 +96,33 @@ async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> No
     )
 
 
-async def model(message: Message, state: FSMContext, t: Translator) -> None:
+async def model(message: Message, state: FSMContext, db: Db, t: Translator, config: Config) -> None:
     if await _cancelled(message, state, t):
         return
     # cleaned here: a NUL or a broken character would fail the booking later, on PostgreSQL
     text = clean(message.text, max_len=100)
     await state.update_data(model="" if text in all_variants("btn.skip") else text)
     await state.set_state(BookForm.when)
+    assert message.from_user is not None
+    # only the quick choices the rules would accept (open then, free, not past)
+    now = utcnow()
+    choices = [
+        ("btn.now_1h", starting_now(1, now)),
+        ("btn.now_2h", starting_now(2, now)),
+        ("booking.quick_evening", parse_window("today 18:00-20:00", now, config.zone)),
+    ]
+    fits = await bookings.acceptable(
+        db,
+        user_id=message.from_user.id,
+        charger_id=(await state.get_data())["charger_id"],
+        windows=[window for _key, window in choices],
+        rules=config.booking_rules,
+        now=now,
+    )
+    offered = [t(key) for (key, _window), ok in zip(choices, fits, strict=True) if ok]
     await message.answer(
         t("booking.ask_when"),
-        reply_markup=keyboards.reply(
-            [[t("btn.now_1h"), t("btn.now_2h")], [t("booking.quick_evening")], [t("btn.cancel")]]
-        ),
+        reply_markup=keyboards.reply([*keyboards.chunk(offered, 2), [t("btn.cancel")]]),
     )
 
 
@@ -170,8 +193,12 @@ async def confirm(
         text = checkout_text(t, checkout, config.money.payment_minutes, minutes)
     # the booking is committed: its confirmation comes first and reaches the rider even
     # if Telegram refuses it for now (then through the outbox); the rest is cosmetic
-    await owed.deliver(query.message.answer(text))
+    sent = await owed.deliver(query.message.answer(text))
     await query.answer(t("booking.sent_alert"))
+    if sent is not None:  # it follows the booking from now on
+        await cards.record(
+            db, CardRole.BOOKING, booking.id, sent.chat.id, sent.message_id, shown=booking.status
+        )
     await query.message.edit_reply_markup(reply_markup=None)
 
 
@@ -223,16 +250,45 @@ async def open_booking(
     markup = booking_actions(t, booking, presser, utcnow())
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(text, reply_markup=markup)
+        sent = await query.message.answer(text, reply_markup=markup)
+        role = CardRole.BOOKING if presser == booking.user_id else CardRole.BOOKING_REQUEST
+        await cards.record(
+            db, role, booking.id, sent.chat.id, sent.message_id, shown=booking.status
+        )
 
 
 async def cancel_booking(
     query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
 ) -> None:
+    """Cancel: at once for a request still waiting; an accepted booking asks first
+    (its card's buttons become Yes / Keep)."""
+    booking = await bookings.for_person(db, callback_data.booking_id, query.from_user.id)
+    if callback_data.action == BookingAction.CANCEL and bookings.cancel_asks_to_confirm(booking):
+        await query.answer(t("card.cancel_confirm"), show_alert=True)
+        if isinstance(query.message, Message):
+            await query.message.edit_reply_markup(
+                reply_markup=cancel_confirm_buttons(t, booking.id)
+            )
+        return
     await bookings.cancel(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
     await query.answer(t("booking.cancelled_alert"))
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
+
+
+async def keep_booking(
+    query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator
+) -> None:
+    booking = await bookings.for_person(db, callback_data.booking_id, query.from_user.id)
+    await query.answer(t("card.kept"))
+    if isinstance(query.message, Message):
+        markup = booking_actions(t, booking, query.from_user.id, utcnow())
+        await query.message.edit_reply_markup(reply_markup=markup)
+
+
+async def on_my_way(query: CallbackQuery, callback_data: BookingCb, db: Db, t: Translator) -> None:
+    await bookings.on_the_way(db, booking_id=callback_data.booking_id, user_id=query.from_user.id)
+    await query.answer(t("card.on_the_way_alert"))
 
 
 def build_router() -> Router:
@@ -257,6 +313,9 @@ def build_router() -> Router:
     router.callback_query.register(bookings_page, PageCb.filter(F.of.in_(set(LISTS))))
     router.callback_query.register(open_booking, BookingCb.filter(F.action == BookingAction.OPEN))
     router.callback_query.register(
-        cancel_booking, BookingCb.filter(F.action == BookingAction.CANCEL)
+        cancel_booking,
+        BookingCb.filter(F.action.in_({BookingAction.CANCEL, BookingAction.CANCEL_YES})),
     )
+    router.callback_query.register(keep_booking, BookingCb.filter(F.action == BookingAction.KEEP))
+    router.callback_query.register(on_my_way, BookingCb.filter(F.action == BookingAction.ON_WAY))
     return router

@@ -9,8 +9,9 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from handlers.filters import IsAdmin
+from services import cards, walkup
 from services import charging as charges
-from services import walkup
+from services.cards import CardRole
 from services.charging_control import ChargingControl
 from services.clock import utcnow
 from services.dto import WalkupOffer
@@ -18,6 +19,7 @@ from services.tx import Db
 from ui.callbacks import ChargeAction, ChargeCb, ExtendCb, PageCb, PageOf, StartCb, WalkupCb
 from ui.config import Config
 from ui.i18n import Translator
+from ui.views.cards import live_text
 from ui.views.charging import (
     clock,
     confirm_stop_buttons,
@@ -49,12 +51,13 @@ async def scanned(
         rules=charging.rules,
         booking_rules=config.booking_rules,
     )
-    await answer_scan(message, scan, t, config, charging)
+    await answer_scan(message, scan, db, t, config, charging)
 
 
 async def answer_scan(
     message: Message,
     scan: charges.Scan | WalkupOffer,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
@@ -67,17 +70,25 @@ async def answer_scan(
         return
     if scan.running is not None:  # scanned again while charging: show where it stands
         status = await charging.status(scan.running.id)
-        text = status_text(t, status, config.zone, utcnow())
+        text = live_text(t, status, config.zone, utcnow())
         markup = await _running_markup(t, config, charging, scan.running.id)
-        await message.answer(text, reply_markup=markup)
+        sent = await message.answer(text, reply_markup=markup)
+        await _record(db, CardRole.CHARGE, status.charge.id, status.charge.status, sent)
         return
     text = scan_card(t, scan, config.zone)
     await message.answer(text, reply_markup=start_button(t, scan.booking.id))
 
 
+async def _record(db: Db, role: CardRole, charge_id: int, shown: str, sent: object) -> None:
+    """A message that shows a charging session follows it (services/cards.py)."""
+    if isinstance(sent, Message):
+        await cards.record(db, role, charge_id, sent.chat.id, sent.message_id, shown=shown)
+
+
 async def start_pressed(
     query: CallbackQuery,
     callback_data: StartCb,
+    db: Db,
     t: Translator,
     config: Config,
     charging: ChargingControl,
@@ -89,6 +100,11 @@ async def start_pressed(
         await query.answer(t("charge.switching_alert"))
         if message is not None:
             await message.edit_text(t("charge.switching"))
+            # from now on the message follows the session: a start that never
+            # completes (a crash) still ends in words, not "Switching…" forever
+            started = await charges.starting_of(db, callback_data.booking_id)
+            if started is not None:
+                await _record(db, CardRole.CHARGE, started, "starting", message)
 
     # whose booking it is is checked by the service; a plug that did not switch on
     # is refused with the Start button again (ui/errors.py)
@@ -102,7 +118,8 @@ async def start_pressed(
     except (TelegramAPIError, LookupError):
         # the session runs: the start time and the Stop button must reach the user
         assert query.bot is not None
-        await query.bot.send_message(query.from_user.id, text, reply_markup=markup)
+        sent = await query.bot.send_message(query.from_user.id, text, reply_markup=markup)
+        await _record(db, CardRole.CHARGE, started.id, started.status, sent)
 
 
 async def status_pressed(
@@ -125,9 +142,12 @@ async def status_pressed(
             markup = await _running_markup(t, config, charging, charge.id)
         else:
             markup = merchant_buttons(t, charge.id)
-        await query.message.edit_text(
-            status_text(t, status, config.zone, utcnow()), reply_markup=markup
-        )
+        # the rider's: the same live card the refresh keeps current, as it is now
+        text = (live_text if mine else status_text)(t, status, config.zone, utcnow())
+        await query.message.edit_text(text, reply_markup=markup)
+        if presser in (charge.user_id, charge.merchant_id):
+            role = CardRole.CHARGE if mine else CardRole.CHARGE_MERCHANT
+            await _record(db, role, charge.id, charge.status, query.message)
 
 
 async def stop_pressed(
@@ -168,15 +188,24 @@ async def stop_confirmed(
     charge = await charges.charge_for(
         db, callback_data.charge_id, person=presser, admin=admin, closed_ok=True
     )
+    if not charge.open:
+        # a second tap (or another prompt): it says what the first tap said, so a
+        # double tap changes nothing on screen ("message is not modified")
+        ended = await charges.order_for_session(db, charge.id)
+        await query.answer(t("charge.already_ended", order=ended.id if ended else "—"))
+        if isinstance(query.message, Message):
+            await query.message.edit_text(stopped_text(t, ended, ended is not None, config.zone))
+        return
     await query.answer(t("charge.stopping"))
     message = query.message if isinstance(query.message, Message) else None
     if message is not None:
         await message.edit_text(t("charge.stopping"))
     # the end reason (user, merchant, admin) follows from who pressed; a refusal
     # takes the place of "Stopping…" (handlers/errors.py)
-    order, made = await charging.stop(charge.id, actor=presser, admin=admin)
+    order, _made = await charging.stop(charge.id, actor=presser, admin=admin)
     if message is not None:
-        await message.edit_text(stopped_text(t, order, made, config.zone))
+        # closed by another path meanwhile: its end is as true as ours would be
+        await message.edit_text(stopped_text(t, order, order is not None, config.zone))
 
 
 async def _running_markup(

@@ -8,6 +8,7 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from handlers.listing_wizard import in_wizard
 from ui.config import Config
 from ui.i18n import Translator
+from ui.views.cards import welcome_buttons
 
 
 async def cancel(message: Message, state: FSMContext, t: Translator) -> None:
@@ -23,12 +24,20 @@ async def cancel(message: Message, state: FSMContext, t: Translator) -> None:
     await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
 
 
-async def start(message: Message, t: Translator) -> None:
+async def start(message: Message, t: Translator, config: Config) -> None:
+    """A short welcome with the two ways in; in the admins' group, their help."""
+    if message.chat.id == config.moderation_chat_id:
+        await message.answer(t("card.help_group"))
+        return
     name = message.from_user.first_name if message.from_user else ""
-    await message.answer(t("start.welcome", name=name))
+    await message.answer(t("card.welcome", name=name), reply_markup=welcome_buttons(t))
 
 
 async def help_(message: Message, t: Translator, config: Config) -> None:
+    """Help for where it is asked: the admins' group has its own commands."""
+    if message.chat.id == config.moderation_chat_id:
+        await message.answer(t("card.help_group"))
+        return
     money = config.money  # how paying works here (#14)
     paying = (
         t("money_help.prepaid", minutes=money.payment_minutes)
@@ -46,10 +55,11 @@ async def unknown_button(query: CallbackQuery, t: Translator) -> None:
     await query.answer(t("err.stale_button"), show_alert=True)
 
 
-def build_router() -> Router:
+def build_router(moderation_chat_id: int) -> Router:
     router = Router(name="common")
     router.message.register(cancel, Command("cancel"))
     router.message.register(start, CommandStart(), F.chat.type == "private")
+    router.message.register(start, CommandStart(), F.chat.id == moderation_chat_id)
     router.message.register(help_, Command("help"))
     return router
 

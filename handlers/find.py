@@ -93,7 +93,9 @@ async def _page(
         number=cb.page,
         size=PAGE,
     )
-    return find_page(t, page, cb, config.zone, now)
+    chargers = [charger for hit in page.items for charger in hit.chargers]
+    free = await search.next_free(db, chargers, now, config.zone)
+    return find_page(t, page, cb, config.zone, now, free)
 
 
 async def page(

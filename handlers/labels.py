@@ -72,7 +72,7 @@ async def _scanned(
         rules=charging.rules,
         booking_rules=config.booking_rules,
     )
-    await answer_scan(message, scan, t, config, charging)
+    await answer_scan(message, scan, db, t, config, charging)
 
 
 def build_router() -> Router:

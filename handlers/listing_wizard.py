@@ -879,11 +879,21 @@ async def start_edit(
     await show_summary(message, wiz, state, t)
 
 
+async def start_pressed(
+    query: CallbackQuery, state: FSMContext, t: Translator, config: Config
+) -> None:
+    """/start's "List my chargers": what /newlisting does (a kept draft is offered)."""
+    await query.answer()
+    assert isinstance(query.message, Message)
+    await new_listing(query.message, state, t, config)
+
+
 def build_router() -> Router:
     router = Router(name="listing_wizard")
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
     router.message.register(new_listing, Command("newlisting"))
+    router.callback_query.register(start_pressed, WizardCb.filter(F.action == WizardAction.START))
     router.callback_query.register(
         resume_or_restart,
         WizardCb.filter(F.action.in_({WizardAction.RESUME, WizardAction.RESTART})),

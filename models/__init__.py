@@ -6,6 +6,7 @@ Nothing here imports from bot/, handlers/, services/ or hardware_bridge/.
 from models.audit import AuditEntry
 from models.base import Base
 from models.booking import Booking
+from models.card import Card
 from models.charging import ChargingSession, EndReason, Order, SessionStatus
 from models.enums import BookingStatus, ListingStatus, RevisionStatus
 from models.fsm import FsmRecord
@@ -34,6 +35,7 @@ __all__ = [
     "Base",
     "Booking",
     "BookingStatus",
+    "Card",
     "Charger",
     "ChargingSession",
     "EndReason",

@@ -50,5 +50,8 @@ class Booking(Base):
     walkup: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # "until full": ends when the charger reads full, or at end_at (the cap) at the latest
     until_full: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # reminders sent (services.bookings.remind_due): 1 the merchant nudged, 2 the
+    # rider reminded before the window, 3 at its start; each once, in this order
+    reminded: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
     charger: Mapped[Charger] = relationship(lazy="joined")

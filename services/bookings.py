@@ -6,7 +6,7 @@ one transaction that first locks the charger's row (on SQLite the whole unit of
 work holds the write lock), so two accepts pressed at once cannot both win.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -14,13 +14,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import joinedload
 
-from models import Booking, BookingStatus, Charger, ChargingSession, Listing, User
+from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
-from services import audit, outbox, payments
-from services.deadlines import answer_by
+from services import audit, cards, outbox, payments
+from services.cards import Subject
+from services.deadlines import NUDGE_BEFORE, answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
-from services.errors import InvalidInput, NotAllowed, NotFound
+from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
@@ -308,6 +309,7 @@ async def accept(
         ):
             raise InvalidInput("err.booking_decided", status=booking.status.value)
         outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_ACCEPTED, booking_id=booking.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -328,6 +330,7 @@ async def reject(db: Db, *, booking_id: int, merchant_id: int, reason: str) -> B
             raise InvalidInput("err.booking_decided", status=booking.status.value)
         await payments.release_hold(db, booking, "rejected", merchant_id)
         outbox.enqueue(db, booking.user_id, OutboxKind.BOOKING_REJECTED, booking_id=booking.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -359,6 +362,7 @@ async def cancel(
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_CANCELLED, booking_id=booking.id
             )
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         return await _info(db, booking)
 
 
@@ -386,8 +390,104 @@ async def expire_due(db: Db, now: datetime | None = None) -> int:
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_EXPIRED_MERCHANT, booking_id=booking.id
             )
+            await cards.refresh(db, Subject.BOOKING, booking.id)
             expired += 1
     return expired
+
+
+# the rider's reminder before the window (and whether the booking was accepted early
+# enough for one to make sense)
+REMIND_BEFORE = timedelta(minutes=30)
+NUDGED, REMINDED_BEFORE, REMINDED_AT_START = 1, 2, 3
+
+
+async def remind_due(db: Db, now: datetime | None = None) -> int:
+    """Nudge merchants whose answer is due within ``NUDGE_BEFORE``; remind riders
+    ``REMIND_BEFORE`` their window and at its start. Each once (a conditional UPDATE
+    of ``reminded``), also after downtime, and only while it still makes sense (a
+    reminder that would come too late is not sent)."""
+    now = now or utcnow()
+    jobs = (
+        (
+            NUDGED,
+            (
+                Booking.status == BookingStatus.REQUESTED,
+                Booking.reminded < NUDGED,
+                Booking.respond_by <= now + NUDGE_BEFORE,
+                Booking.respond_by > now,
+            ),
+        ),
+        (
+            REMINDED_BEFORE,
+            (
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.reminded < REMINDED_BEFORE,
+                Booking.start_at <= now + REMIND_BEFORE,
+                Booking.start_at > now + REMIND_BEFORE / 2,
+            ),
+        ),
+        (
+            REMINDED_AT_START,
+            (
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.reminded < REMINDED_AT_START,
+                Booking.start_at <= now,
+                Booking.start_at > now - timedelta(minutes=10),
+            ),
+        ),
+    )
+    sent = 0
+    for stage, conditions in jobs:
+        due = (await db.scalars(select(Booking.id).where(*conditions).limit(100))).all()
+        for booking_id in due:
+            async with transaction(db):
+                changed = await db.execute(
+                    update(Booking)
+                    .where(Booking.id == booking_id, *conditions)
+                    .values(reminded=stage)
+                )
+                if changed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                booking = await db.get(Booking, booking_id, populate_existing=True)
+                assert booking is not None
+                # accepted within the half hour (or after the start): the acceptance
+                # itself was the reminder; the stage is passed without a message
+                decided = booking.decided_at or booking.created_at
+                if stage == REMINDED_BEFORE and decided > booking.start_at - REMIND_BEFORE:
+                    continue
+                if stage == REMINDED_AT_START and decided >= booking.start_at:
+                    continue
+                if stage == NUDGED:
+                    outbox.enqueue(
+                        db, booking.merchant_id, OutboxKind.BOOKING_NUDGE, booking_id=booking_id
+                    )
+                else:
+                    at_start = stage == REMINDED_AT_START
+                    outbox.enqueue(
+                        db,
+                        booking.user_id,
+                        OutboxKind.BOOKING_REMINDER,
+                        booking_id=booking_id,
+                        stage="start" if at_start else "before",
+                    )
+                sent += 1
+    return sent
+
+
+async def on_the_way(db: Db, *, booking_id: int, user_id: int) -> BookingInfo:
+    """The rider says they are coming: the merchant is told (once per press that
+    finds the booking still accepted)."""
+    async with transaction(db):
+        booking = await get(db, booking_id)
+        if booking.user_id != user_id:
+            raise NotAllowed("err.not_your_booking")
+        if booking.status != BookingStatus.ACCEPTED:
+            raise InvalidInput("err.booking_decided", status=booking.status.value)
+        audit.record(db, "booking", booking.id, "on_the_way", user_id, None, None)
+        outbox.enqueue(
+            db, booking.merchant_id, OutboxKind.BOOKING_ON_THE_WAY, booking_id=booking.id
+        )
+        return await _info(db, booking)
 
 
 async def get(db: Db, booking_id: int) -> Booking:
@@ -420,8 +520,20 @@ async def page_of_merchant(db: Db, merchant_id: int, number: int, size: int) -> 
 async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> Page[BookingInfo]:
     async with read(db):
         page: Page[Booking] = await page_of(db, statement.options(*_WITH_SHOP), number, size)
-        items = [await _info(db, booking) for booking in page.items]
+        items = await _with_costs(db, [await _info(db, booking) for booking in page.items])
     return Page(items, page.total, page.number, page.pages, page.size)
+
+
+async def _with_costs(db: Db, items: list[BookingInfo]) -> list[BookingInfo]:
+    """Finished bookings with their orders' real cost (one query), not the estimate."""
+    done = [b.id for b in items if b.status == BookingStatus.COMPLETED]
+    if not done:
+        return items
+    rows = await db.execute(
+        select(Order.booking_id, Order.cost_minor).where(Order.booking_id.in_(done))
+    )
+    costs = {booking_id: cost for booking_id, cost in rows.all()}
+    return [replace(b, cost_minor=costs.get(b.id)) for b in items]
 
 
 # -- for people: what handlers and ui show (plain values) ------------------------------
@@ -429,7 +541,8 @@ async def _page(db: Db, statement: Select[Booking], number: int, size: int) -> P
 
 async def info(db: Db, booking_id: int) -> BookingInfo:
     async with read(db):
-        return await _info(db, await get(db, booking_id))
+        (booking,) = await _with_costs(db, [await _info(db, await get(db, booking_id))])
+        return booking
 
 
 # a booking's charger and its listing in the same query: what ``_info`` shows then
@@ -470,6 +583,12 @@ def cancellable(booking: BookingInfo, now: datetime) -> bool:
     return booking.status in OPEN and (booking.start_at > now or booking.walkup)
 
 
+def cancel_asks_to_confirm(booking: BookingInfo) -> bool:
+    """An accepted booking (the merchant keeps the charger for it) is cancelled only
+    after a second "Yes"; a request still waiting goes at once."""
+    return booking.status == BookingStatus.ACCEPTED
+
+
 def decidable(booking: BookingInfo) -> bool:
     """Whether its merchant is offered Accept and Reject."""
     return booking.status == BookingStatus.REQUESTED
@@ -485,6 +604,32 @@ async def bookable_for(
         charger = await bookable_charger(db, charger_id)
         await check_request_limits(db, user_id, None, None, None, rules)
         return charger
+
+
+async def acceptable(
+    db: Db,
+    *,
+    user_id: int,
+    charger_id: int,
+    windows: list[Interval],
+    rules: BookingRules,
+    now: datetime | None = None,
+) -> list[bool]:
+    """Which of these windows a request would be accepted for (its rules: hours, taken,
+    past, length, the user's own bookings): the quick choices offer only those."""
+    now = now or utcnow()
+    async with read(db):
+        charger = await bookable_charger(db, charger_id)
+        fits = []
+        for start, end in windows:
+            try:
+                await check_window(db, charger, start, end, now, rules)
+                await check_request_limits(db, user_id, charger.id, start, end, rules)
+            except DomainError:
+                fits.append(False)
+            else:
+                fits.append(True)
+        return fits
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ The device side (power on/off through the PowerSwitch port) is in
 ``services.charging_control``; this module only records what happened.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,8 @@ from models import (
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
 from models.listing import SHORT_CODE_ALPHABET, SHORT_CODE_LENGTH
-from services import audit, billing, outbox, payments, settlement
+from services import audit, billing, cards, outbox, payments, settlement
+from services.cards import Subject
 from services.dto import BookingInfo, ChargeInfo, ChargerInfo, ChargeStatus, ListingInfo, OrderInfo
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
@@ -388,6 +389,9 @@ async def confirm_start(
                 outbox.enqueue(
                     db, charge.user_id, OutboxKind.SESSION_RUNNING, session_id=session_id
                 )
+            await cards.refresh(db, Subject.BOOKING, charge.booking_id)
+        if notify_user:  # else the Start button's answer is the card's edit
+            await cards.refresh(db, Subject.CHARGE, session_id)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charge
@@ -412,6 +416,8 @@ async def fail_start(db: Db, *, session_id: int, why: str, notify_user: bool = F
             outbox.enqueue(
                 db, charge.user_id, OutboxKind.SESSION_START_FAILED, session_id=session_id
             )
+            # "Switching on…" left by a start that never finished ends in words
+            await cards.refresh(db, Subject.CHARGE, session_id)
     return True
 
 
@@ -469,7 +475,7 @@ async def request_stop(
                 reason = EndReason.MERCHANT
             else:
                 reason = EndReason.ADMIN
-        return await _move(
+        stopping = await _move(
             db,
             session_id,
             SessionStatus.STOPPING,
@@ -479,6 +485,9 @@ async def request_stop(
             stopping_since=utcnow(),
             end_reason=reason.value,
         )
+        if stopping is not None:
+            await cards.refresh(db, Subject.CHARGE, session_id)
+        return stopping
 
 
 def may_act(charge: ChargingSession, person: int | None, admin: bool) -> None:
@@ -583,6 +592,8 @@ async def finish(
             (rules.platform_chat_id, "platform"),
         ):
             outbox.enqueue(db, chat, OutboxKind.ORDER, order_id=order.id, audience=audience)
+        await cards.refresh(db, Subject.CHARGE, charge.id)
+        await cards.refresh(db, Subject.BOOKING, booking.id)
     return order
 
 
@@ -693,6 +704,7 @@ async def mark_no_shows(db: Db, now: datetime, money: MoneyRules = PAY_AT_SHOP) 
             outbox.enqueue(
                 db, booking.user_id, OutboxKind.BOOKING_NO_SHOW_USER, booking_id=booking_id
             )
+            await cards.refresh(db, Subject.BOOKING, booking_id)
             marked += 1
     return marked
 
@@ -893,4 +905,38 @@ async def mark_meters_power(db: Db, driver: str, plug_id: str) -> None:
                 Charger.meters_power.is_(False),
             )
             .values(meters_power=True)
+        )
+
+
+async def stored_status(
+    db: Db,
+    session_id: int,
+    now: datetime | None = None,
+    *,
+    kwh: float | None = None,
+    power_w: float | None = None,
+) -> ChargeStatus:
+    """The session and its bill so far (a card refreshed by the outbox, which has no
+    plug to ask): by the reading the refresh carries, else the last one stored."""
+    async with read(db):
+        charge = await get(db, session_id)
+        status = status_of(charge, await _info(db, charge), now or utcnow(), kwh)
+        return replace(status, power_w=power_w)
+
+
+async def order_for_session(db: Db, session_id: int) -> OrderInfo | None:
+    """The order a closed session made, if it made one."""
+    async with read(db):
+        order = await order_of(db, session_id)
+        return None if order is None else await order_info(db, order.id)
+
+
+async def starting_of(db: Db, booking_id: int) -> int | None:
+    """The session a Start of this booking has just begun (still STARTING)."""
+    async with read(db):
+        return await db.scalar(
+            select(ChargingSession.id).where(
+                ChargingSession.booking_id == booking_id,
+                ChargingSession.status == SessionStatus.STARTING,
+            )
         )

@@ -52,14 +52,15 @@ from hardware_bridge.port import (
 )
 from models import Charger, ChargingSession, EndReason, Order, SessionStatus
 from models.base import utcnow
-from services import charging
+from services import cards, charging
 from services import extend as extensions
 from services.bookings import BookingRules
+from services.cards import Subject
 from services.charging import ChargingRules, FullWatch
 from services.dto import ChargeInfo, ChargeStatus, OrderInfo
 from services.errors import DomainError, InvalidInput, StartFailed
 from services.extend import ExtendOption
-from services.tx import OpenDb
+from services.tx import OpenDb, transaction
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class ChargingControl:
         silent_after: timedelta = timedelta(minutes=15),
         start_give_up: timedelta = timedelta(seconds=60),
         stop_give_up: timedelta = timedelta(seconds=30),
+        live_every: float = 30.0,
         on_change: Callable[[], None] | None = None,
         power_poll: timedelta = timedelta(seconds=30),
     ) -> None:
@@ -125,6 +127,9 @@ class ChargingControl:
         # device → its CHARGING session, so meter readings need no query
         self._charging: dict[DeviceRef, int] = {}
         self._seen_written: dict[int, float] = {}
+        # running sessions' cards edit themselves this often (CHARGING_REFRESH_SECONDS)
+        self.live_every = live_every
+        self._live_at: dict[int, float] = {}
         self._locks: dict[DeviceRef, asyncio.Lock] = {}
         self._checking: set[DeviceRef] = set()
         # sessions this process is starting or stopping right now (never settled from
@@ -355,8 +360,9 @@ class ChargingControl:
         async with self._open_db() as db:
             current = await charging.get(db, session_id)
             info = await charging.charge_info(db, session_id)
-        kwh = self.power.known(device_of(current)).energy_kwh
-        return charging.status_of(current, info, utcnow(), kwh)
+        known = self.power.known(device_of(current))
+        status = charging.status_of(current, info, utcnow(), known.energy_kwh)
+        return replace(status, power_w=known.power_w if known.on else None)
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
@@ -716,9 +722,34 @@ class ChargingControl:
             if last < now - self.silent_after and device not in self._checking:
                 self._checking.add(device)
                 self._spawn(self._check_silent(device, item.id))
+        done += await self._refresh_live(running)
         if done:
             self._changed()
         return done
+
+    async def _refresh_live(self, running: list[ChargingSession]) -> int:
+        """Owe the cards of each running session an edit every ``live_every`` seconds,
+        with the plug's latest reading (power now, energy). A card whose last edit is
+        still owed gets no second one (``cards.refresh_live``), so a busy outbox is
+        never flooded: the edits go at its pace, under Telegram's limits."""
+        clock = time.monotonic()
+        ids = {item.id for item in running}
+        for gone in set(self._live_at) - ids:  # ended: forget them
+            del self._live_at[gone]
+        owed = 0
+        for item in running:
+            first = self._live_at.setdefault(item.id, clock)
+            if clock - first < self.live_every:
+                continue
+            self._live_at[item.id] = clock
+            known = self.power.known(device_of(item))
+            live = {
+                "kwh": known.energy_kwh,
+                "power_w": known.power_w if known.on else None,
+            }
+            async with self._open_db() as db, transaction(db):
+                owed += await cards.refresh_live(db, Subject.CHARGE, item.id, live)
+        return owed
 
     async def _stop_at_window_end(self, session_id: int, end_at: datetime) -> None:
         with contextlib.suppress(DomainError):  # stopped meanwhile by someone else

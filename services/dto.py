@@ -200,6 +200,10 @@ class BookingInfo:
     prepaid_minor: int | None = None
     walkup: bool = False  # made by Charge now on a scan
     until_full: bool = False  # ends when the charger reads full (end_at: the cap)
+    # when it was accepted, rejected, expired or cancelled (the last of these)
+    decided_at: datetime | None = None
+    # a finished booking's real cost (its order's), where it was read
+    cost_minor: int | None = None
 
     @classmethod
     def of(cls, row: Booking, shop_name: str, charger: ChargerInfo | None = None) -> "BookingInfo":
@@ -225,6 +229,7 @@ class BookingInfo:
             row.prepaid_minor,
             bool(row.walkup),
             bool(row.until_full),
+            row.decided_at,
         )
 
 
@@ -263,6 +268,8 @@ class ChargeStatus:
 
     charge: ChargeInfo
     so_far: Bill
+    # what the plug draws now (W), when its meter says
+    power_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

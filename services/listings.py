@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -383,6 +384,49 @@ async def pending_page(db: Db, number: int, size: int) -> Page[RevisionInfo]:
 async def get_revision(db: Db, revision_id: int) -> RevisionInfo:
     async with read(db):
         return RevisionInfo.of(await _revision(db, revision_id))
+
+
+async def previous_version(db: Db, revision: RevisionInfo) -> RevisionInfo | None:
+    """The version a resubmission follows (what changed, why it was rejected)."""
+    if revision.number <= 1:
+        return None
+    async with read(db):
+        row = await db.scalar(
+            select(ListingRevision).where(
+                ListingRevision.listing_id == revision.listing_id,
+                ListingRevision.number == revision.number - 1,
+            )
+        )
+        return None if row is None else RevisionInfo.of(row, revision.merchant_id)
+
+
+SHOP_FIELDS = {
+    "contact_phone": "contact",
+    "shop_name": "shop_name",
+    "photo_file_id": "photo",
+    "area_m2": "area",
+    "latitude": "location",
+    "longitude": "location",
+    "address": "address",
+}
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, int]]:
+    """What a version changed against the one before: (shop field, 0) for the shop's
+    fields, ("charger", n) / ("charger_new", n) / ("charger_gone", n) for chargers."""
+    changed: list[tuple[str, int]] = []
+    for key, name in SHOP_FIELDS.items():
+        if before.get(key) != after.get(key) and (name, 0) not in changed:
+            changed.append((name, 0))
+    old, new = before.get("chargers") or [], after.get("chargers") or []
+    for n in range(1, max(len(old), len(new)) + 1):
+        if n > len(old):
+            changed.append(("charger_new", n))
+        elif n > len(new):
+            changed.append(("charger_gone", n))
+        elif old[n - 1] != new[n - 1]:
+            changed.append(("charger", n))
+    return changed
 
 
 async def _revision(db: Db, revision_id: int) -> ListingRevision:

@@ -39,6 +39,11 @@ class OutboxKind(StrEnum):
     SESSION_WARNING = "session_warning"  # to the user, before the window ends
     ORDER = "order"  # to the user, the merchant and the platform
     OWED_CALL = "owed_call"  # a direct reply Telegram refused at the time (ui/owed.py)
+    # the cards of a subject in one chat, edited to its state now (services/cards.py)
+    CARD_REFRESH = "card_refresh"
+    BOOKING_NUDGE = "booking_nudge"  # to the merchant: a request's answer is due soon
+    BOOKING_REMINDER = "booking_reminder"  # to the rider: before the window, at its start
+    BOOKING_ON_THE_WAY = "booking_on_the_way"  # to the merchant: the rider is coming
     # money (#14)
     INVOICE = "invoice"  # to the user: an invoice to pay (a booking, a top-up, a shortfall)
     PAYMENT_RECEIVED = "payment_received"  # to the user: credited, and what it paid for

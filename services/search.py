@@ -8,18 +8,18 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, or_, select
 
-from models import Charger, Listing
+from models import Booking, BookingStatus, Charger, Listing
 from services.dto import ChargerInfo, ListingInfo
 from services.errors import InvalidInput
 from services.paging import Page, clamp
 from services.text import clean
 from services.tx import Db, read
-from services.windows import is_open, next_opening
+from services.windows import Interval, free_windows, is_open, next_opening
 
 EARTH_KM = 6371.0088
 FIRST_REACH_KM = 1.0  # nearest(): the first box's half-width
@@ -47,6 +47,45 @@ def opening(hit: Hit, now: datetime, zone: ZoneInfo) -> tuple[bool, datetime | N
         return True, None
     times = [t for c in hit.chargers if (t := next_opening(c.hours, now, zone))]
     return False, min(times, default=None)
+
+
+# the shortest window worth offering as "free" (a booking's shortest)
+SHORTEST_FREE = timedelta(minutes=15)
+
+
+async def next_free(
+    db: Db, chargers: Sequence[ChargerInfo], now: datetime, zone: ZoneInfo
+) -> dict[int, datetime | None]:
+    """Charger id → when it is next free to book (open and not booked, for at least
+    15 minutes; ``now`` or before when it is free now), within today and tomorrow;
+    None when it is not. One query for all the chargers a page of /find shows."""
+    ids = [c.id for c in chargers]
+    busy: dict[int, list[Interval]] = {i: [] for i in ids}
+    if ids:
+        async with read(db):
+            rows = await db.execute(
+                select(Booking.charger_id, Booking.start_at, Booking.end_at).where(
+                    Booking.charger_id.in_(ids),
+                    Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
+                    Booking.end_at > now - timedelta(days=1),
+                    Booking.start_at < now + timedelta(days=3),
+                )
+            )
+            for charger_id, start, end in rows.all():
+                busy[charger_id].append((start, end))
+    today = now.astimezone(zone).date()
+    found: dict[int, datetime | None] = {}
+    for charger in chargers:
+        found[charger.id] = next(
+            (
+                start
+                for day in (today, today + timedelta(days=1))
+                for start, end in free_windows(charger.hours, day, busy[charger.id], zone, now)
+                if end - start >= SHORTEST_FREE
+            ),
+            None,
+        )
+    return found
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

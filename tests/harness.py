@@ -98,3 +98,8 @@ class BotHarness:
         """Press an inline button; returns the callback answer (text, show_alert)."""
         query_id = self.api.press_button(chat_id, user_id, message["message_id"], button)
         return await self.api.wait_for_callback_answer(query_id)
+
+
+def current(api: FakeBotAPI, chat_id: int, message_id: int) -> JsonDict:
+    """A message of the chat as it is now (edits included)."""
+    return next(m for m in api.history(chat_id) if m["message_id"] == message_id)

@@ -62,7 +62,8 @@ async def test_request_copies_the_tariff_and_tells_the_merchant(open_db, charger
     booking = await _request(open_db, charger_id)
     assert booking.status == BookingStatus.REQUESTED
     assert (booking.price_minor, booking.price_unit, booking.estimate_minor) == (250, "hour", 500)
-    assert booking.respond_by == NOW + timedelta(minutes=15)
+    # a quarter of the 9 hours' lead time, not 15 minutes (issue #16)
+    assert booking.respond_by == NOW + timedelta(hours=2, minutes=15)
     async with open_db() as db:  # a later price change does not touch the booking
         charger = await db.get(Charger, charger_id)
         charger.price_minor = 999

@@ -182,3 +182,22 @@ def test_a_shelly_instance_name_must_be_one_topic_level() -> None:
     for bad in ("a/b", "a+", "#", ""):
         with pytest.raises(ValueError):
             ShellyDriver(Sent(), bad)
+
+
+def test_power_now_from_the_meter() -> None:
+    """The live card's "power now" (issue #16): Tasmota ENERGY.Power (per phase summed),
+    Shelly apower; absent where the meter does not say."""
+    tasmota = TasmotaDriver(Sent())
+    sensor = '{"ENERGY":{"Total":1.25,"Power":[1200,35]}}'
+    (got,) = tasmota.parse(Message("tele/plug1/SENSOR", sensor.encode(), False))
+    assert (got.energy_kwh, got.power_w) == (1.25, 1235.0)
+    (got,) = tasmota.parse(Message("tele/plug1/SENSOR", b'{"ENERGY":{"Total":1.25}}', False))
+    assert got.power_w is None
+    shelly = ShellyDriver(Sent(), INSTANCE)
+    notify = {
+        "src": "shellyplug-1",
+        "method": "NotifyStatus",
+        "params": {"switch:0": {"output": True, "apower": 870.5, "aenergy": {"total": 10}}},
+    }
+    (got,) = shelly.parse(Message("shellyplug-1/events/rpc", json.dumps(notify).encode(), False))
+    assert (got.on, got.power_w, got.energy_kwh) == (True, 870.5, 0.01)

@@ -137,8 +137,12 @@ async def test_find_book_reject_book_again_accept(bot: BotHarness, database_url:
     after = api.last_message_id(RIDER)
     await bot.press(RIDER, RIDER, listed, "#2")
     mine = await bot.expect(RIDER, "Cancel this booking", after)
-    after = api.last_message_id(MERCHANT)
+    # an accepted booking asks to confirm first (issue #16)
     answer = await bot.press(RIDER, RIDER, mine, "Cancel this booking")
+    assert "Cancel this accepted booking?" in answer["text"]
+    mine = await bot.expect(RIDER, "Yes, cancel it", after)
+    after = api.last_message_id(MERCHANT)
+    answer = await bot.press(RIDER, RIDER, mine, "Yes, cancel it")
     assert "cancelled" in answer["text"]
     await bot.expect(MERCHANT, "The user cancelled this booking", after)
 
@@ -146,9 +150,10 @@ async def test_find_book_reject_book_again_accept(bot: BotHarness, database_url:
 async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str) -> None:
     charger_id = await seed_listing(bot, database_url)
     await bot.stop()
-    # a request made 20 minutes ago that nobody answered (its answer time passed while down)
+    # a request made 20 minutes ago that nobody answered (its answer time passed while
+    # down): for a window 30 minutes from now, the answer time was 15 minutes
     engine = create_engine(database_url)
-    start = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    start = (utcnow() + timedelta(minutes=30)).replace(second=0, microsecond=0)
     async with create_session_factory(engine)() as db:
         booking = await bookings.request(
             db,
@@ -172,11 +177,13 @@ async def test_expiry_while_the_bot_was_down(bot: BotHarness, database_url: str)
     await engine.dispose()
     # the merchant's request message arrived while the bot was up again too,
     # and its Accept now changes nothing
-    request = await bot.expect(MERCHANT, "New booking request", merchant_after)
+    request = await bot.expect(MERCHANT, "request from", merchant_after)
     if buttons(request):  # sent before the expiry: its Accept changes nothing
         answer = await bot.press(MERCHANT, MERCHANT, request, "Accept")
         assert "already" in answer["text"]
-    # sent after it: no buttons at all
+    # sent after it, or edited since (issue #16): it says so, with no buttons at all
+    expired = await bot.expect(MERCHANT, "⌛ Expired at", merchant_after)
+    assert expired["message_id"] == request["message_id"] and not buttons(expired)
 
 
 async def test_pages_filters_and_a_listing_paused_while_looking(

@@ -23,11 +23,13 @@ from hardware_bridge.port import DeviceRef
 from models import Booking, BookingStatus, Charger, ChargingSession, Order, SessionStatus
 from models.base import utcnow
 from models.db import create_engine, create_session_factory
-from services import bookings
+from services import bookings, cards, charging
 from services.bookings import BookingRules
+from services.cards import CardRole
+from services.charging import ChargingRules
 from services.tx import transaction
-from tests.botapi import FakeBotAPI, plain
-from tests.harness import GROUP, BotHarness, start_api
+from tests.botapi import FakeBotAPI, buttons, plain
+from tests.harness import GROUP, BotHarness, current, start_api
 from tests.plugs import SimPlug, SimShelly, SimTasmota
 from tests.support.services import MosquittoServer
 from tests.support.waiting import wait_until
@@ -226,8 +228,12 @@ async def test_scan_start_status_stop_order(
     await bot.press(RIDER, RIDER, first, "Yes, stop now")
     await bot.expect(RIDER, "Power off at", after, timeout=10)
     answer = await bot.press(RIDER, RIDER, second, "Yes, stop now")
-    assert "Switching the power off" in answer["text"] or "already ended" in answer["text"]
-    await bot.expect(RIDER, "already ended", after)
+    assert "already ended" in answer["text"]
+    # the other prompt says what the first said (a double tap changes nothing on screen)
+    await wait_until(
+        lambda: "Power off at" in plain(current(api, RIDER, second["message_id"])),
+        what="the other prompt says what the first said",
+    )
     assert not plug.on
 
     order = await bot.expect(RIDER, "Order #", after, timeout=10)
@@ -242,6 +248,10 @@ async def test_scan_start_status_stop_order(
     assert len(orders) == 1 and orders[0].energy_kwh is not None and orders[0].energy_kwh > 0
     assert charges[0].status == SessionStatus.COMPLETED and charges[0].power_off_confirmed
     assert booked[0].status == BookingStatus.COMPLETED
+
+    # /bookings shows what it cost, not the estimate (issue #16)
+    listed = await bot.say(RIDER, "/bookings", "Your bookings")
+    assert "🏁 completed · 0.04 CNY" in plain(listed)
 
     # the same code scanned again: the booking is over, the charger free: Charge now
     # (walk-up, issue #15)
@@ -390,9 +400,12 @@ async def test_window_end_warns_then_stops(
     await accepted_booking(database_url, charger_id, RIDER, end - timedelta(minutes=20), end)
     after = bot.api.last_message_id(RIDER)
     await scan_and_start(bot, RIDER, token)
-    await bot.expect(RIDER, "in about 5 minutes", after, timeout=5)
+    warning = await bot.expect(RIDER, "in about 5 minutes", after, timeout=5)
+    assert buttons(warning)  # Status and Stop while it runs
     order = await bot.expect(RIDER, "Order #", after, timeout=15)
     assert "the booked window ended" in plain(order)
+    # the warning keeps its words, and says how it ended, with no buttons left
+    await shows(bot.api, RIDER, warning, "in about 5 minutes", "🧾 Finished: order #1")
     assert not plug.on
     _, orders, _ = await rows(database_url)
     assert len(orders) == 1 and abs((orders[0].ended_at - end).total_seconds()) < 1
@@ -552,7 +565,85 @@ async def test_merchant_closes_a_stuck_session_without_the_plug(
     await bot.expect(MERCHANT, "did not confirm switching off", after, timeout=10)
     order = await bot.expect(RIDER, "Order #", 0, timeout=10)
     assert "closed by the merchant" in plain(order)
+    # the rider is told what it means for them, not to check a plug that is not theirs
+    assert "billed only up to" in plain(order) and "Nothing for you to do" in plain(order)
+    assert "please check it" not in plain(order)
     merchant_order = await bot.expect(MERCHANT, "Order #", after, timeout=10)
     assert "did not confirm switching off" in plain(merchant_order)
+    assert "please check it now" in plain(merchant_order)
     _, orders, _ = await rows(database_url)
     assert len(orders) == 1 and orders[0].end_reason == "merchant"
+
+
+# -- the cards (issue #16) ---------------------------------------------------------------
+
+
+async def test_charging_cards_live_then_finished_on_both_sides(
+    api: FakeBotAPI, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    """While it runs, the rider's card edits itself (power now, energy, cost so far,
+    time left) and the merchant's carries a live line; Stop ends both in the order."""
+    bot = BotHarness(
+        api,
+        database_url,
+        mqtt_url=broker.url,
+        device_confirm_seconds=2,
+        scheduler_interval_seconds=0.3,
+        charging_refresh_seconds=1,
+    )
+    await bot.start()
+    try:
+        _, token, _plug = await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
+        merchant_after = api.last_message_id(MERCHANT)
+        started = await scan_and_start(bot, RIDER, token)
+        merchant = await bot.expect(MERCHANT, "Charging started: booking", merchant_after)
+        live = await shows(api, RIDER, started, "Power now: 2000 W", "min left", live=True)
+        assert "Energy so far" in plain(live) and "Cost so far" in plain(live)
+        assert "▓" in plain(live) or "░" in plain(live)
+        await shows(api, MERCHANT, merchant, "📈 2000 W", "so far", live=True)
+
+        await stop(bot, RIDER, live)
+        done = await shows(api, RIDER, started, "🧾 Finished: order #1, 0.04 CNY")
+        assert "Power now" not in plain(done)
+        await shows(api, MERCHANT, merchant, "🧾 Finished: order #1, 0.04 CNY")
+    finally:
+        await bot.stop()
+
+
+async def test_a_start_that_never_finished_ends_in_words(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list
+) -> None:
+    """ "Switching the power on…" follows its session: when the bot died at Start and
+    recovery fails the start (nobody waits on the button), the message says so, with
+    Start again; it is not left switching on forever."""
+    await ready_to_charge(bot, database_url, broker, plugs, "tasmota")
+    async with database(database_url) as db:
+        booking_id = (await db.scalars(select(Booking.id))).one()
+        # what the dead process left: a STARTING session and its progress message
+        charge = await charging.begin_start(
+            db, booking_id=booking_id, user_id=RIDER, rules=ChargingRules(RULES.zone, GROUP)
+        )
+    assert bot.app is not None
+    switching = await bot.app.bot.send_message(RIDER, "⏳ Switching the power on…")
+    async with database(database_url) as db:
+        await cards.record(
+            db, CardRole.CHARGE, charge.id, RIDER, switching.message_id, shown="starting"
+        )
+        await charging.fail_start(db, session_id=charge.id, why="stale", notify_user=True)
+    message = {"message_id": switching.message_id}
+    ended = await shows(bot.api, RIDER, message, "⚠️ Not started", live=True)
+    assert "nothing was billed" in plain(ended) and buttons(ended) == [["⚡ Start charging"]]
+
+
+async def shows(api: FakeBotAPI, chat: int, message: dict, *words: str, live: bool = False) -> dict:
+    """Wait until the message says all ``words`` (and has buttons only if ``live``)."""
+
+    def now() -> dict:
+        return current(api, chat, message["message_id"])
+
+    def true() -> bool:
+        text = plain(now())
+        return all(w in text for w in words) and bool(buttons(now())) == live
+
+    await wait_until(true, 10, what=f"message {message['message_id']} saying {words}")
+    return now()

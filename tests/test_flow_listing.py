@@ -108,10 +108,14 @@ async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url
     assert "Submitted" in answer["text"]
     await bot.expect(MERCHANT, "submitted for review", after)
     card = await bot.expect(GROUP, "New listing", group_cursor)
-    # a long card is the photo, then the text with the buttons right under it
-    photo = card if card.get("photo") else api.history(GROUP)[card["message_id"] - 2]
-    assert photo.get("photo"), "the card carries the storefront photo"
-    assert "Volt Café" in plain(card) and "+8613800000000" in plain(card)
+    # one card (issue #16): the photo with its caption and buttons; a listing too long
+    # for a caption has its fields in a reply to it
+    assert card.get("photo"), "the card carries the storefront photo"
+    fields = await bot.expect(GROUP, "+8613800000000", group_cursor)
+    assert fields["message_id"] == card["message_id"] or (
+        fields["reply_to_message"]["message_id"] == card["message_id"]
+    )
+    assert "Volt Café" in plain(card) and "+8613800000000" in plain(fields)
     assert buttons(card) == [["✅ Approve", "❌ Reject"]]
 
     # someone who is not an admin presses Approve: an alert, nothing changes
@@ -150,6 +154,9 @@ async def test_submit_reject_edit_resubmit_approve(bot: BotHarness, database_url
     group_cursor = api.last_message_id(GROUP)
     await bot.press(MERCHANT, MERCHANT, summary, "Submit")
     card = await bot.expect(GROUP, "Edited listing", group_cursor)
+    # what changed, and why the version before was rejected (issue #16)
+    assert "Changed since version 1: 📷 Photo" in plain(card)
+    assert "Version 1 was rejected: The storefront photo is unclear" in plain(card)
 
     # another admin approves; the merchant is told; a late second press changes nothing
     after = api.last_message_id(MERCHANT)

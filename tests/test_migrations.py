@@ -30,9 +30,10 @@ TABLES = {
     "payments",
     "refund_requests",
     "payouts",
+    "cards",
     "alembic_version",
 }
-HEAD = "0009"
+HEAD = "0011"
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:

@@ -229,7 +229,15 @@ async def cluster(
 
 
 def count(api: FakeBotAPI, chat: int, text: str) -> int:
-    return sum(1 for m in api.bot_messages(chat) if text in plain(m))
+    """How many messages saying ``text`` were sent to the chat: sends, not what the
+    messages say now (cards are edited to their final state, issue #16)."""
+    sent = [*api.calls("sendMessage"), *api.calls("sendPhoto")]
+    return sum(
+        1
+        for params in sent
+        if str(params.get("chat_id")) == str(chat)
+        and text in str(params.get("text") or params.get("caption") or "")
+    )
 
 
 # -- the tests ------------------------------------------------------------------------------

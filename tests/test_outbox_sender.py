@@ -237,8 +237,9 @@ async def test_every_part_refused_is_a_failed_message(
 async def test_review_card_with_flood_control_between_photo_and_text(
     api: FakeBotAPI, open_db, sender: OutboxSender
 ) -> None:
-    """A card too long for a caption is a photo and then the text with the buttons:
-    a 429 on the text posts neither twice, and the card is still recorded."""
+    """A card too long for a caption is one card all the same (issue #16): the photo
+    with a caption (the state and the buttons), the fields in a reply to it; a 429 on
+    the reply posts neither twice, and the card is still recorded."""
     await seed_users(open_db)
     photo = api.send_photo(MERCHANT, MERCHANT)["photo"][-1]["file_id"]
     async with open_db() as db:
@@ -251,17 +252,18 @@ async def test_review_card_with_flood_control_between_photo_and_text(
     api.fail_next("sendMessage", error_code=429, retry_after=1)
     await drain(sender, open_db)
     photos = [m for m in api.bot_messages(GROUP) if "photo" in m]
-    cards = texts(api, GROUP)
-    assert len(photos) == 1 and not plain(photos[0])  # the photo alone, once
-    assert len(cards) == 1 and "Volt Café" in plain(cards[0])
-    assert buttons(cards[0])  # approve / reject
+    replies = texts(api, GROUP)
+    assert len(photos) == 1 and "Waiting for review" in plain(photos[0])
+    assert "in the reply below" in plain(photos[0]) and buttons(photos[0])  # approve / reject
+    assert len(replies) == 1 and "Volt Café" in plain(replies[0])  # the fields, once
+    assert replies[0]["reply_to_message"]["message_id"] == photos[0]["message_id"]
     async with open_db() as db:
         stored = await db.get(ListingRevision, revision.id)
         assert stored is not None
-        assert (stored.card_chat_id, stored.card_message_id) == (GROUP, cards[0]["message_id"])
-        assert stored.card_is_photo is False
+        assert (stored.card_chat_id, stored.card_message_id) == (GROUP, photos[0]["message_id"])
+        assert stored.card_is_photo is True
     row = await only(open_db, "review_card")
-    assert row.parts_done == {"photo": "sent", "card": "sent"} and row.sent_at is not None
+    assert row.parts_done == {"card": "sent", "fields": "sent"} and row.sent_at is not None
 
 
 async def test_qr_labels_each_once_a_refused_one_not_blocking(

@@ -230,7 +230,8 @@ async def lifecycle(page) -> None:
     # an admin approves it in the group pane
     card = await group.expect_after(group_before, "New listing")
     assert SHOP in await group.message(card).inner_text()
-    assert await page.locator(f'#pane-group .msg[data-id="{int(card) - 1}"] img.photo').count()
+    # one card (issue #16): the photo carries the caption and the buttons
+    assert await page.locator(f'#pane-group .msg[data-id="{int(card)}"] img.photo').count()
     merchant_before = await merchant._snapshot()
     await group.press(card, "Approve", "Approved by")
     await merchant.expect_after(merchant_before, "is approved and now public")

@@ -41,6 +41,7 @@ class WizardAction(StrEnum):
     BACK = "back"  # from the Edit menu to the summary
     RESUME = "resume"  # the kept draft
     RESTART = "restart"
+    START = "start"  # /start's "List my chargers": as /newlisting
 
 
 class WizardCb(CallbackData, prefix="wz"):
@@ -108,8 +109,11 @@ class BookingAction(StrEnum):
     REASON = "reason"  # a preset reason (code)
     OTHER = "other"  # a reason typed
     BACK = "back"  # from the reasons to Accept / Reject
-    CANCEL = "cancel"  # by its user
+    CANCEL = "cancel"  # by its user (an accepted booking: asks to confirm)
     OPEN = "open"  # from /bookings
+    CANCEL_YES = "cancel_yes"  # the confirmation of cancelling an accepted booking
+    KEEP = "keep"  # ... or keeping it
+    ON_WAY = "on_way"  # the rider tells the merchant they are coming (a reminder's button)
 
 
 class BookingCb(CallbackData, prefix="bg"):

@@ -9,13 +9,17 @@ part by part, each part once.
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from aiogram import Bot
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 
-from services import bookings, charging, listings, payments, payouts, users, wallet
+from services import bookings, cards, charging, listings, payments, payouts, users, wallet
+from services.cards import CardInfo, CardRole, Subject
+from services.clock import utcnow
 from services.dto import (
     BookingInfo,
     BookingStatus,
@@ -36,8 +40,9 @@ from ui.i18n import Html, Translator, translator
 from ui.owed import replay
 from ui.parts import Part, send_now
 from ui.qr_labels import send_labels
+from ui.views import cards as card_views
 from ui.views import charging as charging_views
-from ui.views.booking import booking_text, charger_title, money, window_text
+from ui.views.booking import booking_text, charger_title, money, reminder_buttons, window_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock, start_button
 from ui.views.listing import (
@@ -77,8 +82,17 @@ Renderer = Callable[[Context, Notification], Awaitable[None]]
 
 
 def review_card_text(
-    t: Translator, revision: RevisionInfo, config: Config, conflicts: Sequence[PlugConflict] = ()
+    t: Translator,
+    revision: RevisionInfo,
+    config: Config,
+    conflicts: Sequence[PlugConflict] = (),
+    *,
+    body: Html | None = None,
+    changes: str = "",
 ) -> Html:
+    """The review card; ``body``: in place of the listing's fields (a caption too
+    short for them says they follow in a reply); ``changes``: what a resubmission
+    changed and why the version before was rejected (``review_changes``)."""
     kind = "review.card_update" if revision.number > 1 else "review.card_new"
     return fit(
         t.html(
@@ -87,10 +101,64 @@ def review_card_text(
                 kind, id=revision.id, listing=revision.listing_id, number=revision.number
             ),
             merchant=str(revision.merchant_id),
-            body=listing_text(t, revision.draft),
-            status=Html(status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts)),
+            body=listing_text(t, revision.draft) if body is None else body,
+            status=Html(
+                status_line(t, revision, config.zone) + plug_conflicts_text(t, conflicts) + changes
+            ),
         )
     )
+
+
+async def review_changes(db: Db, t: Translator, revision: RevisionInfo) -> str:
+    """A resubmitted version: what changed since the version before, and that one's
+    rejection reason (the admin sees what to check again)."""
+    previous = await listings.previous_version(db, revision)
+    if previous is None:
+        return ""
+    names = []
+    for field, n in listings.changed_fields(previous.data, revision.data):
+        names.append(t(f"card.changed_{field}", n=n) if n else t(f"field.{field}"))
+    lines = [
+        t("card.changed", number=previous.number, fields=t("card.list_sep").join(names) or "—")
+    ]
+    if previous.status == RevisionStatus.REJECTED:
+        lines.append(
+            t(
+                "card.rejected_before",
+                number=previous.number,
+                reason=reason_text(t, previous.reason),
+            )
+        )
+    return "".join(f"\n{line}" for line in lines)
+
+
+def review_fields_apart(
+    t: Translator, revision: RevisionInfo, config: Config, changes: str = ""
+) -> bool:
+    """Whether the listing's fields go in a reply to the card, the caption's 1,024
+    characters not sufficing. Decided on the version as it was submitted (pending, no
+    plug warnings), with room kept for the decision line a refresh adds (a typed
+    reason is up to 500): the same answer whenever the card is rendered."""
+    pending = replace(revision, status=RevisionStatus.PENDING, decided_at=None)
+    return len(review_card_text(t, pending, config, changes=changes)) + 650 > CAPTION_LIMIT
+
+
+def review_caption(
+    t: Translator,
+    revision: RevisionInfo,
+    config: Config,
+    conflicts: Sequence[PlugConflict],
+    changes: str = "",
+) -> Html:
+    """The card's caption: every field, or the state and buttons with the fields in a
+    reply (``review_fields_apart``)."""
+    if review_fields_apart(t, revision, config, changes):
+        more = t.html("card.review_fields_below", shop=revision.shop_name)
+        return fit(
+            review_card_text(t, revision, config, conflicts, body=more, changes=changes),
+            CAPTION_LIMIT,
+        )
+    return fit(review_card_text(t, revision, config, conflicts, changes=changes), CAPTION_LIMIT)
 
 
 def review_markup(t: Translator, revision: RevisionInfo) -> InlineKeyboardMarkup | None:
@@ -106,30 +174,51 @@ async def send_review_card(
     chat_id: int,
     part: Part = send_now,
 ) -> None:
-    """Post the card (photo with every field, or photo then text when too long).
+    """Post the card: one card, the photo with its caption (every field, or the state
+    and buttons with the fields in a reply when 1,024 characters do not suffice).
 
-    The card is recorded with the part that posts it, so a retry after the
-    photo alone went out posts the text once and still records the card.
+    The card is recorded with the part that posts it; the reply names it, so a
+    retry after the photo alone went out posts the reply once, under it.
     """
     revision = await listings.get_revision(db, revision_id)
     conflicts = await listings.revision_plug_conflicts(db, revision)
-    text = review_card_text(t, revision, config, conflicts)
+    changes = await review_changes(db, t, revision)
+    caption = review_caption(t, revision, config, conflicts, changes)
     markup = review_markup(t, revision)
     photo = str(revision.data["photo_file_id"])  # a version under review has one
-    # room for the decision line a refresh adds (a typed reason is up to 500), which
-    # also keeps the choice the same when a retry renders the card again
-    is_photo = len(text) + 650 <= CAPTION_LIMIT
+    posted: list[int] = []
 
     async def post_card() -> None:
-        if is_photo:
-            sent = await bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
-        else:
-            sent = await bot.send_message(chat_id, text, reply_markup=markup)
-        await listings.record_card(db, revision_id, chat_id, sent.message_id, is_photo)
+        sent = await bot.send_photo(chat_id, photo, caption=caption, reply_markup=markup)
+        posted.append(sent.message_id)
+        await listings.record_card(db, revision_id, chat_id, sent.message_id, True)
+        # every copy (/pending posts it again) is a card a decision must update
+        await cards.record(
+            db,
+            CardRole.REVIEW,
+            revision_id,
+            chat_id,
+            sent.message_id,
+            shown=revision.status.value,
+            is_photo=True,
+        )
 
-    if not is_photo:
-        await part("photo", lambda: bot.send_photo(chat_id, photo))
+    async def post_fields() -> None:
+        card_id = (
+            posted[0] if posted else (await listings.get_revision(db, revision_id)).card_message_id
+        )
+        fields = fit(listing_text(t, revision.draft))
+        await bot.send_message(
+            chat_id,
+            fields,
+            reply_parameters=ReplyParameters(
+                message_id=card_id or 0, allow_sending_without_reply=True
+            ),
+        )
+
     await part("card", post_card)
+    if review_fields_apart(t, revision, config, changes):
+        await part("fields", post_fields)
 
 
 async def _review_card(ctx: Context, message: Notification) -> None:
@@ -150,16 +239,22 @@ async def _review_card_refresh(ctx: Context, message: Notification) -> None:
     if message_id is None or chat_id is None:
         return  # the card itself is not out yet; it will be rendered current
     conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
-    text = review_card_text(ctx.t, revision, ctx.config, conflicts)
+    changes = await review_changes(ctx.db, ctx.t, revision)
     markup = review_markup(ctx.t, revision)
+    caption = review_caption(ctx.t, revision, ctx.config, conflicts, changes)
+    text = review_card_text(ctx.t, revision, ctx.config, conflicts, changes=changes)
+    # the copies /pending posted say the same (the latest is also the revision's own)
+    for card in await cards.in_chat(ctx.db, Subject.REVISION, revision.id, message.chat_id):
+        if card.message_id != message_id:
+            await edit_card(ctx, card, caption if card.is_photo else text, markup)
 
     async def edit() -> None:
         # "message is not modified" is success (bot/request_middlewares.py)
         if revision.card_is_photo:
             await ctx.bot.edit_message_caption(
-                chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup
+                chat_id=chat_id, message_id=message_id, caption=caption, reply_markup=markup
             )
-        else:
+        else:  # a card posted as a text (before the card was one photo)
             await ctx.bot.edit_message_text(
                 text, chat_id=chat_id, message_id=message_id, reply_markup=markup
             )
@@ -191,23 +286,25 @@ async def _booking(ctx: Context, message: Notification) -> tuple[BookingInfo, Ht
 
 
 async def _booking_request(ctx: Context, message: Notification) -> None:
-    booking, text = await _booking(ctx, message)
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
     user = await users.profile(ctx.db, booking.user_id)
-    request = ctx.t(
-        "booking.request_merchant",
-        name=user.first_name if user else "",
-        body=text,
-        until=when(booking.respond_by, ctx.config.zone),
+    # a request delivered late (cancelled or expired meanwhile) says so, with no buttons
+    request, markup = card_views.request_card(
+        ctx.t, booking, user.first_name if user else "", ctx.config.zone, utcnow()
     )
-    # a request delivered late (cancelled or expired meanwhile) gets no buttons
-    markup = (
-        keyboards.booking_decision(ctx.t, booking.id)
-        if booking.status == BookingStatus.REQUESTED
-        else None
-    )
-    await ctx.part(
-        "text", lambda: ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
-    )
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING_REQUEST,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
 
 
 async def send_place(bot: Bot, chat_id: int, listing: ListingInfo) -> Message:
@@ -234,9 +331,19 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
     )
     # a walk-up is for now: its rider gets Start with the answer (issue #15)
     markup = start_button(ctx.t, booking.id) if booking.walkup else None
-    await ctx.part(
-        "text", lambda: ctx.bot.send_message(message.chat_id, accepted, reply_markup=markup)
-    )
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, accepted, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 
@@ -313,7 +420,27 @@ async def _session_started(ctx: Context, message: Notification) -> None:
         if charge.status == SessionStatus.CHARGING
         else None
     )
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE_MERCHANT, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
+
+
+def _charge_card(
+    ctx: Context,
+    role: CardRole,
+    charge: ChargeInfo,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    chat_id: int,
+) -> Callable[[], Awaitable[None]]:
+    """Send a card of a charging session and record it, so it follows the session."""
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db, role, charge.id, chat_id, sent.message_id, shown=charge.status.value
+        )
+
+    return post
 
 
 async def _session_warning(ctx: Context, message: Notification) -> None:
@@ -323,7 +450,8 @@ async def _session_warning(ctx: Context, message: Notification) -> None:
     end = clock(charge.booking.end_at, ctx.config.zone, charge.booking.end_at)
     text = ctx.t("charge.warning", end=end)
     markup = charging_views.running_buttons(ctx.t, charge.id)
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE_WARNING, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
 
 
 async def _session_running(ctx: Context, message: Notification) -> None:
@@ -333,7 +461,8 @@ async def _session_running(ctx: Context, message: Notification) -> None:
         return  # it ended meanwhile: the order says the rest
     text = charging_views.started_text(ctx.t, charge, ctx.config.zone)
     markup = charging_views.running_buttons(ctx.t, charge.id)
-    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text, reply_markup=markup))
+    card = _charge_card(ctx, CardRole.CHARGE, charge, text, markup, message.chat_id)
+    await ctx.part("text", card)
 
 
 async def _session_start_failed(ctx: Context, message: Notification) -> None:
@@ -345,7 +474,9 @@ async def _session_start_failed(ctx: Context, message: Notification) -> None:
 async def _order(ctx: Context, message: Notification) -> None:
     order = await charging.order_info(ctx.db, message.payload["order_id"])
     audience = message.payload.get("audience", "user")
-    text = charging_views.order_text(ctx.t, order, ctx.config.zone, parties=audience == "platform")
+    text = charging_views.order_text(
+        ctx.t, order, ctx.config.zone, parties=audience == "platform", audience=audience
+    )
     # the receipt's money: the billing rule, the prepayment, the shares, the state
     text += "\n" + billing_rule(ctx.t, order.price_unit)
     text += "\n" + receipt_money(ctx.t, order, audience)
@@ -453,12 +584,176 @@ async def _payout_recorded(ctx: Context, message: Notification) -> None:
     await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
 
 
+# Telegram's words for a message that cannot be edited any more: deleted, or too
+# old (48 hours); the card is then sent again as a new message
+_GONE = ("message to edit not found", "message can't be edited", "message_id_invalid")
+
+
+async def edit_card(
+    ctx: Context, card: CardInfo, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    """Edit one card to ``text`` (a part of its own: once, paced). "Message is not
+    modified" is success (bot/request_middlewares.py); a message that cannot be
+    edited any more gets a new one, which becomes the card."""
+
+    async def edit() -> None:
+        try:
+            if card.is_photo:
+                await ctx.bot.edit_message_caption(
+                    chat_id=card.chat_id,
+                    message_id=card.message_id,
+                    caption=text,
+                    reply_markup=markup,
+                )
+            else:
+                await ctx.bot.edit_message_text(
+                    text, chat_id=card.chat_id, message_id=card.message_id, reply_markup=markup
+                )
+        except TelegramBadRequest as error:
+            if not any(words in error.message.lower() for words in _GONE):
+                raise
+            sent = await ctx.bot.send_message(card.chat_id, text[:4096], reply_markup=markup)
+            await cards.moved(ctx.db, card.id, sent.message_id)
+
+    await ctx.part(f"card:{card.id}", edit)
+
+
+async def card_now(
+    ctx: Context, card: CardInfo, live: dict[str, Any] | None = None
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """What a card says now, and its buttons (``live``: the plug's reading a running
+    session's periodic refresh carries)."""
+    zone, now = ctx.config.zone, utcnow()
+    match card.role:
+        case CardRole.BOOKING_REQUEST | CardRole.BOOKING:
+            booking = await bookings.info(ctx.db, card.subject_id)
+            if card.role == CardRole.BOOKING:
+                return card_views.booking_card(ctx.t, booking, card.chat_id, zone, now)
+            user = await users.profile(ctx.db, booking.user_id)
+            name = user.first_name if user else ""
+            return card_views.request_card(ctx.t, booking, name, zone, now)
+        case CardRole.CHARGE_WARNING:
+            # the warning keeps its words; once the session is over, how it ended
+            charge = await charging.charge_info(ctx.db, card.subject_id)
+            end = charge.booking.end_at
+            warning = ctx.t("charge.warning", end=clock(end, zone, end))
+            if charge.status == SessionStatus.CHARGING:
+                return warning, charging_views.running_buttons(ctx.t, charge.id)
+            if charge.status == SessionStatus.STOPPING:
+                return warning + "\n\n" + ctx.t("charge.stopping"), None
+            order = await charging.order_for_session(ctx.db, card.subject_id)
+            return warning + "\n\n" + card_views.finished_line(ctx.t, order), None
+        case CardRole.CHARGE | CardRole.CHARGE_MERCHANT:
+            live = live or {}
+            status = await charging.stored_status(
+                ctx.db, card.subject_id, now, kwh=live.get("kwh"), power_w=live.get("power_w")
+            )
+            order = (
+                await charging.order_for_session(ctx.db, card.subject_id)
+                if status.charge.status == SessionStatus.COMPLETED
+                else None
+            )
+            merchant = card.role == CardRole.CHARGE_MERCHANT
+            name = ""
+            if merchant:
+                user = await users.profile(ctx.db, status.charge.user_id)
+                name = user.first_name if user else ""
+            return card_views.charge_card(
+                ctx.t, status, order, zone, now, merchant=merchant, name=name
+            )
+    revision = await listings.get_revision(ctx.db, card.subject_id)
+    conflicts = await listings.revision_plug_conflicts(ctx.db, revision)
+    changes = await review_changes(ctx.db, ctx.t, revision)
+    if card.is_photo:
+        text = review_caption(ctx.t, revision, ctx.config, conflicts, changes)
+    else:
+        text = review_card_text(ctx.t, revision, ctx.config, conflicts, changes=changes)
+    return text, review_markup(ctx.t, revision)
+
+
+async def _card_refresh(ctx: Context, message: Notification) -> None:
+    """The cards of a subject in this chat, edited to its state now."""
+    subject = Subject(message.payload["subject"])
+    for card in await cards.in_chat(
+        ctx.db, subject, message.payload["subject_id"], message.chat_id
+    ):
+        text, markup = await card_now(ctx, card, message.payload.get("live"))
+        await edit_card(ctx, card, text, markup)
+
+
+async def _booking_nudge(ctx: Context, message: Notification) -> None:
+    """The merchant, before a request expires: the request again, with its buttons."""
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    if not bookings.decidable(booking):
+        return  # answered (or expired) meanwhile: nothing to nudge about
+    user = await users.profile(ctx.db, booking.user_id)
+    name = user.first_name if user else ""
+    card, markup = card_views.request_card(ctx.t, booking, name, ctx.config.zone, utcnow())
+    text = ctx.t("card.nudge", until=when(booking.respond_by, ctx.config.zone), card=Html(card))
+
+    async def post() -> None:
+        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING_REQUEST,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
+
+
+async def _booking_reminder(ctx: Context, message: Notification) -> None:
+    """The rider, 30 minutes before the window and at its start."""
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    if booking.status != BookingStatus.ACCEPTED:
+        return  # cancelled, or charging already: no reminder
+    now, zone = utcnow(), ctx.config.zone
+    key = (
+        "card.reminder_start" if message.payload.get("stage") == "start" else "card.reminder_before"
+    )
+    body = booking_text(ctx.t, booking, zone)
+    text = ctx.t(key, start=clock(booking.start_at, zone, now), body=body)
+    markup = reminder_buttons(ctx.t, booking, now)
+
+    async def post() -> None:  # a card of the booking: no live buttons once it is over
+        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
+        await cards.record(
+            ctx.db,
+            CardRole.BOOKING,
+            booking.id,
+            message.chat_id,
+            sent.message_id,
+            shown=booking.status.value,
+        )
+
+    await ctx.part("text", post)
+
+
+async def _booking_on_the_way(ctx: Context, message: Notification) -> None:
+    booking = await bookings.info(ctx.db, message.payload["booking_id"])
+    user = await users.profile(ctx.db, booking.user_id)
+    text = ctx.t(
+        "card.on_the_way",
+        name=user.first_name if user else str(booking.user_id),
+        id=booking.id,
+        window=window_text(booking.start_at, booking.end_at, ctx.config.zone),
+    )
+    await ctx.part("text", lambda: ctx.bot.send_message(message.chat_id, text))
+
+
 async def _owed_call(ctx: Context, message: Notification) -> None:
     await replay(ctx.bot, message)  # a reply Telegram refused at the time (ui/owed.py)
 
 
 RENDERERS: dict[OutboxKind, Renderer] = {
     OutboxKind.OWED_CALL: _owed_call,
+    OutboxKind.CARD_REFRESH: _card_refresh,
+    OutboxKind.BOOKING_NUDGE: _booking_nudge,
+    OutboxKind.BOOKING_REMINDER: _booking_reminder,
+    OutboxKind.BOOKING_ON_THE_WAY: _booking_on_the_way,
     OutboxKind.SESSION_STARTED: _session_started,
     OutboxKind.SESSION_WARNING: _session_warning,
     OutboxKind.SESSION_START_FAILED: _session_start_failed,

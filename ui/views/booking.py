@@ -1,6 +1,6 @@
 """Texts about bookings and search results, shared by handlers and notifications."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
@@ -55,8 +55,44 @@ def charger_title(t: Translator, charger: ChargerInfo) -> str:
     return t("find.charger_title", n=charger.position + 1, method=t(f"method.{charger.method}"))
 
 
-def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime) -> Html:
-    first = hit.chargers[0]
+def _day_and_time(
+    t: Translator, moment: datetime, zone: ZoneInfo, now: datetime
+) -> tuple[str, str]:
+    """("today" | "tomorrow" | the weekday, HH:MM) of a moment, as people say it."""
+    local, today = moment.astimezone(zone), now.astimezone(zone).date()
+    days = (local.date() - today).days
+    day = (
+        t("day.today")
+        if days == 0
+        else t("day.tomorrow")
+        if days == 1
+        else t(f"day.{local.weekday()}")
+    )
+    return day, f"{local:%H:%M}"
+
+
+def free_text(t: Translator, free_at: datetime | None, zone: ZoneInfo, now: datetime) -> str:
+    """ "free now", "next free at 18:00", "next free tomorrow 09:00", or booked up."""
+    if free_at is None:
+        return t("card.free_none")
+    if free_at <= now + timedelta(minutes=1):
+        return t("card.free_now")
+    day, clock_time = _day_and_time(t, free_at, zone, now)
+    if free_at.astimezone(zone).date() == now.astimezone(zone).date():
+        return t("card.free_at", time=clock_time)
+    return t("card.free_on", day=day, time=clock_time)
+
+
+def hit_line(
+    t: Translator,
+    index: int,
+    hit: Hit,
+    zone: ZoneInfo,
+    now: datetime,
+    free: dict[int, datetime | None] | None = None,
+) -> Html:
+    """A shop of /find: its distance and hours now, then each charger with its own
+    price and when it is free ("free now", "next free at 18:00")."""
     open_now, opens_at = opening(hit, now, zone)
     if open_now:
         state = t("find.open_now")
@@ -64,16 +100,23 @@ def hit_line(t: Translator, index: int, hit: Hit, zone: ZoneInfo, now: datetime)
         state = t("find.opens_at", when=day_and_time(t, opens_at, zone, now))
     else:
         state = t("find.closed")
-    kinds = t.join(dict.fromkeys(t(f"kind.{k}") for c in hit.chargers for k in c.device_kinds))
+    chargers = [
+        t(
+            "card.find_charger",
+            title=charger_title(t, charger),
+            price=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
+            kinds=t.join(t(f"kind.{k}") for k in charger.device_kinds),
+            free=free_text(t, (free or {}).get(charger.id), zone, now) if free is not None else "",
+        ).rstrip(" ·")
+        for charger in hit.chargers
+    ]
     return t.html(
-        "find.line",
+        "card.find_line",
         n=index,
         shop=hit.listing.shop_name,
         km=f"{hit.distance_km:.1f}",
-        price=tariff_text(t, first.price_minor, first.price_unit, first.currency),
-        method=t(f"method.{first.method}"),
-        kinds=kinds,
         state=state,
+        chargers=Html("\n".join(chargers)),
     )
 
 
@@ -110,7 +153,9 @@ def booking_text(t: Translator, booking: BookingInfo, zone: ZoneInfo) -> Html:
         else t("booking.estimate_kwh")
     )
     return t.html(
-        "booking.text",
+        # a finished booking shows what it cost, not the estimate
+        "booking.text" if booking.cost_minor is None else "card.booking_text_done",
+        cost=money(t, booking.cost_minor, booking.currency),
         id=booking.id,
         shop=booking.shop_name,
         charger=charger_title(t, charger),
@@ -174,6 +219,11 @@ def bookings_list(
             window=window_text(booking.start_at, booking.end_at, zone),
             status=t(f"booking.status_{booking.status.value}"),
         )
+        + (
+            ""  # a finished booking: its real cost
+            if booking.cost_minor is None
+            else t("card.line_cost", cost=money(t, booking.cost_minor, booking.currency))
+        )
         for booking in page.items
     ]
     header = t("booking.list_header", title=t(LISTS[of]), page=paging.counter(t, page))
@@ -210,11 +260,45 @@ def booking_actions(
     return builder.as_markup() if builder.buttons else None
 
 
+def cancel_confirm_buttons(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
+    """Cancelling an accepted booking asks first."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.cancel_yes"),
+        callback_data=BookingCb(action=BookingAction.CANCEL_YES, booking_id=booking_id),
+    )
+    builder.button(
+        text=t("btn.keep_booking"),
+        callback_data=BookingCb(action=BookingAction.KEEP, booking_id=booking_id),
+    )
+    return builder.as_markup()
+
+
+def reminder_buttons(t: Translator, booking: BookingInfo, now: datetime) -> InlineKeyboardMarkup:
+    """A reminder's On my way, and Cancel while the booking may still be cancelled."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("btn.on_my_way"),
+        callback_data=BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id),
+    )
+    if bookings.cancellable(booking, now):
+        builder.button(
+            text=t("btn.cancel_booking"),
+            callback_data=BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+        )
+    return builder.as_markup()
+
+
 # -- /find -----------------------------------------------------------------------------
 
 
 def find_page(
-    t: Translator, page: Page[Hit], cb: FindCb, zone: ZoneInfo, now: datetime
+    t: Translator,
+    page: Page[Hit],
+    cb: FindCb,
+    zone: ZoneInfo,
+    now: datetime,
+    free: dict[int, datetime | None] | None = None,
 ) -> tuple[str, InlineKeyboardMarkup]:
     """A page of chargers near the person: a line and a button for each, ◀️ / ▶️,
     and the filters (device kind, open now)."""
@@ -266,7 +350,7 @@ def find_page(
     builder.adjust(*sizes)
     if not page.total:
         return t("find.none"), builder.as_markup()
-    lines = [hit_line(t, i, hit, zone, now) for i, hit in enumerate(page.items, first)]
+    lines = [hit_line(t, i, hit, zone, now, free) for i, hit in enumerate(page.items, first)]
     header = t("find.header", count=page.total, page=page.number + 1, pages=page.pages)
     return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
 

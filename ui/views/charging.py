@@ -83,7 +83,16 @@ def status_text(t: Translator, status: ChargeStatus, zone: ZoneInfo, now: dateti
     )
 
 
-def order_text(t: Translator, order: OrderInfo, zone: ZoneInfo, *, parties: bool = False) -> str:
+def order_text(
+    t: Translator,
+    order: OrderInfo,
+    zone: ZoneInfo,
+    *,
+    parties: bool = False,
+    audience: str = "platform",
+) -> str:
+    """The order; ``audience`` (user, merchant, platform) words an unconfirmed power-off
+    for who reads it: the rider cannot check the merchant's plug."""
     text = t(
         "charge.order",
         id=order.id,
@@ -106,7 +115,13 @@ def order_text(t: Translator, order: OrderInfo, zone: ZoneInfo, *, parties: bool
             booking=order.booking_id,
         )
     if order.power_off_confirmed is False:
-        text += "\n" + t("charge.power_off_unconfirmed")
+        end = clock(order.ended_at, zone, order.ended_at)
+        if audience == "user":
+            text += "\n" + t("card.power_off_unconfirmed_rider", end=end)
+        elif audience == "merchant":
+            text += "\n" + t("card.power_off_unconfirmed_merchant", end=end)
+        else:
+            text += "\n" + t("charge.power_off_unconfirmed")
     return text
 
 

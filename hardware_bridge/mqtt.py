@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -14,6 +15,10 @@ import aiomqtt
 from hardware_bridge.port import BridgeUnavailable
 
 log = logging.getLogger(__name__)
+
+# a command and its reply are small packets sent back to back: without TCP_NODELAY,
+# Nagle's algorithm holds the second until the peer's delayed ACK (~40 ms on Linux)
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 __all__ = ["BridgeUnavailable", "Message", "MqttClient"]
 
@@ -121,6 +126,7 @@ class MqttClient:
                 username=self.username,
                 password=self.password,
                 keepalive=self.keepalive,
+                socket_options=NO_DELAY,
             )
             try:
                 async with client:

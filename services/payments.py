@@ -38,7 +38,8 @@ from models import (
     Payment,
 )
 from models.base import utcnow
-from services import audit, ledger, outbox
+from services import audit, cards, ledger, outbox
+from services.cards import Subject
 from services.deadlines import answer_by
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import TABLE, MoneyRules, currency, format_minor, topup_choices
@@ -223,6 +224,8 @@ async def _pay_or_invoice(db: Db, booking: Booking, rules: MoneyRules, now: date
             outbox.enqueue(
                 db, booking.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id
             )
+        # the rider's "waiting for payment" card says paid now
+        await cards.refresh(db, Subject.BOOKING, booking.id)
         await db.refresh(booking)
         return Checkout(
             booking.id, CheckoutState.PAID, code, estimate, estimate, wallet - estimate, 0, None
@@ -688,6 +691,7 @@ async def expire_unpaid(db: Db, now: datetime) -> int:
             outbox.enqueue(
                 db, booking.user_id, OutboxKind.BOOKING_PAYMENT_EXPIRED, booking_id=booking_id
             )
+            await cards.refresh(db, Subject.BOOKING, booking_id)
             expired += 1
     async with transaction(db):
         await db.execute(

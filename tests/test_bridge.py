@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -296,3 +297,18 @@ async def test_stop_ends_the_client_even_when_aiomqtt_swallows_the_cancel(
     assert time.monotonic() - began < 2
     await asyncio.sleep(0.3)  # longer than the back-off: no new connection
     assert client.connections == 1 and not client.connected
+
+
+async def test_the_bridge_socket_sends_small_packets_at_once(broker: MosquittoServer) -> None:
+    """TCP_NODELAY on the bridge's connection: a command right after another small
+    packet must not wait for the broker's delayed ACK (Nagle, ~40 ms on Linux)."""
+    client = MqttClient(broker.url, "nodelay", backoff_initial=0.05)
+    await client.start()
+    try:
+        await client.wait_connected(5)
+        assert client._client is not None
+        # aiomqtt keeps paho's client as ``_client``; read only, to see the socket
+        sock = client._client._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        await client.stop()

@@ -148,6 +148,18 @@ class Pane:
     def message(self, message_id: str):
         return self.root.locator(f'.msg[data-id="{message_id}"]')
 
+    async def shows(self, message_id: str, text: str, seconds: float = 15) -> None:
+        """Wait until the message (a card, edited as its state changes) shows ``text``."""
+        await self.page.wait_for_function(
+            """([name, id, text]) => document.querySelector(
+                `#pane-${name} .msg[data-id="${id}"]`)?.innerText.includes(text)""",
+            arg=[self.name, message_id, text],
+            timeout=seconds * 1000,
+        )
+
+    async def no_buttons(self, message_id: str) -> None:
+        assert await self.message(message_id).locator(".kbd button").count() == 0
+
 
 def storefront() -> bytes:
     image = Image.new("RGB", (480, 320), (90, 140, 200))
@@ -234,6 +246,7 @@ async def lifecycle(page) -> None:
     assert await page.locator(f'#pane-group .msg[data-id="{int(card)}"] img.photo').count()
     merchant_before = await merchant._snapshot()
     await group.press(card, "Approve", "Approved by")
+    await group.shows(card, "Approved by")  # the review card says so, for good
     await merchant.expect_after(merchant_before, "is approved and now public")
     await merchant.expect_after(merchant_before, "Print this label")
 
@@ -280,6 +293,9 @@ async def lifecycle(page) -> None:
     user_before = await user._snapshot()
     await merchant.press(request, "Accept", "accepted ✅")
     await user.expect_after(user_before, "accepted")
+    # the merchant's request card shows the decision, with no buttons left
+    await merchant.shows(request, "Accepted by you at")
+    await merchant.no_buttons(request)
     await page.locator("#pane-user .msg.bot .venue-title", has_text=SHOP).last.wait_for()
     assert await page.locator("#pane-user .msg svg.map").count() >= 2  # own location, venue
 
@@ -290,7 +306,7 @@ async def lifecycle(page) -> None:
     assert (await sent.inner_text()).strip() == "/start"
     merchant_before = await merchant._snapshot()
     running = await user.press(start, "Start charging", "Charging started")
-    await merchant.expect_after(merchant_before, "Charging started")
+    merchant_card = await merchant.expect_after(merchant_before, "Charging started")
 
     # the plug turns on (live in the chargers column), energy flows
     plug = page.locator(f".charger[data-plug='{PLUG}']")
@@ -304,7 +320,7 @@ async def lifecycle(page) -> None:
     merchant_before, group_before = await merchant._snapshot(), await group._snapshot()
     confirm = await user.press(running, "Stop charging", "Stop charging now?")
     await user.press(confirm, "Yes, stop now", "Power off at")
-    await user.expect_after({}, "Order #")
+    order = await user.expect_after({}, "Order #")
     await merchant.expect_after(merchant_before, "Order #")
     await group.expect_after(group_before, "Order #")
     await page.wait_for_function(
@@ -313,6 +329,15 @@ async def lifecycle(page) -> None:
         arg=PLUG,
     )
     assert await plug.locator(".relay.off").count() == 1
+    # every card that showed the session now says how it ended, on both sides
+    number = (await user.message(order).inner_text()).split("Order #", 1)[1].split()[0]
+    number = "".join(ch for ch in number if ch.isdigit())
+    await user.shows(running, f"Finished: order #{number}")
+    await user.no_buttons(running)
+    await merchant.shows(merchant_card, f"Finished: order #{number}")
+    await merchant.no_buttons(merchant_card)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "sandbox-lifecycle-en.png"))
 
 
 @pytest.mark.parametrize("page", [(1024, 768)], indirect=True)

@@ -142,6 +142,7 @@ async def lifecycle_zh(page) -> None:
     card = await group.expect_after(group_before, "新店铺")
     merchant_before = await merchant._snapshot()
     await group.press(card, "通过", "审核通过")
+    await group.shows(card, "审核通过")  # the review card says so, for good
     await merchant.expect_after(merchant_before, "已审核通过，现已公开")
     await merchant.expect_after(merchant_before, "请打印这张标签")
     charger = page.locator(".charger", has_text=SHOP)
@@ -176,13 +177,16 @@ async def lifecycle_zh(page) -> None:
     user_before = await user._snapshot()
     await merchant.press(request, "接受", "已接受 ✅")
     accepted = await user.expect_after(user_before, "商家已接受您的预约")
+    # the merchant's request card shows the decision, with no buttons left
+    await merchant.shows(request, "您已于")
+    await merchant.no_buttons(request)
     assert "供电设备：智能插座 / Sonoff S31" in await user.message(accepted).inner_text()
 
     # scan, charge, stop: the order in 元 on every side
     start = await user.act(charger.locator("button.scan").click, "开始充电")
     merchant_before = await merchant._snapshot()
     running = await user.press(start, "开始充电", "已开始充电")
-    await merchant.expect_after(merchant_before, "开始充电：预约")
+    merchant_card = await merchant.expect_after(merchant_before, "开始充电：预约")
     await page.wait_for_function(
         "(plug) => document.querySelector(`.charger[data-plug='${plug}']`)?.dataset.relay === 'on'",
         arg=PLUG,
@@ -194,6 +198,13 @@ async def lifecycle_zh(page) -> None:
     assert "元" in await user.message(order).inner_text()
     await merchant.expect_after(merchant_before, "订单 #")
     await group.expect_after(group_before, "订单 #")
+    # every card that showed the session now says how it ended, on both sides
+    number = (await user.message(order).inner_text()).split("订单 #", 1)[1].split()[0]
+    number = "".join(ch for ch in number if ch.isdigit())
+    await user.shows(running, f"已结束：订单 #{number}")
+    await user.no_buttons(running)
+    await merchant.shows(merchant_card, f"已结束：订单 #{number}")
+    await merchant.no_buttons(merchant_card)
 
     # nothing English leaked into what the bot said in Chinese
     for pane in (user, merchant, group):

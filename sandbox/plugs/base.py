@@ -12,6 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from hardware_bridge.mqtt import NO_DELAY
+
 
 class SimPlug:
     will_topic = ""
@@ -105,6 +107,7 @@ class SimPlug:
                 password=self.password,
                 keepalive=5,
                 will=aiomqtt.Will(self.will_topic, self.will_payload, qos=1, retain=True),
+                socket_options=NO_DELAY,
             )
             try:
                 async with client:

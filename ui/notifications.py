@@ -293,15 +293,26 @@ async def _booking_request(ctx: Context, message: Notification) -> None:
         ctx.t, booking, user.first_name if user else "", ctx.config.zone, utcnow()
     )
 
+    await _post_booking_card(
+        ctx, message.chat_id, booking, CardRole.BOOKING_REQUEST, request, markup
+    )
+
+
+async def _post_booking_card(
+    ctx: Context,
+    chat_id: int,
+    booking: BookingInfo,
+    role: CardRole,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+) -> None:
+    """Send a message that shows a booking's state and record it as the booking's card
+    in that chat, so the booking's next change edits it (one part: sent once)."""
+
     async def post() -> None:
-        sent = await ctx.bot.send_message(message.chat_id, request, reply_markup=markup)
+        sent = await ctx.bot.send_message(chat_id, text, reply_markup=markup)
         await cards.record(
-            ctx.db,
-            CardRole.BOOKING_REQUEST,
-            booking.id,
-            message.chat_id,
-            sent.message_id,
-            shown=booking.status.value,
+            ctx.db, role, booking.id, chat_id, sent.message_id, shown=booking.status.value
         )
 
     await ctx.part("text", post)
@@ -332,18 +343,7 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
     # a walk-up is for now: its rider gets Start with the answer (issue #15)
     markup = start_button(ctx.t, booking.id) if booking.walkup else None
 
-    async def post() -> None:
-        sent = await ctx.bot.send_message(message.chat_id, accepted, reply_markup=markup)
-        await cards.record(
-            ctx.db,
-            CardRole.BOOKING,
-            booking.id,
-            message.chat_id,
-            sent.message_id,
-            shown=booking.status.value,
-        )
-
-    await ctx.part("text", post)
+    await _post_booking_card(ctx, message.chat_id, booking, CardRole.BOOKING, accepted, markup)
     await ctx.part("place", partial(send_place, ctx.bot, message.chat_id, listing))
 
 
@@ -691,18 +691,7 @@ async def _booking_nudge(ctx: Context, message: Notification) -> None:
     card, markup = card_views.request_card(ctx.t, booking, name, ctx.config.zone, utcnow())
     text = ctx.t("card.nudge", until=when(booking.respond_by, ctx.config.zone), card=Html(card))
 
-    async def post() -> None:
-        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
-        await cards.record(
-            ctx.db,
-            CardRole.BOOKING_REQUEST,
-            booking.id,
-            message.chat_id,
-            sent.message_id,
-            shown=booking.status.value,
-        )
-
-    await ctx.part("text", post)
+    await _post_booking_card(ctx, message.chat_id, booking, CardRole.BOOKING_REQUEST, text, markup)
 
 
 async def _booking_reminder(ctx: Context, message: Notification) -> None:
@@ -718,18 +707,8 @@ async def _booking_reminder(ctx: Context, message: Notification) -> None:
     text = ctx.t(key, start=clock(booking.start_at, zone, now), body=body)
     markup = reminder_buttons(ctx.t, booking, now)
 
-    async def post() -> None:  # a card of the booking: no live buttons once it is over
-        sent = await ctx.bot.send_message(message.chat_id, text, reply_markup=markup)
-        await cards.record(
-            ctx.db,
-            CardRole.BOOKING,
-            booking.id,
-            message.chat_id,
-            sent.message_id,
-            shown=booking.status.value,
-        )
-
-    await ctx.part("text", post)
+    # a card of the booking: no live buttons once it is over
+    await _post_booking_card(ctx, message.chat_id, booking, CardRole.BOOKING, text, markup)
 
 
 async def _booking_on_the_way(ctx: Context, message: Notification) -> None:

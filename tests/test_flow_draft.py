@@ -82,7 +82,7 @@ async def test_the_draft_survives_every_other_flow(bot: BotHarness, database_url
     await bot.say(RIDER, "/listings", "no listings yet")
     picker = await bot.say(RIDER, "/language", "Choose")
     await bot.press(RIDER, RIDER, picker, "English")
-    await bot.say(RIDER, f"/start {await _qr_token(database_url)}", "booking")  # a QR scan
+    await bot.say(RIDER, f"/start {await _qr_token(database_url)}", "Charge now?")  # a QR scan
     await bot.say(RIDER, "/find", "Where are you")
     await bot.say(RIDER, "/cancel", "Cancelled")  # /cancel outside the wizard
     await bot.restart()

@@ -56,16 +56,26 @@ async def chargers(url: str) -> list[Charger]:
     return rows
 
 
-async def submit_and_approve(bot: BotHarness) -> dict:
-    """Summary → Submit → the card in the group → Approve; returns the card."""
+async def review_text(bot: BotHarness, after: int) -> tuple[dict, str]:
+    """The review card in the group and all it says: its caption, and the fields in the
+    reply below it when the caption cannot hold them."""
+    card = await bot.expect(GROUP, "New listing", after, timeout=10)
+    if "in the reply below" in plain(card):
+        await bot.expect(GROUP, "Charger 1", after, timeout=10)
+    said = [plain(m) for m in bot.api.history(GROUP)[after:]]
+    return card, "\n".join(said)
+
+
+async def submit_and_approve(bot: BotHarness) -> str:
+    """Summary → Submit → the card in the group → Approve; returns what the card says."""
     summary = await bot.say(MERCHANT, "✅ Done, review the listing", "Submit for review")
     after = bot.api.last_message_id(GROUP)
     await bot.press(MERCHANT, MERCHANT, summary, "Submit")
-    card = await bot.expect(GROUP, "New listing", after, timeout=10)
+    card, text = await review_text(bot, after)
     after = bot.api.last_message_id(MERCHANT)
     await bot.press(GROUP, ADMINS[0], card, "Approve")
     await bot.expect(MERCHANT, "is approved", after, timeout=10)
-    return card
+    return text
 
 
 async def charger_questions(bot: BotHarness, user: int = MERCHANT) -> None:
@@ -101,8 +111,8 @@ async def test_a_plug_online_is_paired_by_switching_it(
         assert "paired ✓ at" in plain(summary)
         after = bot.api.last_message_id(GROUP)
         await bot.press(MERCHANT, MERCHANT, summary, "Submit")
-        card = await bot.expect(GROUP, "New listing", after, timeout=10)
-        assert "tasmota_pair_1 · paired ✓ at" in plain(card)
+        card, text = await review_text(bot, after)
+        assert "tasmota_pair_1 · paired ✓ at" in text
         after = bot.api.last_message_id(MERCHANT)
         await bot.press(GROUP, ADMINS[0], card, "Approve")
         await bot.expect(MERCHANT, "is approved", after, timeout=10)
@@ -185,8 +195,8 @@ async def _no_plug_yet(bot: BotHarness, server: MosquittoServer, database_url: s
     plug_id, password = match.groups()
     assert f"Topic: {plug_id}" in text
 
-    card = await submit_and_approve(bot)
-    assert f"{plug_id} · not paired yet: not bookable" in plain(card)
+    text = await submit_and_approve(bot)
+    assert f"{plug_id} · not paired yet: not bookable" in text
     (charger,) = await chargers(database_url)
     assert charger.paired_at is None and charger.plug_id == plug_id
     engine = create_engine(database_url)

@@ -231,7 +231,7 @@ async def cluster(
 def count(api: FakeBotAPI, chat: int, text: str) -> int:
     """How many messages saying ``text`` were sent to the chat: sends, not what the
     messages say now (cards are edited to their final state, issue #16)."""
-    sent = [*api.calls("sendMessage"), *api.calls("sendPhoto")]
+    sent = [*api.calls("sendMessage"), *api.calls("sendPhoto"), *api.calls("sendDocument")]
     return sum(
         1
         for params in sent

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -330,8 +331,9 @@ async def lifecycle(page) -> None:
     )
     assert await plug.locator(".relay.off").count() == 1
     # every card that showed the session now says how it ended, on both sides
-    number = (await user.message(order).inner_text()).split("Order #", 1)[1].split()[0]
-    number = "".join(ch for ch in number if ch.isdigit())
+    found = re.search(r"Order #(\d+)", await user.message(order).inner_text())
+    assert found is not None
+    number = found.group(1)
     await user.shows(running, f"Finished: order #{number}")
     await user.no_buttons(running)
     await merchant.shows(merchant_card, f"Finished: order #{number}")

@@ -199,8 +199,9 @@ async def lifecycle_zh(page) -> None:
     await merchant.expect_after(merchant_before, "订单 #")
     await group.expect_after(group_before, "订单 #")
     # every card that showed the session now says how it ended, on both sides
-    number = (await user.message(order).inner_text()).split("订单 #", 1)[1].split()[0]
-    number = "".join(ch for ch in number if ch.isdigit())
+    found = re.search(r"订单 #(\d+)", await user.message(order).inner_text())
+    assert found is not None
+    number = found.group(1)
     await user.shows(running, f"已结束：订单 #{number}")
     await user.no_buttons(running)
     await merchant.shows(merchant_card, f"已结束：订单 #{number}")

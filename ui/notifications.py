@@ -338,7 +338,7 @@ async def _booking_accepted(ctx: Context, message: Notification) -> None:
     accepted = ctx.t(
         "booking.accepted_user",
         body=text,
-        supply=supply_text(ctx.t, charger.supply_kind, charger.supply_model),
+        supply=supply_text(ctx.t, charger.supply_kind, charger.supply_model, charger.power_kw),
     )
     # a walk-up is for now: its rider gets Start with the answer (issue #15)
     markup = start_button(ctx.t, booking.id) if booking.walkup else None

@@ -22,7 +22,7 @@ from ui.views import charging as charging_views
 from ui.views.booking import booking_actions, booking_text, charger_title, money, tariff_text
 from ui.views.booking import reason_text as booking_reason_text
 from ui.views.charging import clock
-from ui.views.listing import when
+from ui.views.listing import supply_text, when
 
 Card = tuple[str, InlineKeyboardMarkup | None]
 
@@ -62,7 +62,7 @@ def booking_card(
     markup = booking_actions(t, booking, person, now)
     if booking.status == BookingStatus.ACCEPTED:
         charger = booking.charger
-        supply = f"{charger.supply_kind} / {charger.supply_model}"
+        supply = supply_text(t, charger.supply_kind, charger.supply_model, charger.power_kw)
         return t("booking.accepted_user", body=body, supply=supply), markup
     state = t(
         f"card.rider_{booking.status.value}",

@@ -15,6 +15,7 @@ from ui.callbacks import ExtendCb, WalkupCb
 from ui.i18n import Html, Translator
 from ui.views.booking import charger_title, money, tariff_text
 from ui.views.charging import clock, start_button
+from ui.views.listing import supply_text
 
 
 def walkup_card(
@@ -28,7 +29,7 @@ def walkup_card(
         "walkup.card",
         shop=offer.shop_name,
         charger=charger_title(t, charger),
-        supply=f"{charger.supply_kind} / {charger.supply_model}",
+        supply=supply_text(t, charger.supply_kind, charger.supply_model, charger.power_kw),
         tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
         until=clock(offer.free_until, zone, now),
         accept=Html(accept),

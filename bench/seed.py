@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from migrations.runner import upgrade
 from models import Charger, Listing, ListingStatus, User
 from models.db import create_engine
+from models.listing import SHORT_CODE_ALPHABET, SHORT_CODE_LENGTH
 
 CENTRE = (31.2304, 121.4737)  # Shanghai
 CITY_KM = 30.0  # the city spans ±30 km around the centre
@@ -36,6 +37,15 @@ def plug_of(charger_id: int) -> tuple[str, str]:
 
 def token_of(charger_id: int) -> str:
     return hashlib.sha256(f"bench-{charger_id}".encode()).hexdigest()[:32]
+
+
+def code_of(charger_id: int) -> str:
+    """A label's short code, unique per charger id (its digits in the code alphabet)."""
+    digits = []
+    for _ in range(SHORT_CODE_LENGTH):
+        charger_id, digit = divmod(charger_id, len(SHORT_CODE_ALPHABET))
+        digits.append(SHORT_CODE_ALPHABET[digit])
+    return "".join(digits)
 
 
 def merchant_of(listing_id: int, merchants: int) -> int:
@@ -106,6 +116,8 @@ async def seed(
                         "plug_driver": plug_of(r["id"])[0],
                         "plug_id": plug_of(r["id"])[1],
                         "qr_token": token_of(r["id"]),
+                        "short_code": code_of(r["id"]),
+                        "paired_at": now,  # a proven plug: bookable (issue #15)
                         "created_at": now,
                     }
                     for r in rows

@@ -293,7 +293,7 @@ async def lifecycle(page) -> None:
     # the merchant accepts; the user gets the place as a venue on a map
     user_before = await user._snapshot()
     await merchant.press(request, "Accept", "accepted ✅")
-    await user.expect_after(user_before, "accepted")
+    accepted = await user.expect_after(user_before, "accepted")
     # the merchant's request card shows the decision, with no buttons left
     await merchant.shows(request, "Accepted by you at")
     await merchant.no_buttons(request)
@@ -338,6 +338,10 @@ async def lifecycle(page) -> None:
     await user.no_buttons(running)
     await merchant.shows(merchant_card, f"Finished: order #{number}")
     await merchant.no_buttons(merchant_card)
+    # ... and the booking's cards: the rider's acceptance, the merchant's request
+    await user.shows(accepted, "Charged; your order was sent.")
+    await user.no_buttons(accepted)
+    await merchant.shows(request, "Charged and closed; the order was sent.")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "sandbox-lifecycle-en.png"))
 

@@ -206,6 +206,10 @@ async def lifecycle_zh(page) -> None:
     await user.no_buttons(running)
     await merchant.shows(merchant_card, f"已结束：订单 #{number}")
     await merchant.no_buttons(merchant_card)
+    # ... and the booking's cards: the rider's acceptance, the merchant's request
+    await user.shows(accepted, "充电已结束，订单已发送给您。")
+    await user.no_buttons(accepted)
+    await merchant.shows(request, "充电已结束，订单已发送。")
 
     # nothing English leaked into what the bot said in Chinese
     for pane in (user, merchant, group):

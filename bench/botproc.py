@@ -41,6 +41,12 @@ class Probe:
         self.mqtt_count = 0
         self.mqtt_lag: list[tuple[float, float]] = []  # (monotonic, ms)
         self.backlog: list[tuple[float, int, int]] = []  # (monotonic, queued, handled)
+        # the trace of a start (figure 3): time.monotonic() is the same clock in every
+        # process of the machine, so the bench lines these up with its own stamps
+        self.presses: list[tuple[float, int, str]] = []  # (arrival, user, data)
+        self.confirmations: list[tuple[float, str]] = []  # (arrival, topic): power on
+        self.started: list[tuple[float, int]] = []  # ("Charging started" leaves, chat)
+        self.commands: list[tuple[float, str]] = []  # (power-on published, topic)
 
     # -- Bot API requests -------------------------------------------------------------------
     def request_middleware(self) -> BaseRequestMiddleware:
@@ -53,7 +59,13 @@ class Probe:
                     now = time.monotonic()
                     for update in result:
                         probe.arrival[update.update_id] = now
+                        query = update.callback_query
+                        if query is not None:
+                            probe.presses.append((now, query.from_user.id, query.data or ""))
                     return result
+                text = getattr(method, "text", None)
+                if isinstance(text, str) and "Charging started" in text:
+                    probe.started.append((time.monotonic(), int(getattr(method, "chat_id", 0))))
                 update_id = CURRENT.get()
                 if update_id is not None and update_id not in probe.answered:
                     probe.answered.add(update_id)
@@ -80,6 +92,15 @@ class Probe:
             self.answered.discard(update_id)  # type: ignore[arg-type]
 
     # -- MQTT -------------------------------------------------------------------------------
+    def on_mqtt_arrival(self, msg: Any) -> None:
+        """First of the client's handlers: a plug saying it is on (Tasmota's stat/…,
+        Shelly's NotifyStatus with the output on), as it arrives."""
+        topic, payload = msg.topic, msg.payload
+        if (topic.startswith("stat/") and b"ON" in payload) or (
+            topic.endswith("/events/rpc") and b'"output":true' in payload.replace(b" ", b"")
+        ):
+            self.confirmations.append((time.monotonic(), topic))
+
     def on_mqtt(self, msg: Any) -> None:
         self.mqtt_count += 1
         if msg.topic.endswith("/events/rpc"):
@@ -97,12 +118,33 @@ class Probe:
             self.backlog.append((time.monotonic(), queued, self.mqtt_count))
             await asyncio.sleep(0.25)
 
+    def watch_publishes(self) -> None:
+        """Stamp each power-on command as the bridge hands it to the MQTT library
+        (wrapping aiomqtt's public ``Client.publish`` in this process only)."""
+        import aiomqtt
+
+        probe, publish = self, aiomqtt.Client.publish
+
+        async def stamped(client: Any, topic: str, payload: Any = None, *a: Any, **kw: Any) -> Any:
+            raw = payload.encode() if isinstance(payload, str) else (payload or b"")
+            if (topic.endswith("/POWER") and raw.upper() == b"ON") or (
+                topic.endswith("/rpc") and b'"on": true' in raw
+            ):
+                probe.commands.append((time.monotonic(), topic))
+            return await publish(client, topic, payload, *a, **kw)
+
+        aiomqtt.Client.publish = stamped  # type: ignore[method-assign]
+
     def dump(self) -> dict[str, Any]:
         return {
             "latency": self.latency,
             "handled": self.handled,
             "mqtt_lag": self.mqtt_lag,
             "backlog": self.backlog,
+            "presses": self.presses,
+            "confirmations": self.confirmations,
+            "started": self.started,
+            "commands": self.commands,
         }
 
 
@@ -113,10 +155,12 @@ async def main(config: dict[str, Any]) -> None:
     settings = load_settings(_env_file=None, **config["settings"])
     app = App(settings)
     probe = Probe()
+    probe.watch_publishes()
     app.bot.session.middleware(probe.request_middleware())
     # first of the outer middlewares, so the handled time covers all of them
     app.dispatcher.update.outer_middleware._middlewares.insert(0, probe.update_middleware)
     app.bridge.client.add_handler(probe.on_mqtt)  # after the bridge's own handler
+    app.bridge.client._handlers.insert(0, probe.on_mqtt_arrival)  # before it
     sampler = asyncio.create_task(probe.sample_backlog(app.bridge.client))
     try:
         await app.run_polling(handle_signals=True)

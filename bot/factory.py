@@ -18,7 +18,7 @@ from bot.fsm_storage import DestinyKeyBuilder, SqlStorage
 from bot.inline_filters import inline_sync_filters
 from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
-from bot.middlewares import DbSessionMiddleware, UserContextMiddleware
+from bot.middlewares import DbSessionMiddleware, OneFsmWritePerUpdate, UserContextMiddleware
 from bot.outbox_sender import OutboxSender
 from bot.request_middlewares import (
     AnsweredPresses,
@@ -127,6 +127,8 @@ def create_dispatcher(
     )
     if metrics is not None:
         dp.update.outer_middleware(MetricsMiddleware(metrics))
+    if isinstance(storage, SqlStorage):
+        dp.update.outer_middleware(OneFsmWritePerUpdate(storage))
     dp.update.outer_middleware(DbSessionMiddleware(open_db, after=wake))
     dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))

@@ -1,14 +1,20 @@
 """aiogram FSM storage in the product's database, so a restart keeps every
 conversation where it was (the answers typed so far included).
 
-Writes go to the database at once; what was last read or written is also kept in
-memory (write-through), so the state aiogram looks up for every update, and the
-data a step reads before it writes, cost no query. One polling process owns its
-conversations (several instances use Redis instead), so the copy stays true.
+What was last read or written is kept in memory, so the state aiogram looks up for
+every update, and the data a step reads before it writes, cost no query. One polling
+process owns its conversations (several instances use Redis instead), so the copy
+stays true. Writes go to the database at once, except while an update is handled
+inside ``one_write_per_update``: a step's ``update_data`` and ``set_state`` (two
+writes in aiogram) then become one statement at the update's end. aiogram's event
+isolation holds the conversation's lock until then, so its next update reads what
+this one wrote.
 """
 
+import contextvars
 import copy
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from aiogram.fsm.state import State
@@ -27,6 +33,12 @@ from services.lru import Lru
 from services.tx import OpenDb, transaction
 
 _Entry = tuple[str | None, dict[str, Any]]
+# while an update is handled: row key → (the entry before the update, the latest,
+# which of its fields were written)
+_Pending = dict[str, tuple[_Entry, _Entry, frozenset[str]]]
+_PENDING: contextvars.ContextVar[_Pending | None] = contextvars.ContextVar(
+    "fsm_pending", default=None
+)
 
 
 class SqlStorage(BaseStorage):
@@ -70,12 +82,48 @@ class SqlStorage(BaseStorage):
         self._remember(storage_key, entry)
         return entry
 
+    @asynccontextmanager
+    async def one_write_per_update(self) -> AsyncIterator[None]:
+        """Writes of known conversations wait until the block ends, then each row is
+        written once (also when the block fails: what a step wrote before the error
+        is kept, as when each write went at once)."""
+        pending: _Pending = {}
+        token = _PENDING.set(pending)
+        try:
+            yield
+        finally:
+            _PENDING.reset(token)
+            for storage_key, (before, latest, fields) in pending.items():
+                if latest == before:
+                    continue
+                values = {f: latest[0] if f == "state" else latest[1] for f in fields}
+                self._cache.pop(storage_key)
+                if not await self._write_known(storage_key, before, values):
+                    await self._write_read_first(storage_key, values)
+
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
+        pending = _PENDING.get()
+        if pending is not None:
+            held = pending.get(storage_key)
+            known = held[1] if held is not None else self._cache.get(storage_key)
+            if known is not None:
+                state = values.get("state", known[0])
+                entry = (state, copy.deepcopy(dict(values.get("data", known[1]) or {})))
+                before, fields = (held[0], held[2]) if held is not None else (known, frozenset())
+                pending[storage_key] = (before, entry, fields | values.keys())
+                self._remember(storage_key, (state, copy.deepcopy(entry[1])))
+                return
+        await self._write_now(storage_key, values)
+
+    async def _write_now(self, storage_key: str, values: dict[str, Any]) -> None:
         # forgotten first: should the write fail, the next read asks the database
         known = self._cache.pop(storage_key)
         if known is not None and await self._write_known(storage_key, known, values):
             return
+        await self._write_read_first(storage_key, values)
+
+    async def _write_read_first(self, storage_key: str, values: dict[str, Any]) -> None:
         async with self._open_db() as db, transaction(db):
             record = await db.get(FsmRecord, storage_key)
             state = values.get("state", record.state if record else None)

@@ -7,6 +7,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject
 from aiogram.types import User as TgUser
 
+from bot.fsm_storage import SqlStorage
 from services import users
 from services.tx import Db, OpenDb
 from ui.i18n import translator
@@ -30,6 +31,18 @@ class DbSessionMiddleware(BaseMiddleware):
             finally:
                 if self._after is not None:
                     self._after()
+
+
+class OneFsmWritePerUpdate(BaseMiddleware):
+    """A conversation step's writes (aiogram's ``update_data`` then ``set_state``)
+    reach the database as one statement at the update's end (bot/fsm_storage.py)."""
+
+    def __init__(self, storage: SqlStorage) -> None:
+        self._storage = storage
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with self._storage.one_write_per_update():
+            return await handler(event, data)
 
 
 class UserContextMiddleware(BaseMiddleware):

@@ -263,3 +263,38 @@ async def test_magic_and_state_filters_run_inline_with_the_same_results(monkeypa
     await dp.feed_update(bot, update(4, "go later"))  # the state filter says no
     assert seen == ["go home"]
     await bot.session.close()
+
+
+async def test_a_step_writes_its_conversation_once_at_the_end_of_the_update(
+    engine, open_db
+) -> None:
+    storage = SqlStorage(open_db)
+    await storage.set_state(KEY, "Booking:kind")  # known from now on
+    with statements(engine) as seen:
+        async with storage.one_write_per_update():
+            await storage.set_data(KEY, {"kind": "e_bike"})  # aiogram's update_data
+            await storage.set_state(KEY, "Booking:model")
+            # the update itself (and its next one) reads what it wrote
+            assert await storage.get_state(KEY) == "Booking:model"
+            assert seen == []
+    assert seen == ["UPDATE"]
+    assert await stored(open_db) == ("Booking:model", {"kind": "e_bike"})
+
+    # written also when the step fails after its writes; a clear() leaves no row
+    with statements(engine) as seen:
+        try:
+            async with storage.one_write_per_update():
+                await storage.set_state(KEY, None)
+                await storage.set_data(KEY, {})
+                raise RuntimeError("the handler failed")
+        except RuntimeError:
+            pass
+    assert seen == ["DELETE"]
+    assert await stored(open_db) is None
+
+    # a row changed behind the cache's back: the long way at the end
+    async with storage.one_write_per_update():
+        await storage.set_state(KEY, "A")
+        async with open_db() as db, transaction(db):
+            await db.execute(insert(FsmRecord).values(key=ROW, state="Other", data={"x": 1}))
+    assert await stored(open_db) == ("A", {"x": 1})

@@ -942,7 +942,10 @@ class MosquittoServer(_ProcessServer):
             "persistence false\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-            "connection_messages true\n" + self.extra_config
+            "connection_messages true\n"
+            # as deploy/mosquitto.conf: without it the broker's sockets wait on Nagle
+            # plus the peer's delayed ACK (~40 ms) whenever it forwards two messages
+            "set_tcp_nodelay true\n" + self.extra_config
         )
         return [self.binary, "-c", str(self.config_path)]
 

@@ -21,7 +21,7 @@ from services import audit, cards, outbox, payments
 from services.cards import Subject
 from services.deadlines import NUDGE_BEFORE, answer_by
 from services.dto import BookingInfo, ChargerInfo, ListingInfo
-from services.errors import DomainError, InvalidInput, NotAllowed, NotFound
+from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
@@ -62,18 +62,43 @@ def estimate_minor(price_minor: int, unit: str, start: datetime, end: datetime) 
 
 async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
     """A charger of a public, unpaused listing; else a refusal that says why."""
+    return (await _bookable(db, charger_id))[0]
+
+
+@dataclass(frozen=True)
+class _Shop:
+    merchant_id: int
+    name: str
+
+
+async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
+    """``bookable_charger`` and its shop, in one statement (every step of a booking
+    asks: the listing's row is read for its flags and name only)."""
     async with read(db):
-        charger = await db.get(Charger, charger_id, populate_existing=True)
-        if charger is None or not charger.active:
+        row = (
+            await db.execute(
+                select(
+                    Charger,
+                    Listing.published,
+                    Listing.paused,
+                    Listing.merchant_id,
+                    Listing.shop_name,
+                )
+                .join(Listing, Listing.id == Charger.listing_id)
+                .where(Charger.id == charger_id)
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
+        if row is None:
             raise NotFound("err.charger_gone")
-        listing = await db.get(Listing, charger.listing_id, populate_existing=True)
-        if listing is None or not listing.published:
+        charger, published, paused, merchant_id, shop_name = row
+        if not charger.active or not published:
             raise NotFound("err.charger_gone")
-        if listing.paused:
+        if paused:
             raise InvalidInput("err.listing_paused")
         if charger.paired_at is None:  # no plug yet: nothing could switch the power
             raise InvalidInput("pairing.err_not_bookable")
-        return ChargerInfo.of(charger)
+        return ChargerInfo.of(charger), _Shop(merchant_id, shop_name or "")
 
 
 def bookable(listing: Listing | None) -> bool:
@@ -176,12 +201,10 @@ async def request(
     now = now or utcnow()
     async with transaction(db):
         await check_request_limits(db, user_id, charger_id, start, end, rules, lock=True)
-        charger = await bookable_charger(db, charger_id)
+        charger, listing = await _bookable(db, charger_id)
         if device_kind not in charger.device_kinds:
             raise InvalidInput("err.device_kind")
         await check_window(db, charger, start, end, now, rules)
-        listing = await db.get(Listing, charger.listing_id)
-        assert listing is not None
         if listing.merchant_id == user_id:
             raise NotAllowed("err.own_charger")
         respond_by = answer_by(start, now, rules.response_minutes)
@@ -211,7 +234,7 @@ async def request(
             outbox.enqueue(
                 db, listing.merchant_id, OutboxKind.BOOKING_REQUEST, booking_id=booking.id
             )
-        made = BookingInfo.of(booking, listing.shop_name or "", charger)
+        made = BookingInfo.of(booking, listing.name, charger)
     return made
 
 
@@ -620,16 +643,50 @@ async def acceptable(
     now = now or utcnow()
     async with read(db):
         charger = await bookable_charger(db, charger_id)
-        fits = []
-        for start, end in windows:
-            try:
-                await check_window(db, charger, start, end, now, rules)
-                await check_request_limits(db, user_id, charger.id, start, end, rules)
-            except DomainError:
-                fits.append(False)
-            else:
-                fits.append(True)
-        return fits
+        if not windows:
+            return []
+        # the same rules as check_window and check_request_limits, with the bookings
+        # of the span of all the windows read once, not once per window
+        lo, hi = min(s for s, _e in windows), max(e for _s, e in windows)
+        busy = await busy_intervals(db, charger.id, lo, hi)
+        if rules.max_open_requests is not None:
+            waiting = await db.scalar(
+                select(func.count())
+                .select_from(Booking)
+                .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
+            )
+            if (waiting or 0) >= rules.max_open_requests:
+                return [False] * len(windows)
+        mine = (
+            await db.execute(
+                select(Booking.start_at, Booking.end_at).where(
+                    Booking.user_id == user_id,
+                    Booking.charger_id == charger.id,
+                    Booking.status.in_(OPEN),
+                    Booking.start_at < hi,
+                    Booking.end_at > lo,
+                )
+            )
+        ).all()
+        return [
+            window_allowed(charger, start, end, now, rules)
+            and not any(s < end and e > start for s, e in [*busy, *mine])
+            for start, end in windows
+        ]
+
+
+def window_allowed(
+    charger: ChargerInfo, start: datetime, end: datetime, now: datetime, rules: BookingRules
+) -> bool:
+    """check_window's rules that need no database: not past, not empty, not too long,
+    not too far ahead, within the charger's hours."""
+    return (
+        start < end
+        and start >= now - timedelta(minutes=1)
+        and MIN_BOOKING <= end - start <= MAX_BOOKING
+        and start <= now + timedelta(days=rules.horizon_days)
+        and fits_hours(charger.hours, start, end, rules.zone)
+    )
 
 
 @dataclass(frozen=True)
@@ -657,10 +714,8 @@ async def quote(
     the day's free windows when taken or closed), else its summary."""
     now = now or utcnow()
     async with read(db):
-        charger = await bookable_charger(db, charger_id)
+        charger, shop = await _bookable(db, charger_id)
         await check_window(db, charger, start, end, now, rules)
         await check_request_limits(db, user_id, charger.id, start, end, rules)
-        listing = await db.get(Listing, charger.listing_id)
         estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
-        shop = (listing.shop_name or "") if listing else ""
-        return Quote(charger, shop, start, end, estimate)
+        return Quote(charger, shop.name, start, end, estimate)

@@ -169,3 +169,67 @@ async def test_quick_choices_are_only_windows_the_rules_accept(
             db, user_id=USER_A, charger_id=charger_id, windows=windows[:2], rules=RULES, now=NOW
         )
     assert fits == [True, False]
+
+
+async def test_quick_choices_agree_with_the_request_rules_window_by_window(
+    open_db,
+    charger_id,  # noqa: F811
+) -> None:
+    """``acceptable`` reads the bookings of all the windows at once (issue #17): for
+    each window it answers as ``quote`` (the rules of a request) does, one by one."""
+    import random
+
+    from services.errors import DomainError
+    from tests.test_bookings_service import NOW, at
+
+    async with open_db() as db:  # one window taken by another rider, one by this one
+        other = await bookings.request(
+            db,
+            user_id=STRANGER,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=at(28, 12),
+            end=at(28, 13),
+            rules=RULES,
+            now=NOW,
+        )
+        await bookings.accept(db, booking_id=other.id, merchant_id=MERCHANT, now=NOW)
+        await bookings.request(
+            db,
+            user_id=USER_A,
+            charger_id=charger_id,
+            device_kind="e_bike",
+            device_model="",
+            start=at(28, 15),
+            end=at(28, 16),
+            rules=RULES,
+            now=NOW,
+        )
+    rng = random.Random(17)
+    windows = []
+    for _ in range(60):
+        start = NOW + timedelta(minutes=15 * rng.randint(-8, 200))
+        windows.append((start, start + timedelta(minutes=15 * rng.randint(-1, 40))))
+    async with open_db() as db:
+        fits = await bookings.acceptable(
+            db, user_id=USER_A, charger_id=charger_id, windows=windows, rules=RULES, now=NOW
+        )
+        one_by_one = []
+        for start, end in windows:
+            try:
+                await bookings.quote(
+                    db,
+                    user_id=USER_A,
+                    charger_id=charger_id,
+                    start=start,
+                    end=end,
+                    rules=RULES,
+                    now=NOW,
+                )
+            except DomainError:
+                one_by_one.append(False)
+            else:
+                one_by_one.append(True)
+    assert fits == one_by_one
+    assert True in fits and False in fits  # both kinds of answer were tried

@@ -8,6 +8,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# the locked dependencies first (requirements/bot.txt, `make lock`): every package the
+# file the lock names (--require-hashes), and a layer that code changes do not rebuild
+COPY requirements/bot.txt requirements/bot.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements/bot.txt
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
@@ -17,7 +21,8 @@ COPY models ./models
 COPY hardware_bridge ./hardware_bridge
 COPY migrations ./migrations
 COPY sandbox ./sandbox
-RUN pip install --no-cache-dir .
+# the project itself: nothing left to resolve, built with the locked setuptools
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
 # the default SQLite database lives here (a volume); PostgreSQL in docker-compose.yml
 RUN mkdir -p /app/data && chown nobody /app/data

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by scripts/test.sh and scripts/run.sh (sourced, not run): makes sure the project's
-# virtualenv .venv exists and has the project installed (editable, with the `test` extra).
+# virtualenv .venv exists and has the locked dependencies (requirements/<lock>.txt, made
+# by `make lock`) and the project itself (editable) installed.
 #
 # Needs REPO_ROOT set to the repository root. Environment knobs:
 #   PYTHON=/path/to/python3   interpreter to create .venv with (must be >= 3.11)
@@ -35,11 +36,24 @@ sha256_of() {
     fi
 }
 
-# ensure_venv: creates .venv if needed and (re)installs the project when pyproject.toml changed.
+# lock_stamp LOCK: the marker of LOCK's install; it changes with the lock file and pyproject.toml.
+lock_stamp() {
+    local lock_sum project_sum
+    lock_sum="$(sha256_of "$REPO_ROOT/requirements/$1.txt")"
+    project_sum="$(sha256_of "$REPO_ROOT/pyproject.toml")"
+    printf '%s/.installed-%s-%s-%s' "$REPO_ROOT/.venv" "$1" "${lock_sum:0:16}" "${project_sum:0:16}"
+}
+
+# ensure_venv [LOCK]: creates .venv if needed and installs requirements/LOCK.txt (default:
+# test, everything; run: the bot and its sandbox only) when it or pyproject.toml changed.
+# test.txt holds every pin of run.txt, so a current test install serves a run too.
 ensure_venv() {
     : "${REPO_ROOT:?REPO_ROOT must be set}"
+    local lock="${1:-test}"
     local venv="$REPO_ROOT/.venv"
+    local lock_file="$REPO_ROOT/requirements/$lock.txt"
     VENV_PY="$venv/bin/python"
+    [ -f "$lock_file" ] || die "missing $lock_file (make lock makes it)"
 
     if [ -x "$VENV_PY" ] && ! "$VENV_PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
         log "existing .venv is broken or older than Python 3.11: recreating it"
@@ -53,16 +67,22 @@ ensure_venv() {
     fi
 
     local stamp
-    stamp="$venv/.installed-$(sha256_of "$REPO_ROOT/pyproject.toml")"
-    if [ ! -e "$stamp" ]; then
-        log "installing the project with its test and bench dependencies into .venv (pip install -e '.[test,bench]')"
-        local pip_log="$venv/pip-install.log"
-        if ! (cd "$REPO_ROOT" && "$VENV_PY" -m pip install --quiet --disable-pip-version-check \
-                -e '.[test,bench]') >"$pip_log" 2>&1; then
-            tail -n 40 "$pip_log" >&2
-            die "pip install -e '.[test,bench]' failed (full output: $pip_log)"
-        fi
-        rm -f "$venv"/.installed-*
-        touch "$stamp"
+    stamp="$(lock_stamp "$lock")"
+    if [ -e "$stamp" ] || { [ "$lock" = run ] && [ -e "$(lock_stamp test)" ]; }; then
+        return 0
     fi
+    log "installing the locked dependencies (requirements/$lock.txt) and the project into .venv"
+    local pip_log="$venv/pip-install.log"
+    # --require-hashes: every package is the file the lock names, or the install fails.
+    # The project itself goes in after, with no dependencies of its own to resolve and
+    # the locked setuptools as its build backend.
+    if ! (cd "$REPO_ROOT" && "$VENV_PY" -m pip install --disable-pip-version-check \
+            --require-hashes -r "requirements/$lock.txt" &&
+            "$VENV_PY" -m pip install --disable-pip-version-check --no-deps \
+            --no-build-isolation -e .) >"$pip_log" 2>&1; then
+        tail -n 40 "$pip_log" >&2
+        die "installing requirements/$lock.txt failed (full output: $pip_log)"
+    fi
+    rm -f "$venv"/.installed-"$lock"-*
+    touch "$stamp"
 }

@@ -8,7 +8,7 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/_venv.sh
 . "$REPO_ROOT/scripts/_venv.sh"
 
-ensure_venv
+ensure_venv run  # the bot and its sandbox: no test or bench tools
 mkdir -p "$REPO_ROOT/data"
 
 log "starting the bot"

@@ -80,7 +80,7 @@ if ! [ -x /usr/bin/chromium ]; then
     fi
 fi
 
-ensure_venv
+ensure_venv test
 
 log "running pytest $*"
 exec "$VENV_PY" -m pytest "$@"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager
 
 from models import (
     Booking,
@@ -263,15 +264,23 @@ async def begin_start(
     row lock (and the one-active-session index) lets only one start win."""
     now = now or utcnow()
     async with transaction(db):
-        booking = await db.get(Booking, booking_id, populate_existing=True)
+        # the booking and its charger read and locked in one statement (PostgreSQL:
+        # the charger's lock serialises its starts, the booking's keeps its status
+        # as read; SQLite's BEGIN IMMEDIATE serialises the whole unit)
+        booking = (
+            await db.scalars(
+                select(Booking)
+                .join(Charger, Charger.id == Booking.charger_id)
+                .options(contains_eager(Booking.charger))
+                .where(Booking.id == booking_id)
+                .with_for_update(of=(Booking, Charger))
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
         if booking is None:
             raise NotFound("err.booking_not_found")
         if booking.user_id != user_id:
             raise NotAllowed("err.not_your_booking")
-        await db.execute(
-            select(Charger.id).where(Charger.id == booking.charger_id).with_for_update()
-        )
-        await db.refresh(booking)
         running = await active_session(db, charger_id=booking.charger_id)
         if running is not None:
             if running.booking_id == booking.id:
@@ -280,10 +289,9 @@ async def begin_start(
         if booking.status != BookingStatus.ACCEPTED:
             raise InvalidInput("err.scan_booking_status", status=booking.status.value)
         usable_window(booking, now, rules)
-        charger = await db.get(Charger, booking.charger_id, populate_existing=True)
-        assert charger is not None
+        charger = booking.charger  # joined with the booking
         charge = ChargingSession(
-            booking_id=booking.id,
+            booking=booking,  # callers read its window: set here, not read again
             charger_id=booking.charger_id,
             plug_driver=charger.plug_driver,
             plug_id=charger.plug_id,
@@ -297,7 +305,6 @@ async def begin_start(
             await db.flush()
         except IntegrityError:  # another start won the race past the checks
             raise InvalidInput("err.session_already") from None
-        await db.refresh(charge, ["booking"])  # callers read its window
         audit.record(db, "session", charge.id, "start", user_id, None, "starting")
     return charge
 
@@ -803,8 +810,11 @@ async def charge_info(db: Db, session_id: int) -> ChargeInfo:
 
 
 async def _info(db: Db, charge: ChargingSession) -> ChargeInfo:
-    listing = await db.get(Listing, charge.booking.charger.listing_id)
-    return ChargeInfo.of(charge, (listing.shop_name or "") if listing else "")
+    # the shop's name only: the listing's row (and its chargers) are not needed
+    shop = await db.scalar(
+        select(Listing.shop_name).where(Listing.id == charge.booking.charger.listing_id)
+    )
+    return ChargeInfo.of(charge, shop or "")
 
 
 def status_of(

@@ -54,12 +54,27 @@ async def options(db: Db, session_id: int, rules: BookingRules) -> tuple[ExtendO
         charge = await charging.get(db, session_id)
         if charge.status != SessionStatus.CHARGING:
             return ()
-        charger = await db.get(Charger, charge.charger_id)
-        assert charger is not None
+        booking = charge.booking
+        hours = booking.charger.hours  # joined with the booking
+        # the bookings after this one, read once for the longest extension
+        later = [
+            b
+            for b in await busy_intervals(
+                db,
+                booking.charger_id,
+                booking.end_at,
+                booking.end_at + timedelta(minutes=max(EXTENSIONS)),
+            )
+            if b != (booking.start_at, booking.end_at)
+        ]
         found = []
         for minutes in EXTENSIONS:
-            option = _option(charge.booking, minutes)
-            if await _fits(db, charge.booking, charger.hours, option.end, rules):
+            option = _option(booking, minutes)
+            if (
+                option.end - booking.start_at <= MAX_BOOKING
+                and fits_hours(hours, booking.end_at, option.end, rules.zone)
+                and not any(s < option.end and e > booking.end_at for s, e in later)
+            ):
                 found.append(option)
         return tuple(found)
 

@@ -18,6 +18,7 @@ from hardware_bridge.port import DeviceEvent, DeviceRef, EnergyReading, PowerCha
 from tests.plugs import SimPlug, SimShelly, SimTasmota
 from tests.support.services import MosquittoServer
 from tests.support.waiting import wait_until
+from tests.test_shelly_forgery import _as, acl_broker  # noqa: F401 - a fixture
 
 _n = itertools.count(1)
 
@@ -253,3 +254,42 @@ def test_without_a_group_nothing_is_shared() -> None:
     for bad in ("", "a/b", "a+", "#"):
         with pytest.raises(ValueError):
             MqttClient("mqtt://127.0.0.1:1", "x", share_group=bad)
+
+
+async def test_the_deploy_acl_lets_only_the_bots_relay(
+    acl_broker: tuple[MosquittoServer, dict[str, str]],  # noqa: F811
+) -> None:
+    """deploy/mosquitto.acl: the bots' account takes shared subscriptions and relays; a
+    plug's account cannot write a relay (it would switch a plug's known state on every
+    instance), not even one named like the relay's topics."""
+    server, accounts = acl_broker
+    bot = _as(server.url, "chargeshare", accounts["chargeshare"])
+    a = await make_bridge(bot, "alpha", "acl")
+    b = await make_bridge(bot, "beta", "acl")
+    victim = "shellyplus-victim"
+    dev = DeviceRef("shelly", victim)
+    plug = SimShelly(_as(server.url, victim, accounts[victim]), victim, tele_period=3600)
+    await plug.start()
+    parts = urlsplit(server.url)
+    try:
+        await wait_until(lambda: a.known(dev).online is True and b.known(dev).online is True)
+        # the rogue plug forges a relay: the broker drops it
+        async with aiomqtt.Client(
+            parts.hostname or "127.0.0.1",
+            parts.port or 1883,
+            username="rogue-plug",
+            password=accounts["rogue-plug"],
+        ) as rogue:
+            forged = {"driver": "shelly", "device": victim, "on": True, "online": None}
+            await rogue.publish(f"{RELAY_PREFIX}/acl/rogue", json.dumps(forged), qos=1)
+        # the real plug is switched on by its button, and all know it: the rogue's relay
+        # would have arrived before
+        await plug.press_button()
+        await wait_until(lambda: a.known(dev).on is True and b.known(dev).on is True)
+        # each relay received is one the other bridge sent (none forged got through)
+        await wait_until(lambda: a.relayed_in + b.relayed_in == a.relayed_out + b.relayed_out)
+        assert a.relayed_out + b.relayed_out >= 1
+    finally:
+        await plug.stop()
+        await a.stop()
+        await b.stop()

@@ -126,10 +126,17 @@ class Bridge:
                 await self._apply(device, upd, shared=msg.shared)
 
     async def _apply(
-        self, device: DeviceRef, upd: Update, *, shared: bool = False, relayed: bool = False
+        self,
+        device: DeviceRef,
+        upd: Update,
+        *,
+        shared: bool = False,
+        relayed: bool = False,
+        relayed_discovered: bool = False,
     ) -> None:
         """``shared``: no other instance got this message (it relays a change);
-        ``relayed``: another instance got it (its events say so)."""
+        ``relayed``: another instance got it (its events say so), and
+        ``relayed_discovered`` is whether that one saw the change happen."""
         k = self._get(device)
         events: list[DeviceEvent] = []
         now = utcnow()
@@ -146,10 +153,15 @@ class Bridge:
                     else DeviceWentOffline(device, now, relayed=relayed)
                 )
             k.online = upd.online
+        discovered = False
         if upd.on is not None:
             if upd.on != k.on and (not upd.retained or k.on is not None):
+                # a relayed change: whether it was seen as it happened is the hearer's
+                # to say (this instance may never have heard the plug itself)
                 discovered = (
-                    upd.retained or k.heard_at is None or k.heard_at < self._connected_since
+                    relayed_discovered
+                    if relayed
+                    else (upd.retained or k.heard_at is None or k.heard_at < self._connected_since)
                 )
                 events.append(
                     PowerChanged(
@@ -181,7 +193,7 @@ class Bridge:
             if not fut.done() and pred(upd):
                 fut.set_result(None)
         if shared and changed and not upd.retained and self._relay_topic is not None:
-            self._relay(device, upd)
+            self._relay(device, upd, discovered)
         for ev in events:
             for cb in self._callbacks:
                 try:
@@ -192,7 +204,7 @@ class Bridge:
                     log.exception("event callback failed for %r", ev)
 
     # -- the relay between instances (MQTT_SHARE_GROUP) ------------------------------------
-    def _relay(self, device: DeviceRef, upd: Update) -> None:
+    def _relay(self, device: DeviceRef, upd: Update, discovered: bool) -> None:
         """Tell the other instances a change that only this one heard: only changes
         (not every reading), so the relay stays small beside the telemetry."""
         body = json.dumps(
@@ -201,6 +213,7 @@ class Bridge:
                 "device": device.device_id,
                 "on": upd.on,
                 "online": upd.online,
+                "discovered": discovered,
             }
         )
         self.relayed_out += 1
@@ -232,6 +245,7 @@ class Bridge:
             return
         family, dev = data.get("driver"), data.get("device")
         on, online = data.get("on"), data.get("online")
+        discovered = data.get("discovered", False)
         if (
             not isinstance(family, str)
             or family not in self.drivers
@@ -240,13 +254,15 @@ class Bridge:
             or any(c in dev for c in "/+#")
             or not isinstance(on, bool | None)
             or not isinstance(online, bool | None)
+            or not isinstance(discovered, bool)
             or (on is None and online is None)
         ):
             log.warning("relay message not understood: %r", msg.payload[:200])
             return
         self.relayed_in += 1
         device = DeviceRef(family, dev)  # type: ignore[arg-type]
-        await self._apply(device, Update(dev, False, on=on, online=online), relayed=True)
+        upd = Update(dev, False, on=on, online=online)
+        await self._apply(device, upd, relayed=True, relayed_discovered=discovered)
 
     async def _reread(self) -> None:
         """After each (re)connection: ask every known device for a fresh state."""

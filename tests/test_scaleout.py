@@ -231,6 +231,30 @@ async def test_a_relay_message_that_is_not_ours_changes_nothing(
     assert a.relayed_in == 1
 
 
+async def test_a_relayed_change_was_seen_live_if_its_hearer_saw_it_so(
+    pair: tuple[Bridge, Bridge], broker: MosquittoServer
+) -> None:
+    """Pairing by button waits for a change seen as it happened: relayed from an
+    instance that heard it live, it counts so here, though this one never heard the
+    plug (its telemetry all went to the other)."""
+    a, _ = pair
+    events: list[DeviceEvent] = []
+    a.on_event(events.append)
+    group = a.client.share_group
+    parts = urlsplit(broker.url)
+    async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as pub:
+        for n, discovered in enumerate((False, True)):
+            dev = DeviceRef("shelly", f"shelly-live-{next(_n)}")
+            change = {"driver": "shelly", "device": dev.device_id, "on": True}
+            body = json.dumps({**change, "online": None, "discovered": discovered})
+            await pub.publish(f"{RELAY_PREFIX}/{group}/other", body, qos=1)
+            await wait_until(lambda n=n: len(events) > n)
+            ev = events[n]
+            assert isinstance(ev, PowerChanged) and ev.device == dev and ev.relayed
+            assert ev.on is True and ev.discovered is discovered
+            assert a.known(dev).on is True and a.known(dev).heard_at is not None
+
+
 def test_without_a_group_nothing_is_shared() -> None:
     client = MqttClient("mqtt://127.0.0.1:1", "solo")
     bridge = Bridge(client)

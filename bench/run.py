@@ -18,7 +18,9 @@ bot processes in turn: a bare aiogram echo bot, then ChargeShare (bot.app.App, a
    calls them) among the listings;
 5. thousands of plugs' telemetry from a few publisher connections while starts go
    on: the bridge's lag and backlog, QR-to-power, the bot's memory;
-6. start-up to the first handled update, memory at rest.
+6. start-up to the first handled update, memory at rest;
+7. (``--only 7``) two instances with MQTT_SHARE_GROUP under a fleet of 20,000 plugs
+   (2,000 msg/s): each instance's share, queue and lag (bench/scaleout.py).
 Nothing is asserted: the table says which targets are met.
 """
 
@@ -601,6 +603,10 @@ async def run(ctx: Ctx) -> None:
             await measure_bot(ctx, bot_api)
         if "4" in ctx.only:
             await measure_search(ctx)
+        if "7" in ctx.only:
+            from bench.scaleout import measure_scaleout
+
+            await measure_scaleout(ctx, quick=plan is QUICK)
     finally:
         await echo_api.stop()
         await bot_api.stop()

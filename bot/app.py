@@ -72,6 +72,7 @@ class App:
                 password=(
                     settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
                 ),
+                share_group=settings.mqtt_share_group,
             )
         )
         self.charging = ChargingControl(

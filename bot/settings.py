@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # several instances: the plugs' telemetry is split between them (MQTT shared
+    # subscriptions) instead of every instance getting all of it; the same name on each
+    # instance. Unset: every instance gets every message
+    mqtt_share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     moderation_chat_id: int
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     redis_url: str | None = None
@@ -104,6 +108,7 @@ class Settings(BaseSettings):
         "mqtt_dynsec_password",
         "mqtt_username",
         "mqtt_password",
+        "mqtt_share_group",
         "payment_provider_token",
         "orders_chat_id",
         "redis_url",

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from hardware_bridge.drivers import Driver, Update
+from hardware_bridge.drivers import Driver, Update, load_json
 from hardware_bridge.mqtt import Message, MqttClient
 from hardware_bridge.port import (
+    BridgeUnavailable,
     DeviceEvent,
     DeviceOfflineError,
     DeviceOnline,
@@ -33,6 +35,17 @@ log = logging.getLogger(__name__)
 
 # how long state() waits for the energy reading after the power state
 ENERGY_WAIT = 1.0
+
+# With MQTT_SHARE_GROUP the instances share the telemetry: a plug's report of a change
+# (on/off, online/offline) may reach any one of them, while the instance that sent the
+# command waits for it. The receiving instance relays the change to the others on
+# chargeshare-relay/<group>/<its client id>: a plain MQTT topic, not shared, that only
+# the bots' account may write (deploy/mosquitto.acl; the plug id "chargeshare-relay" is
+# refused). Over the broker the bridge already uses it costs one hop (well under a
+# millisecond, no poll), needs no other service (PostgreSQL LISTEN/NOTIFY is not there
+# on SQLite, Redis is optional) and keeps the bridge free of our other packages. A relay
+# lost (a broker outage) only costs the fallback question to the plug.
+RELAY_PREFIX = "chargeshare-relay"
 
 
 @dataclass
@@ -69,9 +82,17 @@ class Bridge:
         self._connected_since = utcnow()
         self._callbacks: list[EventCallback] = []
         self.reread_count = 0
+        # changes relayed to and from the other instances of the share group
+        self.relayed_out = 0
+        self.relayed_in = 0
+        group = client.share_group
+        self._relay_topic = f"{RELAY_PREFIX}/{group}" if group else None
+        self._relaying: set[asyncio.Task[None]] = set()
         for driver in self.drivers.values():
             for f in driver.filters:
-                client.subscribe(f)
+                client.subscribe(f, shared=f in driver.shared_filters)
+        if self._relay_topic is not None:
+            client.subscribe(f"{self._relay_topic}/+")
         client.add_handler(self._on_message)
         client.add_connect_hook(self._reread)
 
@@ -81,6 +102,8 @@ class Bridge:
             await self.client.wait_connected(wait)
 
     async def stop(self) -> None:
+        for task in list(self._relaying):
+            task.cancel()
         await self.client.stop()
 
     def on_event(self, callback: EventCallback) -> None:
@@ -94,30 +117,60 @@ class Bridge:
 
     # -- incoming ----------------------------------------------------------------------
     async def _on_message(self, msg: Message) -> None:
+        if msg.topic.startswith(f"{RELAY_PREFIX}/"):
+            await self._on_relay(msg)
+            return
         for family, driver in self.drivers.items():
             for upd in driver.parse(msg):
-                await self._apply(DeviceRef(family, upd.device_id), upd)  # type: ignore[arg-type]
+                device = DeviceRef(family, upd.device_id)  # type: ignore[arg-type]
+                await self._apply(device, upd, shared=msg.shared)
 
-    async def _apply(self, device: DeviceRef, upd: Update) -> None:
+    async def _apply(
+        self,
+        device: DeviceRef,
+        upd: Update,
+        *,
+        shared: bool = False,
+        relayed: bool = False,
+        relayed_discovered: bool = False,
+    ) -> None:
+        """``shared``: no other instance got this message (it relays a change);
+        ``relayed``: another instance got it (its events say so), and
+        ``relayed_discovered`` is whether that one saw the change happen."""
         k = self._get(device)
         events: list[DeviceEvent] = []
         now = utcnow()
+        changed = (upd.on is not None and upd.on != k.on) or (
+            upd.online is not None and upd.online != k.online
+        )
         # Retained messages are snapshots: they update the state, and only raise an event
         # when they contradict what we knew (a change we missed while disconnected).
         if upd.online is not None:
             if upd.online != k.online and (not upd.retained or k.online is not None):
                 events.append(
-                    DeviceOnline(device, now) if upd.online else DeviceWentOffline(device, now)
+                    DeviceOnline(device, now, relayed=relayed)
+                    if upd.online
+                    else DeviceWentOffline(device, now, relayed=relayed)
                 )
             k.online = upd.online
+        discovered = False
         if upd.on is not None:
             if upd.on != k.on and (not upd.retained or k.on is not None):
+                # a relayed change: whether it was seen as it happened is the hearer's
+                # to say (this instance may never have heard the plug itself)
                 discovered = (
-                    upd.retained or k.heard_at is None or k.heard_at < self._connected_since
+                    relayed_discovered
+                    if relayed
+                    else (upd.retained or k.heard_at is None or k.heard_at < self._connected_since)
                 )
                 events.append(
                     PowerChanged(
-                        device, now, on=upd.on, discovered=discovered, last_heard_at=k.heard_at
+                        device,
+                        now,
+                        on=upd.on,
+                        discovered=discovered,
+                        last_heard_at=k.heard_at,
+                        relayed=relayed,
                     )
                 )
             k.on = upd.on
@@ -139,6 +192,8 @@ class Bridge:
         for pred, fut in list(k.waiters):
             if not fut.done() and pred(upd):
                 fut.set_result(None)
+        if shared and changed and not upd.retained and self._relay_topic is not None:
+            self._relay(device, upd, discovered)
         for ev in events:
             for cb in self._callbacks:
                 try:
@@ -147,6 +202,67 @@ class Bridge:
                         await res
                 except Exception:
                     log.exception("event callback failed for %r", ev)
+
+    # -- the relay between instances (MQTT_SHARE_GROUP) ------------------------------------
+    def _relay(self, device: DeviceRef, upd: Update, discovered: bool) -> None:
+        """Tell the other instances a change that only this one heard: only changes
+        (not every reading), so the relay stays small beside the telemetry."""
+        body = json.dumps(
+            {
+                "driver": device.driver,
+                "device": device.device_id,
+                "on": upd.on,
+                "online": upd.online,
+                "discovered": discovered,
+            }
+        )
+        self.relayed_out += 1
+        # not awaited: the message loop goes on while the broker takes it
+        task = asyncio.create_task(self._publish_relay(body))
+        self._relaying.add(task)
+        task.add_done_callback(self._relaying.discard)
+
+    async def _publish_relay(self, body: str) -> None:
+        try:
+            await self.client.publish(f"{self._relay_topic}/{self.client.client_id}", body)
+        except BridgeUnavailable as exc:  # the others fall back to asking the plug
+            log.warning("relay not sent: %s", exc)
+
+    async def _on_relay(self, msg: Message) -> None:
+        """A change another instance heard: applied to the known state and the waiters
+        here, its events marked relayed, and not relayed again."""
+        group, _, sender = msg.topic[len(RELAY_PREFIX) + 1 :].partition("/")
+        if (
+            self._relay_topic != f"{RELAY_PREFIX}/{group}"
+            or not sender
+            or "/" in sender
+            or sender == self.client.client_id  # our own, back from the broker
+            or msg.retain
+        ):
+            return
+        data = load_json(msg.payload)
+        if not isinstance(data, dict):
+            return
+        family, dev = data.get("driver"), data.get("device")
+        on, online = data.get("on"), data.get("online")
+        discovered = data.get("discovered", False)
+        if (
+            not isinstance(family, str)
+            or family not in self.drivers
+            or not isinstance(dev, str)
+            or not dev
+            or any(c in dev for c in "/+#")
+            or not isinstance(on, bool | None)
+            or not isinstance(online, bool | None)
+            or not isinstance(discovered, bool)
+            or (on is None and online is None)
+        ):
+            log.warning("relay message not understood: %r", msg.payload[:200])
+            return
+        self.relayed_in += 1
+        device = DeviceRef(family, dev)  # type: ignore[arg-type]
+        upd = Update(dev, False, on=on, online=online)
+        await self._apply(device, upd, relayed=True, relayed_discovered=discovered)
 
     async def _reread(self) -> None:
         """After each (re)connection: ask every known device for a fresh state."""

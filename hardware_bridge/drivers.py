@@ -29,6 +29,14 @@ class Driver(Protocol):
         """The topics (MQTT wildcards) this family's plugs publish on."""
         ...
 
+    @property
+    def shared_filters(self) -> list[str]:
+        """Those of ``filters`` that bot instances may share (MQTT_SHARE_GROUP): the
+        high-volume telemetry. The rest each instance gets whole: replies to commands
+        (any instance may have sent one) and availability (retained, which a shared
+        subscription is never sent, and each instance must know at start)."""
+        ...
+
     def parse(self, msg: Message) -> list[Update]: ...
 
     async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None: ...

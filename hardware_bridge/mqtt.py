@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.client import topic_matches_sub
 
 from hardware_bridge.port import BridgeUnavailable
 
@@ -28,6 +29,10 @@ class Message:
     topic: str
     payload: bytes
     retain: bool  # a retained message is a state snapshot, not a fresh event
+    # it came through a shared subscription ($share/<group>/…): no other bot instance
+    # got it (a PUBLISH carries the topic without the $share prefix, so this is known by
+    # matching the topic against the filters subscribed shared)
+    shared: bool = False
 
 
 MessageHandler = Callable[[Message], Awaitable[None] | None]
@@ -49,7 +54,10 @@ class MqttClient:
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
         publish_wait: float = 2.0,
+        share_group: str | None = None,
     ) -> None:
+        if share_group is not None and (not share_group or any(c in share_group for c in "/+#")):
+            raise ValueError(f"not usable as an MQTT share group: {share_group!r}")
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 1883
@@ -63,7 +71,11 @@ class MqttClient:
         self.publish_wait = publish_wait
         self.reconnects = 0  # successful connections after the first one
         self.connections = 0
-        self._filters: list[str] = []
+        # the instances sharing the high-volume telemetry: each message on a filter
+        # subscribed ``shared`` goes to one of them (None: every instance gets all)
+        self.share_group = share_group
+        self._filters: list[str] = []  # as subscribed (with the $share/ prefix)
+        self._shared: list[str] = []  # the filters subscribed shared (without it)
         self._handlers: list[MessageHandler] = []
         self._hooks: list[ConnectHook] = []
         self._client: aiomqtt.Client | None = None
@@ -73,7 +85,13 @@ class MqttClient:
         self._bg: set[asyncio.Task[object]] = set()
 
     # -- registration ------------------------------------------------------------------
-    def subscribe(self, topic_filter: str) -> None:
+    def subscribe(self, topic_filter: str, *, shared: bool = False) -> None:
+        """``shared``: with a share group, a shared subscription (MQTT 5, which
+        mosquitto 2 also grants MQTT 3.1.1 clients): each message goes to one member of
+        the group. Retained messages are not sent to shared subscriptions."""
+        if shared and self.share_group is not None:
+            self._shared.append(topic_filter)
+            topic_filter = f"$share/{self.share_group}/{topic_filter}"
         self._filters.append(topic_filter)
         if self._client is not None and self._connected.is_set():
             self._spawn(self._client.subscribe(topic_filter, qos=1))
@@ -142,7 +160,9 @@ class MqttClient:
                     for hook in self._hooks:
                         self._spawn(hook())
                     async for m in client.messages:
-                        msg = Message(str(m.topic), _as_bytes(m.payload), bool(m.retain))
+                        topic = str(m.topic)
+                        shared = any(topic_matches_sub(f, topic) for f in self._shared)
+                        msg = Message(topic, _as_bytes(m.payload), bool(m.retain), shared)
                         for handler in self._handlers:
                             try:
                                 result = handler(msg)

@@ -46,6 +46,10 @@ class NotConfirmed(BridgeError):
 class _Event:
     device: DeviceRef
     at: datetime = field(default_factory=utcnow)
+    # seen by another bot instance (MQTT_SHARE_GROUP) and relayed here: that instance
+    # raised the same event for its own services, so domain effects, which are the same
+    # on every instance, are left to it; only in-process waiters (pairing) need it here
+    relayed: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)

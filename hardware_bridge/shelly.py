@@ -64,6 +64,13 @@ class ShellyDriver:
             "+/status/switch:0",
             f"{REPLY_PREFIX}/+/{instance}/rpc",
         ]
+        # Shared: NotifyStatus (every change of output, power or energy: the bulk) and
+        # status/switch:0 (the same, with status_ntf). A Switch.Set is confirmed by the
+        # NotifyStatus, which may go to another instance: the bridge relays changes of
+        # output to the others (bridge.py, relay). Direct: <id>/online (retained, rare:
+        # each instance must know at start which plugs are online) and the replies, on a
+        # topic of this instance's own.
+        self.shared_filters = ["+/events/rpc", "+/status/switch:0"]
         # rpc id → (device, method, when sent)
         self._pending: dict[str, tuple[str, str, float]] = {}
 

@@ -69,6 +69,12 @@ class TasmotaDriver:
         "tele/+/SENSOR",
         "tele/+/STATE",
     ]
+    # Shared: SENSOR and STATE, sent every TelePeriod by every plug (the bulk); a change
+    # of the relay is also sent at once on stat/…/RESULT and stat/…/POWER.
+    # Direct: stat/… are replies to commands any instance may have sent, and changes,
+    # few; tele/…/LWT is retained (a shared subscription gets no retained message, and
+    # each instance must know at start which plugs are online) and rare.
+    shared_filters: ClassVar[list[str]] = ["tele/+/SENSOR", "tele/+/STATE"]
 
     def __init__(self, publish: Publish) -> None:
         self._publish = publish

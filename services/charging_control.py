@@ -366,6 +366,10 @@ class ChargingControl:
 
     # -- device events (from the bridge; handled off its message loop) ---------------------
     def on_event(self, event: DeviceEvent) -> None:
+        if event.relayed:
+            # another instance heard it and handles it: every effect below is a
+            # conditional transition in the shared database, done once there
+            return
         if isinstance(event, PowerReading):
             self._power_heard[event.device] = time.monotonic()
             if event.device not in self._metered:

@@ -236,8 +236,9 @@ def parse_price(text: str, default_currency: str) -> tuple[str, str]:
 
 # The broker's ACL (deploy/mosquitto.acl) gives each plug's account, named as the plug,
 # the topics under its name: a plug named like one of these prefixes would reach every
-# plug's topics (stat/… of all Tasmota plugs, or the bots' chargeshare/… replies).
-RESERVED_PLUG_IDS = frozenset({"cmnd", "stat", "tele", "chargeshare"})
+# plug's topics (stat/… of all Tasmota plugs, or the bots' chargeshare/… replies), or
+# the topics the bot instances relay changes on (chargeshare-relay/…, MQTT_SHARE_GROUP).
+RESERVED_PLUG_IDS = frozenset({"cmnd", "stat", "tele", "chargeshare", "chargeshare-relay"})
 
 
 def parse_plug_id(text: str, driver: str) -> str:

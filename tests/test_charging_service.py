@@ -856,6 +856,26 @@ async def test_a_plug_on_without_a_session_is_switched_off(open_db, world, power
     assert power.sent("off", world.devices[1]) == []
 
 
+async def test_a_change_relayed_from_another_instance_is_left_to_it(
+    open_db, world, power, control
+) -> None:
+    """MQTT_SHARE_GROUP: the instance that heard the plug handles its events; the copy
+    relayed here changes nothing (and a repeat would be a conditional no-op anyway)."""
+    device = world.devices[0]
+    power.on[device] = True
+    power.emit(PowerChanged(device, on=True, relayed=True))
+    power.emit(DeviceOnline(device, relayed=True))
+    await settle(control)
+    assert power.sent("off", device) == []
+
+    booking_id = await book(open_db, world.chargers[1], *open_window())
+    await control.start(booking_id, USER_A)
+    await settle(control)
+    power.emit(PowerChanged(world.devices[1], on=False, relayed=True))
+    await settle(control)
+    assert await orders(open_db) == []
+
+
 # -- timed work ------------------------------------------------------------------------
 
 

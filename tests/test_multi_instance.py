@@ -162,7 +162,13 @@ class Instance:
 
 
 async def start_instance(
-    name: str, api: FakeBotAPI, database: str, redis_url: str, broker: str, balancer: Balancer
+    name: str,
+    api: FakeBotAPI,
+    database: str,
+    redis_url: str,
+    broker: str,
+    balancer: Balancer,
+    extra_env: dict[str, str] | None = None,
 ) -> Instance:
     port, monitor_port = free_port(), free_port()
     env = {
@@ -188,6 +194,7 @@ async def start_instance(
         "DEVICE_CONFIRM_SECONDS": "3",
         "PYTHONPATH": str(ROOT),
     }
+    env |= extra_env or {}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -114,7 +114,8 @@ def test_plug_id_and_text_and_coordinates() -> None:
         with pytest.raises(InvalidInput):
             parse_plug_id(bad, "shelly")
     # as an MQTT account (deploy/mosquitto.acl) these would reach every plug's topics
-    for reserved in ("stat", "tele", "cmnd", "chargeshare", "Stat"):
+    # ... or (chargeshare-relay) write the changes bot instances relay to each other
+    for reserved in ("stat", "tele", "cmnd", "chargeshare", "Stat", "chargeshare-relay"):
         with pytest.raises(InvalidInput) as refused:
             parse_plug_id(reserved, "tasmota")
         assert refused.value.key == "err.plug_id_reserved"
@@ -140,3 +141,15 @@ def test_the_currency_setting_is_one_a_price_may_have() -> None:
         assert load_settings(currency=code, **common).currency == code
     with pytest.raises(SettingsError, match="CURRENCY expected one of CNY, HKD"):
         load_settings(currency="KWD", **common)  # not in services.money's table
+
+
+def test_the_share_group_is_one_mqtt_topic_level() -> None:
+    common = {"bot_token": "1:x", "moderation_chat_id": -1, "_env_file": None}
+    assert load_settings(**common).mqtt_share_group is None
+    assert load_settings(mqtt_share_group="", **common).mqtt_share_group is None  # `NAME=`
+    assert load_settings(mqtt_share_group="chargeshare", **common).mqtt_share_group == (
+        "chargeshare"
+    )
+    for bad in ("a/b", "g+", "#", "with space"):
+        with pytest.raises(SettingsError, match="MQTT_SHARE_GROUP"):
+            load_settings(mqtt_share_group=bad, **common)

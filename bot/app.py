@@ -90,6 +90,7 @@ class App:
             stop_give_up=timedelta(seconds=settings.stop_give_up_seconds),
             live_every=settings.charging_refresh_seconds,
             on_change=self.outbox.wake,
+            shared_readings=bool(settings.mqtt_share_group),
         )
         # after every (re)connection: compare open sessions with their plugs, and finish
         # the starts and stops a dead process left from their plugs' answers

@@ -109,8 +109,13 @@ class ChargingControl:
         live_every: float = 30.0,
         on_change: Callable[[], None] | None = None,
         power_poll: timedelta = timedelta(seconds=30),
+        shared_readings: bool = False,
     ) -> None:
         self._open_db = open_db
+        # a plug's readings are shared out between instances (MQTT_SHARE_GROUP): each
+        # hears only some, so the stop-when-full watch is the database's, read at each
+        # reading and again before stopping, never this process's copy
+        self.shared_readings = shared_readings
         self.power = power
         self.rules = rules
         self.confirm_timeout = confirm_timeout
@@ -816,7 +821,7 @@ class ChargingControl:
         """A power reading of a CHARGING session: under the charger's threshold for its
         minutes (after drawing over it once: a device not plugged in yet is not full),
         the session ends as full."""
-        watch = self._watch.get(session_id)
+        watch = None if self.shared_readings else self._watch.get(session_id)
         if watch is None:
             async with self._open_db() as db:
                 watch = await charging.full_watch(db, session_id)
@@ -848,6 +853,12 @@ class ChargingControl:
             self._spawn(self._stop_full(session_id, now))
 
     async def _stop_full(self, session_id: int, at: datetime) -> None:
+        if self.shared_readings:  # another instance may have heard the power rise since
+            async with self._open_db() as db:
+                watch = await charging.full_watch(db, session_id)
+            low = watch.low_power_since if watch is not None else None
+            if watch is None or low is None or at - low < timedelta(minutes=watch.minutes):
+                return
         with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
             await self._stop(session_id, None, EndReason.FULL, at)
 

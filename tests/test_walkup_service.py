@@ -381,3 +381,34 @@ async def test_a_walk_up_not_started_in_time_frees_the_charger(open_db, world) -
             db, booking_id=again.id, user_id=USER_B, now=T + 12 * MINUTE
         )
     assert cancelled.status == BookingStatus.CANCELLED
+
+
+async def test_with_shared_readings_a_rise_heard_elsewhere_keeps_it_going(
+    open_db, world, power: FakeSwitch
+) -> None:
+    """Two instances each hear some of a plug's readings (MQTT_SHARE_GROUP): a rise
+    heard by one resets the watch for the other, which does not stop it as full on
+    its own old copy."""
+    other_power = FakeSwitch()
+    first = ChargingControl(open_db, power, RULES, confirm_timeout=1.0, shared_readings=True)
+    second = ChargingControl(open_db, other_power, RULES, confirm_timeout=1.0, shared_readings=True)
+    try:
+        await started_until_full(open_db, world, first)
+        await second.tick()  # it learns the session runs on this plug
+        now = utcnow()
+        power.emit(reading(world, 60.0, now))
+        await settle(first)
+        power.emit(reading(world, 4.0, now + MINUTE))  # low since minute 1, on the first
+        await settle(first)
+        other_power.emit(reading(world, 50.0, now + 2 * MINUTE))  # risen, on the second
+        await settle(second)
+        power.emit(reading(world, 3.0, now + 4 * MINUTE))  # low again since minute 4
+        await settle(first)
+        assert not await orders(open_db)
+        power.emit(reading(world, 3.0, now + 7 * MINUTE))
+        await settle(first)
+        [order] = await orders(open_db)
+        assert order.end_reason == "full" and order.ended_at == now + 7 * MINUTE
+    finally:
+        await first.close()
+        await second.close()

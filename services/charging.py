@@ -809,6 +809,12 @@ async def charge_info(db: Db, session_id: int) -> ChargeInfo:
         return await _info(db, await get(db, session_id))
 
 
+async def info_of(db: Db, charge: ChargingSession) -> ChargeInfo:
+    """``charge_info`` of a session just read or moved (no second read of its row)."""
+    async with read(db):
+        return await _info(db, charge)
+
+
 async def _info(db: Db, charge: ChargingSession) -> ChargeInfo:
     # the shop's name only: the listing's row (and its chargers) are not needed
     shop = await db.scalar(

@@ -179,8 +179,8 @@ class ChargingControl:
             running = await self._start(started, device, end_at, progress)
         finally:
             self._busy.discard(started.id)
-        async with self._open_db() as db:
-            return await charging.charge_info(db, running.id)
+        async with self._open_db() as db:  # as confirmed: its row is not read again
+            return await charging.info_of(db, running)
 
     async def _start(
         self,

@@ -377,14 +377,20 @@ def stamped(kind: str, url: str, device: str) -> Any:
 
     class Stamped(base):  # type: ignore[misc, valid-type]
         power_on_at: float | None = None
+        power_off_at: float | None = None  # figure 3's Stop (issue #17)
 
         async def handle(self, topic: str, payload: bytes) -> None:
             if topic.endswith("/POWER") and payload.strip().upper() in (b"ON", b"1"):
                 self.power_on_at = time.monotonic()
+            elif topic.endswith("/POWER") and payload.strip().upper() in (b"OFF", b"0"):
+                self.power_off_at = time.monotonic()
             elif topic.endswith("/rpc") and b'"Switch.Set"' in payload:
                 with contextlib.suppress(ValueError):
-                    if json.loads(payload)["params"].get("on") is True:
+                    on = json.loads(payload)["params"].get("on")
+                    if on is True:
                         self.power_on_at = time.monotonic()
+                    elif on is False:
+                        self.power_off_at = time.monotonic()
             await super().handle(topic, payload)
 
     return Stamped(url, device, tele_period=10.0)
@@ -420,6 +426,10 @@ async def accepted_booking(open_db: Any, charger_id: int, user: int) -> int:
 class Starts:
     to_power: list[float] = field(default_factory=list)
     to_started: list[float] = field(default_factory=list)
+    # Yes (stop) pressed -> the order's message at the rider, the merchant and the group,
+    # the last of the three; and the same from the plug's getting the power-off
+    to_orders: list[float] = field(default_factory=list)
+    off_to_orders: list[float] = field(default_factory=list)
     failures: int = 0
     notes: set[str] = field(default_factory=set)
 
@@ -490,9 +500,28 @@ async def lane(
             )
             yes = ask.callback_data("Yes, stop")
             assert yes is not None and ask.message_id is not None
+            merchant = merchant_of(charger, ctx.plan.merchants)
+            at_merchant, at_group = api.cursor(merchant), api.cursor(GROUP)
+            plug.power_off_at = None
+            stopped = time.monotonic()
             api.press(user, user, ask.message_id, yes)
             # the order closes the booking; the next one may overlap it only then
-            await api.wait_sent(user, lambda s: "Order #" in s.text, c)
+            order, c = await api.wait_sent(user, lambda s: "Order #" in s.text, c)
+            number = order.text.split("Order #", 1)[1].split()[0].rstrip(".,:")
+            mine = f"Order #{number}"
+            # the merchant's and the group's copies of this order (other lanes' orders
+            # go to the group too)
+            arrived = [order.at]
+            for chat, since in ((merchant, at_merchant), (GROUP, at_group)):
+                copy, _ = await api.wait_sent(
+                    chat,
+                    lambda s, mine=mine: s.method == "sendMessage" and mine in s.text,
+                    since,
+                )
+                arrived.append(copy.at)
+            if done and plug.power_off_at is not None:  # a counted start: a warm stop
+                out.to_orders.append((max(arrived) - stopped) * 1000)
+                out.off_to_orders.append((max(arrived) - plug.power_off_at) * 1000)
     except TimeoutError:  # a step got no answer: counted, the other lanes go on
         out.failures += 1
         out.notes.add("no answer")
@@ -631,6 +660,13 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
             ctx.rows += [
                 ms_row("3", "Start pressed -> plug gets power-on", result.to_power, 50),
                 ms_row("3", "Start pressed -> 'Charging started'", result.to_started, 50),
+                Row.of(
+                    "3",
+                    "Stop (Yes) pressed -> order at rider+merchant+group",
+                    result.to_orders,
+                    "ms",
+                ),
+                ms_row("3", "plug gets power-off -> order at all three", result.off_to_orders, 50),
             ]
             if result.failures:
                 ctx.notes.append(

@@ -171,7 +171,7 @@ class Bridge:
             with contextlib.suppress(Exception):
                 await self.drivers[device.driver].request_state(device.device_id)
 
-    # -- commands ---------------------------------------------------------------------
+    # -- commands ----------------------------------------------------------------------
     async def _command_and_wait(
         self,
         device: DeviceRef,

@@ -4,8 +4,8 @@ bench's own event loop (its Bot API server and its load) cannot delay them:
     python -m bench.plugproc MQTT_URL CHARGER_ID [CHARGER_ID …]
 
 Each plug is the sandbox's simulated Tasmota or Shelly (``bench.seed.plug_of`` says
-which). Prints ``ready`` once all are connected, then one line per power-on command
-a plug receives: ``on <plug id> <time.monotonic()>`` (the same clock in every
+which). Prints ``ready`` once all are connected, then one line per power command a plug
+receives: ``on|off <plug id> <time.monotonic()>`` (the same clock in every
 process of the machine). Ends on SIGINT or when stdin closes.
 """
 
@@ -28,14 +28,18 @@ def stamped(kind: str, url: str, device: str) -> Any:
 
     class Stamped(base):  # type: ignore[misc, valid-type]
         async def handle(self, topic: str, payload: bytes) -> None:
-            on = False
+            switched: bool | None = None
             if topic.endswith("/POWER") and payload.strip().upper() in (b"ON", b"1"):
-                on = True
+                switched = True
+            elif topic.endswith("/POWER") and payload.strip().upper() in (b"OFF", b"0"):
+                switched = False
             elif topic.endswith("/rpc") and b'"Switch.Set"' in payload:
                 with contextlib.suppress(ValueError):
-                    on = json.loads(payload)["params"].get("on") is True
-            if on:
-                print(f"on {self.device_id} {time.monotonic():.6f}", flush=True)
+                    on = json.loads(payload)["params"].get("on")
+                    switched = on if isinstance(on, bool) else None
+            if switched is not None:
+                word = "on" if switched else "off"
+                print(f"{word} {self.device_id} {time.monotonic():.6f}", flush=True)
             await super().handle(topic, payload)
 
     return Stamped(url, device, tele_period=10.0)

@@ -390,6 +390,7 @@ class Plugs:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.power_on: dict[str, float] = {}
+        self.power_off: dict[str, float] = {}  # figure 3's Stop
         self._heard = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
@@ -415,17 +416,24 @@ class Plugs:
         assert self.proc.stdout is not None
         async for line in self.proc.stdout:
             parts = line.split()
-            if len(parts) == 3 and parts[0] == b"on":
-                self.power_on[parts[1].decode()] = float(parts[2])
+            if len(parts) == 3 and parts[0] in (b"on", b"off"):
+                stamps = self.power_on if parts[0] == b"on" else self.power_off
+                stamps[parts[1].decode()] = float(parts[2])
                 async with self._heard:
                     self._heard.notify_all()
 
     async def power_on_at(self, device: str, timeout: float = 2.0) -> float | None:  # noqa: ASYNC109
         """The stamp of the last power-on (its line may come just after the answer)."""
+        return await self._stamp(self.power_on, device, timeout)
+
+    async def power_off_at(self, device: str, timeout: float = 2.0) -> float | None:  # noqa: ASYNC109
+        return await self._stamp(self.power_off, device, timeout)
+
+    async def _stamp(self, stamps: dict[str, float], device: str, timeout: float) -> float | None:  # noqa: ASYNC109
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._heard:
-                await self._heard.wait_for(lambda: device in self.power_on)
-        return self.power_on.get(device)
+                await self._heard.wait_for(lambda: device in stamps)
+        return stamps.get(device)
 
     async def stop(self) -> None:
         assert self.proc.stdin is not None
@@ -471,6 +479,10 @@ class Starts:
     # each counted start: (rider, plug id, the Start button's data, pressed, plug got
     # power-on, "Charging started" at the server), lined up with the bot's probe
     trace: list[tuple[int, str, str, float, float, float]] = field(default_factory=list)
+    # Yes (stop) pressed -> the order's message at the rider, the merchant and the group,
+    # the last of the three; and the same from the plug's getting the power-off
+    to_orders: list[float] = field(default_factory=list)
+    off_to_orders: list[float] = field(default_factory=list)
     failures: int = 0
     notes: set[str] = field(default_factory=set)
 
@@ -542,9 +554,29 @@ async def lane(
             )
             yes = ask.callback_data("Yes, stop")
             assert yes is not None and ask.message_id is not None
+            merchant = merchant_of(charger, ctx.plan.merchants)
+            at_merchant, at_group = api.cursor(merchant), api.cursor(GROUP)
+            plugs.power_off.pop(device, None)
+            stopped = time.monotonic()
             api.press(user, user, ask.message_id, yes)
             # the order closes the booking; the next one may overlap it only then
-            await api.wait_sent(user, lambda s: "Order #" in s.text, c)
+            order, c = await api.wait_sent(user, lambda s: "Order #" in s.text, c)
+            number = order.text.split("Order #", 1)[1].split()[0].rstrip(".,:")
+            mine = f"Order #{number}"
+            # the merchant's and the group's copies of this order (other lanes' orders
+            # go to the group too)
+            arrived = [order.at]
+            for chat, since in ((merchant, at_merchant), (GROUP, at_group)):
+                copy, _ = await api.wait_sent(
+                    chat,
+                    lambda s, mine=mine: s.method == "sendMessage" and mine in s.text,
+                    since,
+                )
+                arrived.append(copy.at)
+            power_off = await plugs.power_off_at(device)
+            if done and power_off is not None:  # a counted start: a warm stop
+                out.to_orders.append((max(arrived) - stopped) * 1000)
+                out.off_to_orders.append((max(arrived) - power_off) * 1000)
     except TimeoutError:  # a step got no answer: counted, the other lanes go on
         out.failures += 1
         out.notes.add("no answer")
@@ -704,6 +736,13 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
             ctx.rows += [
                 ms_row("3", "Start pressed -> plug gets power-on", result.to_power, 20),
                 ms_row("3", "Start pressed -> 'Charging started'", result.to_started, 50),
+                Row.of(
+                    "3",
+                    "Stop (Yes) pressed -> order at rider+merchant+group",
+                    result.to_orders,
+                    "ms",
+                ),
+                ms_row("3", "plug gets power-off -> order at all three", result.off_to_orders, 50),
             ]
             if result.failures:
                 ctx.notes.append(

@@ -46,6 +46,10 @@ class Loop:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # cleared before the step, not after: a wake() while the step runs (a commit
+            # its query came too early to see) must run it again at once, not be lost
+            # until the idle poll
+            self._wake.clear()
             try:
                 busy = await self._step()
             except Exception:  # the loop must outlive a database or network hiccup
@@ -53,6 +57,5 @@ class Loop:
                 busy = False
             if busy or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle)

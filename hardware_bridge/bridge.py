@@ -33,7 +33,9 @@ from hardware_bridge.tasmota import TasmotaDriver
 
 log = logging.getLogger(__name__)
 
-# how long state() waits for the energy reading after the power state
+# how long a command or state() waits, after the power state, for the answer to the meter
+# question sent with it; that answer comes in the same round trip (one that says "no
+# meter" too), so this bounds only a device that does not answer it at all
 ENERGY_WAIT = 1.0
 
 # With MQTT_SHARE_GROUP the instances share the telemetry: a plug's report of a change
@@ -56,13 +58,23 @@ class _Known:
     power_w: float | None = None
     at: object = None
     heard_at: datetime | None = None
+    # when the energy total was received; whether the device meters (None: not known)
+    energy_at: datetime | None = None
+    metered: bool | None = None
     waiters: list[tuple[Callable[[Update], bool], asyncio.Future[None]]] = field(
         default_factory=list
     )
 
     def snapshot(self) -> PlugState:
         return PlugState(
-            self.on, self.online, self.energy_kwh, utcnow(), self.heard_at, self.power_w
+            self.on,
+            self.online,
+            self.energy_kwh,
+            utcnow(),
+            self.heard_at,
+            self.power_w,
+            energy_at=self.energy_at,
+            metered=self.metered,
         )
 
 
@@ -178,8 +190,11 @@ class Bridge:
                 k.online = True if k.online is None else k.online
         if upd.power_w is not None:
             k.power_w = upd.power_w
+        if upd.metered is False:
+            k.metered = False
         if upd.energy_kwh is not None:
             k.energy_kwh = upd.energy_kwh
+            k.energy_at, k.metered = now, True
             if not upd.retained:
                 events.append(EnergyReading(device, now, total_kwh=upd.energy_kwh))
         if upd.power_w is not None:
@@ -280,31 +295,63 @@ class Bridge:
         pred: Callable[[Update], bool],
         timeout: float,  # noqa: ASYNC109
         what: str,
+        *,
+        meter: bool = False,
     ) -> PlugState:
+        """Send, and wait for the device's confirmation (``pred``). With ``meter`` (what
+        is sent asks the meter too, right behind the command), the first answer about
+        the meter at or after the confirmation is waited for as well: the same round
+        trip gives the confirmation and a fresh total. A device known not to meter is
+        not waited for; one that leaves the question unanswered, at most
+        ``ENERGY_WAIT`` past its confirmation."""
         k = self._get(device)
         if k.online is False:
             raise DeviceOfflineError(device)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         entry = (lambda u: not u.retained and pred(u), fut)
+        # checked after ``entry`` on each message: a Shelly's GetStatus reply (or a
+        # NotifyStatus) that confirms may carry the total itself
+        read: asyncio.Future[None] = loop.create_future()
+        reading = (
+            lambda u: (
+                fut.done() and not u.retained and (u.energy_kwh is not None or u.metered is False)
+            ),
+            read,
+        )
         k.waiters.append(entry)
+        if meter:
+            k.waiters.append(reading)
         driver = self.drivers[device.driver]
         try:
-            async with asyncio.timeout(timeout):
-                await send()  # type: ignore[misc]
-                done, _ = await asyncio.wait({fut}, timeout=min(1.0, timeout / 3))
-                if not done:
-                    await driver.request_state(device.device_id)
-                await fut
-        except TimeoutError:
-            if self.known(device).online is False:  # its last will came meanwhile
-                raise DeviceOfflineError(device) from None
-            raise NotConfirmed(
-                f"{device.driver}:{device.device_id} did not confirm {what}"
-            ) from None
+            try:
+                async with asyncio.timeout(timeout):
+                    await send()  # type: ignore[misc]
+                    done, _ = await asyncio.wait({fut}, timeout=min(1.0, timeout / 3))
+                    if not done:
+                        await driver.request_state(device.device_id)
+                    await fut
+            except TimeoutError:
+                if self.known(device).online is False:  # its last will came meanwhile
+                    raise DeviceOfflineError(device) from None
+                raise NotConfirmed(
+                    f"{device.driver}:{device.device_id} did not confirm {what}"
+                ) from None
+            if meter and k.metered is not False and not read.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(read), ENERGY_WAIT)
         finally:
-            with contextlib.suppress(ValueError):
-                k.waiters.remove(entry)
+            for waiter in (entry, reading):
+                with contextlib.suppress(ValueError):
+                    k.waiters.remove(waiter)
         return k.snapshot()
+
+    @staticmethod
+    async def _switch(driver: Driver, device: DeviceRef, on: bool, failsafe: int | None) -> None:
+        # the meter question right behind the command, pipelined: a device answers its
+        # commands in order, so its answer shows the total once the relay switched
+        await driver.set_power(device.device_id, on, failsafe)
+        await driver.request_meter(device.device_id)
 
     async def power_on(
         self,
@@ -313,45 +360,40 @@ class Bridge:
         failsafe_seconds: int | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> PlugState:
+        """Switch on; the state returned carries the meter's total read just after the
+        switch (the session's start reading) when the device meters."""
         driver = self.drivers[device.driver]
         return await self._command_and_wait(
             device,
-            lambda: driver.set_power(device.device_id, True, failsafe_seconds),
+            lambda: self._switch(driver, device, True, failsafe_seconds),
             lambda u: u.on is True,
             timeout,
             "power on",
+            meter=True,
         )
 
     async def power_off(self, device: DeviceRef, timeout: float = 10.0) -> PlugState:  # noqa: ASYNC109
+        """Switch off; the state returned carries the meter's final total, read in the
+        same round trip, when the device meters."""
         driver = self.drivers[device.driver]
         return await self._command_and_wait(
             device,
-            lambda: driver.set_power(device.device_id, False, None),
+            lambda: self._switch(driver, device, False, None),
             lambda u: u.on is False,
             timeout,
             "power off",
+            meter=True,
         )
 
     async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState:  # noqa: ASYNC109
-        """Ask the device for its state; also wait a moment for a fresh energy reading,
-        which a plug without a meter never sends (Tasmota answers it separately)."""
+        """Ask the device for its relay and its meter (one question; Tasmota answers
+        the meter separately, right after the relay)."""
         driver = self.drivers[device.driver]
-        k = self._get(device)
-        energy: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (lambda u: not u.retained and u.energy_kwh is not None, energy)
-        k.waiters.append(entry)
-        try:
-            state = await self._command_and_wait(
-                device,
-                lambda: driver.request_state(device.device_id),
-                lambda u: u.on is not None,
-                timeout,
-                "state",
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(energy), ENERGY_WAIT)
-                state = k.snapshot()
-            return state
-        finally:
-            with contextlib.suppress(ValueError):
-                k.waiters.remove(entry)
+        return await self._command_and_wait(
+            device,
+            lambda: driver.request_state(device.device_id),
+            lambda u: u.on is not None,
+            timeout,
+            "state",
+            meter=True,
+        )

@@ -18,6 +18,9 @@ class Update:
     energy_kwh: float | None = None
     # the power drawn now (W): Tasmota ENERGY.Power, Shelly apower
     power_w: float | None = None
+    # False: a full answer about the meter that has none (Tasmota's Status 8 reply without
+    # ENERGY, a Shelly switch status without aenergy): the device does not meter energy
+    metered: bool | None = None
 
 
 class Driver(Protocol):
@@ -42,6 +45,11 @@ class Driver(Protocol):
     async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None: ...
 
     async def request_state(self, device_id: str) -> None: ...
+
+    async def request_meter(self, device_id: str) -> None:
+        """Ask for the energy total alone; sent right after a power command (no wait in
+        between), the device answers it once the command is applied."""
+        ...
 
 
 def load_json(payload: bytes) -> Any:

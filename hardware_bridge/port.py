@@ -28,6 +28,12 @@ class PlugState:
     heard_at: datetime | None = None
     # the power drawn at the last reading (W); None: the plug does not meter power
     power_w: float | None = None
+    # when ``energy_kwh`` was read (None: never); a power command's or state()'s answer
+    # carries a total read in its own round trip when the device meters
+    energy_at: datetime | None = None
+    # whether the device meters energy: False once it answered a meter question without a
+    # meter, True once it sent a total, None while not known
+    metered: bool | None = None
 
 
 class BridgeError(Exception):
@@ -97,6 +103,10 @@ EventCallback = Callable[[DeviceEvent], Awaitable[None] | None]
 
 
 class PowerSwitch(Protocol):
+    """power_on, power_off and state return the state after the device's answer; when
+    the device meters, its energy total is read in that same round trip (``energy_at``),
+    so a stop needs no second question for its final reading."""
+
     async def power_on(
         self,
         device: DeviceRef,

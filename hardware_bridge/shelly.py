@@ -27,7 +27,9 @@ REPLY_PREFIX = "chargeshare"
 PENDING_SECONDS = 120.0
 
 
-def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
+def _switch_update(dev: str, retained: bool, status: Any, *, full: bool = False) -> list[Update]:
+    """``full``: the whole status (a Switch.GetStatus reply, ``status/switch:0``), where
+    no ``aenergy`` means a switch without a meter; a NotifyStatus carries only changes."""
     if not isinstance(status, dict):
         return []
     on = status.get("output")
@@ -45,9 +47,10 @@ def _switch_update(dev: str, retained: bool, status: Any) -> list[Update]:
     )
     if not isinstance(on, bool):
         on = None
+    metered = False if full and on is not None and "aenergy" not in status else None
     if on is None and energy is None and watts is None:
         return []
-    return [Update(dev, retained, on=on, energy_kwh=energy, power_w=watts)]
+    return [Update(dev, retained, on=on, energy_kwh=energy, power_w=watts, metered=metered)]
 
 
 class ShellyDriver:
@@ -100,7 +103,7 @@ class ShellyDriver:
             return []  # another family's topic (Tasmota's tele/…): its JSON is not parsed
         data = load_json(msg.payload)
         if rest == "status/switch:0":
-            return _switch_update(dev, r, data)
+            return _switch_update(dev, r, data, full=True)
         # NotifyStatus: what changed; NotifyFullStatus: everything, sent on connecting
         notify = ("NotifyStatus", "NotifyFullStatus")
         if rest == "events/rpc" and isinstance(data, dict) and data.get("method") in notify:
@@ -125,9 +128,10 @@ class ShellyDriver:
         del self._pending[str(rpc_id)]
         method = pending[1]
         if method == "Switch.GetStatus":
-            return _switch_update(dev, False, data.get("result"))
+            return _switch_update(dev, False, data.get("result"), full=True)
         # Switch.Set answers only {"was_on": …}: the new output is confirmed by NotifyStatus
-        # or by a Switch.GetStatus that the bridge sends when that is slow to come.
+        # or by the Switch.GetStatus the bridge sends right after it (a device answers its
+        # requests in order, so that reply shows the output set, and the meter with it).
         return []
 
     async def set_power(self, device_id: str, on: bool, failsafe_seconds: int | None) -> None:
@@ -138,3 +142,7 @@ class ShellyDriver:
 
     async def request_state(self, device_id: str) -> None:
         await self._rpc(device_id, "Switch.GetStatus", {"id": 0})
+
+    async def request_meter(self, device_id: str) -> None:
+        # the switch's status carries its meter (aenergy.total) with its output
+        await self.request_state(device_id)

@@ -108,7 +108,10 @@ class TasmotaDriver:
             total = _total(data, *path, "Total")
             watts = _total(data, *path, "Power")  # per phase summed, like Total
             if total is None and watts is None:
-                return []
+                # the answer to Status 8 of a plug without an energy meter: StatusSNS
+                # with no ENERGY (a periodic SENSOR of other sensors says nothing)
+                no_meter = kind == "STATUS8" and isinstance(data.get("StatusSNS"), dict)
+                return [Update(dev, r, metered=False)] if no_meter else []
             return [Update(dev, r, energy_kwh=total, power_w=watts)]
         return []
 
@@ -122,4 +125,9 @@ class TasmotaDriver:
 
     async def request_state(self, device_id: str) -> None:
         await self._publish(f"cmnd/{device_id}/POWER", "")  # empty payload = query
+        await self.request_meter(device_id)
+
+    async def request_meter(self, device_id: str) -> None:
+        # Tasmota runs its commands in the order they come: after a POWER command this
+        # is answered (stat/<topic>/STATUS8) right after that command's own answer
         await self._publish(f"cmnd/{device_id}/Status", "8")

@@ -189,7 +189,8 @@ class ChargingControl:
         end_at: datetime,
         progress: Callable[[], Awaitable[None]] | None,
     ) -> ChargingSession:
-        failsafe = int((end_at + FAILSAFE_SLACK - utcnow()).total_seconds())
+        asked = utcnow()
+        failsafe = int((end_at + FAILSAFE_SLACK - asked).total_seconds())
         # the command leaves first; telling the user (a round trip to Telegram)
         # goes on while the device switches, not before it
         switching = asyncio.ensure_future(
@@ -223,6 +224,10 @@ class ChargingControl:
                 confirmed = await charging.confirm_start(
                     db, session_id=started.id, at=utcnow(), energy_kwh=state.energy_kwh
                 )
+            # a total read with the confirmation is the start reading; else one is asked
+            # for (Tasmota reports only every TelePeriod), unless the plug has no meter
+            fresh = state.energy_at is not None and state.energy_at >= asked
+            read_meter = not fresh and state.metered is not False
         except DomainError:  # the window ended (or the booking closed) meanwhile
             self._spawn(self._switch_off_quietly(device))
             raise
@@ -233,15 +238,18 @@ class ChargingControl:
                 return self._adopt(device, running)
             self._spawn(self._switch_off_quietly(device))  # recovery gave up on it
             raise StartFailed("err.start_not_confirmed", booking_id=started.booking_id)
-        return self._adopt(device, confirmed)
+        return self._adopt(device, confirmed, read_meter=read_meter)
 
-    def _adopt(self, device: DeviceRef, confirmed: ChargingSession) -> ChargingSession:
+    def _adopt(
+        self, device: DeviceRef, confirmed: ChargingSession, *, read_meter: bool = True
+    ) -> ChargingSession:
         """A session just confirmed: its readings are recorded from now on."""
         self._charging[device] = confirmed.id
         self._changed()
         # a fresh meter total (Tasmota reports only every TelePeriod); without one at
         # the start the first reading that comes is taken, never a zero
-        self._spawn(self._read_meter(device, confirmed.id))
+        if read_meter:
+            self._spawn(self._read_meter(device, confirmed.id))
         return confirmed
 
     async def _running(self, session_id: int) -> ChargingSession | None:
@@ -775,21 +783,16 @@ class ChargingControl:
             return bool(await charging.chargers_of_plug(db, device.driver, device.device_id))
 
     async def _power_off(self, device: DeviceRef) -> tuple[bool, bool, float | None]:
-        """(whether the device confirmed, whether it is offline, a fresh meter total or
-        the last known one)."""
-        offline = False
+        """(whether the device confirmed, whether it is offline, the meter's final total
+        read with the confirmation, or the last known one). One round trip: the
+        power-off's answer carries the total (PowerSwitch), no second question."""
         try:
-            await self.power.power_off(device, timeout=self.confirm_timeout)
-            confirmed = True
+            state = await self.power.power_off(device, timeout=self.confirm_timeout)
         except BridgeError as error:
             log.warning("power off of %s not confirmed: %s", device, error)
-            confirmed = False
             offline = isinstance(error, DeviceOfflineError)
-        kwh = self.power.known(device).energy_kwh
-        if confirmed:
-            with contextlib.suppress(BridgeError):
-                kwh = (await self.power.state(device, timeout=2)).energy_kwh
-        return confirmed, offline, kwh
+            return False, offline, self.power.known(device).energy_kwh
+        return True, False, state.energy_kwh
 
     async def _switch_off_quietly(self, device: DeviceRef) -> None:
         with contextlib.suppress(BridgeError):

@@ -24,6 +24,7 @@ from hardware_bridge.port import (
     EnergyReading,
     NotConfirmed,
     PowerChanged,
+    utcnow,
 )
 from hardware_bridge.tasmota import pulse_time
 from tests.plugs import SimPlug, SimShelly, SimTasmota
@@ -127,6 +128,89 @@ async def test_energy_readings_arrive_and_a_fresh_one_can_be_requested(
         # periodic telemetry also arrives as events
         ev = await rec.wait_for(EnergyReading, dev)
         assert isinstance(ev, EnergyReading) and ev.total_kwh >= 0
+    finally:
+        await plug.stop()
+
+
+def _after_last_switch(plug: SimPlug, on: bool) -> list[str]:
+    """What the plug was asked from its last power command on, in order: the command
+    (``POWER ON``/``Switch.Set``), then each question (``Status 8``, ``POWER?``,
+    ``Switch.GetStatus``)."""
+    said: list[str] = []
+    for topic, payload, _ in plug.commands:
+        kind = topic.rsplit("/", 1)[-1]
+        if kind == "rpc":
+            said.append(json.loads(payload)["method"])
+        elif kind != "PulseTime":
+            said.append(f"{kind} {payload.decode()}".strip())
+    command = ("POWER ON" if on else "POWER OFF") if isinstance(plug, SimTasmota) else "Switch.Set"
+    last = max(i for i, what in enumerate(said) if what == command)
+    return said[last:]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_power_commands_carry_the_meter_total_read_in_their_round_trip(
+    bridge: Bridge, broker: MosquittoServer, family: str
+) -> None:
+    """Issue #17: the meter question goes right behind the power command (no wait in
+    between), and the answer's state carries the total read after the switch: the
+    start reading with the power-on, the final one with the power-off."""
+    plug, dev = make_plug(family, broker.url)
+    plug.watts = 360_000.0  # 0.1 kWh a second
+    plug.tele_period = 3600.0  # no periodic report: only the round trip can tell the total
+    await plug.start()
+    try:
+        sent_on = utcnow()
+        on = await bridge.power_on(dev, timeout=5)
+        assert on.on is True and on.metered is True
+        assert on.energy_at is not None and on.energy_at >= sent_on
+        assert on.energy_kwh == pytest.approx(plug.energy_wh() / 1000, abs=0.05)
+        question = "Status 8" if family == "tasmota" else "Switch.GetStatus"
+        assert _after_last_switch(plug, True) == [
+            "POWER ON" if family == "tasmota" else "Switch.Set",
+            question,
+        ]
+        # the meter advances; the power-off's answer has its final total
+        await wait_until(lambda: plug.energy_wh() / 1000 > on.energy_kwh + 0.05)
+        sent_off = utcnow()
+        off = await bridge.power_off(dev, timeout=5)
+        assert off.on is False and plug.on is False
+        assert off.energy_at is not None and off.energy_at >= sent_off
+        final = plug.energy_wh() / 1000  # the relay is off: it stays there
+        assert off.energy_kwh == pytest.approx(final, abs=1e-5)
+        assert off.energy_kwh > on.energy_kwh + 0.05
+        # one question, pipelined behind the command: no state question after it
+        command = "POWER OFF" if family == "tasmota" else "Switch.Set"
+        assert _after_last_switch(plug, False) == [command, question]
+    finally:
+        await plug.stop()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_plug_without_a_meter_is_not_waited_for_a_reading(
+    bridge: Bridge, broker: MosquittoServer, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plug that has no meter says so in the same round trip (Status 8 without
+    ENERGY; a switch status without aenergy): its commands and state() return on that
+    answer, never after a wait for a reading that cannot come."""
+    import hardware_bridge.bridge as bridge_module
+
+    # a wait for a reading would now last 60 s: the calls below would time out
+    monkeypatch.setattr(bridge_module, "ENERGY_WAIT", 60.0)
+    plug, dev = make_plug(family, broker.url)
+    plug.meters_energy = False
+    await plug.start()
+    try:
+        async with asyncio.timeout(20):
+            # the first command, to a plug never heard from: its answer tells
+            off = await bridge.power_off(dev, timeout=5)
+            assert off.on is False and off.energy_kwh is None and off.metered is False
+            on = await bridge.power_on(dev, timeout=5)
+            assert on.on is True and on.energy_kwh is None and on.metered is False
+            asked = await bridge.state(dev, timeout=5)
+            assert asked.on is True and asked.energy_kwh is None
+            off = await bridge.power_off(dev, timeout=5)
+            assert off.on is False and off.energy_kwh is None
     finally:
         await plug.stop()
 

@@ -9,7 +9,7 @@ are handled in background tasks: ``settle`` waits for them.
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -78,6 +78,9 @@ class FakeSwitch:
         self.online: dict[DeviceRef, bool] = {}
         self.energy: dict[DeviceRef, float | None] = {}
         self.heard: dict[DeviceRef, datetime] = {}
+        # like the bridge (issue #17): a power command's answer carries the meter, read
+        # in its own round trip (a total, or "no meter" when none is given)
+        self.reads_meter = False
         self.refuse_on: type[BridgeError] | None = None
         self.refuse_off: type[BridgeError] | None = None
         self.refuse_state: type[BridgeError] | None = None
@@ -117,7 +120,11 @@ class FakeSwitch:
         self.heard[device] = utcnow()
         if self.echo:
             self.emit(PowerChanged(device, on=on))
-        return self.known(device)
+        known = self.known(device)
+        if self.reads_meter:
+            metered = known.energy_kwh is not None
+            return replace(known, energy_at=utcnow() if metered else None, metered=metered)
+        return known
 
     async def state(self, device: DeviceRef, timeout: float = 5.0) -> PlugState:  # noqa: ASYNC109
         self.state_calls.append(device)
@@ -360,6 +367,43 @@ async def test_a_failed_progress_message_does_not_stop_the_start(
 
     started = await control.start(booking_id, USER_A, progress=progress)
     assert started.status == SessionStatus.CHARGING
+
+
+async def test_a_start_whose_confirmation_read_the_meter_asks_nothing_more(
+    open_db, world, power, control
+) -> None:
+    """Issue #17: the power-on's answer carries the total read in its round trip (or
+    says the plug has no meter): the start reading needs no second question."""
+    power.reads_meter = True
+    metered = world.devices[0]
+    power.energy[metered] = 6.5
+    first = await control.start(await book(open_db, world.chargers[0], *open_window()), USER_A)
+    second = await control.start(await book(open_db, world.chargers[1], *open_window()), USER_A)
+    await settle(control)
+    assert power.state_calls == []
+    assert (await load(open_db, ChargingSession, first.id)).start_kwh == 6.5
+    assert (await load(open_db, ChargingSession, second.id)).start_kwh is None
+
+
+async def test_stop_takes_the_final_total_from_the_power_off_alone(
+    open_db, world, power, control
+) -> None:
+    """Issue #17: the order's end reading is the one the power-off's answer carries;
+    no state() after the power-off (a second round trip, and a wait of up to a second
+    for a reading a plug without a meter never sends)."""
+    booking_id = await book(open_db, world.chargers[0], *open_window())
+    device = world.devices[0]
+    power.energy[device] = 5.0
+    started = await control.start(booking_id, USER_A)
+    await settle(control)
+    power.state_calls.clear()
+    power.energy[device] = 5.75  # what the plug's meter says when it switches off
+    order, made = await control.stop(
+        started.id, actor=USER_A, at=started.started_at + timedelta(minutes=10)
+    )
+    assert made and order.energy_kwh == Decimal("0.750")
+    assert power.sent("off", device) == [None]
+    assert power.state_calls == []
 
 
 async def test_a_plug_without_a_meter_reading_keeps_none_never_zero(

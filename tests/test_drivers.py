@@ -53,6 +53,7 @@ def _expected(case: dict[str, Any]) -> list[Update]:
             online=e.get("online"),
             energy_kwh=e.get("energy_kwh"),
             power_w=e.get("power_w"),
+            metered=e.get("metered"),
         )
         for e in case["expect"]
     ]
@@ -65,12 +66,13 @@ def _same(got: list[Update], want: list[Update]) -> bool:
         energy_ok = (g.energy_kwh is None) == (w.energy_kwh is None) and (
             g.energy_kwh is None or g.energy_kwh == pytest.approx(w.energy_kwh)
         )
-        if (g.device_id, g.retained, g.on, g.online, g.power_w) != (
+        if (g.device_id, g.retained, g.on, g.online, g.power_w, g.metered) != (
             w.device_id,
             w.retained,
             w.on,
             w.online,
             w.power_w,
+            w.metered,
         ) or not energy_ok:
             return False
     return True
@@ -159,7 +161,7 @@ async def test_shelly_replies_that_are_not_the_plugs_own_are_ignored() -> None:
     for message in forged:
         assert driver.parse(message) == [], message
     # none of them used up the real request: the plug's own answer still counts
-    assert driver.parse(genuine) == [Update(device, False, on=True)]
+    assert driver.parse(genuine) == [Update(device, False, on=True, metered=False)]
 
 
 async def test_shelly_request_ids_are_random_and_forgotten_when_old() -> None:

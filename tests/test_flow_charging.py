@@ -6,6 +6,7 @@ restarted mid-session, the window's end, a no-show, and bad tokens."""
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sys
@@ -94,11 +95,16 @@ async def database(url: str) -> AsyncIterator[AsyncSession]:
 
 
 async def plug_for(
-    family: str, url: str, broker: MosquittoServer, charger_id: int, plugs: list[SimPlug]
+    family: str,
+    url: str,
+    broker: MosquittoServer,
+    charger_id: int,
+    plugs: list[SimPlug],
+    **kw: float,
 ) -> SimPlug:
     """A started simulated plug, set as the charger's smart plug."""
     device_id = f"{family}-flow-{next(_ids)}"
-    plug = (SimTasmota if family == "tasmota" else SimShelly)(broker.url, device_id)
+    plug = (SimTasmota if family == "tasmota" else SimShelly)(broker.url, device_id, **kw)
     await plug.start()
     plugs.append(plug)
     async with database(url) as db, transaction(db):
@@ -256,6 +262,50 @@ async def test_scan_start_status_stop_order(
     # the same code scanned again: the booking is over, the charger free: Charge now
     # (walk-up, issue #15)
     await bot.say(RIDER, f"/start {token}", "Charge now?")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("family", ["tasmota", "shelly"])
+async def test_the_order_bills_the_meter_read_with_the_power_commands(
+    bot: BotHarness, database_url: str, broker: MosquittoServer, plugs: list, family: str
+) -> None:
+    """Issue #17: the start and the final meter totals come with the power-on's and the
+    power-off's own answers (the meter question pipelined behind the command); the
+    plug sends no periodic report here, so nothing else could tell them. No state
+    question follows the power-off."""
+    charger_id, token = await label_token(bot, database_url)
+    # 0.1 kWh a second, and a report period longer than the test
+    plug = await plug_for(
+        family, database_url, broker, charger_id, plugs, watts=360_000.0, tele_period=3600.0
+    )
+    now = utcnow()
+    await accepted_booking(database_url, charger_id, RIDER, now, now + timedelta(hours=1))
+    started = await scan_and_start(bot, RIDER, token)
+    charges, _, _ = await rows(database_url)
+    start_kwh = charges[0].start_kwh
+    assert start_kwh is not None and start_kwh < 0.05  # read at the switch-on
+    await wait_until(lambda: plug.energy_wh() / 1000 >= start_kwh + 0.2, what="energy drawn")
+
+    after = bot.api.last_message_id(RIDER)
+    await stop(bot, RIDER, started)
+    await bot.expect(RIDER, "Order #", after, timeout=10)
+    final = plug.energy_wh() / 1000  # off: the meter stands still
+    _, orders, _ = await rows(database_url)
+    assert orders[0].energy_kwh is not None
+    assert float(orders[0].energy_kwh) == pytest.approx(final - start_kwh, abs=0.0011)
+    # after the power-off, only the meter question that went with it
+    said = [
+        (topic.rsplit("/", 1)[-1], payload)
+        for topic, payload, _ in plug.commands
+        if not topic.endswith("/PulseTime")
+    ]
+    if family == "tasmota":
+        off = max(i for i, c in enumerate(said) if c == ("POWER", b"OFF"))
+        assert said[off + 1 :] == [("Status", b"8")]
+    else:
+        methods = [json.loads(payload)["method"] for _, payload in said]
+        off = max(i for i, m in enumerate(methods) if m == "Switch.Set")
+        assert methods[off + 1 :] == ["Switch.GetStatus"]
 
 
 # -- devices that misbehave -------------------------------------------------------------

@@ -53,6 +53,9 @@ class SimPlug:
         # False: a plug with an energy meter that reports no power reading (so "until
         # full" is not offered on its charger)
         self.meters_power = True
+        # False: a plug with no energy meter at all (a Sonoff Basic, a Shelly Plus 1):
+        # its status has no energy total, its Status 8 answer no ENERGY
+        self.meters_energy = True
         self._load_watts = watts
         self._on_since = 0.0
 

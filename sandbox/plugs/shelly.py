@@ -29,17 +29,22 @@ class SimShelly(SimPlug):
             "apower": self.watts if self.on else 0.0,
             "aenergy": {"total": round(self.energy_wh(), 3)},
         }
-        if not self.meters_power:
+        if not self.meters_power or not self.meters_energy:
             del status["apower"]
+        if not self.meters_energy:  # a switch without a meter (Shelly Plus 1)
+            del status["aenergy"]
         return status
 
     async def _notify(self) -> None:
         d = self.device_id
+        # NotifyStatus carries what changed (the output), not the whole status; the
+        # meter comes with the next status, or a Switch.GetStatus reply
+        change = {"id": 0, "output": self.on, "source": "MQTT"}
         note = {
             "src": d,
             "dst": f"{d}/events",
             "method": "NotifyStatus",
-            "params": {"ts": time.time(), "switch:0": self.status()},
+            "params": {"ts": time.time(), "switch:0": change},
         }
         await self.send(f"{d}/events/rpc", json.dumps(note))
         await self.send(f"{d}/status/switch:0", json.dumps(self.status()))

@@ -56,8 +56,10 @@ class SimTasmota(SimPlug):
                 f"stat/{t}/RESULT", json.dumps({"PulseTime1": {"Set": self.pulse_time}})
             )
         elif cmd == "STATUS" and value == "8":
-            sns = {"StatusSNS": {"Time": "2026-01-01T00:00:00", "ENERGY": self._energy()}}
-            await self.send(f"stat/{t}/STATUS8", json.dumps(sns))
+            sns: dict[str, object] = {"Time": "2026-01-01T00:00:00"}
+            if self.meters_energy:  # a plug without a meter answers with no ENERGY
+                sns["ENERGY"] = self._energy()
+            await self.send(f"stat/{t}/STATUS8", json.dumps({"StatusSNS": sns}))
 
     def _arm_pulse(self) -> None:
         if self._pulse is not None:
@@ -80,4 +82,5 @@ class SimTasmota(SimPlug):
     async def telemetry(self) -> None:
         t = self.device_id
         await self.send(f"tele/{t}/STATE", json.dumps({"POWER": self._state()}))
-        await self.send(f"tele/{t}/SENSOR", json.dumps({"ENERGY": self._energy()}))
+        if self.meters_energy:  # no sensor, no SENSOR message
+            await self.send(f"tele/{t}/SENSOR", json.dumps({"ENERGY": self._energy()}))

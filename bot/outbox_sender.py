@@ -40,13 +40,19 @@ class OutboxSender:
         *,
         idle_poll: float = 1.0,
         rate_per_second: float = 25.0,
+        burst: int = 5,
     ) -> None:
         self._bot = bot
         self._open_db = open_db
         self._config = ui_config(settings)
-        # stay under Telegram's ~30 messages/s per bot by pacing, not by hoping
-        self._interval = 1.0 / rate_per_second
-        self._last_send = 0.0
+        # stay under Telegram's ~30 messages/s per bot by pacing, not by hoping: a token
+        # bucket, so the few messages one change owes (an order to the rider, the
+        # merchant and the group) leave at once, and a long queue at the rate (in any
+        # second at most ``burst`` + ``rate_per_second``)
+        self._rate = rate_per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._filled_at = time.monotonic()
         self._loop = Loop("outbox-sender", self._step, idle_poll)
         self.start, self.stop = self._loop.start, self._loop.stop
 
@@ -144,10 +150,16 @@ class OutboxSender:
         return partial(outbox.mark_sent, message_id=message.id, error=refused), None
 
     async def _pace(self) -> None:
-        wait = self._last_send + self._interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_send = time.monotonic()
+        self._refill()
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+            self._refill()
+        self._tokens -= 1
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._filled_at) * self._rate)
+        self._filled_at = now
 
 
 class ClaimLost(Exception):
@@ -168,9 +180,10 @@ class _Parts:
         if key in message.parts_done:  # settled on an earlier attempt
             return
         await self._sender._pace()
-        async with transaction(self._db):
-            if not await outbox.renew_claim(self._db, message):
-                raise ClaimLost
+        if not outbox.claim_fresh(message):
+            async with transaction(self._db):
+                if not await outbox.renew_claim(self._db, message):
+                    raise ClaimLost
         try:
             await send()
         except TelegramBadRequest as error:

@@ -6,11 +6,11 @@ claims due rows, renders and delivers them, and reports back here.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 
 from models import OutboxMessage
 from models.base import utcnow
@@ -100,8 +100,14 @@ async def owe_call(
         enqueue_later(db, chat_id, OutboxKind.OWED_CALL, delay_seconds, payload)
 
 
+# messages to people first; a card edited to a new state (cosmetic, and the next
+# edit shows the same) after them
+_FIRST = case((OutboxMessage.kind == str(OutboxKind.CARD_REFRESH), 1), else_=0)
+
+
 async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
-    """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, oldest first.
+    """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, messages to people
+    before card edits, oldest first.
 
     The claim is a conditional UPDATE, so two senders never hold the same row;
     a sender that dies releases its rows when the claim runs out.
@@ -117,7 +123,7 @@ async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
                     OutboxMessage.due_at <= now,
                     or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
                 )
-                .order_by(OutboxMessage.id)
+                .order_by(_FIRST, OutboxMessage.id)
                 .limit(limit)
                 # PostgreSQL: senders take different rows instead of queueing on
                 # the same ones (SQLite has no row locks: BEGIN IMMEDIATE serialises)
@@ -142,11 +148,22 @@ async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
             await db.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.id.in_(claimed))
-                .order_by(OutboxMessage.id)
+                .order_by(_FIRST, OutboxMessage.id)
                 .execution_options(populate_existing=True)
             )
         ).all()
         return list(rows)
+
+
+def claim_fresh(message: OutboxMessage) -> bool:
+    """Claimed (or renewed) within the last few seconds: no other sender can take the
+    row before ``renew_claim`` would have let it, so sending needs no renewal first."""
+    left = message.claimed_until
+    return left is not None and _aware(left) - utcnow() > timedelta(seconds=CLAIM_SECONDS - 5)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def renew_claim(db: Db, message: OutboxMessage) -> bool:

@@ -297,3 +297,49 @@ async def test_qr_labels_each_once_a_refused_one_not_blocking(
         f"label:{charger_ids[2]}": "sent",
     }
     assert row.sent_at is not None and row.last_error and REFUSED in row.last_error
+
+
+async def test_pacing_lets_a_small_burst_go_at_once_then_keeps_the_rate(
+    bot: Bot, open_db: async_sessionmaker[AsyncSession], settings: Settings, monkeypatch
+) -> None:
+    """A token bucket (issue #17): the three messages of an order leave together; a
+    long queue leaves at the rate, so no second holds more than burst + rate."""
+    import bot.outbox_sender as module
+
+    clock = [1000.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(module.asyncio, "sleep", sleep)
+    sender = OutboxSender(bot, open_db, settings, rate_per_second=10, burst=3)
+    for _ in range(3):
+        await sender._pace()
+    assert slept == []  # the burst: no wait
+    sent_at = []
+    for _ in range(10):
+        await sender._pace()
+        sent_at.append(clock[0])
+    assert sent_at[-1] - sent_at[0] == pytest.approx(0.9)  # then 10 a second
+    clock[0] += 60  # a quiet minute refills the bucket, no more than the burst
+    for _ in range(3):
+        await sender._pace()
+    assert len(slept) == 10
+    await sender._pace()
+    assert len(slept) == 11
+
+
+async def test_messages_to_people_are_claimed_before_card_edits(
+    open_db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with open_db() as db, transaction(db):
+        outbox.enqueue(db, 1, outbox.OutboxKind.CARD_REFRESH, subject="booking", subject_id=1)
+        outbox.enqueue(db, 2, outbox.OutboxKind.SESSION_STARTED, session_id=1)
+        outbox.enqueue(db, 3, outbox.OutboxKind.CARD_REFRESH, subject="booking", subject_id=2)
+        outbox.enqueue(db, 4, outbox.OutboxKind.BOOKING_ACCEPTED, booking_id=1)
+    claimed = await outbox.claim_due(open_db)
+    assert [m.chat_id for m in claimed] == [2, 4, 1, 3]
+    assert all(outbox.claim_fresh(m) for m in claimed)  # the first part needs no renewal

@@ -15,7 +15,6 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from redis.asyncio import Redis
 
 from bot.fsm_storage import DestinyKeyBuilder, SqlStorage
-from bot.inline_filters import inline_sync_filters
 from bot.isolation import RenewedRedisEventIsolation
 from bot.metrics import Metrics, MetricsMiddleware
 from bot.middlewares import DbSessionMiddleware, OneFsmWritePerUpdate, UserContextMiddleware
@@ -132,7 +131,6 @@ def create_dispatcher(
     dp.update.outer_middleware(DbSessionMiddleware(open_db, after=wake))
     dp.update.outer_middleware(UserContextMiddleware(settings.group_language, cache_size))
     dp.include_router(build_root_router(settings.moderation_chat_id))
-    inline_sync_filters(dp)
     return dp
 
 

@@ -11,6 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
+from handlers.filters import Magic
 from services import bookings, cards, payments
 from services.cards import CardRole
 from services.clock import utcnow
@@ -293,17 +294,17 @@ async def on_my_way(query: CallbackQuery, callback_data: BookingCb, db: Db, t: T
 
 def build_router() -> Router:
     router = Router(name="booking")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.callback_query.register(start_booking, BookCb.filter())
-    not_command = ~F.text.startswith("/")
-    router.message.register(kind, BookForm.kind, not_command)
-    router.message.register(model, BookForm.model, not_command)
+    not_command = Magic(~F.text.startswith("/"))
+    router.message.register(kind, StateFilter(BookForm.kind), not_command)
+    router.message.register(model, StateFilter(BookForm.model), not_command)
     # while the summary is shown, a window typed replaces it
     router.message.register(when, StateFilter(BookForm.when, BookForm.confirm), not_command)
     router.callback_query.register(
         confirm,
-        BookForm.confirm,
+        StateFilter(BookForm.confirm),
         BookingCb.filter(F.action.in_({BookingAction.CONFIRM, BookingAction.DROP})),
     )
     router.callback_query.register(

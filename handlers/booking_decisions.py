@@ -6,10 +6,12 @@ refusal is answered by handlers/errors.py).
 """
 
 from aiogram import F, Router
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
 
+from handlers.filters import Magic
 from services import bookings
 from services.tx import Db
 from ui import keyboards
@@ -93,13 +95,18 @@ async def typed_reason(
 
 def build_router() -> Router:
     router = Router(name="booking_decisions")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.callback_query.register(accept, BookingCb.filter(F.action == BookingAction.ACCEPT))
     router.callback_query.register(
         reject_menu, BookingCb.filter(F.action.in_({BookingAction.REJECT, BookingAction.BACK}))
     )
     router.callback_query.register(preset, BookingCb.filter(F.action == BookingAction.REASON))
     router.callback_query.register(other, BookingCb.filter(F.action == BookingAction.OTHER))
-    router.message.register(typed_reason, RejectBookingForm.reason, F.text, ~F.text.startswith("/"))
+    router.message.register(
+        typed_reason,
+        StateFilter(RejectBookingForm.reason),
+        Magic(F.text),
+        Magic(~F.text.startswith("/")),
+    )
     return router

@@ -8,7 +8,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from handlers.filters import IsAdmin
+from handlers.filters import IsAdmin, Magic
 from services import cards, walkup
 from services import charging as charges
 from services.cards import CardRole
@@ -285,8 +285,8 @@ async def sessions_page(
 
 def build_admin_router(moderation_chat_id: int) -> Router:
     router = Router(name="charging_admin")
-    router.message.filter(F.chat.id == moderation_chat_id)
-    router.callback_query.filter(F.message.chat.id == moderation_chat_id)
+    router.message.filter(Magic(F.chat.id == moderation_chat_id))
+    router.callback_query.filter(Magic(F.message.chat.id == moderation_chat_id))
     router.message.register(running_sessions, Command("sessions"), IsAdmin())
     router.callback_query.register(sessions_page, PageCb.filter(F.of == PageOf.SESSIONS), IsAdmin())
     return router
@@ -294,7 +294,7 @@ def build_admin_router(moderation_chat_id: int) -> Router:
 
 def build_router() -> Router:
     router = Router(name="charging")
-    router.message.filter(F.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
     router.message.register(scanned, CommandStart(deep_link=True))
     router.message.register(stop_command, Command("stop"))
     router.callback_query.register(start_pressed, StartCb.filter())

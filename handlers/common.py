@@ -5,6 +5,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
+from handlers.filters import Magic
 from handlers.listing_wizard import in_wizard
 from ui.config import Config
 from ui.i18n import Translator
@@ -58,14 +59,14 @@ async def unknown_button(query: CallbackQuery, t: Translator) -> None:
 def build_router(moderation_chat_id: int) -> Router:
     router = Router(name="common")
     router.message.register(cancel, Command("cancel"))
-    router.message.register(start, CommandStart(), F.chat.type == "private")
-    router.message.register(start, CommandStart(), F.chat.id == moderation_chat_id)
+    router.message.register(start, CommandStart(), Magic(F.chat.type == "private"))
+    router.message.register(start, CommandStart(), Magic(F.chat.id == moderation_chat_id))
     router.message.register(help_, Command("help"))
     return router
 
 
 def build_fallback_router() -> Router:
     fallback_router = Router(name="fallback")
-    fallback_router.message.register(unexpected_message, F.chat.type == "private")
+    fallback_router.message.register(unexpected_message, Magic(F.chat.type == "private"))
     fallback_router.callback_query.register(unknown_button)
     return fallback_router

@@ -5,6 +5,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
+from handlers.filters import Magic
 from services import earnings
 from services.clock import utcnow
 from services.tx import Db
@@ -48,8 +49,8 @@ async def export_csv(query: CallbackQuery, db: Db, t: Translator, config: Config
 
 def build_router() -> Router:
     router = Router(name="earnings")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.message.register(my_earnings, Command("earnings"))
     router.callback_query.register(export_csv, EarningsCb.filter())
     return router

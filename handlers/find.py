@@ -2,7 +2,7 @@
 address), a page at a time, with filters; a result opens the listing's card."""
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -13,6 +13,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
+from handlers.filters import Magic
 from services import bookings, search
 from services.clock import utcnow
 from services.listing_draft import DEVICE_KINDS
@@ -147,10 +148,10 @@ async def show_map(
 
 def build_router() -> Router:
     router = Router(name="find")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.message.register(find, Command("find"))
-    router.message.register(where, FindForm.where, ~F.text.startswith("/"))
+    router.message.register(where, StateFilter(FindForm.where), Magic(~F.text.startswith("/")))
     router.callback_query.register(
         page, FindCb.filter(F.action.in_({FindAction.PAGE, FindAction.KIND}))
     )

@@ -6,6 +6,7 @@ from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.types import Message
 
 from handlers.charging import answer_scan
+from handlers.filters import Magic
 from services import charging as charges
 from services import walkup
 from services.charging_control import ChargingControl
@@ -77,10 +78,10 @@ async def _scanned(
 
 def build_router() -> Router:
     router = Router(name="labels")
-    router.message.filter(F.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
     # like /start <token>: works in every state, a wizard's draft stays where it was
     router.message.register(code_command, Command("code"))
     # a photo only outside the conversations (the wizard asks for a shop photo)
     image_document = F.document.mime_type.startswith("image/")
-    router.message.register(label_photo, StateFilter(None), F.photo | image_document)
+    router.message.register(label_photo, StateFilter(None), Magic(F.photo | image_document))
     return router

@@ -4,6 +4,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
+from handlers.filters import Magic
 from services import users
 from services.tx import Db
 from services.users import KnownUsers, UserProfile
@@ -32,6 +33,6 @@ async def set_language(
 
 def build_router() -> Router:
     router = Router(name="language")
-    router.message.register(choose_language, Command("language"), F.chat.type == "private")
+    router.message.register(choose_language, Command("language"), Magic(F.chat.type == "private"))
     router.callback_query.register(set_language, LanguageCb.filter(F.code.in_(LANGUAGES)))
     return router

@@ -30,6 +30,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
+from handlers.filters import Magic
 from services import listings
 from services.errors import InvalidInput
 from services.hours import parse_hours
@@ -890,8 +891,8 @@ async def start_pressed(
 
 def build_router() -> Router:
     router = Router(name="listing_wizard")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.message.register(new_listing, Command("newlisting"))
     router.callback_query.register(start_pressed, WizardCb.filter(F.action == WizardAction.START))
     router.callback_query.register(
@@ -901,7 +902,7 @@ def build_router() -> Router:
     router.message.register(
         answer,
         StateFilter(*(getattr(ListingForm, step) for step in PARSERS), ListingForm.pair),
-        ~F.text.startswith("/"),  # a command mid-wizard is a command, not an answer
+        Magic(~F.text.startswith("/")),  # a command mid-wizard is a command, not an answer
     )
     # the summary's buttons: _summary_guard checks them against the kept draft, so
     # they work whatever flow the conversation went on to since

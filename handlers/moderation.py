@@ -7,12 +7,12 @@ pressing at once: the service lets exactly one decision through.
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, Message
 
-from handlers.filters import IsAdmin
+from handlers.filters import IsAdmin, Magic
 from services import listings
 from services.dto import RevisionStatus
 from services.listings import Decision
@@ -31,14 +31,18 @@ class RejectForm(StatesGroup):
 
 def build_router(moderation_chat_id: int) -> Router:
     router = Router(name="moderation")
-    router.message.filter(F.chat.id == moderation_chat_id)
-    router.callback_query.filter(F.message.chat.id == moderation_chat_id)
+    router.message.filter(Magic(F.chat.id == moderation_chat_id))
+    router.callback_query.filter(Magic(F.message.chat.id == moderation_chat_id))
 
     router.message.register(pending, Command("pending"), IsAdmin())
     router.callback_query.register(pending_page, PageCb.filter(F.of == PageOf.PENDING), IsAdmin())
     router.callback_query.register(not_an_admin, PageCb.filter(F.of == PageOf.PENDING))
     router.message.register(
-        typed_reason, RejectForm.reason, IsAdmin(), F.text, ~F.text.startswith("/")
+        typed_reason,
+        StateFilter(RejectForm.reason),
+        IsAdmin(),
+        Magic(F.text),
+        Magic(~F.text.startswith("/")),
     )
     router.callback_query.register(
         approve, ReviewCb.filter(F.action == ReviewAction.APPROVE), IsAdmin()

@@ -12,7 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, ForceReply, Message
 
-from handlers.filters import IsAdmin
+from handlers.filters import IsAdmin, Magic
 from services import earnings, payouts, users, wallet
 from services.clock import utcnow
 from services.dto import RefundStatus
@@ -213,16 +213,16 @@ async def not_an_admin_command(message: Message, t: Translator) -> None:
 
 def build_router(moderation_chat_id: int) -> Router:
     router = Router(name="money_admin")
-    router.message.filter(F.chat.id == moderation_chat_id)
-    router.callback_query.filter(F.message.chat.id == moderation_chat_id)
+    router.message.filter(Magic(F.chat.id == moderation_chat_id))
+    router.callback_query.filter(Magic(F.message.chat.id == moderation_chat_id))
     router.message.register(report, Command("report"), IsAdmin())
     router.message.register(payout_command, Command("payout"), IsAdmin())
     router.message.register(
         refund_answer,
         StateFilter(RefundForm.reference, RefundForm.reason),
         IsAdmin(),
-        F.text,
-        ~F.text.startswith("/"),
+        Magic(F.text),
+        Magic(~F.text.startswith("/")),
     )
     router.callback_query.register(refund_press, RefundCb.filter(), IsAdmin())
     router.callback_query.register(payout_press, PayoutCb.filter(), IsAdmin())

@@ -5,6 +5,7 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
+from handlers.filters import Magic
 from handlers.listing_wizard import start_edit
 from services import listings
 from services.tx import Db
@@ -67,8 +68,8 @@ async def listing_action(
 
 def build_router() -> Router:
     router = Router(name="my_listings")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.message.register(list_listings, Command("listings"))
     router.callback_query.register(listing_action, ListingCb.filter())
     router.callback_query.register(listings_page, PageCb.filter(F.of == PageOf.LISTINGS))

@@ -7,6 +7,7 @@ reason the payer reads in the payment form."""
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
 
+from handlers.filters import Magic
 from services import payments, settlement
 from services.clock import utcnow
 from services.tx import Db
@@ -78,7 +79,7 @@ async def mark_paid(
 def build_router() -> Router:
     router = Router(name="payments")
     router.pre_checkout_query.register(pre_checkout)
-    router.message.register(successful_payment, F.successful_payment)
+    router.message.register(successful_payment, Magic(F.successful_payment))
     router.callback_query.register(topup_choice, TopupCb.filter())
     router.callback_query.register(mark_paid, PaidAtShopCb.filter())
     return router

@@ -4,6 +4,7 @@ from /listings), and can renew a charger's code, which voids the printed one."""
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery
 
+from handlers.filters import Magic
 from services import listings
 from services.tx import Db
 from ui.callbacks import QrAction, QrLabelsCb, QrRenewCb
@@ -47,7 +48,7 @@ async def renew_yes(
 
 def build_router() -> Router:
     router = Router(name="qr_labels")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.callback_query.register(labels, QrLabelsCb.filter())
     router.callback_query.register(renew, QrRenewCb.filter(F.action == QrAction.RENEW))
     router.callback_query.register(renew_yes, QrRenewCb.filter(F.action == QrAction.RENEW_YES))

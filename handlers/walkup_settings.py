@@ -4,6 +4,7 @@
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
+from handlers.filters import Magic
 from services import walkup
 from services.tx import Db
 from ui.callbacks import ChargerSetCb, WalkupSetting
@@ -35,6 +36,6 @@ async def settings_pressed(
 
 def build_router() -> Router:
     router = Router(name="walkup_settings")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.callback_query.register(settings_pressed, ChargerSetCb.filter())
     return router

@@ -6,6 +6,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from handlers.filters import Magic
 from services import wallet
 from services.clock import utcnow
 from services.money import currency as currency_row
@@ -100,8 +101,8 @@ async def refund_no(query: CallbackQuery, t: Translator) -> None:
 
 def build_router() -> Router:
     router = Router(name="wallet")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Magic(F.chat.type == "private"))
+    router.callback_query.filter(Magic(F.message.chat.type == "private"))
     router.message.register(my_wallet, Command("wallet"))
     router.callback_query.register(history_page, WalletCb.filter(F.action == WalletAction.HISTORY))
     router.callback_query.register(topup_menu, WalletCb.filter(F.action == WalletAction.TOPUP))

@@ -1,13 +1,14 @@
-"""What bot/inline_filters.py and models/db.py assume of aiogram's and aiosqlite's
-private internals (issue #17). pyproject.toml pins both below their next minor
-release; before raising a bound, these tests must pass on the new release: each
-fails, rather than the bot slowing down or hanging, when an assumption breaks.
+"""What the bot assumes of aiogram's filter dispatching and of aiosqlite's private
+internals (issue #17). pyproject.toml pins both below their next minor release;
+before raising a bound, these tests must pass on the new release: each fails,
+rather than the bot slowing down or hanging, when an assumption breaks.
 
-aiogram (bot/inline_filters.py): a router's own filters live on
-``TelegramEventObserver._handler``, its handlers on ``.handlers``; a
-``FilterObject`` keeps ``magic``, ``callback`` and ``awaitable``, and
-``CallableObject.call`` reads ``awaitable`` when called (a sync callable goes
-through ``asyncio.to_thread``, an awaitable one is awaited in place).
+aiogram: a filter that is an ``aiogram.filters.Filter`` (async ``__call__``) is
+awaited in place; any other callable, a magic filter (``F.text == ...``) and a bare
+``State`` included, goes through ``asyncio.to_thread`` on every check, and
+``FilterObject.awaitable`` says which. The routers use only the former
+(handlers/filters.py ``Magic``, aiogram's ``StateFilter``); the dispatcher test
+fails on a filter that would be handed to a thread.
 
 aiosqlite (models/db.py, InlineConnection): ``Connection(connector,
 iter_chunk_size)`` makes a ``_tx`` queue and a ``_thread`` it does not start;
@@ -17,21 +18,24 @@ every call (``_execute``, ``_connect``, ``stop``, and SQLAlchemy's
 """
 
 import asyncio
-import dataclasses
 import inspect
 import sqlite3
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import aiosqlite
 import pytest
-from aiogram import Dispatcher, Router
-from aiogram.dispatcher.event.handler import CallableObject, FilterObject, HandlerObject
+from aiogram import Dispatcher, F, Router
+from aiogram.dispatcher.event.handler import FilterObject, HandlerObject
 from aiogram.dispatcher.event.telegram import TelegramEventObserver
+from aiogram.filters import StateFilter
+from aiogram.fsm.state import State, StatesGroup
 from sqlalchemy import text
 
 from bot.factory import create_dispatcher
 from bot.settings import Settings
+from handlers.filters import Magic
 from models.db import InlineConnection, create_engine, create_session_factory
 
 TIMEOUT_S = 10  # a call that would wait for a worker thread that never runs fails here
@@ -48,7 +52,9 @@ def _filters(dp: Dispatcher) -> list[tuple[str, FilterObject]]:
         for name, observer in router.observers.items():
             if not isinstance(observer, TelegramEventObserver):
                 continue
-            own = observer._handler  # where observer.filter(...) puts a router's filters
+            # where observer.filter(...) puts a router's own filters: aiogram has no
+            # public accessor for them
+            own = observer._handler
             assert isinstance(own, HandlerObject)
             for handler in [own, *observer.handlers]:
                 where = f"{router.name}.{name} {getattr(handler.callback, '__qualname__', '?')}"
@@ -69,11 +75,16 @@ async def dispatcher(tmp_path) -> Any:
 
 
 async def test_no_filter_or_handler_of_the_bots_dispatcher_goes_to_a_thread(dispatcher) -> None:
-    """After create_dispatcher (which calls inline_sync_filters), aiogram awaits every
-    filter and handler in place: none is a sync callable it would hand to a thread."""
+    """aiogram awaits every filter and handler of the built dispatcher in place: none
+    is a sync callable (a bare ``F.text == ...`` or ``State``) it would hand to a
+    thread. Wrap such a filter in ``Magic(...)`` or ``StateFilter(...)``."""
     filters = _filters(dispatcher)
-    assert len(filters) > 50  # the walk reached the routers' filters
-    sync = [where for where, f in filters if not f.awaitable]
+    assert len(filters) > 100  # the walk reached the routers' filters, their own too
+    sync = [
+        f"{where}: {f.magic if f.magic is not None else f.callback!r}"
+        for where, f in filters
+        if not f.awaitable
+    ]
     assert not sync, f"filters run through asyncio.to_thread: {sync}"
     handlers = [
         h
@@ -82,16 +93,14 @@ async def test_no_filter_or_handler_of_the_bots_dispatcher_goes_to_a_thread(disp
         for h in observer.handlers
     ]
     assert handlers and all(h.awaitable for h in handlers)
-    # the assumption inline_sync_filters rests on: its replacement is awaited as such
-    for _, f in filters:
-        if f.magic is not None:
-            assert inspect.iscoroutinefunction(f.callback)
 
 
-async def test_aiogram_awaits_an_awaitable_callable_in_place_and_a_sync_one_in_a_thread(
+async def test_aiogram_awaits_a_filter_in_place_and_hands_a_magic_or_state_one_to_a_thread(
     monkeypatch,
 ) -> None:
-    """The switch inline_sync_filters flips: ``awaitable`` read at call time."""
+    """What the test above reads: ``awaitable`` decides, when the filter is called,
+    between awaiting it in place and ``asyncio.to_thread``; the wrapped filters give
+    the bare ones' results."""
     threaded: list[object] = []
     real_to_thread = asyncio.to_thread
 
@@ -100,16 +109,20 @@ async def test_aiogram_awaits_an_awaitable_callable_in_place_and_a_sync_one_in_a
         return await real_to_thread(func, *args, **kwargs)
 
     monkeypatch.setattr(asyncio, "to_thread", to_thread)
-    sync = CallableObject(callback=lambda x: x + 1)
-    assert not sync.awaitable
-    assert await sync.call(1) == 2 and len(threaded) == 1
 
-    async def inline(x: int) -> int:
-        return x + 1
+    class Form(StatesGroup):
+        step = State()
 
-    sync.callback, sync.awaitable = inline, True  # what _inline() does
-    assert await sync.call(1) == 2 and len(threaded) == 1  # no second hand-off
-    assert {"magic", "callback", "awaitable"} <= {f.name for f in dataclasses.fields(FilterObject)}
+    event = SimpleNamespace(text="go")
+    bare = [FilterObject(F.text == "go"), FilterObject(Form.step)]
+    wrapped = [FilterObject(Magic(F.text == "go")), FilterObject(StateFilter(Form.step))]
+    assert not any(f.awaitable for f in bare) and all(f.awaitable for f in wrapped)
+    for state in (Form.step.state, None):
+        before = len(threaded)
+        results = [await f.call(event, raw_state=state) for f in bare]
+        assert len(threaded) == before + 2
+        assert [await f.call(event, raw_state=state) for f in wrapped] == results
+        assert len(threaded) == before + 2  # no hand-off for the wrapped ones
 
 
 def test_aiosqlite_connection_makes_a_queue_and_a_thread_it_does_not_start() -> None:

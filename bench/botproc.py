@@ -47,6 +47,9 @@ class Probe:
         self.confirmations: list[tuple[float, str]] = []  # (arrival, topic): power on
         self.started: list[tuple[float, int]] = []  # ("Charging started" leaves, chat)
         self.commands: list[tuple[float, str]] = []  # (power-on published, topic)
+        self.offs: list[tuple[float, str]] = []  # (power-off published, topic)
+        self.replies: list[tuple[float, str]] = []  # (a plug's "off" arrives, topic)
+        self.orders: list[tuple[float, int, str]] = []  # ("Order #" leaves, chat, method)
 
     # -- Bot API requests -------------------------------------------------------------------
     def request_middleware(self) -> BaseRequestMiddleware:
@@ -66,6 +69,9 @@ class Probe:
                 text = getattr(method, "text", None)
                 if isinstance(text, str) and "Charging started" in text:
                     probe.started.append((time.monotonic(), int(getattr(method, "chat_id", 0))))
+                if isinstance(text, str) and "Order #" in text:
+                    chat = int(getattr(method, "chat_id", 0))
+                    probe.orders.append((time.monotonic(), chat, type(method).__name__))
                 update_id = CURRENT.get()
                 if update_id is not None and update_id not in probe.answered:
                     probe.answered.add(update_id)
@@ -96,10 +102,15 @@ class Probe:
         """First of the client's handlers: a plug saying it is on (Tasmota's stat/…,
         Shelly's NotifyStatus with the output on), as it arrives."""
         topic, payload = msg.topic, msg.payload
+        flat = payload.replace(b" ", b"")
         if (topic.startswith("stat/") and b"ON" in payload) or (
-            topic.endswith("/events/rpc") and b'"output":true' in payload.replace(b" ", b"")
+            topic.endswith("/events/rpc") and b'"output":true' in flat
         ):
             self.confirmations.append((time.monotonic(), topic))
+        elif (topic.startswith("stat/") and b"OFF" in payload) or (
+            topic.endswith("/events/rpc") and b'"output":false' in flat
+        ):
+            self.replies.append((time.monotonic(), topic))
 
     def on_mqtt(self, msg: Any) -> None:
         self.mqtt_count += 1
@@ -131,6 +142,10 @@ class Probe:
                 topic.endswith("/rpc") and b'"on": true' in raw
             ):
                 probe.commands.append((time.monotonic(), topic))
+            elif (topic.endswith("/POWER") and raw.upper() == b"OFF") or (
+                topic.endswith("/rpc") and b'"on": false' in raw
+            ):
+                probe.offs.append((time.monotonic(), topic))
             return await publish(client, topic, payload, *a, **kw)
 
         aiomqtt.Client.publish = stamped  # type: ignore[method-assign]
@@ -145,6 +160,9 @@ class Probe:
             "confirmations": self.confirmations,
             "started": self.started,
             "commands": self.commands,
+            "offs": self.offs,
+            "replies": self.replies,
+            "orders": self.orders,
         }
 
 
@@ -157,6 +175,7 @@ async def main(config: dict[str, Any]) -> None:
     probe = Probe()
     probe.watch_publishes()
     app.bot.session.middleware(probe.request_middleware())
+    app.outbox_bot.session.middleware(probe.request_middleware())  # the orders go there
     # first of the outer middlewares, so the handled time covers all of them
     app.dispatcher.update.outer_middleware._middlewares.insert(0, probe.update_middleware)
     app.bridge.client.add_handler(probe.on_mqtt)  # after the bridge's own handler

@@ -483,6 +483,9 @@ class Starts:
     # the last of the three; and the same from the plug's getting the power-off
     to_orders: list[float] = field(default_factory=list)
     off_to_orders: list[float] = field(default_factory=list)
+    # each counted stop: (rider, merchant, plug id, the Yes button's data, pressed, plug
+    # got power-off, the last order message at the server)
+    stop_trace: list[tuple[int, int, str, str, float, float, float]] = field(default_factory=list)
     failures: int = 0
     notes: set[str] = field(default_factory=set)
 
@@ -577,6 +580,9 @@ async def lane(
             if done and power_off is not None:  # a counted start: a warm stop
                 out.to_orders.append((max(arrived) - stopped) * 1000)
                 out.off_to_orders.append((max(arrived) - power_off) * 1000)
+                out.stop_trace.append(
+                    (user, merchant, device, yes, stopped, power_off, max(arrived))
+                )
     except TimeoutError:  # a step got no answer: counted, the other lanes go on
         out.failures += 1
         out.notes.add("no answer")
@@ -755,6 +761,7 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
     probe = json.loads(out.read_text()) if out.exists() else {}
     if "3" in ctx.only:
         ctx.rows += start_trace(result.trace, probe)
+        ctx.rows += stop_trace(result.stop_trace, probe)
     if "2" in ctx.only:
         lo, hi = windows["paced"]
         handler = [ms for at, ms, _m in probe.get("latency", []) if lo <= at <= hi]
@@ -850,6 +857,48 @@ def start_trace(
             "3", "plug's confirmation -> 'Charging started' sent (in the bot)", legs["render"], 10
         ),
         Row.of("3", "  trace: 'Charging started' sent -> at the server", legs["out"], "ms"),
+    ]
+
+
+def stop_trace(
+    trace: list[tuple[int, int, str, str, float, float, float]], probe: dict[str, Any]
+) -> list[Row]:
+    """Figure 3's Stop step by step, as ``start_trace``: Yes arriving in the bot, the
+    power-off published, the plug getting it, its "off" arriving, the three order
+    messages leaving the bot (the last of them), at the server."""
+    presses, offs = probe.get("presses", []), probe.get("offs", [])
+    replies, orders = probe.get("replies", []), probe.get("orders", [])
+    legs: dict[str, list[float]] = {k: [] for k in ("in", "bot", "wire", "plug", "order", "out")}
+    for user, merchant, device, data, pressed, power_off, at_server in trace:
+        arrived = next((t for t, u, d in presses if u == user and d == data and t >= pressed), None)
+        if arrived is None:
+            continue
+        sent = next((t for t, topic in offs if device in topic.split("/") and t >= arrived), None)
+        heard = next(
+            (t for t, topic in replies if device in topic.split("/") and t >= power_off), None
+        )
+        left = [
+            next((t for t, c, _m in orders if c == chat and heard and t >= heard), None)
+            for chat in (user, merchant, GROUP)
+        ]
+        if sent is None or heard is None or None in left:
+            continue
+        last = max(t for t in left if t is not None)
+        legs["in"].append((arrived - pressed) * 1000)
+        legs["bot"].append((sent - arrived) * 1000)
+        legs["wire"].append((power_off - sent) * 1000)
+        legs["plug"].append((heard - power_off) * 1000)
+        legs["order"].append((last - heard) * 1000)
+        legs["out"].append((at_server - last) * 1000)
+    return [
+        Row.of("3", "  stop trace: Yes -> update in the bot", legs["in"], "ms"),
+        Row.of("3", "  stop trace: update in the bot -> power-off published", legs["bot"], "ms"),
+        Row.of("3", "  stop trace: published -> the plug gets it", legs["wire"], "ms"),
+        Row.of("3", "  stop trace: plug gets it -> its 'off' in the bot", legs["plug"], "ms"),
+        Row.of(
+            "3", "  stop trace: 'off' in the bot -> 3rd order message sent", legs["order"], "ms"
+        ),
+        Row.of("3", "  stop trace: 3rd order message sent -> at the server", legs["out"], "ms"),
     ]
 
 

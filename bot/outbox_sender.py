@@ -23,7 +23,7 @@ from bot.background import Loop
 from bot.settings import Settings, ui_config
 from models import OutboxMessage
 from services import outbox
-from services.outbox import Notification
+from services.outbox import Notification, OutboxKind
 from services.tx import Db, OpenDb, transaction
 from ui.notifications import render
 from ui.parts import Send
@@ -49,27 +49,39 @@ class OutboxSender:
         # bucket, so the few messages one change owes (an order to the rider, the
         # merchant and the group) leave at once, and a long queue at the rate (in any
         # second at most ``burst`` + ``rate_per_second``)
-        self._rate = rate_per_second
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._filled_at = time.monotonic()
-        self._loop = Loop("outbox-sender", self._step, idle_poll)
-        self.start, self.stop = self._loop.start, self._loop.stop
+        self.bucket = TokenBucket(rate_per_second, burst)
+        # Two lanes share the bucket: messages to people, and card edits (cosmetic),
+        # which take a token only while ``EDITS_LEAVE`` are left, so a message owed to
+        # someone never queues behind a run of edits and finds tokens waiting.
+        self._messages = Loop("outbox-sender", partial(self._step, False), idle_poll)
+        self._edits = Loop("outbox-card-edits", partial(self._step, True), idle_poll)
+
+    EDITS_LEAVE = 3
+
+    def start(self) -> None:
+        self._messages.start()
+        self._edits.start()
+
+    async def stop(self) -> None:
+        await self._messages.stop()
+        await self._edits.stop()
 
     def wake(self) -> None:
         """Something was committed: look at the outbox now rather than at the next poll."""
-        self._loop.wake()
+        self._messages.wake()
+        self._edits.wake()
 
-    async def _step(self) -> bool:
-        return await self.drain_once() > 0
+    async def _step(self, edits: bool) -> bool:
+        return await self.drain_once(edits=edits) > 0
 
-    async def drain_once(self) -> int:
-        """Deliver what is due now; returns how many rows were handled.
+    async def drain_once(self, *, edits: bool | None = None) -> int:
+        """Deliver what is due now (``edits``: card edits only, or none of them);
+        returns how many rows were handled.
 
         Flood control (429) holds the whole bot, not one chat: the rest of the
         batch goes back for ``retry_after`` too, and no attempt is counted.
         """
-        batch = await outbox.claim_due(self._open_db)
+        batch = await outbox.claim_due(self._open_db, edits=edits)
         for index, message in enumerate(batch):
             retry_after = await self._deliver(message)
             if retry_after is not None:
@@ -149,15 +161,33 @@ class OutboxSender:
             return partial(outbox.mark_failed, message_id=message.id, error=refused), None
         return partial(outbox.mark_sent, message_id=message.id, error=refused), None
 
-    async def _pace(self) -> None:
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` kept: in any second at most
+    ``burst`` + ``rate`` are taken."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens, self._filled_at = float(burst), clock()
+
+    async def take(self, leave: int = 0) -> None:
+        """Take a token; ``leave``: only while that many more stay in the bucket."""
         self._refill()
-        if self._tokens < 1:
-            await asyncio.sleep((1 - self._tokens) / self._rate)
+        while self._tokens < 1 + leave - 1e-9:
+            await self._sleep((1 + leave - self._tokens) / self._rate)
             self._refill()
         self._tokens -= 1
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._filled_at) * self._rate)
         self._filled_at = now
 
@@ -179,7 +209,8 @@ class _Parts:
         message = self._message
         if key in message.parts_done:  # settled on an earlier attempt
             return
-        await self._sender._pace()
+        edit = message.kind == OutboxKind.CARD_REFRESH
+        await self._sender.bucket.take(OutboxSender.EDITS_LEAVE if edit else 0)
         if not outbox.claim_fresh(message):
             async with transaction(self._db):
                 if not await outbox.renew_claim(self._db, message):

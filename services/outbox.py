@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, or_, select, true, update
 
 from models import OutboxMessage
 from models.base import utcnow
@@ -102,12 +102,15 @@ async def owe_call(
 
 # messages to people first; a card edited to a new state (cosmetic, and the next
 # edit shows the same) after them
-_FIRST = case((OutboxMessage.kind == str(OutboxKind.CARD_REFRESH), 1), else_=0)
+_IS_EDIT = OutboxMessage.kind == str(OutboxKind.CARD_REFRESH)
+_FIRST = case((_IS_EDIT, 1), else_=0)
 
 
-async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
+async def claim_due(
+    open_db: OpenDb, limit: int = 10, *, edits: bool | None = None
+) -> list[OutboxMessage]:
     """Take up to ``limit`` due messages for ``CLAIM_SECONDS``, messages to people
-    before card edits, oldest first.
+    before card edits, oldest first (``edits``: only card edits, or none of them).
 
     The claim is a conditional UPDATE, so two senders never hold the same row;
     a sender that dies releases its rows when the claim runs out.
@@ -122,6 +125,7 @@ async def claim_due(open_db: OpenDb, limit: int = 10) -> list[OutboxMessage]:
                     OutboxMessage.failed_at.is_(None),
                     OutboxMessage.due_at <= now,
                     or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                    true() if edits is None else _IS_EDIT if edits else ~_IS_EDIT,
                 )
                 .order_by(_FIRST, OutboxMessage.id)
                 .limit(limit)

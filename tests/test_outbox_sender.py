@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.factory import create_bot
-from bot.outbox_sender import OutboxSender
+from bot.outbox_sender import OutboxSender, TokenBucket
 from bot.settings import Settings, load_settings
 from models import Charger, ListingRevision, OutboxMessage, User
 from models.base import utcnow
@@ -299,13 +299,7 @@ async def test_qr_labels_each_once_a_refused_one_not_blocking(
     assert row.sent_at is not None and row.last_error and REFUSED in row.last_error
 
 
-async def test_pacing_lets_a_small_burst_go_at_once_then_keeps_the_rate(
-    bot: Bot, open_db: async_sessionmaker[AsyncSession], settings: Settings, monkeypatch
-) -> None:
-    """A token bucket (issue #17): the three messages of an order leave together; a
-    long queue leaves at the rate, so no second holds more than burst + rate."""
-    import bot.outbox_sender as module
-
+def _fake_bucket(rate: float, burst: int) -> tuple[TokenBucket, list[float], list[float]]:
     clock = [1000.0]
     slept: list[float] = []
 
@@ -313,22 +307,26 @@ async def test_pacing_lets_a_small_burst_go_at_once_then_keeps_the_rate(
         slept.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(module.asyncio, "sleep", sleep)
-    sender = OutboxSender(bot, open_db, settings, rate_per_second=10, burst=3)
+    return TokenBucket(rate, burst, clock=lambda: clock[0], sleep=sleep), clock, slept
+
+
+async def test_pacing_lets_a_small_burst_go_at_once_then_keeps_the_rate() -> None:
+    """A token bucket (issue #17): the three messages of an order leave together; a
+    long queue leaves at the rate, so no second holds more than burst + rate."""
+    bucket, clock, slept = _fake_bucket(10, 3)
     for _ in range(3):
-        await sender._pace()
+        await bucket.take()
     assert slept == []  # the burst: no wait
     sent_at = []
     for _ in range(10):
-        await sender._pace()
+        await bucket.take()
         sent_at.append(clock[0])
     assert sent_at[-1] - sent_at[0] == pytest.approx(0.9)  # then 10 a second
     clock[0] += 60  # a quiet minute refills the bucket, no more than the burst
     for _ in range(3):
-        await sender._pace()
+        await bucket.take()
     assert len(slept) == 10
-    await sender._pace()
+    await bucket.take()
     assert len(slept) == 11
 
 
@@ -343,3 +341,15 @@ async def test_messages_to_people_are_claimed_before_card_edits(
     claimed = await outbox.claim_due(open_db)
     assert [m.chat_id for m in claimed] == [2, 4, 1, 3]
     assert all(outbox.claim_fresh(m) for m in claimed)  # the first part needs no renewal
+
+
+async def test_card_edits_leave_tokens_for_messages_to_people() -> None:
+    """Edits take a token only while EDITS_LEAVE stay: a message owed to someone finds
+    one at once even during a long run of edits."""
+    bucket, clock, _slept = _fake_bucket(10, 5)
+    for _ in range(20):  # a run of edits
+        await bucket.take(OutboxSender.EDITS_LEAVE)
+    before = clock[0]
+    for _ in range(OutboxSender.EDITS_LEAVE):  # an order to three chats
+        await bucket.take()
+    assert clock[0] == before  # no wait

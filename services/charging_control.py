@@ -198,6 +198,7 @@ class ChargingControl:
                 device, failsafe_seconds=max(failsafe, 60), timeout=self.confirm_timeout
             )
         )
+        await asyncio.sleep(0)  # the command is handed to the broker's socket first
         try:
             if progress is not None:
                 try:

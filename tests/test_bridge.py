@@ -396,3 +396,62 @@ async def test_the_bridge_socket_sends_small_packets_at_once(broker: MosquittoSe
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         await client.stop()
+
+
+class _AckWhenAllSent:
+    """A client whose broker acknowledges nothing until ``expected`` messages were
+    handed to it: a command whose messages wait for each other's acknowledgement
+    would never get past its first (the test then times out)."""
+
+    client_id = "pipelined"
+    share_group = None
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.published: list[tuple[str, str]] = []
+        self.all_sent = asyncio.Event()
+        self.handlers: list = []
+
+    def subscribe(self, *_args, **_kwargs) -> None:
+        pass
+
+    def add_handler(self, handler) -> None:
+        self.handlers.append(handler)
+
+    def add_connect_hook(self, _hook) -> None:
+        pass
+
+    async def publish(self, topic: str, payload: str) -> None:
+        self.published.append((topic, payload))
+        if len(self.published) >= self.expected:
+            self.all_sent.set()
+        await self.all_sent.wait()  # the broker's acknowledgement
+
+
+async def test_a_commands_messages_leave_back_to_back() -> None:
+    """Issue #17: Tasmota's PulseTime, POWER and the meter question are handed to the
+    broker together, not one acknowledgement apart."""
+    from hardware_bridge.mqtt import Message
+
+    client = _AckWhenAllSent(expected=3)
+    bridge = Bridge(client)  # type: ignore[arg-type]
+    device = DeviceRef("tasmota", "pipe")
+
+    async def plug_answers() -> None:
+        await client.all_sent.wait()
+        for topic, payload in (
+            ("stat/pipe/RESULT", '{"POWER":"ON"}'),
+            ("stat/pipe/STATUS8", '{"StatusSNS":{"ENERGY":{"Total":1.5,"Power":0}}}'),
+        ):
+            for handler in client.handlers:
+                await handler(Message(topic, payload.encode(), False))
+
+    answering = asyncio.create_task(plug_answers())
+    state = await asyncio.wait_for(bridge.power_on(device, failsafe_seconds=600, timeout=5), 5)
+    await answering
+    assert [t for t, _ in client.published] == [
+        "cmnd/pipe/PulseTime",
+        "cmnd/pipe/POWER",
+        "cmnd/pipe/Status",
+    ]
+    assert state.on is True and state.energy_kwh == 1.5

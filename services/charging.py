@@ -11,6 +11,7 @@ The device side (power on/off through the PowerSwitch port) is in
 ``services.charging_control``; this module only records what happened.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -910,18 +911,24 @@ async def record_full_watch(
         )
 
 
-async def mark_meters_power(db: Db, driver: str, plug_id: str) -> None:
-    """The plug reported a power reading: its chargers can offer "until full"."""
+async def mark_meters_power(db: Db, plugs: Iterable[tuple[str, str]]) -> None:
+    """These plugs (driver, plug id) reported power readings: their chargers can offer
+    "until full". One statement per driver, however many plugs."""
+    by_driver: dict[str, list[str]] = {}
+    for driver, plug_id in plugs:
+        by_driver.setdefault(driver, []).append(plug_id)
     async with transaction(db):
-        await db.execute(
-            update(Charger)
-            .where(
-                Charger.plug_driver == driver,
-                Charger.plug_id == plug_id,
-                Charger.meters_power.is_(False),
-            )
-            .values(meters_power=True)
-        )
+        for driver, plug_ids in by_driver.items():
+            for chunk in range(0, len(plug_ids), 500):  # bound the statement's parameters
+                await db.execute(
+                    update(Charger)
+                    .where(
+                        Charger.plug_driver == driver,
+                        Charger.plug_id.in_(plug_ids[chunk : chunk + 500]),
+                        Charger.meters_power.is_(False),
+                    )
+                    .values(meters_power=True)
+                )
 
 
 async def stored_status(

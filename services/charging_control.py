@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 FAILSAFE_SLACK = timedelta(minutes=2)
 # meter readings while charging are written at most this often per session
 SEEN_WRITE_SECONDS = 30.0
+# plugs newly seen metering power are marked in one write per this many seconds
+MARK_METERED_EVERY = 0.5
 SEEN_EVERY = timedelta(seconds=SEEN_WRITE_SECONDS)
 # a start or stop may still be in the hands of the process that began it for its
 # confirmation timeout and this much more (a stop also reads the meter after the
@@ -151,6 +153,8 @@ class ChargingControl:
         self.power_poll = power_poll
         self._watch: dict[int, FullWatch] = {}
         self._metered: set[DeviceRef] = set()
+        self._to_mark: set[DeviceRef] = set()
+        self._marking = False
         self._polled: dict[int, float] = {}
         self._power_heard: dict[DeviceRef, float] = {}
         power.on_event(self.on_event)
@@ -388,7 +392,12 @@ class ChargingControl:
             self._power_heard[event.device] = time.monotonic()
             if event.device not in self._metered:
                 self._metered.add(event.device)  # once per plug and process
-                self._spawn(self._mark_metered(event.device))
+                # written in batches: after a restart every plug of a large fleet
+                # reports within one TelePeriod, and one write each would swamp the loop
+                self._to_mark.add(event.device)
+                if not self._marking:
+                    self._marking = True
+                    self._spawn(self._mark_metered())
         if isinstance(event, EnergyReading | PowerReading) and event.device not in self._charging:
             return  # the common case with many plugs: nothing of ours is running there
         self._spawn(self._locked(event.device, self._handle(event)))
@@ -817,9 +826,15 @@ class ChargingControl:
         self._polled.pop(session_id, None)
 
     # -- stop when full ----------------------------------------------------------------------
-    async def _mark_metered(self, device: DeviceRef) -> None:
-        async with self._open_db() as db:
-            await charging.mark_meters_power(db, device.driver, device.device_id)
+    async def _mark_metered(self) -> None:
+        try:
+            await asyncio.sleep(MARK_METERED_EVERY)  # gather the plugs heard meanwhile
+            while self._to_mark:
+                plugs, self._to_mark = self._to_mark, set()
+                async with self._open_db() as db:
+                    await charging.mark_meters_power(db, ((d.driver, d.device_id) for d in plugs))
+        finally:
+            self._marking = False
 
     async def _watch_power(self, session_id: int, watts: float, at: datetime) -> None:
         """A power reading of a CHARGING session: under the charger's threshold for its

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from hardware_bridge.port import PowerReading
+from hardware_bridge.port import DeviceRef, PowerReading
 from models import Booking, BookingStatus, Charger, ChargingSession, EndReason, Listing
 from models.base import utcnow
 from services import bookings, charging, walkup
@@ -295,6 +295,33 @@ async def test_a_power_reading_marks_the_plug_as_metering(
     await settle(control)
     assert (await load(open_db, Charger, world.chargers[1])).meters_power
     assert not (await load(open_db, Charger, world.chargers[0])).meters_power
+
+
+async def test_plugs_heard_metering_together_are_marked_in_one_write(
+    open_db, world, power: FakeSwitch, control: ChargingControl, engine
+) -> None:
+    """A fleet reporting after a restart (issue #17: 10,000 plugs in one TelePeriod made
+    one write each and swamped the loop): the plugs heard meanwhile, one statement."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CHARGERS"):
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for device in world.devices:
+            power.emit(PowerReading(device, utcnow(), watts=0.0))
+        for ghost in range(50):  # plugs of no charger of ours: nothing to mark, no harm
+            power.emit(PowerReading(DeviceRef("tasmota", f"ghost_{ghost}"), utcnow(), watts=0.0))
+        await settle(control)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(seen) == len({d.driver for d in [*world.devices, DeviceRef("tasmota", "x")]})
+    for charger_id in world.chargers:
+        assert (await load(open_db, Charger, charger_id)).meters_power
 
 
 # -- extend ------------------------------------------------------------------------------

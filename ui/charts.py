@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: no display, thread-safe figures of our own
-
-from matplotlib import font_manager
-from matplotlib.figure import Figure
+from types import ModuleType
 
 from services.earnings import DayPoint
 from services.money import currency as currency_row
@@ -34,11 +28,25 @@ SIZE_INCHES, DPI = (10.0, 6.0), 100  # 1000 × 600 px
 
 
 @cache
+def _matplotlib() -> ModuleType:
+    """matplotlib, imported on the first chart, not at start-up (about 40 MB and a
+    second that most processes never need)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: no display, thread-safe figures of our own
+    import matplotlib.figure
+    import matplotlib.font_manager
+
+    return matplotlib
+
+
+@cache
 def _cjk_family() -> str | None:
+    font_manager = _matplotlib().font_manager
     for path in CJK_FONTS:
         if Path(path).exists():
             font_manager.fontManager.addfont(path)
-            return font_manager.FontProperties(fname=path).get_name()
+            return str(font_manager.FontProperties(fname=path).get_name())
     return None
 
 
@@ -68,7 +76,7 @@ def _draw(points: Sequence[DayPoint], code: str, labels: ChartLabels) -> bytes:
     days: list[date] = [p.day for p in points]
     revenue = [p.revenue_minor / unit for p in points]
     energy = [float(p.kwh) for p in points]
-    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)
+    figure = _matplotlib().figure.Figure(figsize=SIZE_INCHES, dpi=DPI)
     font = {"family": labels.family} if labels.family else {}
     top, bottom = figure.subplots(2, 1, sharex=True)
     top.bar(days, revenue, color="#2e7d32")

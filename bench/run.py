@@ -943,8 +943,8 @@ async def fleet(ctx: Ctx, api: BenchAPI, proc: asyncio.subprocess.Process, windo
     ctx.fleet_rate = report["rate"]  # type: ignore[attr-defined]
     what = f"{plan.fleet_plugs:,} plugs every {plan.fleet_period:.0f} s"
     ctx.rows += [
-        ms_row("5", f"Start -> power-on, {what}", result.to_power, 100),
-        ms_row("5", f"Start -> 'Charging started', {what}", result.to_started, 100),
+        ms_row("5", f"Start -> power-on, {what}", result.to_power, 30),
+        ms_row("5", f"Start -> 'Charging started', {what}", result.to_started, 30),
         Row.of("5", "bot RSS during the fleet (max < 300)", rss, "MB", "< 300", max(rss) < 300),
     ]
     if result.failures:

@@ -258,14 +258,8 @@ async def check_request_limits(
     """
     if lock:
         await db.execute(select(User.id).where(User.id == user_id).with_for_update())
-    if rules.max_open_requests is not None:
-        waiting = await db.scalar(
-            select(func.count())
-            .select_from(Booking)
-            .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
-        )
-        if (waiting or 0) >= rules.max_open_requests:
-            raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
+    if await _at_request_cap(db, user_id, rules):
+        raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
     if charger_id is None or start is None or end is None:
         return
     mine = await db.scalar(
@@ -281,6 +275,18 @@ async def check_request_limits(
     )
     if mine is not None:
         raise InvalidInput("err.booking_repeat", id=mine)
+
+
+async def _at_request_cap(db: Db, user_id: int, rules: BookingRules) -> bool:
+    """The user has as many requests waiting as the rules allow (none when no cap)."""
+    if rules.max_open_requests is None:
+        return False
+    waiting = await db.scalar(
+        select(func.count())
+        .select_from(Booking)
+        .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
+    )
+    return (waiting or 0) >= rules.max_open_requests
 
 
 async def _locked(db: Db, booking_id: int) -> Booking:
@@ -649,14 +655,8 @@ async def acceptable(
         # of the span of all the windows read once, not once per window
         lo, hi = min(s for s, _e in windows), max(e for _s, e in windows)
         busy = await busy_intervals(db, charger.id, lo, hi)
-        if rules.max_open_requests is not None:
-            waiting = await db.scalar(
-                select(func.count())
-                .select_from(Booking)
-                .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
-            )
-            if (waiting or 0) >= rules.max_open_requests:
-                return [False] * len(windows)
+        if await _at_request_cap(db, user_id, rules):
+            return [False] * len(windows)
         mine = (
             await db.execute(
                 select(Booking.start_at, Booking.end_at).where(

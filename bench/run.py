@@ -670,10 +670,9 @@ async def measure_echo(ctx: Ctx, api: BenchAPI) -> None:
         await end(proc)
 
 
-async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
-    plan = ctx.plan
-    out = ctx.tmp / "probe.json"
-    config = {
+def bot_config(ctx: Ctx, api: BenchAPI, out: Path, **settings: str) -> dict[str, Any]:
+    """bench.botproc's configuration: the product's settings, where its probe writes."""
+    return {
         "out": str(out),
         "settings": {
             "bot_token": api.token,
@@ -682,9 +681,15 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
             "moderation_chat_id": GROUP,
             "admin_ids": ",".join(str(a) for a in ADMINS),
             "mqtt_url": ctx.mqtt_url,
+            **settings,
         },
     }
-    (ctx.tmp / "bot.json").write_text(json.dumps(config))
+
+
+async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
+    plan = ctx.plan
+    out = ctx.tmp / "probe.json"
+    (ctx.tmp / "bot.json").write_text(json.dumps(bot_config(ctx, api, out)))
     proc, startup, rss = await start_bot(
         ctx, api, "bot", ["bench.botproc", str(ctx.tmp / "bot.json")]
     )

@@ -38,7 +38,7 @@ def _handled(samples: list[tuple[float, int, int]]) -> float:
 
 
 async def measure_scaleout(ctx: Ctx, quick: bool) -> None:
-    from bench.run import ADMINS, GROUP, ROOT, end, new_api, prepare_api, start_bot
+    from bench.run import ROOT, bot_config, end, new_api, prepare_api, start_bot
 
     plugs, period, seconds = QUICK if quick else FULL
     apis = [new_api() for _ in range(INSTANCES)]
@@ -47,18 +47,7 @@ async def measure_scaleout(ctx: Ctx, quick: bool) -> None:
     try:
         for i, api in enumerate(apis):
             await prepare_api(ctx, api)
-            config = {
-                "out": str(outs[i]),
-                "settings": {
-                    "bot_token": api.token,
-                    "telegram_api_url": api.url,
-                    "database_url": ctx.url,
-                    "moderation_chat_id": GROUP,
-                    "admin_ids": ",".join(str(a) for a in ADMINS),
-                    "mqtt_url": ctx.mqtt_url,
-                    "mqtt_share_group": GROUP_NAME,
-                },
-            }
+            config = bot_config(ctx, api, outs[i], mqtt_share_group=GROUP_NAME)
             path = ctx.tmp / f"bot-scale{i}.json"
             path.write_text(json.dumps(config))
             proc, _startup, _rss = await start_bot(

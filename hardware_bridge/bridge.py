@@ -194,8 +194,6 @@ class Bridge:
             k.on = upd.on
             if not upd.retained:
                 k.online = True if k.online is None else k.online
-        if upd.power_w is not None:
-            k.power_w = upd.power_w
         if upd.metered is False:
             k.metered = False
         if upd.energy_kwh is not None:

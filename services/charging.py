@@ -881,6 +881,11 @@ class FullWatch:
     drew_power: bool
     low_power_since: datetime | None
 
+    def full(self, now: datetime) -> bool:
+        """The power has stayed under the threshold for the charger's minutes."""
+        low = self.low_power_since
+        return low is not None and now - low >= timedelta(minutes=self.minutes)
+
 
 async def full_watch(db: Db, session_id: int) -> FullWatch | None:
     """The watch of a CHARGING session (None: not charging)."""

@@ -865,9 +865,7 @@ class ChargingControl:
 
     def _check_full(self, session_id: int, now: datetime) -> None:
         watch = self._watch.get(session_id)
-        if watch is None or watch.low_power_since is None:
-            return
-        if now - watch.low_power_since >= timedelta(minutes=watch.minutes):
+        if watch is not None and watch.full(now):
             del self._watch[session_id]  # one stop; a later reading finds it stopping
             self._spawn(self._stop_full(session_id, now))
 
@@ -875,8 +873,7 @@ class ChargingControl:
         if self.shared_readings:  # another instance may have heard the power rise since
             async with self._open_db() as db:
                 watch = await charging.full_watch(db, session_id)
-            low = watch.low_power_since if watch is not None else None
-            if watch is None or low is None or at - low < timedelta(minutes=watch.minutes):
+            if watch is None or not watch.full(at):
                 return
         with contextlib.suppress(DomainError):  # stopped meanwhile by someone else
             await self._stop(session_id, None, EndReason.FULL, at)

@@ -53,10 +53,14 @@ class OutboxSender:
         # Two lanes share the bucket: messages to people, and card edits (cosmetic),
         # which take a token only while ``EDITS_LEAVE`` are left, so a message owed to
         # someone never queues behind a run of edits and finds tokens waiting.
+        self._at_once = asyncio.Semaphore(self.AT_ONCE)
         self._messages = Loop("outbox-sender", partial(self._step, False), idle_poll)
         self._edits = Loop("outbox-card-edits", partial(self._step, True), idle_poll)
 
     EDITS_LEAVE = 3
+    # messages being sent at once (both lanes): an order's three copies, and an
+    # edit; each holds a database connection while it is sent
+    AT_ONCE = 4
 
     def start(self) -> None:
         self._messages.start()
@@ -78,20 +82,43 @@ class OutboxSender:
         """Deliver what is due now (``edits``: card edits only, or none of them);
         returns how many rows were handled.
 
-        Flood control (429) holds the whole bot, not one chat: the rest of the
-        batch goes back for ``retry_after`` too, and no attempt is counted.
+        The batch's chats are served side by side (an order's three copies leave
+        in one round trip, not three), each chat's messages in their order.
+        Flood control (429) holds the whole bot, not one chat: what the batch has
+        not yet sent goes back for ``retry_after`` too, and no attempt is counted.
         """
         batch = await outbox.claim_due(self._open_db, edits=edits)
-        for index, message in enumerate(batch):
-            retry_after = await self._deliver(message)
-            if retry_after is not None:
-                async with self._open_db() as db, transaction(db):
-                    for held in batch[index + 1 :]:
-                        await outbox.mark_retry(
-                            db, held, "flood control", retry_after, count_attempt=False
-                        )
-                break
+        by_chat: dict[int, list[OutboxMessage]] = {}
+        for message in batch:
+            by_chat.setdefault(message.chat_id, []).append(message)
+        flood: list[float] = []
+
+        async def serve(messages: list[OutboxMessage]) -> None:
+            for index, message in enumerate(messages):
+                if flood:  # another chat met flood control: these wait it out too
+                    return await self._hold(messages[index:], flood[0])
+                async with self._at_once:
+                    retry_after = await self._deliver(message)
+                if retry_after is not None:
+                    flood.append(retry_after)
+                    return await self._hold(messages[index + 1 :], retry_after)
+
+        # every chat finishes what it began (a send cut off before its record
+        # would be sent again), then the first error, if any, goes up
+        results = await asyncio.gather(
+            *(serve(messages) for messages in by_chat.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(batch)
+
+    async def _hold(self, messages: list[OutboxMessage], retry_after: float) -> None:
+        if not messages:
+            return
+        async with self._open_db() as db, transaction(db):
+            for held in messages:
+                await outbox.mark_retry(db, held, "flood control", retry_after, count_attempt=False)
 
     async def _deliver(self, message: OutboxMessage) -> float | None:
         """Send one message part by part and record the result; returns a
@@ -100,13 +127,15 @@ class OutboxSender:
             parts = _Parts(self, db, message)
             try:
                 outcome, retry_after = await self._render(db, message, parts)
+                # the last part's record and the message's, one transaction
+                async with transaction(db):
+                    await parts.record(db)
+                    await outcome(db)
             except ClaimLost:  # our lease ran out and another instance took it
                 log.warning(
                     "outbox %s: claim lost (another sender took the row); left to it", message.id
                 )
                 return None
-            async with transaction(db):
-                await outcome(db)
         return retry_after
 
     async def _render(
@@ -157,7 +186,7 @@ class OutboxSender:
             log.exception("outbox %s (%s) failed", message.id, message.kind)
             return partial(outbox.mark_retry, message=message, error=repr(error)), None
         refused = parts.refused()
-        if refused is not None and outbox.PART_SENT not in message.parts_done.values():
+        if refused is not None and outbox.PART_SENT not in parts.done().values():
             return partial(outbox.mark_failed, message_id=message.id, error=refused), None
         return partial(outbox.mark_sent, message_id=message.id, error=refused), None
 
@@ -198,17 +227,37 @@ class ClaimLost(Exception):
 
 class _Parts:
     """The parts of one outbox row (ui/parts.py): each sent at most once, in
-    its own turn of the pacing, and recorded right after Telegram answered."""
+    its own turn of the pacing, and recorded right after Telegram answered: before
+    the next part is sent, or, for the last, with the message's own record."""
 
     def __init__(self, sender: OutboxSender, db: Db, message: OutboxMessage):
         self._sender = sender
         self._db = db
         self._message = message
+        self._unrecorded: tuple[str, str] | None = None  # (key, outcome)
+
+    async def record(self, db: Db) -> None:
+        """Record the part settled last, if not yet (in the caller's transaction)."""
+        if self._unrecorded is not None:
+            key, outcome = self._unrecorded
+            if not await outbox.mark_part(db, self._message, key, outcome):
+                raise ClaimLost
+            self._unrecorded = None
+
+    def done(self) -> dict[str, str]:
+        """The settled parts, the last one's record included."""
+        done = dict(self._message.parts_done)
+        if self._unrecorded is not None:
+            done[self._unrecorded[0]] = self._unrecorded[1]
+        return done
 
     async def __call__(self, key: str, send: Send) -> None:
         message = self._message
         if key in message.parts_done:  # settled on an earlier attempt
             return
+        if self._unrecorded is not None:
+            async with transaction(self._db):
+                await self.record(self._db)
         edit = message.kind == OutboxKind.CARD_REFRESH
         await self._sender.bucket.take(OutboxSender.EDITS_LEAVE if edit else 0)
         if not outbox.claim_fresh(message):
@@ -223,15 +272,13 @@ class _Parts:
             outcome = f"{outbox.PART_FAILED}{error}"
         else:
             outcome = outbox.PART_SENT
-        async with transaction(self._db):
-            if not await outbox.mark_part(self._db, message, key, outcome):
-                raise ClaimLost
+        self._unrecorded = (key, outcome)
 
     def refused(self) -> str | None:
         """Which parts were given up and why, if any were."""
         failed = [
             f"{key}: {outcome.removeprefix(outbox.PART_FAILED)}"
-            for key, outcome in self._message.parts_done.items()
+            for key, outcome in self.done().items()
             if outcome != outbox.PART_SENT
         ]
         return "; ".join(failed) or None

@@ -116,47 +116,38 @@ async def claim_due(
     a sender that dies releases its rows when the claim runs out.
     """
     now = utcnow()
+    free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+    pick = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+            OutboxMessage.due_at <= now,
+            free,
+            true() if edits is None else _IS_EDIT if edits else ~_IS_EDIT,
+        )
+        .order_by(_FIRST, OutboxMessage.id)
+        .limit(limit)
+        # PostgreSQL: senders take different rows instead of queueing on the same
+        # ones (SQLite has no row locks: BEGIN IMMEDIATE serialises)
+        .with_for_update(skip_locked=True)
+    )
     async with open_db() as db, transaction(db):
-        candidates = (
-            await db.scalars(
-                select(OutboxMessage.id)
-                .where(
-                    OutboxMessage.sent_at.is_(None),
-                    OutboxMessage.failed_at.is_(None),
-                    OutboxMessage.due_at <= now,
-                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-                    true() if edits is None else _IS_EDIT if edits else ~_IS_EDIT,
-                )
-                .order_by(_FIRST, OutboxMessage.id)
-                .limit(limit)
-                # PostgreSQL: senders take different rows instead of queueing on
-                # the same ones (SQLite has no row locks: BEGIN IMMEDIATE serialises)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not candidates:
-            return []
-        token = now + timedelta(seconds=CLAIM_SECONDS)
-        claimed = (
-            await db.scalars(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id.in_(candidates),
-                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-                )
-                .values(claimed_until=token, attempts=OutboxMessage.attempts + 1)
-                .returning(OutboxMessage.id)
-            )
-        ).all()
+        # one statement: pick, claim and read the rows
         rows = (
             await db.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.id.in_(claimed))
-                .order_by(_FIRST, OutboxMessage.id)
-                .execution_options(populate_existing=True)
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(pick), free)
+                .values(
+                    claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+                    attempts=OutboxMessage.attempts + 1,
+                )
+                .returning(OutboxMessage)
+                .execution_options(populate_existing=True, synchronize_session=False)
             )
         ).all()
-        return list(rows)
+    edit = str(OutboxKind.CARD_REFRESH)
+    return sorted(rows, key=lambda row: (row.kind == edit, row.id))
 
 
 def claim_fresh(message: OutboxMessage) -> bool:

@@ -8,18 +8,20 @@ its fault injection (``fail_next``), on SQLite and PostgreSQL.
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.factory import create_bot
 from bot.outbox_sender import OutboxSender, TokenBucket
 from bot.settings import Settings, load_settings
-from models import Charger, ListingRevision, OutboxMessage, User
+from models import Booking, Charger, ListingRevision, OutboxMessage, User
 from models.base import utcnow
 from services import bookings, listings, outbox
 from services.bookings import BookingRules
@@ -353,3 +355,46 @@ async def test_card_edits_leave_tokens_for_messages_to_people() -> None:
     for _ in range(OutboxSender.EDITS_LEAVE):  # an order to three chats
         await bucket.take()
     assert clock[0] == before  # no wait
+
+
+async def test_chats_are_served_side_by_side_each_in_its_order(
+    api: FakeBotAPI, open_db, settings: Settings, bot: Bot, sender: OutboxSender
+) -> None:
+    """What several chats are owed leaves at once (an order's three copies in one
+    round trip, not three); one chat's parts and messages still go one by one, in
+    their order."""
+    await accepted_booking(api, open_db, settings)  # to the rider: text, then the map
+    async with open_db() as db, transaction(db):
+        booking_id = (await db.scalars(select(Booking.id))).one()
+        outbox.enqueue(db, MERCHANT, outbox.OutboxKind.BOOKING_REQUEST, booking_id=booking_id)
+    sending: dict[int, int] = {}
+    most_in_one_chat = 0
+    both = asyncio.Event()
+
+    class Hold(BaseRequestMiddleware):
+        """Holds each send until the other chat's is on its way too (at most 2 s)."""
+
+        async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
+            nonlocal most_in_one_chat
+            chat = int(method.chat_id)
+            sending[chat] = sending.get(chat, 0) + 1
+            most_in_one_chat = max(most_in_one_chat, sending[chat])
+            if sum(1 for n in sending.values() if n) == 2:
+                both.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(both.wait(), 2)
+            try:
+                return await make_request(bot, method)
+            finally:
+                sending[chat] -= 1
+
+    bot.session.middleware(Hold())
+    await drain(sender, open_db)
+    assert both.is_set()  # the rider's and the merchant's were sent at the same time
+    assert most_in_one_chat == 1
+    rider = api.bot_messages(RIDER)
+    assert [("text" in m, "venue" in m) for m in rider] == [(True, False), (False, True)]
+    assert "Booking accepted" in plain(rider[0])
+    assert any("Booking request" in plain(m) for m in api.bot_messages(MERCHANT))
+    async with open_db() as db:
+        assert await outbox.pending_count(db) == 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from models import Booking, Card, ChargingSession, ListingRevision, OutboxMessage
 from services import outbox
@@ -127,15 +127,31 @@ def _owe(
 async def refresh(db: Db, subject: Subject, subject_id: int) -> None:
     """Inside the transaction of a state change: every chat holding a card of the
     subject is owed its edit (one outbox message per chat, which edits them all)."""
-    chats = (
-        await db.scalars(
-            select(Card.chat_id)
-            .where(Card.subject == subject.value, Card.subject_id == subject_id)
+    await refresh_all(db, (subject, subject_id))
+
+
+async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
+    """``refresh`` for several subjects that one change moved, in one read."""
+    if not subjects:
+        return
+    held = (
+        await db.execute(
+            select(Card.subject, Card.subject_id, Card.chat_id)
+            .where(
+                or_(
+                    *(
+                        and_(Card.subject == subject.value, Card.subject_id == subject_id)
+                        for subject, subject_id in subjects
+                    )
+                )
+            )
             .distinct()
         )
     ).all()
-    for chat_id in chats:
-        _owe(db, subject, subject_id, chat_id)
+    owed = {(subject, subject_id, chat_id) for subject, subject_id, chat_id in held}
+    for subject, subject_id in subjects:  # in the order asked, each chat once
+        for chat_id in sorted(c for s, i, c in owed if (s, i) == (subject.value, subject_id)):
+            _owe(db, subject, subject_id, chat_id)
 
 
 async def refresh_live(db: Db, subject: Subject, subject_id: int, live: dict[str, Any]) -> int:

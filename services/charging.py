@@ -397,9 +397,10 @@ async def confirm_start(
                 outbox.enqueue(
                     db, charge.user_id, OutboxKind.SESSION_RUNNING, session_id=session_id
                 )
-            await cards.refresh(db, Subject.BOOKING, charge.booking_id)
+        moved = [(Subject.BOOKING, charge.booking_id)] if not too_late else []
         if notify_user:  # else the Start button's answer is the card's edit
-            await cards.refresh(db, Subject.CHARGE, session_id)
+            moved.append((Subject.CHARGE, session_id))
+        await cards.refresh_all(db, *moved)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charge
@@ -569,7 +570,7 @@ async def finish(
             last_kwh,
         )
         order = Order(
-            session_id=charge.id,
+            charge=charge,  # the row at hand: no read of it after the flush
             booking_id=booking.id,
             charger_id=charge.charger_id,
             user_id=charge.user_id,
@@ -587,7 +588,6 @@ async def finish(
         )
         db.add(order)
         await db.flush()
-        await db.refresh(order, ["charge"])
         await db.execute(
             update(Booking).where(Booking.id == booking.id).values(status=BookingStatus.COMPLETED)
         )
@@ -600,8 +600,7 @@ async def finish(
             (rules.platform_chat_id, "platform"),
         ):
             outbox.enqueue(db, chat, OutboxKind.ORDER, order_id=order.id, audience=audience)
-        await cards.refresh(db, Subject.CHARGE, charge.id)
-        await cards.refresh(db, Subject.BOOKING, booking.id)
+        await cards.refresh_all(db, (Subject.CHARGE, charge.id), (Subject.BOOKING, booking.id))
     return order
 
 

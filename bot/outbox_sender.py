@@ -53,14 +53,18 @@ class OutboxSender:
         # Two lanes share the bucket: messages to people, and card edits (cosmetic),
         # which take a token only while ``EDITS_LEAVE`` are left, so a message owed to
         # someone never queues behind a run of edits and finds tokens waiting.
-        self._at_once = asyncio.Semaphore(self.AT_ONCE)
+        # per lane: an edit waiting for a token holds no slot of a message's
+        self._at_once = {
+            False: asyncio.Semaphore(self.AT_ONCE),
+            True: asyncio.Semaphore(self.EDITS_AT_ONCE),
+        }
         self._messages = Loop("outbox-sender", partial(self._step, False), idle_poll)
         self._edits = Loop("outbox-card-edits", partial(self._step, True), idle_poll)
 
     EDITS_LEAVE = 3
-    # messages being sent at once (both lanes): an order's three copies, and an
-    # edit; each holds a database connection while it is sent
-    AT_ONCE = 4
+    # messages being sent at once: an order's three copies (and one edit); each holds
+    # a database connection while it is sent
+    AT_ONCE, EDITS_AT_ONCE = 3, 1
 
     def start(self) -> None:
         self._messages.start()
@@ -97,7 +101,8 @@ class OutboxSender:
             for index, message in enumerate(messages):
                 if flood:  # another chat met flood control: these wait it out too
                     return await self._hold(messages[index:], flood[0])
-                async with self._at_once:
+                edit = message.kind == OutboxKind.CARD_REFRESH
+                async with self._at_once[edit]:
                     retry_after = await self._deliver(message)
                 if retry_after is not None:
                     flood.append(retry_after)

@@ -862,10 +862,11 @@ async def to_stop(db: Db, *, user_id: int) -> ChargeInfo | None:
 async def order_info(db: Db, order_id: int) -> OrderInfo:
     async with read(db):
         order = await get_order(db, order_id)
-        charger = await db.get(Charger, order.charger_id)
+        charger = await db.get(Charger, order.charger_id)  # loaded with the order
         assert charger is not None
-        listing = await db.get(Listing, charger.listing_id)
-        return OrderInfo.of(order, charger, (listing.shop_name or "") if listing else "")
+        # the shop's name only: not the listing's row and its chargers
+        shop = await db.scalar(select(Listing.shop_name).where(Listing.id == charger.listing_id))
+        return OrderInfo.of(order, charger, shop or "")
 
 
 # -- stop when full (issue #15) --------------------------------------------------------

@@ -397,10 +397,10 @@ async def confirm_start(
                 outbox.enqueue(
                     db, charge.user_id, OutboxKind.SESSION_RUNNING, session_id=session_id
                 )
-        moved = [(Subject.BOOKING, charge.booking_id)] if not too_late else []
+        owed = [(Subject.BOOKING, charge.booking_id)] if not too_late else []
         if notify_user:  # else the Start button's answer is the card's edit
-            moved.append((Subject.CHARGE, session_id))
-        await cards.refresh_all(db, *moved)
+            owed.append((Subject.CHARGE, session_id))
+        await cards.refresh_all(db, *owed)
     if too_late:  # raised after the commit, which keeps the FAILED state
         raise InvalidInput("err.start_too_late")
     return charge

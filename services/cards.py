@@ -148,10 +148,10 @@ async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
             .distinct()
         )
     ).all()
-    owed = {(subject, subject_id, chat_id) for subject, subject_id, chat_id in held}
-    for subject, subject_id in subjects:  # in the order asked, each chat once
-        for chat_id in sorted(c for s, i, c in owed if (s, i) == (subject.value, subject_id)):
-            _owe(db, subject, subject_id, chat_id)
+    asked = {(subject.value, subject_id): n for n, (subject, subject_id) in enumerate(subjects)}
+    # in the order asked, then by chat (the rows are distinct: each chat once)
+    for value, subject_id, chat_id in sorted(held, key=lambda r: (asked[(r[0], r[1])], r[2])):
+        _owe(db, Subject(value), subject_id, chat_id)
 
 
 async def refresh_live(db: Db, subject: Subject, subject_id: int, live: dict[str, Any]) -> int:

@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Index, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel
 
 from models.base import Base, utcnow
 
@@ -36,3 +36,7 @@ class OutboxMessage(Base):
     parts_done: Mapped[dict[str, str]] = mapped_column(
         JSON, default=dict, server_default=text("'{}'")
     )
+    # Lets one INSERT write all the messages a transaction owes: SQLite cannot tell
+    # which new id belongs to which row of a multi-row INSERT, so without a column
+    # the client fills in, SQLAlchemy inserts them one statement each.
+    _sentinel: Mapped[int] = orm_insert_sentinel("sentinel")

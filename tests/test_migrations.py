@@ -33,7 +33,7 @@ TABLES = {
     "cards",
     "alembic_version",
 }
-HEAD = "0011"
+HEAD = "0012"
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:

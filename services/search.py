@@ -76,15 +76,17 @@ async def next_free(
     today = now.astimezone(zone).date()
     found: dict[int, datetime | None] = {}
     for charger in chargers:
-        found[charger.id] = next(
-            (
-                start
-                for day in (today, today + timedelta(days=1))
-                for start, end in free_windows(charger.hours, day, busy[charger.id], zone, now)
-                if end - start >= SHORTEST_FREE
-            ),
-            None,
-        )
+        # today's and tomorrow's free spans, joined where one runs on past midnight
+        # (free from 23:50 and all night is free now, not "free from tomorrow 00:00")
+        spans: list[Interval] = []
+        for day in (today, today + timedelta(days=1)):
+            pieces = free_windows(charger.hours, day, busy[charger.id], zone, now, timedelta(0))
+            for start, end in sorted(pieces):
+                if spans and spans[-1][1] == start:
+                    spans[-1] = (spans[-1][0], end)
+                else:
+                    spans.append((start, end))
+        found[charger.id] = next((s for s, e in spans if e - s >= SHORTEST_FREE), None)
     return found
 
 
@@ -138,20 +140,19 @@ async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
     A listing or charger gone since (deleted) is left out."""
     if not ranked:
         return []
-    listings = {
-        row[0]: ListingInfo.of_row(row)
-        for row in await db.execute(
-            select(*ListingInfo.COLUMNS).where(Listing.id.in_([r.listing_id for r in ranked]))
-        )
-    }
-    chargers = {
-        row[0]: ChargerInfo.of_row(row)
-        for row in await db.execute(
-            select(*ChargerInfo.COLUMNS).where(
-                Charger.id.in_([c for r in ranked for c in r.charger_ids])
-            )
-        )
-    }
+    # one statement: each charger's columns beside its listing's
+    width = len(ListingInfo.COLUMNS)
+    listings: dict[int, ListingInfo] = {}
+    chargers: dict[int, ChargerInfo] = {}
+    for row in await db.execute(
+        select(*ListingInfo.COLUMNS, *ChargerInfo.COLUMNS)
+        .join(Charger, Charger.listing_id == Listing.id)
+        .where(Charger.id.in_([c for r in ranked for c in r.charger_ids]))
+    ):
+        if row[0] not in listings:
+            listings[row[0]] = ListingInfo.of_row(row[:width])
+        charger = ChargerInfo.of_row(row[width:])
+        chargers[charger.id] = charger
     hits = []
     for r in ranked:
         found = sorted((chargers[c] for c in r.charger_ids if c in chargers), key=_position)
@@ -182,6 +183,27 @@ async def nearest_page(
         number, pages = clamp(len(ranked), number, size)
         shown = await load(db, ranked[number * size : (number + 1) * size])
     return Page(shown, len(ranked), number, pages, size)
+
+
+async def nearest_page_free(
+    db: Db,
+    lat: float,
+    lon: float,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    kind: str | None = None,
+    open_now: bool = False,
+    number: int = 0,
+    size: int = 5,
+) -> tuple[Page[Hit], dict[int, datetime | None]]:
+    """``nearest_page`` and ``next_free`` of the chargers it shows, in one read."""
+    async with read(db):
+        page = await nearest_page(
+            db, lat, lon, now=now, zone=zone, kind=kind, open_now=open_now, number=number, size=size
+        )
+        chargers = [charger for hit in page.items for charger in hit.chargers]
+        return page, await next_free(db, chargers, now, zone)
 
 
 async def _candidates(

@@ -74,9 +74,15 @@ def next_opening(hours: Hours, moment: datetime, zone: ZoneInfo) -> datetime | N
 
 
 def free_windows(
-    hours: Hours, day: date, busy: Iterable[Interval], zone: ZoneInfo, now: datetime
+    hours: Hours,
+    day: date,
+    busy: Iterable[Interval],
+    zone: ZoneInfo,
+    now: datetime,
+    shortest: timedelta = timedelta(minutes=15),
 ) -> list[Interval]:
-    """The open, unbooked parts of a local day (from now on), for a refusal's help."""
+    """The open, unbooked parts of a local day (from now on) of at least ``shortest``,
+    for a refusal's help."""
     day_start = datetime.combine(day, time(0, 0), tzinfo=zone)
     day_end = day_start + timedelta(days=1)
     windows = [
@@ -95,7 +101,7 @@ def free_windows(
             if b_end < e:
                 cut.append((b_end, e))
         windows = cut
-    return [(s, e) for s, e in windows if e - s >= timedelta(minutes=15)]
+    return [(s, e) for s, e in windows if e - s >= shortest]
 
 
 _DAY_WORDS = {"today": 0, "今天": 0, "tomorrow": 1, "明天": 1, "后天": 2}

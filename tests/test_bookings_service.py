@@ -207,6 +207,24 @@ async def test_cancel_before_start(open_db, charger_id) -> None:
         assert cancelled.status == BookingStatus.CANCELLED
 
 
+async def test_next_free_joins_a_free_span_that_runs_past_midnight(open_db, charger_id) -> None:
+    async with open_db() as db:
+        ranked = await search.nearest(db, 31.2310, 121.4740, now=NOW, zone=ZONE)
+        (charger,) = (await search.load(db, ranked))[0].chargers
+        # Saturday 23:00-24:00 then Sunday 00:00-03:00: at 23:50 it is free now (ten
+        # minutes left today, and the span goes on), not "free from 00:00"
+        late = at(28, 23, 50)
+        assert await search.next_free(db, [charger], late, ZONE) == {charger.id: late}
+        # closed 22:00-23:00: free again at 23:00
+        assert await search.next_free(db, [charger], at(28, 22, 10), ZONE) == {
+            charger.id: at(28, 23)
+        }
+        # Sunday 02:50: ten minutes left, and nothing after them until Monday 08:00
+        assert await search.next_free(db, [charger], at(29, 2, 50), ZONE) == {
+            charger.id: at(30, 8)
+        }
+
+
 async def test_paused_listing_cannot_be_booked_and_search(open_db, charger_id) -> None:
     async with open_db() as db:
         ranked = await search.nearest(db, 31.2310, 121.4740, now=NOW, zone=ZONE)

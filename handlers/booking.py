@@ -61,7 +61,9 @@ async def start_booking(
     )
     await query.answer()
     await state.clear()
-    await state.update_data(charger_id=charger.id)
+    # the kinds it fits, kept for the next step's answer (no read for it: the step
+    # after that reads the charger again, and Confirm checks everything)
+    await state.update_data(charger_id=charger.id, kinds=list(charger.device_kinds))
     await state.set_state(BookForm.kind)
     labels = [t(f"kind.{k}") for k in charger.device_kinds]
     assert isinstance(query.message, Message)
@@ -83,10 +85,10 @@ async def kind(message: Message, state: FSMContext, db: Db, t: Translator) -> No
     if await _cancelled(message, state, t):
         return
     data = await state.get_data()
-    charger = await bookings.bookable_charger(db, data["charger_id"])
-    code = keys_by_label(f"kind.{k}" for k in charger.device_kinds).get(
-        (message.text or "").strip()
-    )
+    kinds = data.get("kinds")
+    if kinds is None:  # a conversation begun before the kinds were kept in it
+        kinds = (await bookings.bookable_charger(db, data["charger_id"])).device_kinds
+    code = keys_by_label(f"kind.{k}" for k in kinds).get((message.text or "").strip())
     if code is None:
         await message.answer(t("err.choose_button"))
         return

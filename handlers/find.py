@@ -83,7 +83,7 @@ async def _page(
     if not point:
         return t("find.expired"), None
     now = utcnow()
-    page = await search.nearest_page(
+    page, free = await search.nearest_page_free(
         db,
         point[0],
         point[1],
@@ -94,8 +94,6 @@ async def _page(
         number=cb.page,
         size=PAGE,
     )
-    chargers = [charger for hit in page.items for charger in hit.chargers]
-    free = await search.next_free(db, chargers, now, config.zone)
     return find_page(t, page, cb, config.zone, now, free)
 
 

@@ -11,8 +11,9 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ScalarSelect, Select, and_, func, inspect, literal, null, or_, select, update
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
 from models.base import utcnow
@@ -110,29 +111,37 @@ async def public_place(db: Db, listing_id: int) -> ListingInfo:
     """Where a listing people may book is (Show on map); else the same refusal as
     ``bookable_listing``."""
     async with read(db):
-        listing = await db.get(Listing, listing_id, populate_existing=True)
-        if listing is None or not bookable(listing):
-            raise NotFound("err.listing_unavailable")
-        return ListingInfo.of(listing)
+        row = (
+            await db.execute(select(*ListingInfo.COLUMNS).where(Listing.id == listing_id))
+        ).one_or_none()
+    listing = ListingInfo.of_row(row) if row is not None else None
+    if listing is None or not listing.published or listing.paused:
+        raise NotFound("err.listing_unavailable")
+    return listing
 
 
 async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[ChargerInfo]]:
     """A listing's card with its active chargers, if they may be booked now; else a
-    refusal (paused, under its first review, withdrawn while the person looked)."""
+    refusal (paused, under its first review, withdrawn while the person looked).
+
+    One statement: the listing's columns beside each active charger's (a listing
+    with none has no row, and is refused as one that cannot be booked)."""
+    width = len(ListingInfo.COLUMNS)
     async with read(db):
-        listing = await db.get(Listing, listing_id, populate_existing=True)
-        if listing is None or not bookable(listing):
-            raise NotFound("err.listing_unavailable")
-        chargers = (
-            await db.scalars(
-                select(Charger)
-                .where(Charger.listing_id == listing_id, Charger.active.is_(True))
+        rows = (
+            await db.execute(
+                select(*ListingInfo.COLUMNS, *ChargerInfo.COLUMNS)
+                .join(Charger, Charger.listing_id == Listing.id)
+                .where(Listing.id == listing_id, Charger.active.is_(True))
                 .order_by(Charger.position)
             )
         ).all()
-        if not chargers:
-            raise NotFound("err.listing_unavailable")
-        return ListingInfo.of(listing), [ChargerInfo.of(c) for c in chargers]
+    if not rows:
+        raise NotFound("err.listing_unavailable")
+    listing = ListingInfo.of_row(rows[0][:width])
+    if not listing.published or listing.paused:
+        raise NotFound("err.listing_unavailable")
+    return listing, [ChargerInfo.of_row(row[width:]) for row in rows]
 
 
 async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime) -> list[Interval]:
@@ -258,34 +267,51 @@ async def check_request_limits(
     """
     if lock:
         await db.execute(select(User.id).where(User.id == user_id).with_for_update())
-    if await _at_request_cap(db, user_id, rules):
-        raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
-    if charger_id is None or start is None or end is None:
+    capped = rules.max_open_requests is not None
+    repeats = charger_id is not None and start is not None and end is not None
+    if not capped and not repeats:
         return
-    mine = await db.scalar(
-        select(Booking.id)
-        .where(
-            Booking.user_id == user_id,
-            Booking.charger_id == charger_id,
-            Booking.status.in_(OPEN),
-            Booking.start_at < end,
-            Booking.end_at > start,
+    # both questions in one statement
+    waiting, mine = (
+        await db.execute(
+            select(
+                _waiting(user_id) if capped else literal(0),
+                select(Booking.id)
+                .where(
+                    Booking.user_id == user_id,
+                    Booking.charger_id == charger_id,
+                    Booking.status.in_(OPEN),
+                    Booking.start_at < end,
+                    Booking.end_at > start,
+                )
+                .limit(1)
+                .scalar_subquery()
+                if repeats
+                else null(),
+            )
         )
-        .limit(1)
-    )
+    ).one()
+    if capped and waiting >= rules.max_open_requests:
+        raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
     if mine is not None:
         raise InvalidInput("err.booking_repeat", id=mine)
+
+
+def _waiting(user_id: int) -> ScalarSelect[int]:
+    """How many of the user's requests wait for an answer or a payment."""
+    return (
+        select(func.count())
+        .select_from(Booking)
+        .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
+        .scalar_subquery()
+    )
 
 
 async def _at_request_cap(db: Db, user_id: int, rules: BookingRules) -> bool:
     """The user has as many requests waiting as the rules allow (none when no cap)."""
     if rules.max_open_requests is None:
         return False
-    waiting = await db.scalar(
-        select(func.count())
-        .select_from(Booking)
-        .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
-    )
+    waiting = await db.scalar(select(_waiting(user_id)))
     return (waiting or 0) >= rules.max_open_requests
 
 
@@ -306,17 +332,29 @@ async def _move(
     actor: int | None,
     reason: str | None = None,
 ) -> bool:
-    """A conditional state change: False when the booking moved on meanwhile."""
-    changed = await db.execute(
-        update(Booking)
-        .where(Booking.id == booking.id, Booking.status.in_(allowed))
-        .values(status=to, decided_at=utcnow(), reason=reason)
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    """A conditional state change: False when the booking moved on meanwhile.
+
+    The UPDATE returns the row as it wrote it, and ``booking`` takes those values
+    (no second read of the row, nor of its charger)."""
+    row = (
+        await db.execute(
+            update(Booking)
+            .where(Booking.id == booking.id, Booking.status.in_(allowed))
+            .values(status=to, decided_at=utcnow(), reason=reason)
+            .returning(*(column for _key, column in _BOOKING_COLUMNS))
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if row is None:
         return False
     audit.record(db, "booking", booking.id, to.value, actor, booking.status.value, to.value, reason)
-    await db.refresh(booking)
+    for (key, _column), value in zip(_BOOKING_COLUMNS, row, strict=True):
+        set_committed_value(booking, key, value)
     return True
+
+
+# a booking's mapped attributes and their columns, for an UPDATE … RETURNING
+_BOOKING_COLUMNS = [(attr.key, attr.columns[0]) for attr in inspect(Booking).column_attrs]
 
 
 async def accept(
@@ -654,23 +692,26 @@ async def acceptable(
         # the same rules as check_window and check_request_limits, with the bookings
         # of the span of all the windows read once, not once per window
         lo, hi = min(s for s, _e in windows), max(e for _s, e in windows)
-        busy = await busy_intervals(db, charger.id, lo, hi)
         if await _at_request_cap(db, user_id, rules):
             return [False] * len(windows)
-        mine = (
+        # one statement: the charger's taken windows and the user's own open requests
+        # for it, within the span of all the windows
+        taken = (
             await db.execute(
                 select(Booking.start_at, Booking.end_at).where(
-                    Booking.user_id == user_id,
                     Booking.charger_id == charger.id,
-                    Booking.status.in_(OPEN),
                     Booking.start_at < hi,
                     Booking.end_at > lo,
+                    or_(
+                        Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
+                        and_(Booking.user_id == user_id, Booking.status.in_(OPEN)),
+                    ),
                 )
             )
         ).all()
         return [
             window_allowed(charger, start, end, now, rules)
-            and not any(s < end and e > start for s, e in [*busy, *mine])
+            and not any(s < end and e > start for s, e in taken)
             for start, end in windows
         ]
 

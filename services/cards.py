@@ -8,11 +8,14 @@ when the edit goes out). A card recorded after the change it missed (sent from
 an older read) is refreshed at once, so no copy is left behind.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models import Booking, Card, ChargingSession, ListingRevision, OutboxMessage
 from services import outbox
@@ -88,24 +91,21 @@ async def record(
     the state it was rendered from; when the state moved on meanwhile, the card is
     refreshed at once. A message already recorded becomes this card."""
     subject = SUBJECTS[role]
+    values = {
+        "subject": subject.value,
+        "subject_id": subject_id,
+        "role": role.value,
+        "is_photo": is_photo,
+    }
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     async with transaction(db):
-        existing = await db.scalar(
-            select(Card).where(Card.chat_id == chat_id, Card.message_id == message_id)
-        )
-        if existing is None:
-            db.add(
-                Card(
-                    subject=subject.value,
-                    subject_id=subject_id,
-                    role=role.value,
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    is_photo=is_photo,
-                )
+        # one statement: a new card, or the message already recorded becomes this one
+        statement = insert(Card).values(chat_id=chat_id, message_id=message_id, **values)
+        await db.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Card.chat_id, Card.message_id], set_=values
             )
-        else:
-            existing.subject, existing.subject_id = subject.value, subject_id
-            existing.role, existing.is_photo = role.value, is_photo
+        )
         if shown is not None and await state_of(db, subject, subject_id) != shown:
             _owe(db, subject, subject_id, chat_id)
 
@@ -134,7 +134,22 @@ async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
     """``refresh`` for several subjects that one change moved, in one read."""
     if not subjects:
         return
-    held = (
+    # Read without flushing what the transaction owes so far: those messages then
+    # go in one INSERT with the edits owed here, at commit. A card written in this
+    # transaction must be seen, so it is flushed first.
+    if any(isinstance(row, Card) for row in (*db.new, *db.dirty)):
+        await db.flush()
+    with db.no_autoflush:
+        held = await _held(db, subjects)
+    asked = {(subject.value, subject_id): n for n, (subject, subject_id) in enumerate(subjects)}
+    # in the order asked, then by chat (the rows are distinct: each chat once)
+    for value, subject_id, chat_id in sorted(held, key=lambda r: (asked[(r[0], r[1])], r[2])):
+        _owe(db, Subject(value), subject_id, chat_id)
+
+
+async def _held(db: Db, subjects: Sequence[tuple[Subject, int]]) -> Sequence[Row[str, int, int]]:
+    """(subject, subject id, chat id) of each chat holding a card of the subjects."""
+    return (
         await db.execute(
             select(Card.subject, Card.subject_id, Card.chat_id)
             .where(
@@ -148,10 +163,6 @@ async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
             .distinct()
         )
     ).all()
-    asked = {(subject.value, subject_id): n for n, (subject, subject_id) in enumerate(subjects)}
-    # in the order asked, then by chat (the rows are distinct: each chat once)
-    for value, subject_id, chat_id in sorted(held, key=lambda r: (asked[(r[0], r[1])], r[2])):
-        _owe(db, Subject(value), subject_id, chat_id)
 
 
 async def refresh_live(db: Db, subject: Subject, subject_id: int, live: dict[str, Any]) -> int:

@@ -316,6 +316,48 @@ async def test_edit_errors(api: FakeBotAPI, bot: Bot) -> None:
         await bot.edit_message_text(text="x", chat_id=ANN, message_id=user_msg["message_id"])
 
 
+async def test_a_file_sent_by_url_is_downloaded_or_refused_as_telegram_does(
+    api: FakeBotAPI, bot: Bot
+) -> None:
+    """A URL instead of a file: the server fetches it (a real HTTP server on loopback
+    here) and stores what it got; what it cannot fetch, or is not an image for a
+    photo, is refused, and nothing is sent."""
+    png = _png_bytes()
+
+    async def shop(_request: web.Request) -> web.Response:
+        return web.Response(body=png, content_type="image/png")
+
+    async def menu(_request: web.Request) -> web.Response:
+        return web.Response(text="menu", content_type="text/plain")
+
+    files = web.Application()
+    files.router.add_get("/shop.png", shop)
+    files.router.add_get("/menu.txt", menu)
+    runner = web.AppRunner(files, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    base = f"http://{host}:{port}"
+    try:
+        photo = await bot.send_photo(ANN, f"{base}/shop.png", caption="storefront")
+        assert photo.photo is not None
+        assert api.file_bytes(photo.photo[-1].file_id) == png
+        assert (photo.photo[-1].width, photo.photo[-1].height) == (4, 3)
+        document = await bot.send_document(ANN, f"{base}/menu.txt")
+        assert document.document is not None and document.document.file_name == "menu.txt"
+        assert api.file_bytes(document.document.file_id) == b"menu"
+        sent = len(api.bot_messages(ANN))
+        with pytest.raises(TelegramBadRequest, match="failed to get HTTP URL content"):
+            await bot.send_photo(ANN, f"{base}/missing.png")  # 404
+        with pytest.raises(TelegramBadRequest, match="wrong type of the web page content"):
+            await bot.send_photo(ANN, f"{base}/menu.txt")
+    finally:
+        await runner.cleanup()
+    with pytest.raises(TelegramBadRequest, match="failed to get HTTP URL content"):
+        await bot.send_document(ANN, f"{base}/menu.txt")  # nobody listens there now
+    assert len(api.bot_messages(ANN)) == sent
+
+
 async def test_bad_requests(api: FakeBotAPI, bot: Bot) -> None:
     with pytest.raises(TelegramBadRequest, match="chat not found"):
         await bot.send_message(424242, "hello?")

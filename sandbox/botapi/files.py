@@ -2,8 +2,8 @@
 
 Telegram keeps a photo as several ``PhotoSize`` entries (here a thumbnail and the
 full size, each with its own ``file_id``); a document keeps its ``file_name`` and
-``mime_type``. A URL given instead of a file is not fetched (tests stay offline):
-an empty stub stands for it.
+``mime_type``. A URL given instead of a file is downloaded, as Telegram does (within
+its size limits), and refused as Telegram refuses it when it cannot be.
 """
 
 from __future__ import annotations
@@ -15,12 +15,19 @@ import secrets
 import struct
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from .messages import Messages
 from .protocol import CAPTION_LIMIT, ApiError, JsonDict, bad
 from .records import StoredFile, Upload
+
+# what Telegram downloads itself when a bot sends a URL (Bot API, "Sending files"):
+# photos up to 5 MB, other files up to 20 MB
+URL_LIMITS = {"photo": 5 * 1024 * 1024, "document": 20 * 1024 * 1024}
+URL_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -142,10 +149,14 @@ class Files(Messages):
 
     # ------------------------------------------------------------------ Bot API methods
 
-    def _send_photo(self, params: JsonDict) -> JsonDict:
+    async def _send_photo(self, params: JsonDict) -> JsonDict:
         chat = self._target_chat(params)
         caption, entities = self._formatted(params, "caption", "caption_entities", CAPTION_LIMIT)
         photo = params.get("photo")
+        if _is_url(photo):
+            photo = await _download(str(photo), URL_LIMITS["photo"])
+            if _image_size(photo.data) is None:
+                raise bad("wrong type of the web page content")
         if isinstance(photo, Upload):
             size = _image_size(photo.data)
             if size is None:
@@ -153,18 +164,19 @@ class Files(Messages):
             sizes = self._store_photo(photo.data, size)
         elif isinstance(photo, str) and photo:
             stored = self._existing_file(photo, "photo")
-            if stored.photo is None:  # a URL stub
-                stored.photo = self._store_photo(stored.data, (1280, 960))
+            assert stored.photo is not None  # stored by _store_photo, with its sizes
             sizes = copy.deepcopy(stored.photo)
         else:
             raise bad("there is no photo in the request")
         content = {"photo": sizes, "caption": caption, "caption_entities": entities}
         return self._bot_send(params, content, chat)
 
-    def _send_document(self, params: JsonDict) -> JsonDict:
+    async def _send_document(self, params: JsonDict) -> JsonDict:
         chat = self._target_chat(params)
         caption, entities = self._formatted(params, "caption", "caption_entities", CAPTION_LIMIT)
         document = params.get("document")
+        if _is_url(document):
+            document = await _download(str(document), URL_LIMITS["document"])
         if isinstance(document, Upload):
             guessed = mimetypes.guess_type(document.filename)[0]
             stored = self._store_file(
@@ -272,10 +284,34 @@ class Files(Messages):
     def _existing_file(self, value: str, kind: str) -> StoredFile:
         stored = self._files.get(value)
         if stored is None:
-            if value.startswith(("http://", "https://")):
-                # Telegram would download the URL; tests stay offline, so store a stub.
-                return self._store_file(kind, b"", file_name=value.rsplit("/", 1)[-1] or None)
             raise bad("wrong file identifier/HTTP URL specified")
         if stored.kind != kind:
             raise bad("type of file mismatch")
         return stored
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+async def _download(url: str, limit: int) -> Upload:
+    """What Telegram would fetch for a URL sent as a file; a URL it could not fetch
+    (unreachable, not 200, larger than ``limit``) is refused with its answer."""
+    failed = bad("failed to get HTTP URL content")
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=URL_TIMEOUT) as session,
+            session.get(url) as response,
+        ):
+            if response.status != 200:
+                raise failed
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(65536):
+                data += chunk
+                if len(data) > limit:
+                    raise failed
+            content_type = response.content_type
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        raise failed from None
+    name = urlsplit(url).path.rsplit("/", 1)[-1] or "file"
+    return Upload(filename=name, content_type=content_type, data=bytes(data))

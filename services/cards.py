@@ -135,9 +135,9 @@ async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
     if not subjects:
         return
     # Read without flushing what the transaction owes so far: those messages then
-    # go in one INSERT with the edits owed here, at commit. A card written in this
-    # transaction must be seen, so it is flushed first.
-    if any(isinstance(row, Card) for row in (*db.new, *db.dirty)):
+    # go in one INSERT with the edits owed here, at commit. A card written or
+    # deleted in this transaction must be seen as it now is: flushed first.
+    if any(isinstance(row, Card) for row in (*db.new, *db.dirty, *db.deleted)):
         await db.flush()
     with db.no_autoflush:
         held = await _held(db, subjects)

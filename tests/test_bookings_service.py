@@ -220,9 +220,7 @@ async def test_next_free_joins_a_free_span_that_runs_past_midnight(open_db, char
             charger.id: at(28, 23)
         }
         # Sunday 02:50: ten minutes left, and nothing after them until Monday 08:00
-        assert await search.next_free(db, [charger], at(29, 2, 50), ZONE) == {
-            charger.id: at(30, 8)
-        }
+        assert await search.next_free(db, [charger], at(29, 2, 50), ZONE) == {charger.id: at(30, 8)}
 
 
 async def test_paused_listing_cannot_be_booked_and_search(open_db, charger_id) -> None:

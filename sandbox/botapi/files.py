@@ -303,7 +303,7 @@ async def _download(url: str, limit: int) -> Upload:
             aiohttp.ClientSession(timeout=URL_TIMEOUT) as session,
             session.get(url) as response,
         ):
-            if response.status != 200:
+            if response.status != 200 or (response.content_length or 0) > limit:
                 raise failed
             data = bytearray()
             async for chunk in response.content.iter_chunked(65536):

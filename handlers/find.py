@@ -83,7 +83,7 @@ async def _page(
     if not point:
         return t("find.expired"), None
     now = utcnow()
-    page, free = await search.nearest_page_free(
+    page, free = await search.nearest_page(
         db,
         point[0],
         point[1],

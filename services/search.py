@@ -176,34 +176,15 @@ async def nearest_page(
     open_now: bool = False,
     number: int = 0,
     size: int = 5,
-) -> Page[Hit]:
-    """/find: one page of ``nearest``'s answer, with the full rows of those shown."""
+) -> tuple[Page[Hit], dict[int, datetime | None]]:
+    """/find: one page of ``nearest``'s answer, with the full rows of those shown and
+    when each of their chargers is next free (``next_free``), in one read."""
     async with read(db):
         ranked = await nearest(db, lat, lon, now=now, zone=zone, kind=kind, open_now=open_now)
         number, pages = clamp(len(ranked), number, size)
         shown = await load(db, ranked[number * size : (number + 1) * size])
-    return Page(shown, len(ranked), number, pages, size)
-
-
-async def nearest_page_free(
-    db: Db,
-    lat: float,
-    lon: float,
-    *,
-    now: datetime,
-    zone: ZoneInfo,
-    kind: str | None = None,
-    open_now: bool = False,
-    number: int = 0,
-    size: int = 5,
-) -> tuple[Page[Hit], dict[int, datetime | None]]:
-    """``nearest_page`` and ``next_free`` of the chargers it shows, in one read."""
-    async with read(db):
-        page = await nearest_page(
-            db, lat, lon, now=now, zone=zone, kind=kind, open_now=open_now, number=number, size=size
-        )
-        chargers = [charger for hit in page.items for charger in hit.chargers]
-        return page, await next_free(db, chargers, now, zone)
+        free = await next_free(db, [c for hit in shown for c in hit.chargers], now, zone)
+    return Page(shown, len(ranked), number, pages, size), free
 
 
 async def _candidates(

@@ -11,9 +11,8 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ScalarSelect, Select, and_, func, inspect, literal, null, or_, select, update
+from sqlalchemy import ScalarSelect, Select, and_, func, literal, null, or_, select, update
 from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
 from models.base import utcnow
@@ -26,6 +25,7 @@ from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
+from services.returning import take_row, update_returning
 from services.text import clean_reason
 from services.tx import Db, read, transaction
 from services.windows import Interval, fits_hours, free_windows
@@ -336,25 +336,17 @@ async def _move(
 
     The UPDATE returns the row as it wrote it, and ``booking`` takes those values
     (no second read of the row, nor of its charger)."""
-    row = (
-        await db.execute(
-            update(Booking)
-            .where(Booking.id == booking.id, Booking.status.in_(allowed))
-            .values(status=to, decided_at=utcnow(), reason=reason)
-            .returning(*(column for _key, column in _BOOKING_COLUMNS))
-            .execution_options(synchronize_session=False)
-        )
-    ).one_or_none()
+    row = await update_returning(
+        db,
+        Booking,
+        (Booking.id == booking.id, Booking.status.in_(allowed)),
+        {"status": to, "decided_at": utcnow(), "reason": reason},
+    )
     if row is None:
         return False
     audit.record(db, "booking", booking.id, to.value, actor, booking.status.value, to.value, reason)
-    for (key, _column), value in zip(_BOOKING_COLUMNS, row, strict=True):
-        set_committed_value(booking, key, value)
+    take_row(booking, row)
     return True
-
-
-# a booking's mapped attributes and their columns, for an UPDATE … RETURNING
-_BOOKING_COLUMNS = [(attr.key, attr.columns[0]) for attr in inspect(Booking).column_attrs]
 
 
 async def accept(

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.util import identity_key
 
 from models import (
     Booking,
@@ -40,6 +41,7 @@ from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
+from services.returning import take_row, update_returning
 from services.tx import Db, read, transaction
 
 # a walk-up (issue #15) not started this long after it was accepted is a no-show
@@ -318,16 +320,24 @@ async def _move(
     actor: int | None,
     **values: object,
 ) -> ChargingSession | None:
-    """A conditional state change; None when another path moved the session first."""
-    changed = await db.execute(
-        update(ChargingSession)
-        .where(ChargingSession.id == charging_id, ChargingSession.status.in_(allowed))
-        .values(status=to, **values)
+    """A conditional state change; None when another path moved the session first.
+
+    The UPDATE returns the row as written: a session already read in this
+    transaction (with its booking) takes those values, with no second read."""
+    row = await update_returning(
+        db,
+        ChargingSession,
+        (ChargingSession.id == charging_id, ChargingSession.status.in_(allowed)),
+        {"status": to, **values},
     )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if row is None:
         return None
     audit.record(db, "session", charging_id, to.value, actor, None, to.value)
-    return await get(db, charging_id)
+    loaded = db.identity_map.get(identity_key(ChargingSession, charging_id))
+    if not isinstance(loaded, ChargingSession):
+        return await get(db, charging_id)
+    take_row(loaded, row)
+    return loaded
 
 
 async def confirm_start(

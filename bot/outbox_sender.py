@@ -23,7 +23,7 @@ from bot.background import Loop
 from bot.settings import Settings, ui_config
 from models import OutboxMessage
 from services import outbox
-from services.outbox import Notification, OutboxKind
+from services.outbox import Notification
 from services.tx import Db, OpenDb, transaction
 from ui.notifications import render
 from ui.parts import Send
@@ -101,8 +101,7 @@ class OutboxSender:
             for index, message in enumerate(messages):
                 if flood:  # another chat met flood control: these wait it out too
                     return await self._hold(messages[index:], flood[0])
-                edit = message.kind == OutboxKind.CARD_REFRESH
-                async with self._at_once[edit]:
+                async with self._at_once[outbox.is_edit(message)]:
                     retry_after = await self._deliver(message)
                 if retry_after is not None:
                     flood.append(retry_after)
@@ -263,8 +262,7 @@ class _Parts:
         if self._unrecorded is not None:
             async with transaction(self._db):
                 await self.record(self._db)
-        edit = message.kind == OutboxKind.CARD_REFRESH
-        await self._sender.bucket.take(OutboxSender.EDITS_LEAVE if edit else 0)
+        await self._sender.bucket.take(OutboxSender.EDITS_LEAVE if outbox.is_edit(message) else 0)
         if not outbox.claim_fresh(message):
             async with transaction(self._db):
                 if not await outbox.renew_claim(self._db, message):

@@ -32,3 +32,7 @@ class BookingStatus(StrEnum):
     CHARGING = "charging"
     COMPLETED = "completed"
     NO_SHOW = "no_show"
+
+
+# a booking that holds its window: nobody else may book the charger then
+BOOKING_TAKEN = (BookingStatus.ACCEPTED, BookingStatus.CHARGING)

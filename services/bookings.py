@@ -17,10 +17,17 @@ from sqlalchemy.orm import joinedload
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
 from models.base import utcnow
 from models.charging import ACTIVE_SESSION
+from models.enums import BOOKING_TAKEN
 from services import audit, cards, outbox, payments
 from services.cards import Subject
 from services.deadlines import NUDGE_BEFORE, answer_by
-from services.dto import BookingInfo, ChargerInfo, ListingInfo
+from services.dto import (
+    LISTINGS_WITH_CHARGERS,
+    BookingInfo,
+    ChargerInfo,
+    ListingInfo,
+    listing_and_charger,
+)
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
@@ -102,7 +109,7 @@ async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
         return ChargerInfo.of(charger), _Shop(merchant_id, shop_name or "")
 
 
-def bookable(listing: Listing | None) -> bool:
+def bookable(listing: Listing | ListingInfo | None) -> bool:
     """People may find a listing and book its chargers: published and not paused."""
     return listing is not None and listing.published and not listing.paused
 
@@ -115,7 +122,7 @@ async def public_place(db: Db, listing_id: int) -> ListingInfo:
             await db.execute(select(*ListingInfo.COLUMNS).where(Listing.id == listing_id))
         ).one_or_none()
     listing = ListingInfo.of_row(row) if row is not None else None
-    if listing is None or not listing.published or listing.paused:
+    if listing is None or not bookable(listing):
         raise NotFound("err.listing_unavailable")
     return listing
 
@@ -126,29 +133,25 @@ async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[C
 
     One statement: the listing's columns beside each active charger's (a listing
     with none has no row, and is refused as one that cannot be booked)."""
-    width = len(ListingInfo.COLUMNS)
     async with read(db):
         rows = (
             await db.execute(
-                select(*ListingInfo.COLUMNS, *ChargerInfo.COLUMNS)
-                .join(Charger, Charger.listing_id == Listing.id)
-                .where(Listing.id == listing_id, Charger.active.is_(True))
-                .order_by(Charger.position)
+                LISTINGS_WITH_CHARGERS.where(
+                    Listing.id == listing_id, Charger.active.is_(True)
+                ).order_by(Charger.position)
             )
         ).all()
-    if not rows:
+    pairs = [listing_and_charger(row) for row in rows]
+    if not pairs or not bookable(pairs[0][0]):
         raise NotFound("err.listing_unavailable")
-    listing = ListingInfo.of_row(rows[0][:width])
-    if not listing.published or listing.paused:
-        raise NotFound("err.listing_unavailable")
-    return listing, [ChargerInfo.of_row(row[width:]) for row in rows]
+    return pairs[0][0], [charger for _listing, charger in pairs]
 
 
 async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime) -> list[Interval]:
     rows = await db.execute(
         select(Booking.start_at, Booking.end_at).where(
             Booking.charger_id == charger_id,
-            Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
+            Booking.status.in_(BOOKING_TAKEN),
             Booking.start_at < end,
             Booking.end_at > start,
         )
@@ -695,7 +698,7 @@ async def acceptable(
                     Booking.start_at < hi,
                     Booking.end_at > lo,
                     or_(
-                        Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
+                        Booking.status.in_(BOOKING_TAKEN),
                         and_(Booking.user_id == user_id, Booking.status.in_(OPEN)),
                     ),
                 )

@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from sqlalchemy import select
+
 from models import (
     Booking,
     BookingStatus,
@@ -174,6 +176,19 @@ class ListingInfo:
             row.longitude,
             row.photo_file_id,
         )
+
+
+# a listing's columns beside each of its chargers' (one row per charger), read by
+# ``listing_and_charger``: a card, or a page of /find, in one statement
+LISTINGS_WITH_CHARGERS = select(*ListingInfo.COLUMNS, *ChargerInfo.COLUMNS).join(
+    Charger, Charger.listing_id == Listing.id
+)
+
+
+def listing_and_charger(row: Sequence[Any]) -> tuple[ListingInfo, ChargerInfo]:
+    """A row of ``LISTINGS_WITH_CHARGERS``: no ORM object built."""
+    width = len(ListingInfo.COLUMNS)
+    return ListingInfo.of_row(row[:width]), ChargerInfo.of_row(row[width:])
 
 
 @dataclass(frozen=True, slots=True)

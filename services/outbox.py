@@ -100,8 +100,13 @@ async def owe_call(
         enqueue_later(db, chat_id, OutboxKind.OWED_CALL, delay_seconds, payload)
 
 
-# messages to people first; a card edited to a new state (cosmetic, and the next
-# edit shows the same) after them
+def is_edit(message: OutboxMessage) -> bool:
+    """A card edited to a new state: cosmetic (the next edit shows the same), so it
+    goes after messages to people, in a lane of its own."""
+    return message.kind == OutboxKind.CARD_REFRESH
+
+
+# messages to people first; card edits after them
 _IS_EDIT = OutboxMessage.kind == str(OutboxKind.CARD_REFRESH)
 _FIRST = case((_IS_EDIT, 1), else_=0)
 
@@ -146,8 +151,7 @@ async def claim_due(
                 .execution_options(populate_existing=True, synchronize_session=False)
             )
         ).all()
-    edit = str(OutboxKind.CARD_REFRESH)
-    return sorted(rows, key=lambda row: (row.kind == edit, row.id))
+    return sorted(rows, key=lambda row: (is_edit(row), row.id))
 
 
 def claim_fresh(message: OutboxMessage) -> bool:

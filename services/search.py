@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, or_, select
 
-from models import Booking, BookingStatus, Charger, Listing
-from services.dto import ChargerInfo, ListingInfo
+from models import Booking, Charger, Listing
+from models.enums import BOOKING_TAKEN
+from services.dto import LISTINGS_WITH_CHARGERS, ChargerInfo, ListingInfo, listing_and_charger
 from services.errors import InvalidInput
 from services.paging import Page, clamp
 from services.text import clean
@@ -66,7 +67,7 @@ async def next_free(
             rows = await db.execute(
                 select(Booking.charger_id, Booking.start_at, Booking.end_at).where(
                     Booking.charger_id.in_(ids),
-                    Booking.status.in_((BookingStatus.ACCEPTED, BookingStatus.CHARGING)),
+                    Booking.status.in_(BOOKING_TAKEN),
                     Booking.end_at > now - timedelta(days=1),
                     Booking.start_at < now + timedelta(days=3),
                 )
@@ -141,17 +142,12 @@ async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
     if not ranked:
         return []
     # one statement: each charger's columns beside its listing's
-    width = len(ListingInfo.COLUMNS)
     listings: dict[int, ListingInfo] = {}
     chargers: dict[int, ChargerInfo] = {}
-    for row in await db.execute(
-        select(*ListingInfo.COLUMNS, *ChargerInfo.COLUMNS)
-        .join(Charger, Charger.listing_id == Listing.id)
-        .where(Charger.id.in_([c for r in ranked for c in r.charger_ids]))
-    ):
-        if row[0] not in listings:
-            listings[row[0]] = ListingInfo.of_row(row[:width])
-        charger = ChargerInfo.of_row(row[width:])
+    wanted = [c for r in ranked for c in r.charger_ids]
+    for row in await db.execute(LISTINGS_WITH_CHARGERS.where(Charger.id.in_(wanted))):
+        listing, charger = listing_and_charger(row)
+        listings.setdefault(listing.id, listing)
         chargers[charger.id] = charger
     hits = []
     for r in ranked:

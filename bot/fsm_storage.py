@@ -8,12 +8,13 @@ stays true. Writes go to the database at once, except while an update is handled
 inside ``one_write_per_update``: a step's ``update_data`` and ``set_state`` (two
 writes in aiogram) then become one statement at the update's end. aiogram's event
 isolation holds the conversation's lock until then, so its next update reads what
-this one wrote.
+this one wrote. A handler's ``step`` (services/tx.py) writes them sooner, in the
+transaction of the step's own reads and writes, so a step is one transaction.
 """
 
 import contextvars
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -26,11 +27,12 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from sqlalchemy import delete, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from models import FsmRecord
 from services.lru import Lru
-from services.tx import OpenDb, transaction
+from services.tx import Db, OpenDb, owing, transaction
 
 _Entry = tuple[str | None, dict[str, Any]]
 # while an update is handled: row key → (the entry before the update, the latest,
@@ -90,7 +92,8 @@ class SqlStorage(BaseStorage):
         pending: _Pending = {}
         token = _PENDING.set(pending)
         try:
-            yield
+            with owing(self):
+                yield
         finally:
             _PENDING.reset(token)
             for storage_key, (before, latest, fields) in pending.items():
@@ -100,6 +103,35 @@ class SqlStorage(BaseStorage):
                 self._cache.pop(storage_key)
                 if not await self._write_known(storage_key, before, values):
                     await self._write_read_first(storage_key, values)
+
+    async def write_into(self, db: Db) -> Callable[[], None] | None:
+        """The rows this update owes, written in ``db``'s unit of work (a handler's
+        ``step``): one statement each, whatever the row is now (an upsert, or a
+        delete of a row left empty), so the cache need not be right about it."""
+        pending = _PENDING.get()
+        owed = {k: v for k, v in (pending or {}).items() if v[1] != v[0]}
+        if pending is None or not owed:
+            return None
+        upsert = (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert
+        for storage_key, (_before, (state, data), fields) in owed.items():
+            if state is None and not data:
+                await db.execute(delete(FsmRecord).where(FsmRecord.key == storage_key))
+                continue
+            row = {"state": state, "data": data}
+            statement = upsert(FsmRecord).values(key=storage_key, **row)
+            await db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[FsmRecord.key], set_={f: row[f] for f in fields}
+                )
+            )
+
+        def written() -> None:  # committed: what was written is the row now
+            for storage_key, (_before, latest, _fields) in owed.items():
+                _now_before, now_latest, now_fields = pending[storage_key]
+                left = now_fields if now_latest != latest else frozenset()
+                pending[storage_key] = (latest, now_latest, left)
+
+        return written
 
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)

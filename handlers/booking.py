@@ -18,7 +18,7 @@ from services.clock import utcnow
 from services.dto import BookingInfo
 from services.paging import Page
 from services.text import clean
-from services.tx import Db
+from services.tx import Db, step
 from services.windows import parse_window, starting_now
 from ui import keyboards
 from ui.callbacks import BookCb, BookingAction, BookingCb, PageCb, PageOf
@@ -53,18 +53,19 @@ async def start_booking(
     t: Translator,
     config: Config,
 ) -> None:
-    charger = await bookings.bookable_for(
-        db,
-        user_id=query.from_user.id,
-        charger_id=callback_data.charger_id,
-        rules=config.booking_rules,
-    )
+    async with step(db):
+        charger = await bookings.bookable_for(
+            db,
+            user_id=query.from_user.id,
+            charger_id=callback_data.charger_id,
+            rules=config.booking_rules,
+        )
+        await state.clear()
+        # the kinds it fits, kept for the next step's answer (no read for it: the step
+        # after that reads the charger again, and Confirm checks everything)
+        await state.update_data(charger_id=charger.id, kinds=list(charger.device_kinds))
+        await state.set_state(BookForm.kind)
     await query.answer()
-    await state.clear()
-    # the kinds it fits, kept for the next step's answer (no read for it: the step
-    # after that reads the charger again, and Confirm checks everything)
-    await state.update_data(charger_id=charger.id, kinds=list(charger.device_kinds))
-    await state.set_state(BookForm.kind)
     labels = [t(f"kind.{k}") for k in charger.device_kinds]
     assert isinstance(query.message, Message)
     await query.message.answer(
@@ -104,8 +105,6 @@ async def model(message: Message, state: FSMContext, db: Db, t: Translator, conf
         return
     # cleaned here: a NUL or a broken character would fail the booking later, on PostgreSQL
     text = clean(message.text, max_len=100)
-    await state.update_data(model="" if text in all_variants("btn.skip") else text)
-    await state.set_state(BookForm.when)
     assert message.from_user is not None
     # only the quick choices the rules would accept (open then, free, not past)
     now = utcnow()
@@ -114,14 +113,17 @@ async def model(message: Message, state: FSMContext, db: Db, t: Translator, conf
         ("btn.now_2h", starting_now(2, now)),
         ("booking.quick_evening", parse_window("today 18:00-20:00", now, config.zone)),
     ]
-    fits = await bookings.acceptable(
-        db,
-        user_id=message.from_user.id,
-        charger_id=(await state.get_data())["charger_id"],
-        windows=[window for _key, window in choices],
-        rules=config.booking_rules,
-        now=now,
-    )
+    async with step(db):
+        await state.update_data(model="" if text in all_variants("btn.skip") else text)
+        await state.set_state(BookForm.when)
+        fits = await bookings.acceptable(
+            db,
+            user_id=message.from_user.id,
+            charger_id=(await state.get_data())["charger_id"],
+            windows=[window for _key, window in choices],
+            rules=config.booking_rules,
+            now=now,
+        )
     offered = [t(key) for (key, _window), ok in zip(choices, fits, strict=True) if ok]
     await message.answer(
         t("booking.ask_when"),
@@ -141,17 +143,18 @@ async def when(message: Message, state: FSMContext, db: Db, t: Translator, confi
     else:
         start, end = parse_window(text, now, config.zone)
     data = await state.get_data()
-    quote = await bookings.quote(
-        db,
-        user_id=message.from_user.id,
-        charger_id=data["charger_id"],
-        start=start,
-        end=end,
-        rules=config.booking_rules,
-        now=now,
-    )
-    await state.update_data(start=start.isoformat(), end=end.isoformat())
-    await state.set_state(BookForm.confirm)
+    async with step(db):
+        quote = await bookings.quote(
+            db,
+            user_id=message.from_user.id,
+            charger_id=data["charger_id"],
+            start=start,
+            end=end,
+            rules=config.booking_rules,
+            now=now,
+        )
+        await state.update_data(start=start.isoformat(), end=end.isoformat())
+        await state.set_state(BookForm.confirm)
     await message.answer(t("booking.summary_intro"), reply_markup=ReplyKeyboardRemove())
     text, markup = summary(t, quote, data["kind"], data.get("model", ""), config.zone)
     text += "\n" + mode_line(t, config.money)  # how it is paid (#14)
@@ -176,17 +179,18 @@ async def confirm(
     data = await state.get_data()
     # refused (the window taken meanwhile: the refusal lists the free ones), the
     # summary stays, and a window typed now replaces it (``when`` takes it)
-    booking = await bookings.request(
-        db,
-        user_id=query.from_user.id,
-        charger_id=data["charger_id"],
-        device_kind=data["kind"],
-        device_model=data.get("model", ""),
-        start=datetime.fromisoformat(data["start"]),
-        end=datetime.fromisoformat(data["end"]),
-        rules=config.booking_rules,
-    )
-    await state.clear()
+    async with step(db):
+        booking = await bookings.request(
+            db,
+            user_id=query.from_user.id,
+            charger_id=data["charger_id"],
+            device_kind=data["kind"],
+            device_model=data.get("model", ""),
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            rules=config.booking_rules,
+        )
+        await state.clear()
     minutes = config.booking_rules.response_minutes
     text = t("booking.sent", id=booking.id, minutes=minutes)
     if config.money.prepaid:  # paid from the wallet, or an invoice follows (the outbox)

@@ -17,7 +17,7 @@ from handlers.filters import Magic
 from services import bookings, search
 from services.clock import utcnow
 from services.listing_draft import DEVICE_KINDS
-from services.tx import Db
+from services.tx import Db, step
 from ui import keyboards
 from ui.callbacks import FindAction, FindCb
 from ui.config import Config
@@ -53,10 +53,11 @@ async def where(message: Message, state: FSMContext, db: Db, t: Translator, conf
         await message.answer(t("cancel.done"), reply_markup=ReplyKeyboardRemove())
         return
     if message.location:
-        await state.clear()
-        await state.update_data(find_at=[message.location.latitude, message.location.longitude])
+        async with step(db):  # the search and the point kept for its pages
+            await state.clear()
+            await state.update_data(find_at=[message.location.latitude, message.location.longitude])
+            text, markup = await _page(db, state, t, config, FindCb(action=FindAction.PAGE))
         await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
-        text, markup = await _page(db, state, t, config, FindCb(action=FindAction.PAGE))
         await message.answer(text, reply_markup=markup)
         return
     if message.text and len(message.text.strip()) >= 2:

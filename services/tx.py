@@ -5,9 +5,10 @@ the ``Db`` alias, so handlers need no SQLAlchemy import); the factory that opens
 them is ``open_db``. ("session" alone means a charging session.)
 """
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
-from typing import TypeAlias
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Protocol, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,30 @@ _IN_UNIT = "chargeshare.unit_of_work"
 _IN_READ = "chargeshare.read"
 
 
+class OwedWrites(Protocol):
+    """Writes an update owes that may ride along with its step's unit of work (the
+    conversation's state: bot/fsm_storage.py)."""
+
+    async def write_into(self, db: AsyncSession) -> Callable[[], None] | None:
+        """Writes what is owed in ``db``'s transaction, before it commits; returns
+        what to call once it has committed (None: nothing was owed). Should the
+        unit roll back, the writes stay owed."""
+        ...
+
+
+_OWED: ContextVar[OwedWrites | None] = ContextVar("owed_writes", default=None)
+
+
+@contextmanager
+def owing(writes: OwedWrites) -> Iterator[None]:
+    """While an update is handled: ``step`` units write what it owes."""
+    token = _OWED.set(writes)
+    try:
+        yield
+    finally:
+        _OWED.reset(token)
+
+
 @asynccontextmanager
 async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
     """One unit of work that writes: commit on success, roll back on any error.
@@ -33,11 +58,35 @@ async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
     ``BEGIN IMMEDIATE``, so two check-then-write units wait for each other
     instead of failing, as row locks make them on PostgreSQL; within a process
     they queue on the engine's write gate first (models.db.write_gate).
+
+    A unit inside a unit (a service called within a handler's ``step``) is part
+    of the outer one and ends with it.
     """
+    if db.info.get(_IN_UNIT):
+        yield db
+        return
     if db.in_transaction():
         await db.commit()
     async with write_gate(db) or nullcontext(), _unit(db):
         yield db
+
+
+@asynccontextmanager
+async def step(db: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """A conversation step in one transaction: its reads, its domain writes, and
+    the state the conversation moves to (what the update owes, ``owing``), written
+    just before the commit. Nothing inside may wait on Telegram: on SQLite the
+    unit holds the write lock. On an error all of it rolls back and the state
+    is written at the update's end, as without a step."""
+    if db.info.get(_IN_UNIT):  # part of an outer unit: what is owed waits for the update's end
+        yield db
+        return
+    async with transaction(db):
+        yield db
+        owed = _OWED.get()
+        done = await owed.write_into(db) if owed is not None else None
+    if done is not None:
+        done()
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ from bot.request_middlewares import KeepResponseModels
 from models import FsmRecord, User
 from models.db import create_engine, create_session_factory
 from services import users
-from services.tx import transaction
+from services.tx import step, transaction
 
 KEY = StorageKey(bot_id=1, chat_id=10, user_id=10)
 ROW = DefaultKeyBuilder(with_destiny=True).build(KEY)  # as SqlStorage names the row
@@ -304,3 +304,62 @@ async def test_a_step_writes_its_conversation_once_at_the_end_of_the_update(
         async with open_db() as db, transaction(db):
             await db.execute(insert(FsmRecord).values(key=ROW, state="Other", data={"x": 1}))
     assert await stored(open_db) == ("A", {"x": 1})
+
+
+@contextmanager
+def transactions(engine) -> Iterator[list[str]]:
+    """The transactions the engine begins while the block runs."""
+    begun: list[str] = []
+
+    def record(_conn) -> None:
+        begun.append("BEGIN")
+
+    event.listen(engine.sync_engine, "begin", record)
+    try:
+        yield begun
+    finally:
+        event.remove(engine.sync_engine, "begin", record)
+
+
+async def test_a_step_is_one_transaction_with_its_conversation_state(engine, open_db) -> None:
+    storage = SqlStorage(open_db)
+    await storage.set_state(KEY, "Booking:kind")  # known from now on
+    with statements(engine) as seen, transactions(engine) as begun:
+        async with storage.one_write_per_update(), open_db() as db:
+            async with step(db):
+                assert await db.get(User, 5) is None  # the step's read
+                async with transaction(db):  # a service's unit joins the step's
+                    db.add(User(id=5, first_name="A"))
+                await storage.set_data(KEY, {"kind": "e_bike"})
+                await storage.set_state(KEY, "Booking:model")
+            assert await stored(open_db) == ("Booking:model", {"kind": "e_bike"})
+    # the read, the domain write and the conversation's upsert; nothing at the end
+    assert seen == ["SELECT", "INSERT", "INSERT", "SELECT"]  # (the last: stored())
+    assert begun == ["BEGIN", "BEGIN"]
+
+    # a step that fails rolls back, and its conversation state is written at the
+    # update's end, as without a step
+    try:
+        async with storage.one_write_per_update(), open_db() as db, step(db):
+            await storage.set_state(KEY, "Booking:when")
+            db.add(User(id=6, first_name="B"))
+            await db.flush()
+            raise RuntimeError("refused")
+    except RuntimeError:
+        pass
+    assert await stored(open_db) == ("Booking:when", {"kind": "e_bike"})
+    async with open_db() as db:
+        assert await db.get(User, 6) is None
+
+    # a row gone behind the cache's back: the step's upsert writes it whole; a
+    # conversation cleared in a step is deleted there
+    async with open_db() as db, transaction(db):
+        await db.execute(delete(FsmRecord).where(FsmRecord.key == ROW))
+    async with storage.one_write_per_update(), open_db() as db, step(db):
+        await storage.set_state(KEY, "Booking:confirm")
+    assert await stored(open_db) == ("Booking:confirm", {"kind": "e_bike"})
+    async with storage.one_write_per_update(), open_db() as db, step(db):
+        await storage.set_state(KEY, None)
+        await storage.set_data(KEY, {})
+    assert await stored(open_db) is None
+    assert await storage.get_state(KEY) is None

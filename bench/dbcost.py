@@ -13,13 +13,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
 
-from models import Base, FsmRecord, User
+from models import Base, Charger, FsmRecord, Listing, User
 from models.db import create_engine, create_session_factory
-from services.tx import transaction
+from services import bookings
+from services.tx import read, transaction
 
 ROUNDS = 2000
 
@@ -62,11 +64,51 @@ async def main(url: str | None) -> None:
         async with engine.connect() as conn:
             (await conn.execute(select(User).where(User.id == 1))).first()
 
+    # a booking step's read of its charger (no such charger: the cost is the
+    # statement's, not the row's), its statement built at each call or once
+    async def charger_built_each_time() -> None:
+        async with open_db() as db:
+            statement = (
+                select(Charger, Listing.published, Listing.paused, Listing.merchant_id)
+                .join(Listing, Listing.id == Charger.listing_id)
+                .where(Charger.id == 1)
+                .execution_options(populate_existing=True)
+            )
+            (await db.execute(statement)).one_or_none()
+
+    async def charger_built_once() -> None:
+        async with open_db() as db:
+            (await db.execute(bookings._BOOKABLE, {"charger_id": 1})).one_or_none()
+
+    span = {"charger_id": 1, "start": datetime.now(UTC), "end": datetime.now(UTC)}
+
+    # a conversation step: a read, then the new state in a unit of its own (before),
+    # or both in one transaction (services.tx.step)
+    async def read_then_fsm_unit() -> None:
+        async with open_db() as db:
+            async with read(db):
+                await db.execute(bookings._BUSY, span)
+            async with transaction(db):
+                await db.execute(
+                    update(FsmRecord).where(FsmRecord.key == "k").values(state="y", data={"a": 2})
+                )
+
+    async def read_and_fsm_in_one() -> None:
+        async with open_db() as db, transaction(db):
+            await db.execute(bookings._BUSY, span)
+            await db.execute(
+                update(FsmRecord).where(FsmRecord.key == "k").values(state="y", data={"a": 2})
+            )
+
     print(f"database: {engine.url.render_as_string(hide_password=True)}")
     await timed("session.get(User) in a new session", get_user)
     await timed("empty write unit (services.tx.transaction)", empty_unit)
     await timed("write unit with one UPDATE (an FSM step)", fsm_step)
     await timed("Core SELECT on a pooled connection", core_select)
+    await timed("a charger's read, statement built at each call", charger_built_each_time)
+    await timed("the same read, statement built once (bookings._BOOKABLE)", charger_built_once)
+    await timed("a read, then the FSM's UPDATE in a second transaction", read_then_fsm_unit)
+    await timed("the read and the FSM's UPDATE in one (services.tx.step)", read_and_fsm_in_one)
     await engine.dispose()
     if engine.url.get_backend_name() == "sqlite":
         raw = sqlite3.connect(engine.url.database or ":memory:", isolation_level=None)

@@ -14,6 +14,7 @@ transaction of the step's own reads and writes, so a step is one transaction.
 
 import contextvars
 import copy
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from aiogram.fsm.storage.base import (
     KeyBuilder,
     StorageKey,
 )
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -112,18 +113,13 @@ class SqlStorage(BaseStorage):
         owed = {k: v for k, v in (pending or {}).items() if v[1] != v[0]}
         if pending is None or not owed:
             return None
-        upsert = (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert
+        dialect = db.get_bind().dialect.name
         for storage_key, (_before, (state, data), fields) in owed.items():
             if state is None and not data:
-                await db.execute(delete(FsmRecord).where(FsmRecord.key == storage_key))
-                continue
-            row = {"state": state, "data": data}
-            statement = upsert(FsmRecord).values(key=storage_key, **row)
-            await db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[FsmRecord.key], set_={f: row[f] for f in fields}
-                )
-            )
+                await db.execute(_DELETE, {"row_key": storage_key})
+            else:
+                row = {"key": storage_key, "state": state, "data": data}
+                await db.execute(_upsert(dialect, frozenset(fields)), row)
 
         def written() -> None:  # committed: what was written is the row now
             for storage_key, (_before, latest, _fields) in owed.items():
@@ -179,18 +175,19 @@ class SqlStorage(BaseStorage):
         state = values.get("state", known[0])
         data = dict(values.get("data", known[1]) or {})
         had_row, has_row = known != (None, {}), state is not None or bool(data)
-        where = FsmRecord.key == storage_key
         if (state, data) != known:
+            row: dict[str, Any]
             if not has_row:
-                statement: Any = delete(FsmRecord).where(where)
+                statement, row = _DELETE, {"row_key": storage_key}
             elif had_row:
-                statement = update(FsmRecord).where(where).values(state=state, data=data)
+                statement = _UPDATE
+                row = {"row_key": storage_key, "new_state": state, "new_data": data}
             else:
-                statement = insert(FsmRecord).values(key=storage_key, state=state, data=data)
+                statement, row = _INSERT, {"key": storage_key, "state": state, "data": data}
             try:
                 async with self._open_db() as db, transaction(db):
                     try:
-                        result = await db.execute(statement)
+                        result = await db.execute(statement, row)
                     except IntegrityError as error:
                         raise _CacheDisagrees from error  # a row the cache did not know of
                     if had_row and result.rowcount != 1:  # type: ignore[attr-defined]
@@ -199,6 +196,25 @@ class SqlStorage(BaseStorage):
                 return False
         self._remember(storage_key, (state, copy.deepcopy(data)))
         return True
+
+
+# A step's statements, built once (building one costs more than SQLite takes to run it)
+_DELETE: Any = delete(FsmRecord).where(FsmRecord.key == bindparam("row_key"))
+_UPDATE: Any = (
+    update(FsmRecord)
+    .where(FsmRecord.key == bindparam("row_key"))
+    .values(state=bindparam("new_state"), data=bindparam("new_data"))
+)
+_INSERT: Any = insert(FsmRecord)
+
+
+@functools.cache
+def _upsert(dialect: str, fields: frozenset[str]) -> Any:
+    """A row written whatever it is now; an existing row gets ``fields`` only."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(FsmRecord)
+    return statement.on_conflict_do_update(
+        index_elements=[FsmRecord.key], set_={f: statement.excluded[f] for f in sorted(fields)}
+    )
 
 
 class _CacheDisagrees(Exception):

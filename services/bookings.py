@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ScalarSelect, Select, and_, func, literal, null, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, literal, null, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
@@ -73,6 +73,62 @@ async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
     return (await _bookable(db, charger_id))[0]
 
 
+# The statements every booking step runs, built once with their parameters named:
+# building a statement and its cache key costs more than SQLite takes to run it
+# (docs/benchmarks.md, fifth round).
+_BOOKABLE = (
+    select(Charger, Listing.published, Listing.paused, Listing.merchant_id, Listing.shop_name)
+    .join(Listing, Listing.id == Charger.listing_id)
+    .where(Charger.id == bindparam("charger_id"))
+    .execution_options(populate_existing=True)
+)
+_BUSY = select(Booking.start_at, Booking.end_at).where(
+    Booking.charger_id == bindparam("charger_id"),
+    Booking.status.in_(BOOKING_TAKEN),
+    Booking.start_at < bindparam("end"),
+    Booking.end_at > bindparam("start"),
+)
+# how many of the user's requests wait for an answer or a payment
+_WAITING = (
+    select(func.count())
+    .select_from(Booking)
+    .where(Booking.user_id == bindparam("user_id"), Booking.status.in_(WAITING))
+    .scalar_subquery()
+)
+# the user's own open booking of the charger that the window overlaps
+_MINE = (
+    select(Booking.id)
+    .where(
+        Booking.user_id == bindparam("user_id"),
+        Booking.charger_id == bindparam("charger_id"),
+        Booking.status.in_(OPEN),
+        Booking.start_at < bindparam("end"),
+        Booking.end_at > bindparam("start"),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+_WAITING_COUNT = select(_WAITING)
+# check_request_limits' two questions in one statement, by which of them apply
+_LIMITS = {
+    (True, True): select(_WAITING, _MINE),
+    (True, False): select(_WAITING, null()),
+    (False, True): select(literal(0), _MINE),
+}
+_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+_LOCK_CHARGER = select(Charger.id).where(Charger.id == bindparam("charger_id")).with_for_update()
+# acceptable(): the charger's taken windows and the user's own open requests for it
+_TAKEN_OR_MINE = select(Booking.start_at, Booking.end_at).where(
+    Booking.charger_id == bindparam("charger_id"),
+    Booking.start_at < bindparam("end"),
+    Booking.end_at > bindparam("start"),
+    or_(
+        Booking.status.in_(BOOKING_TAKEN),
+        and_(Booking.user_id == bindparam("user_id"), Booking.status.in_(OPEN)),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class _Shop:
     merchant_id: int
@@ -83,20 +139,7 @@ async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
     """``bookable_charger`` and its shop, in one statement (every step of a booking
     asks: the listing's row is read for its flags and name only)."""
     async with read(db):
-        row = (
-            await db.execute(
-                select(
-                    Charger,
-                    Listing.published,
-                    Listing.paused,
-                    Listing.merchant_id,
-                    Listing.shop_name,
-                )
-                .join(Listing, Listing.id == Charger.listing_id)
-                .where(Charger.id == charger_id)
-                .execution_options(populate_existing=True)
-            )
-        ).one_or_none()
+        row = (await db.execute(_BOOKABLE, {"charger_id": charger_id})).one_or_none()
         if row is None:
             raise NotFound("err.charger_gone")
         charger, published, paused, merchant_id, shop_name = row
@@ -148,14 +191,7 @@ async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[C
 
 
 async def busy_intervals(db: Db, charger_id: int, start: datetime, end: datetime) -> list[Interval]:
-    rows = await db.execute(
-        select(Booking.start_at, Booking.end_at).where(
-            Booking.charger_id == charger_id,
-            Booking.status.in_(BOOKING_TAKEN),
-            Booking.start_at < end,
-            Booking.end_at > start,
-        )
-    )
+    rows = await db.execute(_BUSY, {"charger_id": charger_id, "start": start, "end": end})
     return [(s, e) for s, e in rows.all()]
 
 
@@ -269,30 +305,15 @@ async def check_request_limits(
     Book is pressed) that saves the person typing a request bound to fail.
     """
     if lock:
-        await db.execute(select(User.id).where(User.id == user_id).with_for_update())
+        await db.execute(_LOCK_USER, {"user_id": user_id})
     capped = rules.max_open_requests is not None
     repeats = charger_id is not None and start is not None and end is not None
     if not capped and not repeats:
         return
     # both questions in one statement
+    window = {"charger_id": charger_id, "start": start, "end": end} if repeats else {}
     waiting, mine = (
-        await db.execute(
-            select(
-                _waiting(user_id) if capped else literal(0),
-                select(Booking.id)
-                .where(
-                    Booking.user_id == user_id,
-                    Booking.charger_id == charger_id,
-                    Booking.status.in_(OPEN),
-                    Booking.start_at < end,
-                    Booking.end_at > start,
-                )
-                .limit(1)
-                .scalar_subquery()
-                if repeats
-                else null(),
-            )
-        )
+        await db.execute(_LIMITS[capped, repeats], {"user_id": user_id, **window})
     ).one()
     if capped and waiting >= rules.max_open_requests:
         raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
@@ -300,21 +321,11 @@ async def check_request_limits(
         raise InvalidInput("err.booking_repeat", id=mine)
 
 
-def _waiting(user_id: int) -> ScalarSelect[int]:
-    """How many of the user's requests wait for an answer or a payment."""
-    return (
-        select(func.count())
-        .select_from(Booking)
-        .where(Booking.user_id == user_id, Booking.status.in_(WAITING))
-        .scalar_subquery()
-    )
-
-
 async def _at_request_cap(db: Db, user_id: int, rules: BookingRules) -> bool:
     """The user has as many requests waiting as the rules allow (none when no cap)."""
     if rules.max_open_requests is None:
         return False
-    waiting = await db.scalar(select(_waiting(user_id)))
+    waiting = await db.scalar(_WAITING_COUNT, {"user_id": user_id})
     return (waiting or 0) >= rules.max_open_requests
 
 
@@ -323,7 +334,7 @@ async def _locked(db: Db, booking_id: int) -> Booking:
     if booking is None:
         raise NotFound("err.booking_not_found")
     # serialise deciders of one charger: PostgreSQL row lock (SQLite: BEGIN IMMEDIATE)
-    await db.execute(select(Charger.id).where(Charger.id == booking.charger_id).with_for_update())
+    await db.execute(_LOCK_CHARGER, {"charger_id": booking.charger_id})
     return booking
 
 
@@ -691,19 +702,8 @@ async def acceptable(
             return [False] * len(windows)
         # one statement: the charger's taken windows and the user's own open requests
         # for it, within the span of all the windows
-        taken = (
-            await db.execute(
-                select(Booking.start_at, Booking.end_at).where(
-                    Booking.charger_id == charger.id,
-                    Booking.start_at < hi,
-                    Booking.end_at > lo,
-                    or_(
-                        Booking.status.in_(BOOKING_TAKEN),
-                        and_(Booking.user_id == user_id, Booking.status.in_(OPEN)),
-                    ),
-                )
-            )
-        ).all()
+        span = {"charger_id": charger.id, "user_id": user_id, "start": lo, "end": hi}
+        taken = (await db.execute(_TAKEN_OR_MINE, span)).all()
         return [
             window_allowed(charger, start, end, now, rules)
             and not any(s < end and e > start for s, e in taken)

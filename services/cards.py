@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -60,20 +60,39 @@ class CardInfo:
     is_photo: bool
 
 
+# Built once (building a statement costs more than running it: docs/benchmarks.md).
+# The state a card of each subject shows:
+_STATE_OF = {
+    subject: select(model.status).where(model.id == bindparam("subject_id"))
+    for subject, model in (
+        (Subject.BOOKING, Booking),
+        (Subject.CHARGE, ChargingSession),
+        (Subject.REVISION, ListingRevision),
+    )
+}
+# the chats holding a card of one subject (refresh_all for one subject)
+_HELD_ONE = (
+    select(Card.subject, Card.subject_id, Card.chat_id)
+    .where(Card.subject == bindparam("subject"), Card.subject_id == bindparam("subject_id"))
+    .distinct()
+)
+
+
+# a card recorded: a new row, or the message already recorded becomes this card
+def _record_statement(insert: Any) -> Any:
+    statement = insert(Card)
+    return statement.on_conflict_do_update(
+        index_elements=[Card.chat_id, Card.message_id],
+        set_={c: statement.excluded[c] for c in ("subject", "subject_id", "role", "is_photo")},
+    )
+
+
+_RECORD = {"postgresql": _record_statement(pg_insert), "sqlite": _record_statement(sqlite_insert)}
+
+
 async def state_of(db: Db, subject: Subject, subject_id: int) -> str | None:
     """The state a card of this subject shows (what a refresh would change)."""
-    status: object
-    match subject:
-        case Subject.BOOKING:
-            status = await db.scalar(select(Booking.status).where(Booking.id == subject_id))
-        case Subject.CHARGE:
-            status = await db.scalar(
-                select(ChargingSession.status).where(ChargingSession.id == subject_id)
-            )
-        case Subject.REVISION:
-            status = await db.scalar(
-                select(ListingRevision.status).where(ListingRevision.id == subject_id)
-            )
+    status = await db.scalar(_STATE_OF[subject], {"subject_id": subject_id})
     return None if status is None else str(status)
 
 
@@ -91,21 +110,16 @@ async def record(
     the state it was rendered from; when the state moved on meanwhile, the card is
     refreshed at once. A message already recorded becomes this card."""
     subject = SUBJECTS[role]
-    values = {
+    row = {
+        "chat_id": chat_id,
+        "message_id": message_id,
         "subject": subject.value,
         "subject_id": subject_id,
         "role": role.value,
         "is_photo": is_photo,
     }
-    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     async with transaction(db):
-        # one statement: a new card, or the message already recorded becomes this one
-        statement = insert(Card).values(chat_id=chat_id, message_id=message_id, **values)
-        await db.execute(
-            statement.on_conflict_do_update(
-                index_elements=[Card.chat_id, Card.message_id], set_=values
-            )
-        )
+        await db.execute(_RECORD[db.get_bind().dialect.name], row)
         if shown is not None and await state_of(db, subject, subject_id) != shown:
             _owe(db, subject, subject_id, chat_id)
 
@@ -149,6 +163,10 @@ async def refresh_all(db: Db, *subjects: tuple[Subject, int]) -> None:
 
 async def _held(db: Db, subjects: Sequence[tuple[Subject, int]]) -> Sequence[Row[str, int, int]]:
     """(subject, subject id, chat id) of each chat holding a card of the subjects."""
+    if len(subjects) == 1:
+        ((subject, subject_id),) = subjects
+        one = {"subject": subject.value, "subject_id": subject_id}
+        return (await db.execute(_HELD_ONE, one)).all()
     return (
         await db.execute(
             select(Card.subject, Card.subject_id, Card.chat_id)

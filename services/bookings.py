@@ -109,6 +109,10 @@ _MINE = (
     .scalar_subquery()
 )
 _WAITING_COUNT = select(_WAITING)
+# a listing's card: its columns beside each active charger's
+_LISTING_CARD = LISTINGS_WITH_CHARGERS.where(
+    Listing.id == bindparam("listing_id"), Charger.active.is_(True)
+).order_by(Charger.position)
 # check_request_limits' two questions in one statement, by which of them apply
 _LIMITS = {
     (True, True): select(_WAITING, _MINE),
@@ -177,13 +181,7 @@ async def bookable_listing(db: Db, listing_id: int) -> tuple[ListingInfo, list[C
     One statement: the listing's columns beside each active charger's (a listing
     with none has no row, and is refused as one that cannot be booked)."""
     async with read(db):
-        rows = (
-            await db.execute(
-                LISTINGS_WITH_CHARGERS.where(
-                    Listing.id == listing_id, Charger.active.is_(True)
-                ).order_by(Charger.position)
-            )
-        ).all()
+        rows = (await db.execute(_LISTING_CARD, {"listing_id": listing_id})).all()
     pairs = [listing_and_charger(row) for row in rows]
     if not pairs or not bookable(pairs[0][0]):
         raise NotFound("err.listing_unavailable")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, or_, select
+from sqlalchemy import String, bindparam, cast, or_, select
 
 from models import Booking, Charger, Listing
 from models.enums import BOOKING_TAKEN
@@ -54,6 +54,37 @@ def opening(hit: Hit, now: datetime, zone: ZoneInfo) -> tuple[bool, datetime | N
 SHORTEST_FREE = timedelta(minutes=15)
 
 
+# /find's statements, built once (building one costs more than running it)
+# the chargers' taken windows around today and tomorrow
+_TAKEN = select(Booking.charger_id, Booking.start_at, Booking.end_at).where(
+    Booking.charger_id.in_(bindparam("ids", expanding=True)),
+    Booking.status.in_(BOOKING_TAKEN),
+    Booking.end_at > bindparam("start"),
+    Booking.start_at < bindparam("end"),
+)
+# the rows of a page's chargers, each beside its listing's
+_ROWS = LISTINGS_WITH_CHARGERS.where(Charger.id.in_(bindparam("ids", expanding=True)))
+# the public listings' active chargers inside a box of latitude and longitude
+_IN_BOX = (
+    select(
+        Listing.id,
+        Listing.latitude,
+        Listing.longitude,
+        Charger.id,
+        cast(Charger.device_kinds, String),
+        cast(Charger.hours, String),
+    )
+    .join(Charger, Charger.listing_id == Listing.id)
+    .where(
+        Listing.published.is_(True),
+        Listing.paused.is_(False),
+        Charger.active.is_(True),
+        Listing.latitude.between(bindparam("south"), bindparam("north")),
+        Listing.longitude.between(bindparam("west"), bindparam("east")),
+    )
+)
+
+
 async def next_free(
     db: Db, chargers: Sequence[ChargerInfo], now: datetime, zone: ZoneInfo
 ) -> dict[int, datetime | None]:
@@ -64,14 +95,8 @@ async def next_free(
     busy: dict[int, list[Interval]] = {i: [] for i in ids}
     if ids:
         async with read(db):
-            rows = await db.execute(
-                select(Booking.charger_id, Booking.start_at, Booking.end_at).where(
-                    Booking.charger_id.in_(ids),
-                    Booking.status.in_(BOOKING_TAKEN),
-                    Booking.end_at > now - timedelta(days=1),
-                    Booking.start_at < now + timedelta(days=3),
-                )
-            )
+            span = {"ids": ids, "start": now - timedelta(days=1), "end": now + timedelta(days=3)}
+            rows = await db.execute(_TAKEN, span)
             for charger_id, start, end in rows.all():
                 busy[charger_id].append((start, end))
     today = now.astimezone(zone).date()
@@ -145,7 +170,7 @@ async def load(db: Db, ranked: Sequence[Ranked]) -> list[Hit]:
     listings: dict[int, ListingInfo] = {}
     chargers: dict[int, ChargerInfo] = {}
     wanted = [c for r in ranked for c in r.charger_ids]
-    for row in await db.execute(LISTINGS_WITH_CHARGERS.where(Charger.id.in_(wanted))):
+    for row in await db.execute(_ROWS, {"ids": wanted}):
         listing, charger = listing_and_charger(row)
         listings.setdefault(listing.id, listing)
         chargers[charger.id] = charger
@@ -195,24 +220,8 @@ async def _candidates(
 ) -> dict[int, tuple[float, list[int]]]:
     """listing id → (distance, matching charger ids) for listings within ``radius_km``."""
     south, north, west, east = bounding_box(lat, lon, radius_km)
-    rows = await db.execute(
-        select(
-            Listing.id,
-            Listing.latitude,
-            Listing.longitude,
-            Charger.id,
-            cast(Charger.device_kinds, String),
-            cast(Charger.hours, String),
-        )
-        .join(Charger, Charger.listing_id == Listing.id)
-        .where(
-            Listing.published.is_(True),
-            Listing.paused.is_(False),
-            Charger.active.is_(True),
-            Listing.latitude.between(south, north),
-            Listing.longitude.between(west, east),
-        )
-    )
+    box = {"south": south, "north": north, "west": west, "east": east}
+    rows = await db.execute(_IN_BOX, box)
     wanted_kind = f'"{kind}"' if kind else None
     candidates: dict[int, tuple[float, list[int]]] = {}
     for listing_id, lat2, lon2, charger_id, kinds_json, hours_json in rows.all():

@@ -596,6 +596,7 @@ async def finish(
             cost_minor=the_bill.cost_minor,
             end_reason=why,
         )
+        settlement.split(order, rules.money)  # in the INSERT, not an UPDATE after it
         db.add(order)
         await db.flush()
         await db.execute(

@@ -40,6 +40,14 @@ class Settlement:
     shortfall_invoice_id: int | None  # owed when the wallet went below zero
 
 
+def split(order: Order, rules: MoneyRules) -> None:
+    """The order's cost split into the platform's fee and the merchant's share
+    (``settle`` does it too; called before the order is first written, it saves
+    writing them in an UPDATE after)."""
+    fee = percent_of(order.cost_minor, rules.platform_fee_percent)
+    order.fee_minor, order.merchant_minor = fee, order.cost_minor - fee
+
+
 async def settle(
     db: Db, order: Order, booking: Booking, rules: MoneyRules, now: datetime
 ) -> Settlement:
@@ -50,8 +58,8 @@ async def settle(
     (at least the currency's minimum) is then owed to the user."""
     code = order.currency
     cost = order.cost_minor
-    fee = percent_of(cost, rules.platform_fee_percent)
-    order.fee_minor, order.merchant_minor = fee, cost - fee
+    split(order, rules)
+    fee = order.fee_minor
     wallet_key = ledger.wallet(order.user_id, code)
     if booking.prepaid_minor is None:  # pay at the shop: nothing moves now
         order.payment = OrderPayment.PAY_AT_SHOP

@@ -32,7 +32,7 @@ from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
-from services.returning import take_row, update_returning
+from services.returning import move_returning, take_row
 from services.text import clean_reason
 from services.tx import Db, read, transaction
 from services.windows import Interval, fits_hours, free_windows
@@ -348,11 +348,8 @@ async def _move(
 
     The UPDATE returns the row as it wrote it, and ``booking`` takes those values
     (no second read of the row, nor of its charger)."""
-    row = await update_returning(
-        db,
-        Booking,
-        (Booking.id == booking.id, Booking.status.in_(allowed)),
-        {"status": to, "decided_at": utcnow(), "reason": reason},
+    row = await move_returning(
+        db, Booking, booking.id, allowed, {"status": to, "decided_at": utcnow(), "reason": reason}
     )
     if row is None:
         return False

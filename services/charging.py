@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.util import identity_key
@@ -41,7 +41,7 @@ from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import PAY_AT_SHOP, MoneyRules
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
-from services.returning import take_row, update_returning
+from services.returning import move_returning, take_row
 from services.tx import Db, read, transaction
 
 # a walk-up (issue #15) not started this long after it was accepted is a no-show
@@ -105,6 +105,8 @@ async def charger_by_token(db: Db, token: str) -> tuple[Charger, Listing]:
 async def active_session(
     db: Db, *, charger_id: int | None = None, user_id: int | None = None
 ) -> ChargingSession | None:
+    if charger_id is not None and user_id is None:  # a start's question: built once
+        return (await db.scalars(_ACTIVE_ON, {"charger_id": charger_id})).one_or_none()
     query = select(ChargingSession).where(ChargingSession.status.in_(ACTIVE_SESSION))
     if charger_id is not None:
         query = query.where(ChargingSession.charger_id == charger_id)
@@ -112,6 +114,19 @@ async def active_session(
         query = query.where(ChargingSession.user_id == user_id)
     query = query.order_by(ChargingSession.id.desc()).limit(1)
     return (await db.scalars(query.execution_options(populate_existing=True))).one_or_none()
+
+
+# a charger's active session
+_ACTIVE_ON = (
+    select(ChargingSession)
+    .where(
+        ChargingSession.status.in_(ACTIVE_SESSION),
+        ChargingSession.charger_id == bindparam("charger_id"),
+    )
+    .order_by(ChargingSession.id.desc())
+    .limit(1)
+    .execution_options(populate_existing=True)
+)
 
 
 async def get(db: Db, session_id: int) -> ChargingSession:
@@ -255,6 +270,28 @@ async def token_for_code(db: Db, code: str) -> str:
 # -- starting --------------------------------------------------------------------------
 
 
+# A start's statements, built once (building one costs more than running it)
+# the booking and its charger, read and locked in one statement
+_BOOKING_AND_CHARGER = (
+    select(Booking)
+    .join(Charger, Charger.id == Booking.charger_id)
+    .options(contains_eager(Booking.charger))
+    .where(Booking.id == bindparam("booking_id"))
+    .with_for_update(of=(Booking, Charger))
+    .execution_options(populate_existing=True)
+)
+# the device confirmed: the booking charges, if still accepted and its window open
+_BOOKING_CHARGING = (
+    update(Booking)
+    .where(
+        Booking.id == bindparam("booking_id"),
+        Booking.status == BookingStatus.ACCEPTED,
+        Booking.end_at > bindparam("at"),
+    )
+    .values(status=BookingStatus.CHARGING)
+)
+
+
 async def begin_start(
     db: Db,
     *,
@@ -270,16 +307,7 @@ async def begin_start(
         # the booking and its charger read and locked in one statement (PostgreSQL:
         # the charger's lock serialises its starts, the booking's keeps its status
         # as read; SQLite's BEGIN IMMEDIATE serialises the whole unit)
-        booking = (
-            await db.scalars(
-                select(Booking)
-                .join(Charger, Charger.id == Booking.charger_id)
-                .options(contains_eager(Booking.charger))
-                .where(Booking.id == booking_id)
-                .with_for_update(of=(Booking, Charger))
-                .execution_options(populate_existing=True)
-            )
-        ).one_or_none()
+        booking = (await db.scalars(_BOOKING_AND_CHARGER, {"booking_id": booking_id})).one_or_none()
         if booking is None:
             raise NotFound("err.booking_not_found")
         if booking.user_id != user_id:
@@ -324,12 +352,7 @@ async def _move(
 
     The UPDATE returns the row as written: a session already read in this
     transaction (with its booking) takes those values, with no second read."""
-    row = await update_returning(
-        db,
-        ChargingSession,
-        (ChargingSession.id == charging_id, ChargingSession.status.in_(allowed)),
-        {"status": to, **values},
-    )
+    row = await move_returning(db, ChargingSession, charging_id, allowed, {"status": to, **values})
     if row is None:
         return None
     audit.record(db, "session", charging_id, to.value, actor, None, to.value)
@@ -370,15 +393,7 @@ async def confirm_start(
         )
         if charge is None:
             return None
-        moved = await db.execute(
-            update(Booking)
-            .where(
-                Booking.id == charge.booking_id,
-                Booking.status == BookingStatus.ACCEPTED,
-                Booking.end_at > at,
-            )
-            .values(status=BookingStatus.CHARGING)
-        )
+        moved = await db.execute(_BOOKING_CHARGING, {"booking_id": charge.booking_id, "at": at})
         too_late = moved.rowcount != 1  # type: ignore[attr-defined]
         if too_late:
             await db.execute(

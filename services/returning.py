@@ -1,10 +1,11 @@
 """A conditional UPDATE that gives its row back as written, so the object already
 read in the session takes the new values without a second read of the row."""
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Hashable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, inspect, update
+from sqlalchemy import Row, bindparam, inspect, update
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -21,20 +22,27 @@ def _columns(model: type) -> list[tuple[str, Any]]:
     return _COLUMNS[model]
 
 
-async def update_returning(
-    db: Db, model: type, where: Iterable[ColumnElement[bool]], values: dict[str, Any]
+async def move_returning(
+    db: Db, model: Any, row_id: int, allowed: tuple[Hashable, ...], values: dict[str, Any]
 ) -> Row[Any] | None:
-    """``UPDATE model SET values WHERE where RETURNING`` every column; None when no row
-    matched (another path moved it first)."""
+    """``UPDATE model SET values WHERE id = row_id AND status IN allowed RETURNING``
+    every column; None when no row matched (another path moved it first)."""
+    statement = _move_statement(model, allowed, tuple(values))
+    params = {"row_id": row_id, **{f"new_{key}": value for key, value in values.items()}}
+    return (await db.execute(statement, params)).one_or_none()
+
+
+@functools.cache
+def _move_statement(model: Any, allowed: tuple[Hashable, ...], keys: tuple[str, ...]) -> Any:
+    """Built once for each kind of move (building a statement costs more than
+    running it: docs/benchmarks.md)."""
     return (
-        await db.execute(
-            update(model)
-            .where(*where)
-            .values(**values)
-            .returning(*(column for _key, column in _columns(model)))
-            .execution_options(synchronize_session=False)
-        )
-    ).one_or_none()
+        update(model)
+        .where(model.id == bindparam("row_id"), model.status.in_(allowed))
+        .values({key: bindparam(f"new_{key}") for key in keys})
+        .returning(*(column for _key, column in _columns(model)))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def take_row(obj: Any, row: Row[Any]) -> None:

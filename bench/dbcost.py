@@ -69,7 +69,13 @@ async def main(url: str | None) -> None:
     async def charger_built_each_time() -> None:
         async with open_db() as db:
             statement = (
-                select(Charger, Listing.published, Listing.paused, Listing.merchant_id)
+                select(
+                    Charger,
+                    Listing.published,
+                    Listing.paused,
+                    Listing.merchant_id,
+                    Listing.shop_name,
+                )
                 .join(Listing, Listing.id == Charger.listing_id)
                 .where(Charger.id == 1)
                 .execution_options(populate_existing=True)
@@ -108,7 +114,7 @@ async def main(url: str | None) -> None:
     await timed("a charger's read, statement built at each call", charger_built_each_time)
     await timed("the same read, statement built once (bookings._BOOKABLE)", charger_built_once)
     await timed("a read, then the FSM's UPDATE in a second transaction", read_then_fsm_unit)
-    await timed("the read and the FSM's UPDATE in one (services.tx.step)", read_and_fsm_in_one)
+    await timed("the read and the FSM's UPDATE in one transaction", read_and_fsm_in_one)
     await engine.dispose()
     if engine.url.get_backend_name() == "sqlite":
         raw = sqlite3.connect(engine.url.database or ":memory:", isolation_level=None)

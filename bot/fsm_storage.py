@@ -76,6 +76,9 @@ class SqlStorage(BaseStorage):
 
     async def _read(self, key: StorageKey) -> _Entry:
         storage_key = self._keys.build(key)
+        pending = _PENDING.get()
+        if pending is not None and storage_key in pending:  # written in this update
+            return pending[storage_key][1]
         entry = self._cache.get(storage_key)
         if entry is not None:
             return entry
@@ -107,8 +110,8 @@ class SqlStorage(BaseStorage):
 
     async def write_into(self, db: Db) -> Callable[[], None] | None:
         """The rows this update owes, written in ``db``'s unit of work (a handler's
-        ``step``): one statement each, whatever the row is now (an upsert, or a
-        delete of a row left empty), so the cache need not be right about it."""
+        ``step``): one statement each (an upsert of the fields written, or a delete
+        of a row left empty), with no read first."""
         pending = _PENDING.get()
         owed = {k: v for k, v in (pending or {}).items() if v[1] != v[0]}
         if pending is None or not owed:
@@ -129,20 +132,40 @@ class SqlStorage(BaseStorage):
 
         return written
 
+    def savepoint(self) -> Callable[[], None]:
+        """What undoes the writes made from now on (a step that rolled back): the
+        conversation is back where it was when the step began."""
+        pending = _PENDING.get()
+        if pending is None:
+            return lambda: None
+        saved = dict(pending)  # its entries are not changed in place, only replaced
+
+        def undo() -> None:
+            for storage_key, (before, _latest, _fields) in pending.items():
+                kept = saved[storage_key][1] if storage_key in saved else before
+                self._remember(storage_key, (kept[0], copy.deepcopy(kept[1])))
+            pending.clear()
+            pending.update(saved)
+
+        return undo
+
     async def _write(self, key: StorageKey, **values: Any) -> None:
         storage_key = self._keys.build(key)
         pending = _PENDING.get()
-        if pending is not None:
-            held = pending.get(storage_key)
-            known = held[1] if held is not None else self._cache.get(storage_key)
-            if known is not None:
-                state = values.get("state", known[0])
-                entry = (state, copy.deepcopy(dict(values.get("data", known[1]) or {})))
-                before, fields = (held[0], held[2]) if held is not None else (known, frozenset())
-                pending[storage_key] = (before, entry, fields | values.keys())
-                self._remember(storage_key, (state, copy.deepcopy(entry[1])))
-                return
-        await self._write_now(storage_key, values)
+        if pending is None:
+            await self._write_now(storage_key, values)
+            return
+        held = pending.get(storage_key)
+        known = held[1] if held is not None else self._cache.get(storage_key)
+        if known is None:
+            # read first (a read takes no write lock, which a step holds on SQLite);
+            # the write then waits for the step or the update's end like any other
+            known = await self._read(key)
+        state = values.get("state", known[0])
+        entry = (state, copy.deepcopy(dict(values.get("data", known[1]) or {})))
+        before, fields = (held[0], held[2]) if held is not None else (known, frozenset())
+        pending[storage_key] = (before, entry, fields | values.keys())
+        self._remember(storage_key, (state, copy.deepcopy(entry[1])))
 
     async def _write_now(self, storage_key: str, values: dict[str, Any]) -> None:
         # forgotten first: should the write fail, the next read asks the database
@@ -199,11 +222,17 @@ class SqlStorage(BaseStorage):
 
 
 # A step's statements, built once (building one costs more than SQLite takes to run it)
-_DELETE: Any = delete(FsmRecord).where(FsmRecord.key == bindparam("row_key"))
+# (no FsmRecord object is held where they run: nothing in the session to keep in step)
+_DELETE: Any = (
+    delete(FsmRecord)
+    .where(FsmRecord.key == bindparam("row_key"))
+    .execution_options(synchronize_session=False)
+)
 _UPDATE: Any = (
     update(FsmRecord)
     .where(FsmRecord.key == bindparam("row_key"))
     .values(state=bindparam("new_state"), data=bindparam("new_data"))
+    .execution_options(synchronize_session=False)
 )
 _INSERT: Any = insert(FsmRecord)
 

@@ -35,7 +35,8 @@ class DbSessionMiddleware(BaseMiddleware):
 
 class OneFsmWritePerUpdate(BaseMiddleware):
     """A conversation step's writes (aiogram's ``update_data`` then ``set_state``)
-    reach the database as one statement at the update's end (bot/fsm_storage.py)."""
+    reach the database as one statement: in the handler's ``step`` transaction
+    (services/tx.py) if it has one, else at the update's end (bot/fsm_storage.py)."""
 
     def __init__(self, storage: SqlStorage) -> None:
         self._storage = storage

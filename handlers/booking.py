@@ -113,9 +113,10 @@ async def model(message: Message, state: FSMContext, db: Db, t: Translator, conf
         ("btn.now_2h", starting_now(2, now)),
         ("booking.quick_evening", parse_window("today 18:00-20:00", now, config.zone)),
     ]
+    # the answer is kept whatever the read below says (written in its transaction)
+    await state.update_data(model="" if text in all_variants("btn.skip") else text)
+    await state.set_state(BookForm.when)
     async with step(db):
-        await state.update_data(model="" if text in all_variants("btn.skip") else text)
-        await state.set_state(BookForm.when)
         fits = await bookings.acceptable(
             db,
             user_id=message.from_user.id,

@@ -53,11 +53,11 @@ async def where(message: Message, state: FSMContext, db: Db, t: Translator, conf
         await message.answer(t("cancel.done"), reply_markup=ReplyKeyboardRemove())
         return
     if message.location:
+        await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
         async with step(db):  # the search and the point kept for its pages
             await state.clear()
             await state.update_data(find_at=[message.location.latitude, message.location.longitude])
             text, markup = await _page(db, state, t, config, FindCb(action=FindAction.PAGE))
-        await message.answer(t("find.searching"), reply_markup=ReplyKeyboardRemove())
         await message.answer(text, reply_markup=markup)
         return
     if message.text and len(message.text.strip()) >= 2:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from models import (
@@ -289,6 +290,7 @@ _BOOKING_CHARGING = (
         Booking.end_at > bindparam("at"),
     )
     .values(status=BookingStatus.CHARGING)
+    .execution_options(synchronize_session=False)  # the booking held is set by hand
 )
 
 
@@ -395,6 +397,9 @@ async def confirm_start(
             return None
         moved = await db.execute(_BOOKING_CHARGING, {"booking_id": charge.booking_id, "at": at})
         too_late = moved.rowcount != 1  # type: ignore[attr-defined]
+        held = db.identity_map.get(identity_key(Booking, charge.booking_id))
+        if not too_late and isinstance(held, Booking):  # as the database now has it
+            set_committed_value(held, "status", BookingStatus.CHARGING)
         if too_late:
             await db.execute(
                 update(ChargingSession)

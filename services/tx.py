@@ -5,10 +5,11 @@ the ``Db`` alias, so handlers need no SQLAlchemy import); the factory that opens
 them is ``open_db``. ("session" alone means a charging session.)
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,8 +35,15 @@ class OwedWrites(Protocol):
         unit roll back, the writes stay owed."""
         ...
 
+    def savepoint(self) -> Callable[[], None]:
+        """What undoes the writes owed from now on (a step that rolled back)."""
+        ...
+
 
 _OWED: ContextVar[OwedWrites | None] = ContextVar("owed_writes", default=None)
+# the task holding the write gate (SQLite): a second unit it opened on another
+# session would wait for itself
+_GATE_HOLDER: ContextVar[asyncio.Task[Any] | None] = ContextVar("gate_holder", default=None)
 
 
 @contextmanager
@@ -67,8 +75,21 @@ async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
         return
     if db.in_transaction():
         await db.commit()
-    async with write_gate(db) or nullcontext(), _unit(db):
-        yield db
+    gate = write_gate(db)
+    if gate is None:
+        async with _unit(db):
+            yield db
+        return
+    me = asyncio.current_task()
+    if _GATE_HOLDER.get() is me:
+        raise RuntimeError("a unit of work inside another one's, on a second session")
+    async with gate:
+        holder = _GATE_HOLDER.set(me)
+        try:
+            async with _unit(db):
+                yield db
+        finally:
+            _GATE_HOLDER.reset(holder)
 
 
 @asynccontextmanager
@@ -76,15 +97,24 @@ async def step(db: AsyncSession) -> AsyncIterator[AsyncSession]:
     """A conversation step in one transaction: its reads, its domain writes, and
     the state the conversation moves to (what the update owes, ``owing``), written
     just before the commit. Nothing inside may wait on Telegram: on SQLite the
-    unit holds the write lock. On an error all of it rolls back and the state
-    is written at the update's end, as without a step."""
+    unit holds the write lock.
+
+    On an error all of it rolls back, the state set inside the step included (the
+    conversation stays where it was); a state the update set before the step is
+    written at the update's end, as without a step."""
     if db.info.get(_IN_UNIT):  # part of an outer unit: what is owed waits for the update's end
         yield db
         return
-    async with transaction(db):
-        yield db
-        owed = _OWED.get()
-        done = await owed.write_into(db) if owed is not None else None
+    owed = _OWED.get()
+    undo = owed.savepoint() if owed is not None else None
+    try:
+        async with transaction(db):
+            yield db
+            done = await owed.write_into(db) if owed is not None else None
+    except BaseException:
+        if undo is not None:
+            undo()
+        raise
     if done is not None:
         done()
 

@@ -310,6 +310,7 @@ async def test_a_confirmed_start_starts_the_clock_at_the_confirmation(
     await settle(control)
 
     assert started.status == SessionStatus.CHARGING
+    assert started.booking.status == BookingStatus.CHARGING  # the row held, kept in step
     assert before <= started.requested_at
     # the clock starts when the device confirmed, not when the user asked
     assert started.started_at - started.requested_at >= timedelta(seconds=0.3)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
 from aiogram.methods import SendMessage
 from aiogram.methods.base import Response
@@ -337,8 +338,8 @@ async def test_a_step_is_one_transaction_with_its_conversation_state(engine, ope
     assert seen == ["SELECT", "INSERT", "INSERT", "SELECT"]  # (the last: stored())
     assert begun == ["BEGIN", "BEGIN"]
 
-    # a step that fails rolls back, and its conversation state is written at the
-    # update's end, as without a step
+    # a step that fails rolls back, the state it set included: the conversation stays
+    # where it was
     try:
         async with storage.one_write_per_update(), open_db() as db, step(db):
             await storage.set_state(KEY, "Booking:when")
@@ -347,7 +348,8 @@ async def test_a_step_is_one_transaction_with_its_conversation_state(engine, ope
             raise RuntimeError("refused")
     except RuntimeError:
         pass
-    assert await stored(open_db) == ("Booking:when", {"kind": "e_bike"})
+    assert await stored(open_db) == ("Booking:model", {"kind": "e_bike"})
+    assert await storage.get_state(KEY) == "Booking:model"
     async with open_db() as db:
         assert await db.get(User, 6) is None
 
@@ -363,3 +365,52 @@ async def test_a_step_is_one_transaction_with_its_conversation_state(engine, ope
         await storage.set_data(KEY, {})
     assert await stored(open_db) is None
     assert await storage.get_state(KEY) is None
+
+
+async def test_a_step_that_fails_leaves_the_conversation_where_it_was(engine, open_db) -> None:
+    storage = SqlStorage(open_db)
+    await storage.set_state(KEY, "Booking:model")
+    try:
+        async with storage.one_write_per_update(), open_db() as db:
+            await storage.set_data(KEY, {"model": "G5"})  # before the step: kept
+            async with step(db):
+                await storage.set_state(KEY, "Booking:confirm")  # inside: undone
+                await storage.set_data(KEY, {"model": "G5", "start": "10:00"})
+                raise RuntimeError("the commit failed")
+    except RuntimeError:
+        pass
+    assert await storage.get_state(KEY) == "Booking:model"
+    assert await storage.get_data(KEY) == {"model": "G5"}
+    assert await stored(open_db) == ("Booking:model", {"model": "G5"})
+
+
+async def test_a_step_with_no_cache_reads_first_and_still_writes_in_its_transaction(
+    engine, open_db
+) -> None:
+    # webhook mode keeps no copy of the conversations (several instances write them):
+    # a write inside a step must not open a unit of its own (on SQLite it would wait
+    # for the write lock the step holds)
+    storage = SqlStorage(open_db, cache_size=0)
+    await storage.set_state(KEY, "Booking:kind")
+    with transactions(engine) as begun:
+        async with storage.one_write_per_update(), open_db() as db:
+            async with asyncio.timeout(10), step(db):
+                await storage.set_state(KEY, "Booking:model")
+                await storage.update_data(KEY, {"kind": "e_bike"})
+                # the update reads what it wrote, with no copy kept
+                assert await storage.get_state(KEY) == "Booking:model"
+            begun_in_update = len(begun)
+    # the read of the row (no write lock), then the step's one transaction
+    assert begun_in_update == 2
+    assert await stored(open_db) == ("Booking:model", {"kind": "e_bike"})
+
+
+async def test_a_second_unit_inside_a_step_is_refused_not_left_waiting(engine, open_db) -> None:
+    async with open_db() as db, open_db() as other, step(db):
+        if engine.dialect.name == "sqlite":  # it would wait for the gate the step holds
+            with pytest.raises(RuntimeError):
+                async with asyncio.timeout(10), transaction(other):
+                    pass
+        else:  # row locks: no gate to wait on
+            async with transaction(other):
+                pass

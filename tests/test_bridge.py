@@ -166,6 +166,8 @@ async def test_power_commands_carry_the_meter_total_read_in_their_round_trip(
         assert on.energy_at is not None and on.energy_at >= sent_on
         assert on.energy_kwh == pytest.approx(plug.energy_wh() / 1000, abs=0.05)
         question = "Status 8" if family == "tasmota" else "Switch.GetStatus"
+        # the answer may come before the plug has logged the question sent behind it
+        await wait_until(lambda: len(_after_last_switch(plug, True)) >= 2)
         assert _after_last_switch(plug, True) == [
             "POWER ON" if family == "tasmota" else "Switch.Set",
             question,
@@ -181,6 +183,7 @@ async def test_power_commands_carry_the_meter_total_read_in_their_round_trip(
         assert off.energy_kwh > on.energy_kwh + 0.05
         # one question, pipelined behind the command: no state question after it
         command = "POWER OFF" if family == "tasmota" else "Switch.Set"
+        await wait_until(lambda: len(_after_last_switch(plug, False)) >= 2)
         assert _after_last_switch(plug, False) == [command, question]
     finally:
         await plug.stop()

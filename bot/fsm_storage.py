@@ -28,10 +28,10 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from sqlalchemy import bindparam, delete, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from models import FsmRecord
+from models.db import upsert_insert
 from services.lru import Lru
 from services.tx import Db, OpenDb, owing, transaction
 
@@ -240,7 +240,7 @@ _INSERT: Any = insert(FsmRecord)
 @functools.cache
 def _upsert(dialect: str, fields: frozenset[str]) -> Any:
     """A row written whatever it is now; an existing row gets ``fields`` only."""
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(FsmRecord)
+    statement = upsert_insert(dialect, FsmRecord)
     return statement.on_conflict_do_update(
         index_elements=[FsmRecord.key], set_={f: statement.excluded[f] for f in sorted(fields)}
     )

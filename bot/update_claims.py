@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.renewal import renewing
 from models import HandledUpdate
 from models.base import utcnow
+from models.db import upsert_insert
 from services.tx import Db, OpenDb, transaction
 
 log = logging.getLogger(__name__)
@@ -167,9 +167,8 @@ class SqlUpdateClaims(UpdateClaims):
         until = now + timedelta(seconds=self.claim_seconds)
         async with self.open_db() as db, transaction(db):
             await self._prune(db)
-            dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
             inserted = await db.scalar(
-                dialect.insert(HandledUpdate)
+                upsert_insert(db.get_bind().dialect.name, HandledUpdate)
                 .values(update_id=update_id, received_at=now, owner=owner, claimed_until=until)
                 .on_conflict_do_nothing(index_elements=["update_id"])
                 .returning(HandledUpdate.update_id)

@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -166,3 +167,9 @@ def write_gate(db: AsyncSession) -> asyncio.Lock | None:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def upsert_insert(dialect: str, table: type | Table) -> Any:
+    """The database's own ``INSERT`` (``dialect``: the engine's dialect name), which has
+    ``ON CONFLICT``: PostgreSQL's, else SQLite's (the two databases we run on)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)

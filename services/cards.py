@@ -14,10 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models import Booking, Card, ChargingSession, ListingRevision, OutboxMessage
+from models.db import upsert_insert
 from services import outbox
 from services.outbox import OutboxKind
 from services.tx import Db, read, transaction
@@ -79,15 +78,15 @@ _HELD_ONE = (
 
 
 # a card recorded: a new row, or the message already recorded becomes this card
-def _record_statement(insert: Any) -> Any:
-    statement = insert(Card)
+def _record_statement(dialect: str) -> Any:
+    statement = upsert_insert(dialect, Card)
     return statement.on_conflict_do_update(
         index_elements=[Card.chat_id, Card.message_id],
         set_={c: statement.excluded[c] for c in ("subject", "subject_id", "role", "is_photo")},
     )
 
 
-_RECORD = {"postgresql": _record_statement(pg_insert), "sqlite": _record_statement(sqlite_insert)}
+_RECORD = {dialect: _record_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 async def state_of(db: Db, subject: Subject, subject_id: int) -> str | None:

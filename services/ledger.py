@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from models.base import utcnow
+from models.db import upsert_insert
 from models.money import PLATFORM
 from services.tx import Db
 
@@ -107,9 +106,8 @@ async def account_id(db: Db, account: AccountKey) -> int:
     found = await db.scalar(select(LedgerAccount.id).where(*where))
     if found is not None:
         return found
-    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     await db.execute(
-        insert(LedgerAccount)
+        upsert_insert(db.get_bind().dialect.name, LedgerAccount)
         .values(kind=kind, owner_id=owner, currency=currency, balance_minor=0, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["kind", "owner_id", "currency"])
     )

@@ -193,13 +193,15 @@ def resume_or_restart(t: Translator) -> InlineKeyboardMarkup:
 
 
 def booking_decision(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.accept"),
-        callback_data=BookingCb(action=BookingAction.ACCEPT, booking_id=booking_id),
-    )
-    builder.button(
-        text=t("btn.reject"),
-        callback_data=BookingCb(action=BookingAction.REJECT, booking_id=booking_id),
-    )
-    return builder.as_markup()
+    # built directly (InlineKeyboardBuilder deep-copies at each add): every booking
+    # request's card carries it
+    row = [
+        InlineKeyboardButton(
+            text=t(label), callback_data=BookingCb(action=action, booking_id=booking_id).pack()
+        )
+        for label, action in (
+            ("btn.accept", BookingAction.ACCEPT),
+            ("btn.reject", BookingAction.REJECT),
+        )
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[row])

@@ -3,8 +3,8 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardMarkup
-from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from services import bookings
 from services.bookings import REJECT_PRESETS, Quote
@@ -16,6 +16,13 @@ from ui import paging
 from ui.callbacks import BookCb, BookingAction, BookingCb, FindAction, FindCb, PageOf
 from ui.i18n import Html, Translator
 from ui.views.listing import fit, hours_text, supply_text
+
+
+# These views are on the busiest steps (/find's page, a card, a booking's summary and
+# its actions), so they build their rows directly: InlineKeyboardBuilder deep-copies
+# every button it holds at each add, a tenth of the location step's CPU for a page.
+def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
 
 
 def money(t: Translator, minor: int | None, currency: str) -> str:
@@ -197,10 +204,11 @@ def summary(
         tariff=tariff_text(t, charger.price_minor, charger.price_unit, charger.currency),
         estimate=estimate,
     )
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.confirm"), callback_data=BookingCb(action=BookingAction.CONFIRM))
-    builder.button(text=t("btn.cancel"), callback_data=BookingCb(action=BookingAction.DROP))
-    return text, builder.as_markup()
+    row = [
+        _button(t("btn.confirm"), BookingCb(action=BookingAction.CONFIRM)),
+        _button(t("btn.cancel"), BookingCb(action=BookingAction.DROP)),
+    ]
+    return text, InlineKeyboardMarkup(inline_keyboard=[row])
 
 
 LISTS = {PageOf.MINE: "booking.mine", PageOf.INCOMING: "booking.incoming"}
@@ -227,14 +235,12 @@ def bookings_list(
         for booking in page.items
     ]
     header = t("booking.list_header", title=t(LISTS[of]), page=paging.counter(t, page))
-    builder = InlineKeyboardBuilder()
-    for booking in page.items:
-        builder.button(
-            text=f"#{booking.id}",
-            callback_data=BookingCb(action=BookingAction.OPEN, booking_id=booking.id),
-        )
-    builder.adjust(5)
-    markup = paging.with_nav(t, of, page, builder.as_markup())
+    buttons = [
+        _button(f"#{booking.id}", BookingCb(action=BookingAction.OPEN, booking_id=booking.id))
+        for booking in page.items
+    ]
+    rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+    markup = paging.with_nav(t, of, page, InlineKeyboardMarkup(inline_keyboard=rows))
     return fit(header + "\n" + "\n".join(lines)), markup
 
 
@@ -242,51 +248,46 @@ def booking_actions(
     t: Translator, booking: BookingInfo, person: int, now: datetime
 ) -> InlineKeyboardMarkup | None:
     """Cancel for its user, Accept and Reject for its merchant, while they apply."""
-    builder = InlineKeyboardBuilder()
+    row = []
     if person == booking.user_id and bookings.cancellable(booking, now):
-        builder.button(
-            text=t("btn.cancel_booking"),
-            callback_data=BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+        row.append(
+            _button(
+                t("btn.cancel_booking"),
+                BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+            )
         )
     if person == booking.merchant_id and bookings.decidable(booking):
-        builder.button(
-            text=t("btn.accept"),
-            callback_data=BookingCb(action=BookingAction.ACCEPT, booking_id=booking.id),
-        )
-        builder.button(
-            text=t("btn.reject"),
-            callback_data=BookingCb(action=BookingAction.REJECT, booking_id=booking.id),
-        )
-    return builder.as_markup() if builder.buttons else None
+        row += [
+            _button(t("btn.accept"), BookingCb(action=BookingAction.ACCEPT, booking_id=booking.id)),
+            _button(t("btn.reject"), BookingCb(action=BookingAction.REJECT, booking_id=booking.id)),
+        ]
+    return InlineKeyboardMarkup(inline_keyboard=[row]) if row else None
 
 
 def cancel_confirm_buttons(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
     """Cancelling an accepted booking asks first."""
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.cancel_yes"),
-        callback_data=BookingCb(action=BookingAction.CANCEL_YES, booking_id=booking_id),
-    )
-    builder.button(
-        text=t("btn.keep_booking"),
-        callback_data=BookingCb(action=BookingAction.KEEP, booking_id=booking_id),
-    )
-    return builder.as_markup()
+    row = [
+        _button(
+            t("btn.cancel_yes"), BookingCb(action=BookingAction.CANCEL_YES, booking_id=booking_id)
+        ),
+        _button(t("btn.keep_booking"), BookingCb(action=BookingAction.KEEP, booking_id=booking_id)),
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
 
 
 def reminder_buttons(t: Translator, booking: BookingInfo, now: datetime) -> InlineKeyboardMarkup:
     """A reminder's On my way, and Cancel while the booking may still be cancelled."""
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("btn.on_my_way"),
-        callback_data=BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id),
-    )
+    row = [
+        _button(t("btn.on_my_way"), BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id))
+    ]
     if bookings.cancellable(booking, now):
-        builder.button(
-            text=t("btn.cancel_booking"),
-            callback_data=BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+        row.append(
+            _button(
+                t("btn.cancel_booking"),
+                BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
+            )
         )
-    return builder.as_markup()
+    return InlineKeyboardMarkup(inline_keyboard=[row])
 
 
 # -- /find -----------------------------------------------------------------------------
@@ -303,70 +304,68 @@ def find_page(
     """A page of chargers near the person: a line and a button for each, ◀️ / ▶️,
     and the filters (device kind, open now)."""
     first = page.offset + 1
-    builder = InlineKeyboardBuilder()
-    for i, hit in enumerate(page.items, start=first):
-        builder.button(
-            text=f"{i}. {hit.listing.shop_name}",
-            callback_data=FindCb(
-                action=FindAction.CARD,
-                listing_id=hit.listing.id,
-                kind=cb.kind,
-                open_now=cb.open_now,
-                page=page.number,
-            ),
-        )
-    sizes = [1] * len(page.items)
-    nav = 0
+    rows = [
+        [
+            _button(
+                f"{i}. {hit.listing.shop_name}",
+                FindCb(
+                    action=FindAction.CARD,
+                    listing_id=hit.listing.id,
+                    kind=cb.kind,
+                    open_now=cb.open_now,
+                    page=page.number,
+                ),
+            )
+        ]
+        for i, hit in enumerate(page.items, start=first)
+    ]
+    nav = []
     if page.number > 0:
-        builder.button(
-            text=t("btn.previous"),
-            callback_data=cb.model_copy(
-                update={"action": FindAction.PAGE, "page": page.number - 1}
-            ),
+        nav.append(
+            _button(
+                t("btn.previous"),
+                cb.model_copy(update={"action": FindAction.PAGE, "page": page.number - 1}),
+            )
         )
-        nav += 1
     if page.number < page.pages - 1:
-        builder.button(
-            text=t("btn.next"),
-            callback_data=cb.model_copy(
-                update={"action": FindAction.PAGE, "page": page.number + 1}
-            ),
+        nav.append(
+            _button(
+                t("btn.next"),
+                cb.model_copy(update={"action": FindAction.PAGE, "page": page.number + 1}),
+            )
         )
-        nav += 1
     if nav:
-        sizes.append(nav)
+        rows.append(nav)
     kind_label = t(f"kind.{cb.kind}") if cb.kind else t("find.any_device")
-    builder.button(
-        text=t("btn.filter_kind", kind=kind_label),
-        callback_data=cb.model_copy(update={"action": FindAction.KIND, "page": 0}),
+    rows.append(
+        [
+            _button(
+                t("btn.filter_kind", kind=kind_label),
+                cb.model_copy(update={"action": FindAction.KIND, "page": 0}),
+            ),
+            _button(
+                t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
+                cb.model_copy(
+                    update={"action": FindAction.PAGE, "page": 0, "open_now": not cb.open_now}
+                ),
+            ),
+        ]
     )
-    builder.button(
-        text=t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
-        callback_data=cb.model_copy(
-            update={"action": FindAction.PAGE, "page": 0, "open_now": not cb.open_now}
-        ),
-    )
-    sizes.append(2)
-    builder.adjust(*sizes)
+    markup = InlineKeyboardMarkup(inline_keyboard=rows)
     if not page.total:
-        return t("find.none"), builder.as_markup()
+        return t("find.none"), markup
     lines = [hit_line(t, i, hit, zone, now, free) for i, hit in enumerate(page.items, first)]
     header = t("find.header", count=page.total, page=page.number + 1, pages=page.pages)
-    return header + "\n\n" + "\n\n".join(lines), builder.as_markup()
+    return header + "\n\n" + "\n\n".join(lines), markup
 
 
 def card_buttons(
     t: Translator, listing: ListingInfo, chargers: list[ChargerInfo]
 ) -> InlineKeyboardMarkup:
     """Book for each charger, and the shop on a map."""
-    builder = InlineKeyboardBuilder()
-    for charger in chargers:
-        builder.button(
-            text=t("btn.book_charger", n=charger.position + 1),
-            callback_data=BookCb(charger_id=charger.id),
-        )
-    builder.button(
-        text=t("btn.show_map"), callback_data=FindCb(action=FindAction.MAP, listing_id=listing.id)
-    )
-    builder.adjust(*([1] * len(chargers)), 1)
-    return builder.as_markup()
+    rows = [
+        [_button(t("btn.book_charger", n=charger.position + 1), BookCb(charger_id=charger.id))]
+        for charger in chargers
+    ]
+    rows.append([_button(t("btn.show_map"), FindCb(action=FindAction.MAP, listing_id=listing.id))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)

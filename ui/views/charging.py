@@ -157,17 +157,23 @@ def running_list(
 
 
 def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn.start_charging"), callback_data=StartCb(booking_id=booking_id))
-    return builder.as_markup()
+    button = InlineKeyboardButton(
+        text=t("btn.start_charging"), callback_data=StartCb(booking_id=booking_id).pack()
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
 def _row(t: Translator, charge_id: int, *buttons: tuple[str, OnCharge]) -> InlineKeyboardMarkup:
-    """One row of buttons acting on a charging session: (label key, action) pairs."""
-    builder = InlineKeyboardBuilder()
-    for label, action in buttons:
-        builder.button(text=t(label), callback_data=ChargeCb(action=action, charge_id=charge_id))
-    return builder.as_markup()
+    """One row of buttons acting on a charging session: (label key, action) pairs.
+    Built directly, not with InlineKeyboardBuilder (which deep-copies its buttons at
+    each add): these go out on the Start and Stop legs."""
+    row = [
+        InlineKeyboardButton(
+            text=t(label), callback_data=ChargeCb(action=action, charge_id=charge_id).pack()
+        )
+        for label, action in buttons
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
 
 
 def running_buttons(

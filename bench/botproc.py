@@ -10,7 +10,9 @@ The probes:
 - MQTT: every message the bridge's client loop hands out is counted after the
   bridge's own handler ran; Shelly NotifyStatus events carry the plug's send time
   (params.ts), which gives the lag between publish and handling; the client's
-  incoming queue is sampled for the backlog.
+  incoming queue is sampled for the backlog;
+- SQL: the statements each update makes (SQLAlchemy's cursor executions, COMMIT not
+  counted, as in bench.sqlcount) and its transactions (the engine's "begin" events).
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ from aiogram.methods import GetUpdates
 CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("bench_update", default=None)
 
 
+def _what(update: Any) -> str:
+    """A step's name for the SQL breakdown: a command, "text", "location", or a
+    button's callback prefix (``bg:confirm``)."""
+    query = getattr(update, "callback_query", None)
+    if query is not None:
+        prefix, _, rest = (query.data or "").partition(":")
+        action = rest.split(":")[0]
+        return prefix if action.isdigit() or not action else f"{prefix}:{action}"
+    message = getattr(update, "message", None)
+    if message is None:
+        return "other"
+    if message.location is not None:
+        return "location"
+    text = message.text or ""
+    return text.split()[0] if text.startswith("/") else "text"
+
+
 class Probe:
     def __init__(self) -> None:
         self.arrival: dict[int, float] = {}
@@ -50,6 +69,27 @@ class Probe:
         self.offs: list[tuple[float, str]] = []  # (power-off published, topic)
         self.replies: list[tuple[float, str]] = []  # (a plug's "off" arrives, topic)
         self.orders: list[tuple[float, int, str]] = []  # ("Order #" leaves, chat, method)
+        # (arrival, statements, transactions, what the update was: see _what)
+        self.sql: list[tuple[float, int, int, str]] = []
+        self._sql_now: dict[int, list[int]] = {}  # update id -> [statements, transactions]
+
+    # -- SQL --------------------------------------------------------------------------------
+    def watch_sql(self) -> None:
+        """Count each update's statements and transactions (every engine of the process:
+        the listeners are on the Engine class; only what runs inside an update counts)."""
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        def counter(index: int) -> Any:
+            def count(*_: Any) -> None:
+                update_id = CURRENT.get()
+                if update_id is not None:
+                    self._sql_now.setdefault(update_id, [0, 0])[index] += 1
+
+            return count
+
+        event.listen(Engine, "before_cursor_execute", counter(0))
+        event.listen(Engine, "begin", counter(1))
 
     # -- Bot API requests -------------------------------------------------------------------
     def request_middleware(self) -> BaseRequestMiddleware:
@@ -93,8 +133,10 @@ class Probe:
         finally:
             CURRENT.reset(token)
             arrived = self.arrival.pop(update_id, None) if update_id is not None else None
+            sql = self._sql_now.pop(update_id, [0, 0]) if update_id is not None else [0, 0]
             if arrived is not None:
                 self.handled.append((arrived, time.monotonic()))
+                self.sql.append((arrived, sql[0], sql[1], _what(event)))
             self.answered.discard(update_id)  # type: ignore[arg-type]
 
     # -- MQTT -------------------------------------------------------------------------------
@@ -163,6 +205,7 @@ class Probe:
             "offs": self.offs,
             "replies": self.replies,
             "orders": self.orders,
+            "sql": self.sql,
         }
 
 
@@ -174,6 +217,7 @@ async def main(config: dict[str, Any]) -> None:
     app = App(settings)
     probe = Probe()
     probe.watch_publishes()
+    probe.watch_sql()
     app.bot.session.middleware(probe.request_middleware())
     app.outbox_bot.session.middleware(probe.request_middleware())  # the orders go there
     # first of the outer middlewares, so the handled time covers all of them

@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gc
 import json
+import math
 import os
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -670,6 +673,8 @@ async def run(ctx: Ctx) -> None:
             await measure_echo(ctx, echo_api)
         if ctx.only & set("12356"):
             await measure_bot(ctx, bot_api)
+        if "1" in ctx.only:
+            await measure_echo_floor(ctx, echo_api)
         if "4" in ctx.only:
             await measure_search(ctx)
         if "7" in ctx.only:
@@ -690,15 +695,45 @@ async def measure_echo(ctx: Ctx, api: BenchAPI) -> None:
         merchants = await register_merchants(ctx, api)
         ctx.echo["rate"] = ctx.echo["paced"] = []  # type: ignore[attr-defined]
         if "1" in ctx.only:
-            cpu = cpu_s(proc.pid)
+            cpu, sent = cpu_s(proc.pid), len(api.requests)
             load = await throughput(api, echo, merchants, plan, None, plan.saturate_s)
             ctx.echo["cpu"] = (cpu_s(proc.pid) - cpu) * 1000 / max(len(load.done), 1)  # type: ignore[attr-defined]
             ctx.echo["rate"] = load.per_second(load.started, plan.saturate_s, 1)  # type: ignore[attr-defined]
+            ctx.echo["requests"] = (len(api.requests) - sent) / max(len(load.done), 1)  # type: ignore[attr-defined]
         if "2" in ctx.only:
             paced = await throughput(api, echo, merchants, plan, plan.paced_rate, plan.paced_s)
             ctx.echo["paced"] = paced.latencies()  # type: ignore[attr-defined]
     finally:
         await end(proc)
+
+
+async def measure_echo_floor(ctx: Ctx, api: BenchAPI) -> None:
+    """Figure 1's floor: the echo bot making as many Bot API requests per update as
+    ChargeShare made in the same mix (the extra ones to a chat nobody waits on). What
+    it reaches is what aiogram, aiohttp and pydantic allow for that many requests,
+    with no database, no rendering and none of our middlewares."""
+    ours_, echo_ = getattr(ctx, "ours", {}), getattr(ctx, "echo", {})
+    calls = ours_.get("requests", NAN)
+    if math.isnan(calls) or not echo_.get("rate"):  # no figure 1 for one of them
+        return
+    argv = ["bench.echoproc", api.url, api.token, f"{calls:.3f}", str(GROUP)]
+    proc, _, _ = await start_bot(ctx, api, "echo-floor", argv)
+    try:
+        merchants = await register_merchants(ctx, api)
+        cpu, sent = cpu_s(proc.pid), len(api.requests)
+        load = await throughput(api, echo, merchants, ctx.plan, None, ctx.plan.saturate_s)
+        done = max(len(load.done), 1)
+        cpu_per_update = (cpu_s(proc.pid) - cpu) * 1000 / done
+        made = (len(api.requests) - sent) / done
+        rate = load.per_second(load.started, ctx.plan.saturate_s, 1)
+    finally:
+        await end(proc)
+    floor = median(rate) / median(echo_["rate"]) if rate else NAN
+    ctx.rows += [
+        rate_row("1", f"updates/s, echo making {made:.2f} requests per update", rate),
+        Row("1", "that echo / echo (medians): the floor", floor, floor, 1, "x"),
+        Row("1", "bot CPU per update, that echo", cpu_per_update, cpu_per_update, 1, "ms"),
+    ]
 
 
 def bot_config(ctx: Ctx, api: BenchAPI, out: Path, **settings: str) -> dict[str, Any]:
@@ -730,9 +765,18 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
     try:
         merchants = await register_merchants(ctx, api)
         if "1" in ctx.only:
-            cpu = cpu_s(proc.pid)
+            cpu, sent = cpu_s(proc.pid), len(api.requests)
+            began = time.monotonic()
             load = await throughput(api, ours, merchants, plan, None, plan.saturate_s)
+            windows["saturate"] = (began, time.monotonic())
             cpu_per_update = (cpu_s(proc.pid) - cpu) * 1000 / max(len(load.done), 1)
+            made = collections.Counter(name for name, _ in api.requests[sent:])
+            requests = sum(made.values()) / max(len(load.done), 1)
+            ctx.ours = {"requests": requests}  # type: ignore[attr-defined]
+            by_method = ", ".join(
+                f"{name} {n / max(len(load.done), 1):.2f}" for name, n in made.most_common()
+            )
+            ctx.notes.append(f"figure 1: ChargeShare's Bot API requests per update: {by_method}")
             rate = load.per_second(load.started, plan.saturate_s, 1)
             ratio = median(rate) / median(echo_["rate"]) if echo_["rate"] else NAN
             ctx.rows += [
@@ -764,6 +808,15 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
                     echo_.get("cpu", NAN),
                     1,
                     "ms",
+                ),
+                Row("1", "Bot API requests per update, ChargeShare", requests, requests, 1, ""),
+                Row(
+                    "1",
+                    "Bot API requests per update, echo",
+                    echo_.get("requests", NAN),
+                    echo_.get("requests", NAN),
+                    1,
+                    "",
                 ),
             ]
             if load.errors:
@@ -813,6 +866,8 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
     finally:
         await end(proc)
     probe = json.loads(out.read_text()) if out.exists() else {}
+    if "1" in ctx.only:
+        ctx.rows += sql_rows(probe, windows["saturate"], ctx.notes)
     if "3" in ctx.only:
         ctx.rows += start_trace(result.trace, probe)
         ctx.rows += stop_trace(stops.stop_trace, probe)
@@ -867,6 +922,54 @@ async def measure_bot(ctx: Ctx, api: BenchAPI) -> None:
             Row("6", "RSS at rest, ChargeShare", rss, rss, 1, "MB"),
             Row("6", "RSS at rest, echo", echo_["rss"], echo_["rss"], 1, "MB"),
         ]
+
+
+def sql_rows(probe: dict[str, Any], window: tuple[float, float], notes: list[str]) -> list[Row]:
+    """The SQL each update of figure 1's mix made (counted in the bot process), per
+    update: statements (BEGIN and COMMIT not counted) and transactions."""
+    lo, hi = window
+    counts = [(n, tx) for at, n, tx, _w in probe.get("sql", []) if lo <= at <= hi]
+    if not counts:
+        return []
+    steps: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+    for at, n, tx, what in probe.get("sql", []):
+        if lo <= at <= hi:
+            steps[what].append((n, tx))
+    notes.append(
+        "figure 1: SQL per step (statements in transactions, means): "
+        + ", ".join(
+            f"{what} {statistics.fmean(n for n, _ in c):.1f} in "
+            f"{statistics.fmean(t for _, t in c):.1f}"
+            for what, c in sorted(steps.items())
+        )
+    )
+    statements = [float(n) for n, _ in counts]
+    transactions = [float(tx) for _, tx in counts]
+    mean_n, mean_tx = statistics.fmean(statements), statistics.fmean(transactions)
+    met = mean_n <= 3 and mean_tx <= 1
+    n = len(counts)
+    return [
+        Row(
+            "1",
+            "SQL statements per update (mean)",
+            mean_n,
+            pct(statements, 0.99),
+            n,
+            "",
+            "<= 3",
+            met,
+        ),
+        Row(
+            "1",
+            "transactions per update (mean)",
+            mean_tx,
+            pct(transactions, 0.99),
+            n,
+            "",
+            "<= 1",
+            met,
+        ),
+    ]
 
 
 def start_trace(

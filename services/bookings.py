@@ -6,12 +6,14 @@ one transaction that first locks the charger's row (on SQLite the whole unit of
 work holds the write lock), so two accepts pressed at once cannot both win.
 """
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, func, literal, null, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, literal, null, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from models import Booking, BookingStatus, Charger, ChargingSession, Listing, Order, User
@@ -34,7 +36,7 @@ from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.returning import move_returning, take_row
 from services.text import clean_reason
-from services.tx import Db, read, transaction
+from services.tx import Db, lock_rows, read, transaction
 from services.windows import Interval, fits_hours, free_windows
 
 MAX_BOOKING = timedelta(hours=24)
@@ -76,12 +78,6 @@ async def bookable_charger(db: Db, charger_id: int) -> ChargerInfo:
 # The statements every booking step runs, built once with their parameters named:
 # building a statement and its cache key costs more than SQLite takes to run it
 # (docs/benchmarks.md, fifth round).
-_BOOKABLE = (
-    select(Charger, Listing.published, Listing.paused, Listing.merchant_id, Listing.shop_name)
-    .join(Listing, Listing.id == Charger.listing_id)
-    .where(Charger.id == bindparam("charger_id"))
-    .execution_options(populate_existing=True)
-)
 _BUSY = select(Booking.start_at, Booking.end_at).where(
     Booking.charger_id == bindparam("charger_id"),
     Booking.status.in_(BOOKING_TAKEN),
@@ -108,7 +104,34 @@ _MINE = (
     .limit(1)
     .scalar_subquery()
 )
-_WAITING_COUNT = select(_WAITING)
+
+
+@functools.cache
+def _bookable_statement(waiting: bool, window: bool) -> Select[Any]:
+    """The charger with its shop's flags and name, and the step's other questions as
+    columns of the same statement: how many of the user's requests wait (``waiting``),
+    and for a window, the user's own open booking of the charger it overlaps and
+    whether another booking holds it (``window``). One statement per booking step."""
+    asked = [
+        _WAITING if waiting else null(),
+        _MINE if window else null(),
+        exists(_BUSY) if window else null(),
+    ]
+    return (
+        select(
+            Charger,
+            Listing.published,
+            Listing.paused,
+            Listing.merchant_id,
+            Listing.shop_name,
+            *asked,
+        )
+        .join(Listing, Listing.id == Charger.listing_id)
+        .where(Charger.id == bindparam("charger_id"))
+        .execution_options(populate_existing=True)
+    )
+
+
 # a listing's card: its columns beside each active charger's
 _LISTING_CARD = LISTINGS_WITH_CHARGERS.where(
     Listing.id == bindparam("listing_id"), Charger.active.is_(True)
@@ -139,14 +162,21 @@ class _Shop:
     name: str
 
 
-async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
-    """``bookable_charger`` and its shop, in one statement (every step of a booking
-    asks: the listing's row is read for its flags and name only)."""
-    async with read(db):
-        row = (await db.execute(_BOOKABLE, {"charger_id": charger_id})).one_or_none()
-        if row is None:
+@dataclass(frozen=True)
+class _Asked:
+    """What ``_ask`` read: the charger and its shop's row (None: no such charger), and
+    the answers to the questions asked with it (None where not asked)."""
+
+    row: Any
+    waiting: int | None
+    mine: int | None
+    busy: bool | None
+
+    def bookable(self) -> tuple[ChargerInfo, _Shop]:
+        """The charger and its shop, if it may be booked; else a refusal that says why."""
+        if self.row is None:
             raise NotFound("err.charger_gone")
-        charger, published, paused, merchant_id, shop_name = row
+        charger, published, paused, merchant_id, shop_name = self.row
         if not charger.active or not published:
             raise NotFound("err.charger_gone")
         if paused:
@@ -154,6 +184,43 @@ async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
         if charger.paired_at is None:  # no plug yet: nothing could switch the power
             raise InvalidInput("pairing.err_not_bookable")
         return ChargerInfo.of(charger), _Shop(merchant_id, shop_name or "")
+
+    def check_limits(self, rules: BookingRules) -> None:
+        """``check_request_limits``' refusals, from the answers read."""
+        cap = rules.max_open_requests
+        if cap is not None and self.waiting is not None and self.waiting >= cap:
+            raise NotAllowed("err.too_many_requests", max=cap)
+        if self.mine is not None:
+            raise InvalidInput("err.booking_repeat", id=self.mine)
+
+
+async def _ask(
+    db: Db,
+    charger_id: int,
+    *,
+    user_id: int | None = None,
+    rules: BookingRules | None = None,
+    window: tuple[datetime, datetime] | None = None,
+) -> _Asked:
+    """A booking step's questions in one statement (the listing's row is read for its
+    flags and name only): the charger, and with ``user_id`` and ``rules`` the user's
+    requests waiting (when the rules cap them), with ``window`` too their own booking
+    it repeats and whether it is taken."""
+    waiting = user_id is not None and rules is not None and rules.max_open_requests is not None
+    params: dict[str, Any] = {"charger_id": charger_id, "user_id": user_id}
+    if window is not None:
+        params |= {"start": window[0], "end": window[1]}
+    async with read(db):
+        statement = _bookable_statement(waiting, window is not None)
+        row = (await db.execute(statement, params)).one_or_none()
+    if row is None:
+        return _Asked(None, None, None, None)
+    return _Asked(row[:5], row[5], row[6], row[7])
+
+
+async def _bookable(db: Db, charger_id: int) -> tuple[ChargerInfo, _Shop]:
+    """``bookable_charger`` and its shop, in one statement."""
+    return (await _ask(db, charger_id)).bookable()
 
 
 def bookable(listing: Listing | ListingInfo | None) -> bool:
@@ -200,9 +267,10 @@ async def check_window(
     end: datetime,
     now: datetime,
     rules: BookingRules,
+    busy: bool | None = None,
 ) -> None:
     """Refuse a window that is past, empty, too long, too far ahead, outside the
-    hours, or taken.
+    hours, or taken (``busy``: whether it is, when already read).
 
     A refusal carries the free windows of that day, so the user can pick one.
     """
@@ -217,7 +285,9 @@ async def check_window(
     day = start.astimezone(rules.zone).date()
     if not fits_hours(charger.hours, start, end, rules.zone):
         raise InvalidInput("err.window_hours", **await _free(db, charger, day, now, rules))
-    if await busy_intervals(db, charger.id, start, end):
+    if busy is None:
+        busy = bool(await busy_intervals(db, charger.id, start, end))
+    if busy:
         raise InvalidInput("err.window_taken", **await _free(db, charger, day, now, rules))
 
 
@@ -246,11 +316,15 @@ async def request(
 ) -> BookingInfo:
     now = now or utcnow()
     async with transaction(db):
-        await check_request_limits(db, user_id, charger_id, start, end, rules, lock=True)
-        charger, listing = await _bookable(db, charger_id)
+        # the user's row locked first (PostgreSQL), so a double press cannot pass the
+        # cap twice; then every question of the request in one statement
+        await lock_rows(db, _LOCK_USER, {"user_id": user_id})
+        asked = await _ask(db, charger_id, user_id=user_id, rules=rules, window=(start, end))
+        asked.check_limits(rules)
+        charger, listing = asked.bookable()
         if device_kind not in charger.device_kinds:
             raise InvalidInput("err.device_kind")
-        await check_window(db, charger, start, end, now, rules)
+        await check_window(db, charger, start, end, now, rules, busy=asked.busy)
         if listing.merchant_id == user_id:
             raise NotAllowed("err.own_charger")
         respond_by = answer_by(start, now, rules.response_minutes)
@@ -299,11 +373,11 @@ async def check_request_limits(
 
     ``lock`` (inside the request's transaction): the user's row is locked first
     (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises the whole unit), so that a
-    double press cannot pass the count twice. Without it, an early check (when
-    Book is pressed) that saves the person typing a request bound to fail.
+    double press cannot pass the count twice. (A booking's own steps ask these
+    questions with the charger's read, ``_ask``; a walk-up asks them here.)
     """
     if lock:
-        await db.execute(_LOCK_USER, {"user_id": user_id})
+        await lock_rows(db, _LOCK_USER, {"user_id": user_id})
     capped = rules.max_open_requests is not None
     repeats = charger_id is not None and start is not None and end is not None
     if not capped and not repeats:
@@ -313,18 +387,7 @@ async def check_request_limits(
     waiting, mine = (
         await db.execute(_LIMITS[capped, repeats], {"user_id": user_id, **window})
     ).one()
-    if capped and waiting >= rules.max_open_requests:
-        raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
-    if mine is not None:
-        raise InvalidInput("err.booking_repeat", id=mine)
-
-
-async def _at_request_cap(db: Db, user_id: int, rules: BookingRules) -> bool:
-    """The user has as many requests waiting as the rules allow (none when no cap)."""
-    if rules.max_open_requests is None:
-        return False
-    waiting = await db.scalar(_WAITING_COUNT, {"user_id": user_id})
-    return (waiting or 0) >= rules.max_open_requests
+    _Asked(None, waiting if capped else None, mine, None).check_limits(rules)
 
 
 async def _locked(db: Db, booking_id: int) -> Booking:
@@ -332,7 +395,7 @@ async def _locked(db: Db, booking_id: int) -> Booking:
     if booking is None:
         raise NotFound("err.booking_not_found")
     # serialise deciders of one charger: PostgreSQL row lock (SQLite: BEGIN IMMEDIATE)
-    await db.execute(_LOCK_CHARGER, {"charger_id": booking.charger_id})
+    await lock_rows(db, _LOCK_CHARGER, {"charger_id": booking.charger_id})
     return booking
 
 
@@ -668,10 +731,10 @@ async def bookable_for(
     """Book pressed: the charger, if it is bookable and the user may ask for another
     booking now (said at once rather than after every question; ``request`` checks
     it all again)."""
-    async with read(db):
-        charger = await bookable_charger(db, charger_id)
-        await check_request_limits(db, user_id, None, None, None, rules)
-        return charger
+    asked = await _ask(db, charger_id, user_id=user_id, rules=rules)
+    charger, _shop = asked.bookable()
+    asked.check_limits(rules)
+    return charger
 
 
 async def acceptable(
@@ -687,13 +750,15 @@ async def acceptable(
     past, length, the user's own bookings): the quick choices offer only those."""
     now = now or utcnow()
     async with read(db):
-        charger = await bookable_charger(db, charger_id)
+        asked = await _ask(db, charger_id, user_id=user_id, rules=rules)
+        charger, _shop = asked.bookable()
         if not windows:
             return []
         # the same rules as check_window and check_request_limits, with the bookings
         # of the span of all the windows read once, not once per window
         lo, hi = min(s for s, _e in windows), max(e for _s, e in windows)
-        if await _at_request_cap(db, user_id, rules):
+        cap = rules.max_open_requests
+        if cap is not None and (asked.waiting or 0) >= cap:
             return [False] * len(windows)
         # one statement: the charger's taken windows and the user's own open requests
         # for it, within the span of all the windows
@@ -745,8 +810,9 @@ async def quote(
     the day's free windows when taken or closed), else its summary."""
     now = now or utcnow()
     async with read(db):
-        charger, shop = await _bookable(db, charger_id)
-        await check_window(db, charger, start, end, now, rules)
-        await check_request_limits(db, user_id, charger.id, start, end, rules)
+        asked = await _ask(db, charger_id, user_id=user_id, rules=rules, window=(start, end))
+        charger, shop = asked.bookable()
+        await check_window(db, charger, start, end, now, rules, busy=asked.busy)
+        asked.check_limits(rules)
         estimate = estimate_minor(charger.price_minor, charger.price_unit, start, end)
         return Quote(charger, shop.name, start, end, estimate)

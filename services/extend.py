@@ -17,7 +17,7 @@ from services.bookings import MAX_BOOKING, BookingRules, busy_intervals, estimat
 from services.dto import ChargeInfo
 from services.errors import InvalidInput, NotAllowed
 from services.hours import Hours
-from services.tx import Db, read, transaction
+from services.tx import Db, lock_rows, read, transaction
 from services.windows import fits_hours
 
 EXTENSIONS = (30, 60)  # minutes
@@ -96,7 +96,9 @@ async def extend(
         found = await db.get(ChargingSession, session_id, populate_existing=True)
         if found is None or found.user_id != user_id:
             raise NotAllowed("err.not_your_session")
-        await db.execute(select(Charger.id).where(Charger.id == found.charger_id).with_for_update())
+        await lock_rows(
+            db, select(Charger.id).where(Charger.id == found.charger_id).with_for_update()
+        )
         charge = await charging.get(db, session_id)  # as it is now that we hold the lock
         booking = charge.booking
         await db.refresh(booking)

@@ -26,7 +26,7 @@ from services.listing_draft import ChargerDraft, ListingDraft, price_minor
 from services.outbox import OutboxKind
 from services.paging import Page, page_of
 from services.text import clean_reason
-from services.tx import Db, read, transaction
+from services.tx import Db, lock_rows, read, transaction
 
 # preset rejection reasons; stored as "preset:<code>" and translated per reader
 REJECT_PRESETS = ("photo", "location", "price", "incomplete", "duplicate")
@@ -170,7 +170,7 @@ async def check_review_cap(
     """
     if cap is None:
         return
-    await db.execute(select(User.id).where(User.id == merchant_id).with_for_update())
+    await lock_rows(db, select(User.id).where(User.id == merchant_id).with_for_update())
     under_review = await db.scalar(
         select(func.count())
         .select_from(Listing)

@@ -44,7 +44,7 @@ from services.deadlines import answer_by
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.money import TABLE, MoneyRules, currency, format_minor, topup_choices
 from services.outbox import OutboxKind
-from services.tx import Db, transaction
+from services.tx import Db, lock_rows, transaction
 
 # a pre-checkout we approved keeps its booking payable this much longer: the
 # provider may take a while (3-D Secure) after Telegram's 10 seconds
@@ -483,8 +483,8 @@ async def _lock_booking(db: Db, booking_id: int) -> Booking | None:
     charger_id = await db.scalar(select(Booking.charger_id).where(Booking.id == booking_id))
     if charger_id is None:
         return None
-    await db.execute(select(Charger.id).where(Charger.id == charger_id).with_for_update())
-    await db.execute(select(Booking.id).where(Booking.id == booking_id).with_for_update())
+    await lock_rows(db, select(Charger.id).where(Charger.id == charger_id).with_for_update())
+    await lock_rows(db, select(Booking.id).where(Booking.id == booking_id).with_for_update())
     return await db.get(Booking, booking_id, populate_existing=True)
 
 

@@ -92,6 +92,15 @@ async def transaction(db: AsyncSession) -> AsyncIterator[AsyncSession]:
             _GATE_HOLDER.reset(holder)
 
 
+async def lock_rows(db: AsyncSession, statement: Any, params: dict[str, Any] | None = None) -> None:
+    """Take the row locks of ``statement`` (a ``SELECT … FOR UPDATE`` whose rows are not
+    needed), where the database has row locks. SQLite has none (SQLAlchemy leaves FOR
+    UPDATE out there): a unit of work on it holds the database's write lock from its
+    BEGIN IMMEDIATE, so the statement would be a read for nothing."""
+    if db.get_bind().dialect.name != "sqlite":
+        await db.execute(statement, params)
+
+
 @asynccontextmanager
 async def step(db: AsyncSession) -> AsyncIterator[AsyncSession]:
     """A conversation step in one transaction: its reads, its domain writes, and

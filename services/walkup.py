@@ -34,7 +34,7 @@ from services.charging import ChargingRules, Scan, active_session
 from services.dto import BookingInfo, ChargerInfo, WalkupOffer
 from services.errors import InvalidInput, NotAllowed, NotFound
 from services.outbox import OutboxKind
-from services.tx import Db, read, transaction
+from services.tx import Db, lock_rows, read, transaction
 from services.windows import open_intervals
 
 # what Charge now offers (minutes); UNTIL_FULL: until the charger reads full
@@ -118,7 +118,7 @@ async def take(
     async with transaction(db):
         await check_request_limits(db, user_id, None, None, None, rules, lock=True)
         # serialise walk-ups and decisions on this charger (PostgreSQL row lock)
-        await db.execute(select(Charger.id).where(Charger.id == charger_id).with_for_update())
+        await lock_rows(db, select(Charger.id).where(Charger.id == charger_id).with_for_update())
         charger = await db.get(Charger, charger_id, populate_existing=True)
         if charger is None or not charger.active:
             raise NotFound("err.charger_gone")

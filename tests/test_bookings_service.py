@@ -1,11 +1,12 @@
 """Booking rules in services/, on SQLite and PostgreSQL."""
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from models import AuditEntry, Booking, BookingStatus, Charger, Listing, OutboxMessage, User
 from services import bookings, listings, search
@@ -242,3 +243,49 @@ async def test_paused_listing_cannot_be_booked_and_search(open_db, charger_id) -
     with pytest.raises(InvalidInput) as error:
         await _request(open_db, charger_id)
     assert error.value.key == "err.listing_paused"
+
+
+async def test_a_booking_step_asks_its_questions_in_one_statement(
+    engine, open_db, charger_id
+) -> None:
+    """The window step (``quote``) and the request read the charger and its shop, the
+    user's waiting requests, their own booking the window repeats and whether another
+    holds it, in one statement; a row lock is taken only where the database has row
+    locks (PostgreSQL: on SQLite the unit of work holds the write lock from BEGIN)."""
+    rules = replace(RULES, max_open_requests=3)
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(
+            statement.split()[0].upper() + (" FOR UPDATE" if "FOR UPDATE" in statement else "")
+        )
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with open_db() as db:
+            window = {"start": at(28, 18), "end": at(28, 20)}
+            await bookings.quote(
+                db, user_id=USER_A, charger_id=charger_id, rules=rules, now=NOW, **window
+            )
+        assert seen == ["SELECT"]
+        seen.clear()
+        async with open_db() as db:
+            await bookings.request(
+                db,
+                user_id=USER_A,
+                charger_id=charger_id,
+                device_kind="e_bike",
+                device_model="",
+                rules=rules,
+                now=NOW,
+                **window,
+            )
+        reads = [s for s in seen if s.startswith("SELECT")]
+        locks = ["SELECT FOR UPDATE"] if engine.dialect.name == "postgresql" else []
+        assert reads == [*locks, "SELECT"]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    # and the answers it read still refuse: the same window again repeats the booking
+    with pytest.raises(InvalidInput) as refused:
+        await _request(open_db, charger_id, start=at(28, 18), end=at(28, 20))
+    assert refused.value.key == "err.booking_repeat"

@@ -285,7 +285,30 @@ async def test_a_booking_step_asks_its_questions_in_one_statement(
         assert reads == [*locks, "SELECT"]
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
-    # and the answers it read still refuse: the same window again repeats the booking
+    # and each answer read with the charger still refuses: the same window again
+    # repeats the booking; another window is past the cap of one request waiting; once
+    # accepted, the window is taken for someone else
     with pytest.raises(InvalidInput) as refused:
         await _request(open_db, charger_id, start=at(28, 18), end=at(28, 20))
     assert refused.value.key == "err.booking_repeat"
+    one = replace(RULES, max_open_requests=1)
+    later = {"start": at(28, 20), "end": at(28, 21)}
+    for ask in (bookings.quote, bookings.request):
+        extra = {"device_kind": "e_bike", "device_model": ""} if ask is bookings.request else {}
+        with pytest.raises(NotAllowed) as capped:
+            async with open_db() as db:
+                await ask(
+                    db, user_id=USER_A, charger_id=charger_id, rules=one, now=NOW, **later, **extra
+                )
+        assert capped.value.key == "err.too_many_requests"
+    async with open_db() as db:
+        mine = (await db.scalars(select(Booking.id))).one()
+        await bookings.accept(db, booking_id=mine, merchant_id=MERCHANT, now=NOW)
+    for ask in (bookings.quote, bookings.request):
+        extra = {"device_kind": "e_bike", "device_model": ""} if ask is bookings.request else {}
+        with pytest.raises(InvalidInput) as taken:
+            async with open_db() as db:
+                await ask(
+                    db, user_id=USER_B, charger_id=charger_id, rules=one, now=NOW, **window, **extra
+                )
+        assert taken.value.key == "err.window_taken"

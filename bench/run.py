@@ -946,7 +946,7 @@ def sql_rows(probe: dict[str, Any], window: tuple[float, float], notes: list[str
     statements = [float(n) for n, _ in counts]
     transactions = [float(tx) for _, tx in counts]
     mean_n, mean_tx = statistics.fmean(statements), statistics.fmean(transactions)
-    met = mean_n <= 3 and mean_tx <= 1
+    # the target is both ("<= 3 statements in 1 transaction"): each row says its half
     n = len(counts)
     return [
         Row(
@@ -957,7 +957,7 @@ def sql_rows(probe: dict[str, Any], window: tuple[float, float], notes: list[str
             n,
             "",
             "<= 3",
-            met,
+            mean_n <= 3,
         ),
         Row(
             "1",
@@ -967,7 +967,7 @@ def sql_rows(probe: dict[str, Any], window: tuple[float, float], notes: list[str
             n,
             "",
             "<= 1",
-            met,
+            mean_tx <= 1,
         ),
     ]
 

@@ -185,11 +185,15 @@ class _Asked:
             raise InvalidInput("pairing.err_not_bookable")
         return ChargerInfo.of(charger), _Shop(merchant_id, shop_name or "")
 
+    def at_cap(self, rules: BookingRules) -> bool:
+        """The user has as many requests waiting as the rules allow (never, uncapped)."""
+        cap = rules.max_open_requests
+        return cap is not None and self.waiting is not None and self.waiting >= cap
+
     def check_limits(self, rules: BookingRules) -> None:
         """``check_request_limits``' refusals, from the answers read."""
-        cap = rules.max_open_requests
-        if cap is not None and self.waiting is not None and self.waiting >= cap:
-            raise NotAllowed("err.too_many_requests", max=cap)
+        if self.at_cap(rules):
+            raise NotAllowed("err.too_many_requests", max=rules.max_open_requests)
         if self.mine is not None:
             raise InvalidInput("err.booking_repeat", id=self.mine)
 
@@ -757,8 +761,7 @@ async def acceptable(
         # the same rules as check_window and check_request_limits, with the bookings
         # of the span of all the windows read once, not once per window
         lo, hi = min(s for s, _e in windows), max(e for _s, e in windows)
-        cap = rules.max_open_requests
-        if cap is not None and (asked.waiting or 0) >= cap:
+        if asked.at_cap(rules):
             return [False] * len(windows)
         # one statement: the charger's taken windows and the user's own open requests
         # for it, within the span of all the windows

@@ -3,8 +3,7 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup
 
 from services import bookings
 from services.bookings import REJECT_PRESETS, Quote
@@ -15,14 +14,8 @@ from services.search import Hit, opening
 from ui import paging
 from ui.callbacks import BookCb, BookingAction, BookingCb, FindAction, FindCb, PageOf
 from ui.i18n import Html, Translator
+from ui.keyboards import button
 from ui.views.listing import fit, hours_text, supply_text
-
-
-# These views are on the busiest steps (/find's page, a card, a booking's summary and
-# its actions), so they build their rows directly: InlineKeyboardBuilder deep-copies
-# every button it holds at each add, a tenth of the location step's CPU for a page.
-def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
-    return InlineKeyboardButton(text=text, callback_data=data.pack())
 
 
 def money(t: Translator, minor: int | None, currency: str) -> str:
@@ -205,8 +198,8 @@ def summary(
         estimate=estimate,
     )
     row = [
-        _button(t("btn.confirm"), BookingCb(action=BookingAction.CONFIRM)),
-        _button(t("btn.cancel"), BookingCb(action=BookingAction.DROP)),
+        button(t("btn.confirm"), BookingCb(action=BookingAction.CONFIRM)),
+        button(t("btn.cancel"), BookingCb(action=BookingAction.DROP)),
     ]
     return text, InlineKeyboardMarkup(inline_keyboard=[row])
 
@@ -236,7 +229,7 @@ def bookings_list(
     ]
     header = t("booking.list_header", title=t(LISTS[of]), page=paging.counter(t, page))
     buttons = [
-        _button(f"#{booking.id}", BookingCb(action=BookingAction.OPEN, booking_id=booking.id))
+        button(f"#{booking.id}", BookingCb(action=BookingAction.OPEN, booking_id=booking.id))
         for booking in page.items
     ]
     rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
@@ -251,15 +244,15 @@ def booking_actions(
     row = []
     if person == booking.user_id and bookings.cancellable(booking, now):
         row.append(
-            _button(
+            button(
                 t("btn.cancel_booking"),
                 BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
             )
         )
     if person == booking.merchant_id and bookings.decidable(booking):
         row += [
-            _button(t("btn.accept"), BookingCb(action=BookingAction.ACCEPT, booking_id=booking.id)),
-            _button(t("btn.reject"), BookingCb(action=BookingAction.REJECT, booking_id=booking.id)),
+            button(t("btn.accept"), BookingCb(action=BookingAction.ACCEPT, booking_id=booking.id)),
+            button(t("btn.reject"), BookingCb(action=BookingAction.REJECT, booking_id=booking.id)),
         ]
     return InlineKeyboardMarkup(inline_keyboard=[row]) if row else None
 
@@ -267,10 +260,10 @@ def booking_actions(
 def cancel_confirm_buttons(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
     """Cancelling an accepted booking asks first."""
     row = [
-        _button(
+        button(
             t("btn.cancel_yes"), BookingCb(action=BookingAction.CANCEL_YES, booking_id=booking_id)
         ),
-        _button(t("btn.keep_booking"), BookingCb(action=BookingAction.KEEP, booking_id=booking_id)),
+        button(t("btn.keep_booking"), BookingCb(action=BookingAction.KEEP, booking_id=booking_id)),
     ]
     return InlineKeyboardMarkup(inline_keyboard=[row])
 
@@ -278,11 +271,11 @@ def cancel_confirm_buttons(t: Translator, booking_id: int) -> InlineKeyboardMark
 def reminder_buttons(t: Translator, booking: BookingInfo, now: datetime) -> InlineKeyboardMarkup:
     """A reminder's On my way, and Cancel while the booking may still be cancelled."""
     row = [
-        _button(t("btn.on_my_way"), BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id))
+        button(t("btn.on_my_way"), BookingCb(action=BookingAction.ON_WAY, booking_id=booking.id))
     ]
     if bookings.cancellable(booking, now):
         row.append(
-            _button(
+            button(
                 t("btn.cancel_booking"),
                 BookingCb(action=BookingAction.CANCEL, booking_id=booking.id),
             )
@@ -306,7 +299,7 @@ def find_page(
     first = page.offset + 1
     rows = [
         [
-            _button(
+            button(
                 f"{i}. {hit.listing.shop_name}",
                 FindCb(
                     action=FindAction.CARD,
@@ -322,14 +315,14 @@ def find_page(
     nav = []
     if page.number > 0:
         nav.append(
-            _button(
+            button(
                 t("btn.previous"),
                 cb.model_copy(update={"action": FindAction.PAGE, "page": page.number - 1}),
             )
         )
     if page.number < page.pages - 1:
         nav.append(
-            _button(
+            button(
                 t("btn.next"),
                 cb.model_copy(update={"action": FindAction.PAGE, "page": page.number + 1}),
             )
@@ -339,11 +332,11 @@ def find_page(
     kind_label = t(f"kind.{cb.kind}") if cb.kind else t("find.any_device")
     rows.append(
         [
-            _button(
+            button(
                 t("btn.filter_kind", kind=kind_label),
                 cb.model_copy(update={"action": FindAction.KIND, "page": 0}),
             ),
-            _button(
+            button(
                 t("btn.open_now_on" if cb.open_now else "btn.open_now_off"),
                 cb.model_copy(
                     update={"action": FindAction.PAGE, "page": 0, "open_now": not cb.open_now}
@@ -364,8 +357,8 @@ def card_buttons(
 ) -> InlineKeyboardMarkup:
     """Book for each charger, and the shop on a map."""
     rows = [
-        [_button(t("btn.book_charger", n=charger.position + 1), BookCb(charger_id=charger.id))]
+        [button(t("btn.book_charger", n=charger.position + 1), BookCb(charger_id=charger.id))]
         for charger in chargers
     ]
-    rows.append([_button(t("btn.show_map"), FindCb(action=FindAction.MAP, listing_id=listing.id))])
+    rows.append([button(t("btn.show_map"), FindCb(action=FindAction.MAP, listing_id=listing.id))])
     return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -5,7 +5,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from services.charging import Scan
@@ -14,6 +14,7 @@ from services.paging import Page
 from ui import paging
 from ui.callbacks import ChargeAction, ChargeCb, OnCharge, PageOf, StartCb
 from ui.i18n import Html, Translator
+from ui.keyboards import button
 from ui.views.booking import charger_title, money, tariff_text, window_text
 from ui.views.listing import fit, supply_text
 
@@ -157,21 +158,15 @@ def running_list(
 
 
 def start_button(t: Translator, booking_id: int) -> InlineKeyboardMarkup:
-    button = InlineKeyboardButton(
-        text=t("btn.start_charging"), callback_data=StartCb(booking_id=booking_id).pack()
-    )
-    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+    start = button(t("btn.start_charging"), StartCb(booking_id=booking_id))
+    return InlineKeyboardMarkup(inline_keyboard=[[start]])
 
 
 def _row(t: Translator, charge_id: int, *buttons: tuple[str, OnCharge]) -> InlineKeyboardMarkup:
-    """One row of buttons acting on a charging session: (label key, action) pairs.
-    Built directly, not with InlineKeyboardBuilder (which deep-copies its buttons at
-    each add): these go out on the Start and Stop legs."""
+    """One row of buttons acting on a charging session: (label key, action) pairs
+    (built directly, ``button``: these go out on the Start and Stop legs)."""
     row = [
-        InlineKeyboardButton(
-            text=t(label), callback_data=ChargeCb(action=action, charge_id=charge_id).pack()
-        )
-        for label, action in buttons
+        button(t(label), ChargeCb(action=action, charge_id=charge_id)) for label, action in buttons
     ]
     return InlineKeyboardMarkup(inline_keyboard=[row])
 
@@ -187,7 +182,7 @@ def running_buttons(
         ("btn.stop_charging", ChargeAction.STOP),
     )
     for label, data in extend:
-        markup.inline_keyboard.append([InlineKeyboardButton(text=label, callback_data=data.pack())])
+        markup.inline_keyboard.append([button(label, data)])
     return markup
 
 
